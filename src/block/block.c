@@ -1,0 +1,373 @@
+/* The bdev API: format probing, backing chains, argument checks; drivers do the rest. */
+#include "block/block.h"
+#include "block/lock.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const struct bdev_driver *const drivers[] = {
+	&bdev_qcow2_driver,
+	&bdev_raw_driver,
+};
+
+const struct bdev_driver *bdev_find_driver(const char *name)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (!strcmp(drivers[i]->name, name))
+			return drivers[i];
+	return NULL;
+}
+
+const struct bdev_driver *bdev_probe_buf(const uint8_t *buf, size_t len)
+{
+	const struct bdev_driver *best = &bdev_raw_driver;
+	int best_score = 0;
+
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		int score = drivers[i]->probe ? drivers[i]->probe(buf, len) : 0;
+		if (score > best_score) {
+			best = drivers[i];
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+int bdev_probe_file(const char *path, const char **fmt)
+{
+	uint8_t buf[512] = {0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(errno, "%s: could not open", path);
+	ssize_t n = pread(fd, buf, sizeof(buf), 0);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return err_sys(e, "%s: could not read", path);
+	*fmt = bdev_probe_buf(buf, (size_t)n)->name;
+	return 0;
+}
+
+char *bdev_resolve_backing(const char *image_path, const char *backing_name)
+{
+	if (backing_name[0] == '/')
+		return strdup(backing_name);
+	char *copy = strdup(image_path);
+	if (!copy)
+		return NULL;
+	char *dir = dirname(copy);
+	char *out = NULL;
+	if (!strcmp(dir, "."))
+		out = strdup(backing_name);
+	else if (asprintf(&out, "%s/%s", dir, backing_name) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+static void bdev_free(struct bdev *bs)
+{
+	free(bs->filename);
+	free(bs->backing_name);
+	free(bs->backing_path);
+	free(bs->backing_fmt);
+	free(bs);
+}
+
+/* Open one layer (not its backing). */
+static int open_layer(struct bdev **out, const char *path, const char *fmt, int flags)
+{
+	const struct bdev_driver *drv = NULL;
+	struct bdev *bs;
+	int ret;
+
+	if (fmt) {
+		drv = bdev_find_driver(fmt);
+		if (!drv)
+			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+	}
+	bs = calloc(1, sizeof(*bs));
+	if (!bs)
+		return err_set(ENOMEM, "%s: out of memory", path);
+	bs->filename = strdup(path);
+	bs->flags = flags;
+	bs->read_only = !(flags & BDEV_O_RDWR);
+	bs->align = 512;
+	int oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (flags & BDEV_O_DIRECT)
+		oflags |= O_DIRECT;
+	bs->fd = open(path, oflags);
+	if (bs->fd < 0) {
+		ret = err_sys(errno, "%s: could not open", path);
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(bs->fd, &st) < 0) {
+		ret = err_sys(errno, "%s: could not stat", path);
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		ret = err_set(EISDIR, "%s: is a directory, not an image", path);
+		goto fail;
+	}
+	if (!drv) {
+		uint8_t buf[512] = {0};
+		ssize_t n = pread(bs->fd, buf, sizeof(buf), 0);
+		if (n < 0) {
+			ret = err_sys(errno, "%s: could not read", path);
+			goto fail;
+		}
+		drv = bdev_probe_buf(buf, (size_t)n);
+		bs->flags |= BDEV_O_PROBED;
+	}
+	bs->drv = drv;
+	if (!(flags & BDEV_O_FORCE_SHARE)) {
+		/* A reader wants a consistent image: nobody else may write while we look. A writer
+		 * lets others read. Backing files are read by everyone and written by nobody. */
+		int perm = LOCK_PERM_CONSISTENT_READ;
+		int shared = LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE_UNCHANGED;
+		if (!bs->read_only)
+			perm |= LOCK_PERM_WRITE | LOCK_PERM_RESIZE;
+		ret = bdev_lock(bs, perm, shared);
+		if (ret < 0)
+			goto fail;
+	}
+	ret = drv->open(bs);
+	if (ret < 0)
+		goto fail;
+	*out = bs;
+	return 0;
+fail:
+	if (bs->fd >= 0)
+		close(bs->fd);
+	bdev_free(bs);
+	return ret;
+}
+
+/* A file probed as raw never gets a backing file of its own, and a chain never loops: each
+ * layer's identity (device, inode) is compared with every layer above it. */
+int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
+{
+	struct bdev *top = NULL, *cur;
+	dev_t devs[BDEV_MAX_CHAIN];
+	ino_t inos[BDEV_MAX_CHAIN];
+	int depth = 0, ret;
+	struct stat st;
+
+	err_clear();
+	ret = open_layer(&top, path, fmt, flags);
+	if (ret < 0)
+		return ret;
+	cur = top;
+	while (!(flags & BDEV_O_NO_BACKING)) {
+		if (fstat(cur->fd, &st) < 0) {
+			ret = err_sys(errno, "%s: could not stat", cur->filename);
+			goto fail;
+		}
+		for (int i = 0; i < depth; i++) {
+			if (devs[i] == st.st_dev && inos[i] == st.st_ino) {
+				ret = err_set(ELOOP, "%s: backing chain loops back to this file",
+					      cur->filename);
+				goto fail;
+			}
+		}
+		devs[depth] = st.st_dev;
+		inos[depth] = st.st_ino;
+		if (!cur->backing_path)
+			break;
+		if (++depth >= BDEV_MAX_CHAIN) {
+			ret = err_set(ELOOP, "%s: backing chain deeper than %d images", path,
+				      BDEV_MAX_CHAIN);
+			goto fail;
+		}
+		int bflags = (flags & (BDEV_O_FORCE_SHARE | BDEV_O_DIRECT)) | BDEV_O_BACKING;
+		ret = open_layer(&cur->backing, cur->backing_path, cur->backing_fmt, bflags);
+		if (ret < 0) {
+			ret = err_prefix(ret, "%s: backing file: ", cur->filename);
+			goto fail;
+		}
+		cur = cur->backing;
+	}
+	*out = top;
+	return 0;
+fail:
+	bdev_close(top);
+	return ret;
+}
+
+void bdev_close(struct bdev *bs)
+{
+	while (bs) {
+		struct bdev *next = bs->backing;
+		if (bs->drv && bs->drv->close)
+			bs->drv->close(bs);
+		if (bs->fd >= 0)
+			close(bs->fd);
+		bdev_free(bs);
+		bs = next;
+	}
+}
+
+static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
+{
+	if (write && bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	if (off > bs->size || len > bs->size - off)
+		return err_set(EINVAL,
+			       "%s: request at offset %llu length %llu is past the end (%llu bytes)",
+			       bs->filename, (unsigned long long)off, (unsigned long long)len,
+			       (unsigned long long)bs->size);
+	return 0;
+}
+
+int bdev_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
+{
+	int ret = check_range(bs, off, len, false);
+	if (ret < 0 || !len)
+		return ret;
+	return bs->drv->read(bs, off, buf, len);
+}
+
+int bdev_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
+{
+	int ret = check_range(bs, off, len, true);
+	if (ret < 0 || !len)
+		return ret;
+	ret = bs->drv->write(bs, off, buf, len);
+	if (ret == 0 && (bs->flags & BDEV_O_WRITETHROUGH))
+		ret = bdev_flush(bs);
+	return ret;
+}
+
+int bdev_flush(struct bdev *bs)
+{
+	if (bs->read_only || !bs->drv->flush)
+		return 0;
+	return bs->drv->flush(bs);
+}
+
+int bdev_discard(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	int ret = check_range(bs, off, len, true);
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->discard)
+		return 0; /* discard is advisory */
+	return bs->drv->discard(bs, off, len);
+}
+
+int bdev_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags)
+{
+	int ret = check_range(bs, off, len, true);
+	if (ret < 0 || !len)
+		return ret;
+	return bs->drv->write_zeroes(bs, off, len, flags);
+}
+
+int bdev_truncate(struct bdev *bs, uint64_t size)
+{
+	if (bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	if (!bs->drv->truncate)
+		return err_set(ENOTSUP, "%s: format %s cannot be resized", bs->filename,
+			       bs->drv->name);
+	return bs->drv->truncate(bs, size);
+}
+
+int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
+{
+	int ret = check_range(bs, off, len, false);
+	if (ret < 0)
+		return ret;
+	if (!len)
+		return err_set(EINVAL, "%s: block status of an empty range", bs->filename);
+	memset(ext, 0, sizeof(*ext));
+	ret = bs->drv->block_status(bs, off, len, ext);
+	if (ret < 0)
+		return ret;
+	ext->offset = off;
+	ext->file = bs;
+	if (!ext->length || ext->length > len)
+		ext->length = len;
+	return 0;
+}
+
+int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
+{
+	int depth = 0;
+	int ret = bdev_block_status(bs, off, len, ext);
+
+	while (ret == 0 && !(ext->flags & BDEV_ST_ALLOCATED)) {
+		len = ext->length;
+		bs = bs->backing;
+		depth++;
+		if (!bs)
+			break;
+		if (off >= bs->size) {
+			/* Past the end of a shorter backing file: zeroes, owned by nobody. */
+			ext->flags = BDEV_ST_ZERO;
+			ext->depth = depth;
+			ext->file = NULL;
+			return 0;
+		}
+		if (len > bs->size - off)
+			len = bs->size - off;
+		ret = bdev_block_status(bs, off, len, ext);
+	}
+	if (ret == 0) {
+		ext->depth = depth;
+		if (!(ext->flags & BDEV_ST_ALLOCATED)) {
+			/* Unallocated all the way down reads as zero. */
+			ext->flags |= BDEV_ST_ZERO;
+			ext->file = NULL;
+		}
+	}
+	return ret;
+}
+
+int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts)
+{
+	const struct bdev_driver *drv = bdev_find_driver(fmt);
+
+	err_clear();
+	if (!drv)
+		return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+	if (!drv->create)
+		return err_set(ENOTSUP, "%s: format %s cannot be created", path, fmt);
+	return drv->create(path, opts);
+}
+
+int bdev_check(struct bdev *bs, int fix, struct bdev_check_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (!bs->drv->check)
+		return err_set(ENOTSUP, "%s: format '%s' does not support checks", bs->filename,
+			       bs->drv->name);
+	return bs->drv->check(bs, fix, res);
+}
+
+void bdev_check_result_free(struct bdev_check_result *res)
+{
+	for (size_t i = 0; i < res->nmessages; i++)
+		free(res->messages[i]);
+	free(res->messages);
+	res->messages = NULL;
+	res->nmessages = 0;
+}
+
+int64_t bdev_actual_size(const struct bdev *bs)
+{
+	struct stat st;
+
+	if (fstat(bs->fd, &st) < 0)
+		return err_sys(errno, "%s: could not stat", bs->filename);
+	return (int64_t)st.st_blocks * 512;
+}

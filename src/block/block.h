@@ -1,0 +1,167 @@
+/*
+ * The block layer: every disk byte in ligero goes through a struct bdev.
+ *
+ * A bdev is one open image: a format driver, its file and, for formats that have one, the backing
+ * bdev below it (the chain). Offsets and lengths are guest bytes (uint64_t). Every call returns 0
+ * or a negative errno and records a message with util/error.h that names the file.
+ */
+#ifndef LIGERO_BLOCK_H
+#define LIGERO_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open flags. */
+enum {
+	BDEV_O_RDWR = 1 << 0,        /* open for writing (the backing chain stays read-only) */
+	BDEV_O_NO_BACKING = 1 << 1,  /* do not open the backing chain (unallocated reads fail) */
+	BDEV_O_FORCE_SHARE = 1 << 2, /* take no image locks, like qemu-img -U (read-only only) */
+	BDEV_O_DIRECT = 1 << 3,      /* O_DIRECT on the image files (cache=none) */
+	BDEV_O_UNSAFE = 1 << 4,      /* flush is a no-op (cache=unsafe) */
+	BDEV_O_WRITETHROUGH = 1 << 5,/* every write is followed by a flush */
+	BDEV_O_BASE_WRITE = 1 << 6,  /* allow writing an image that was named as another's backing */
+	BDEV_O_NO_REPAIR = 1 << 7,   /* do not repair a dirty lazy-refcounts image when opening rw */
+	BDEV_O_CHECK = 1 << 8,       /* opened by check: tolerate (and report) broken metadata */
+	BDEV_O_PROBED = 1 << 9,      /* internal: the format came from probing, not the caller */
+	BDEV_O_BACKING = 1 << 10,    /* internal: this bdev is some image's backing file */
+};
+
+/* block_status flags of an extent. */
+enum {
+	BDEV_ST_DATA = 1 << 0,      /* reads come from stored data (not known to be zero) */
+	BDEV_ST_ZERO = 1 << 1,      /* reads return zeroes */
+	BDEV_ST_ALLOCATED = 1 << 2, /* this layer decides the content (not passed to backing) */
+	BDEV_ST_OFFSET = 1 << 3,    /* host_offset is valid: the bytes are at that file offset */
+	BDEV_ST_COMPRESSED = 1 << 4,/* stored compressed (no host_offset) */
+};
+
+struct bdev_extent {
+	uint64_t offset;      /* guest offset of the extent */
+	uint64_t length;      /* bytes; at least 1 */
+	unsigned flags;       /* BDEV_ST_* */
+	int depth;            /* 0 = the image asked, 1 = its backing file, ... */
+	uint64_t host_offset; /* with BDEV_ST_OFFSET */
+	const struct bdev *file; /* the image that holds the extent (for map's "filename") */
+};
+
+/* Options for creating an image; zero-initialise, then set what you need. */
+struct bdev_create_opts {
+	uint64_t size;               /* virtual size; 0 with a backing file = the backing's size */
+	const char *backing_file;    /* recorded as given (relative names stay relative) */
+	const char *backing_fmt;     /* NULL: probed once now and recorded */
+	uint32_t cluster_size;       /* qcow2: 0 = 64 KiB */
+	int compat;                  /* qcow2: 2 (0.10) or 3 (1.1); 0 = 3 */
+	int refcount_bits;           /* qcow2: 0 = 16 */
+	int compression_type;        /* qcow2: 0 = zlib, 1 = zstd */
+	bool lazy_refcounts;
+	int prealloc;                /* enum bdev_prealloc */
+	bool force;                  /* overwrite an existing file */
+};
+
+enum bdev_prealloc { BDEV_PREALLOC_OFF, BDEV_PREALLOC_METADATA, BDEV_PREALLOC_FALLOC, BDEV_PREALLOC_FULL };
+
+/* What a consistency check found (and fixed), with qemu-img check's meaning. */
+struct bdev_check_result {
+	int64_t corruptions;       /* problems that make data unreliable */
+	int64_t leaks;             /* clusters with a refcount but no reference */
+	int64_t corruptions_fixed;
+	int64_t leaks_fixed;
+	int64_t check_errors;      /* checks that could not run (I/O errors) */
+	uint64_t image_end_offset; /* end of the last used cluster */
+	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
+	char **messages;           /* one line per finding */
+	size_t nmessages;
+};
+enum { BDEV_CHECK_FIX_LEAKS = 1, BDEV_CHECK_FIX_ERRORS = 2 };
+void bdev_check_result_free(struct bdev_check_result *res);
+
+struct bdev;
+struct json_object;
+
+/* A format driver. Data calls are only made with ranges inside the virtual size. */
+struct bdev_driver {
+	const char *name;
+	/* Score how much the first bytes of a file look like this format (0 = not at all). */
+	int (*probe)(const uint8_t *buf, size_t len);
+	int (*open)(struct bdev *bs);
+	void (*close)(struct bdev *bs);
+	/* Read this layer; ranges the layer does not hold are read from bs->backing (or zero). */
+	int (*read)(struct bdev *bs, uint64_t off, void *buf, size_t len);
+	int (*write)(struct bdev *bs, uint64_t off, const void *buf, size_t len);
+	int (*flush)(struct bdev *bs);
+	int (*discard)(struct bdev *bs, uint64_t off, uint64_t len);
+	/* flags: BDEV_ZERO_MAY_UNMAP lets the driver deallocate when reads still return zero. */
+	int (*write_zeroes)(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
+	/* Describe the extent starting at off (at most len long) in this layer only. */
+	int (*block_status)(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext);
+	int (*truncate)(struct bdev *bs, uint64_t size);
+	int (*create)(const char *path, const struct bdev_create_opts *opts);
+	/* Consistency check (and repair with fix = BDEV_CHECK_FIX_*); NULL: nothing to check. */
+	int (*check)(struct bdev *bs, int fix, struct bdev_check_result *res);
+	/* qemu-img info's "format-specific" object (json-c), or NULL. */
+	struct json_object *(*info_specific)(struct bdev *bs);
+};
+
+enum { BDEV_ZERO_MAY_UNMAP = 1 };
+
+struct bdev {
+	const struct bdev_driver *drv;
+	char *filename;       /* as the user or the overlay named it */
+	int fd;
+	int flags;            /* BDEV_O_* it was opened with */
+	bool read_only;
+	uint64_t size;        /* virtual size in bytes */
+	uint32_t align;       /* smallest useful I/O unit for this layer (cluster size or 512) */
+	struct bdev *backing; /* NULL at the bottom of the chain */
+	char *backing_name;   /* the backing file name recorded in the image, or NULL */
+	char *backing_path;   /* backing_name resolved against this image's directory */
+	char *backing_fmt;    /* recorded backing format, or NULL */
+	int lock_perm;        /* image lock state (lock.c) */
+	int lock_shared;
+	void *opaque;         /* the driver's state */
+};
+
+/* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
+int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);
+void bdev_close(struct bdev *bs);
+
+int bdev_read(struct bdev *bs, uint64_t off, void *buf, size_t len);
+int bdev_write(struct bdev *bs, uint64_t off, const void *buf, size_t len);
+int bdev_flush(struct bdev *bs);
+int bdev_discard(struct bdev *bs, uint64_t off, uint64_t len);
+int bdev_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
+int bdev_truncate(struct bdev *bs, uint64_t size);
+
+/* The extent at off in this layer (depth 0). */
+int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext);
+/* The extent at off as the guest sees it: unallocated ranges are looked up down the chain
+ * (depth counts the layers crossed); ranges past a shorter backing file read as zero. */
+int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext);
+
+/* Create an image with the named driver ("raw", "qcow2"). */
+int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts);
+
+/* Probe a file's format by content; fills name (e.g. "qcow2", "raw"). */
+int bdev_probe_file(const char *path, const char **fmt);
+
+const struct bdev_driver *bdev_find_driver(const char *name);
+/* The driver whose format the first bytes of a file show (raw when none claims them). */
+const struct bdev_driver *bdev_probe_buf(const uint8_t *buf, size_t len);
+
+/* Resolve a backing name against the directory of the image that records it. Caller frees. */
+char *bdev_resolve_backing(const char *image_path, const char *backing_name);
+
+/* Check (and with fix, repair) an image's metadata. -ENOTSUP for formats without a check. */
+int bdev_check(struct bdev *bs, int fix, struct bdev_check_result *res);
+
+/* Bytes the file occupies on the host (st_blocks * 512). */
+int64_t bdev_actual_size(const struct bdev *bs);
+
+extern const struct bdev_driver bdev_raw_driver;
+extern const struct bdev_driver bdev_qcow2_driver;
+
+/* Limits on backing chains: deeper chains (or loops) are refused. */
+#define BDEV_MAX_CHAIN 64
+
+#endif

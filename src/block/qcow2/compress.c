@@ -1,0 +1,1 @@
+#include "block/qcow2/qcow2.h"

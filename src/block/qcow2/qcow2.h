@@ -1,0 +1,263 @@
+/*
+ * qcow2 driver internals, shared by the files of src/block/qcow2/ only.
+ * Format: QEMU's docs/interop/qcow2.txt. All on-disk integers are big-endian; this struct holds
+ * them in host order.
+ */
+#ifndef LIGERO_QCOW2_H
+#define LIGERO_QCOW2_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block.h"
+
+#define QCOW2_MAGIC 0x514649fbU
+
+/* Header byte offsets we rewrite in place (so unknown header extensions survive untouched). */
+#define QCOW2_HDR_SIZE 24
+#define QCOW2_HDR_L1_SIZE 36
+#define QCOW2_HDR_L1_OFFSET 40
+#define QCOW2_HDR_RT_OFFSET 48
+#define QCOW2_HDR_RT_CLUSTERS 56
+#define QCOW2_HDR_NB_SNAPSHOTS 60
+#define QCOW2_HDR_SNAPSHOTS_OFFSET 64
+#define QCOW2_HDR_INCOMPAT 72
+#define QCOW2_HDR_COMPAT 80
+#define QCOW2_HDR_AUTOCLEAR 88
+
+#define QCOW2_V2_HEADER_LEN 72
+#define QCOW2_V3_HEADER_LEN 104 /* with compression_type and padding */
+
+/* Incompatible feature bits. */
+#define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ULL << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ULL << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1ULL << 4)
+#define QCOW2_INCOMPAT_SUPPORTED                                                                  \
+	(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION)
+/* Compatible and autoclear bits. */
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS (1ULL << 0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ULL << 1)
+
+/* Header extension types. */
+#define QCOW2_EXT_END 0
+#define QCOW2_EXT_BACKING_FMT 0xe2792acaU
+#define QCOW2_EXT_FEATURE_TABLE 0x6803f857U
+#define QCOW2_EXT_BITMAPS 0x23852875U
+#define QCOW2_EXT_CRYPTO 0x0537be77U
+#define QCOW2_EXT_DATA_FILE 0x44415441U
+
+/* L1/L2 entry bits. */
+#define QCOW2_OFLAG_COPIED (1ULL << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ULL << 62)
+#define QCOW2_OFLAG_ZERO (1ULL << 0)
+#define QCOW2_L1E_OFFSET_MASK 0x00fffffffffffe00ULL
+#define QCOW2_L2E_OFFSET_MASK 0x00fffffffffffe00ULL
+#define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ULL
+
+#define QCOW2_COMPRESSION_ZLIB 0
+#define QCOW2_COMPRESSION_ZSTD 1
+
+/*
+ * Limits checked before any allocation sized by header values (documented in docs/ligero-img.md).
+ * They match QEMU's so every image QEMU accepts opens here.
+ */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32U << 20)        /* 32 MiB of L1 table */
+#define QCOW2_MAX_RT_BYTES (8U << 20)         /* 8 MiB of refcount table */
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_EXT_BYTES (1U << 20)        /* all header extensions together */
+#define QCOW2_MAX_BACKING_NAME 1023
+#define QCOW2_MAX_VIRTUAL_SIZE (1ULL << 55)   /* 32 PiB */
+
+/* A table-sized metadata cache (L2 tables, refcount blocks). Write-back, LRU. */
+struct qcow2_cache_entry {
+	uint64_t offset; /* host offset of the table, 0 = empty slot */
+	void *table;
+	uint64_t lru;
+	int ref;         /* >0 while a caller holds the table */
+	bool dirty;
+};
+
+struct qcow2_cache {
+	struct qcow2 *s;
+	int n;
+	struct qcow2_cache_entry *e;
+	uint64_t lru_clock;
+	/* Dirty entries here may only reach the disk after `depends` has been flushed. */
+	struct qcow2_cache *depends;
+	bool depends_pending;
+	const char *what; /* "L2 table", "refcount block": for messages */
+};
+
+struct qcow2_snapshot {
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	char *id;
+	char *name;
+	uint64_t disk_size; /* 0 when the entry has no such extra data */
+};
+
+struct qcow2 {
+	struct bdev *bs;
+	int fd;
+	pthread_mutex_t lock; /* one request at a time inside the driver */
+
+	uint32_t version;
+	uint32_t header_length;
+	uint32_t cluster_bits;
+	uint64_t cluster_size;
+	uint32_t l2_bits;   /* log2 of entries per L2 table */
+	uint64_t l2_size;   /* entries per L2 table */
+	uint32_t crypt_method;
+
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint64_t *l1;       /* host order, l1_size entries (allocated for at least 1) */
+
+	uint64_t rt_offset;
+	uint32_t rt_clusters;
+	uint64_t rt_size;   /* entries in the refcount table */
+	uint64_t *rt;       /* host order */
+
+	uint32_t refcount_order;
+	uint32_t refcount_bits;
+	uint32_t rb_bits;   /* log2 of refcount entries per refcount block */
+	uint64_t refcount_max;
+
+	uint64_t incompat, compat, autoclear;
+	uint8_t compression_type;
+
+	uint32_t nb_snapshots;
+	uint64_t snapshots_offset;
+	struct qcow2_snapshot *snapshots;
+
+	struct qcow2_cache *l2_cache;
+	struct qcow2_cache *rb_cache;
+
+	uint64_t free_cluster_index; /* no free cluster below this one */
+	uint64_t file_end;           /* end of the last cluster in use by metadata or data */
+
+	bool lazy_refcounts; /* compat bit set: refcounts may lag until close */
+	bool dirty_marked;   /* we set the dirty bit on disk in this session */
+	bool has_features_table;
+
+	/* The last cluster decompressed (host offset of its compressed data) and its bytes. */
+	uint64_t zcache_offset;
+	uint8_t *zcache;
+	uint8_t *zbuf;        /* compressed input buffer (2 clusters) */
+	void *zstd_dctx;
+};
+
+/* header.c */
+int qcow2_open(struct bdev *bs);
+void qcow2_close(struct bdev *bs);
+int qcow2_create(const char *path, const struct bdev_create_opts *opts);
+/* Write header fields at their byte offset: 4- or 8-byte big-endian. */
+int qcow2_header_write_u32(struct qcow2 *s, unsigned off, uint32_t v);
+int qcow2_header_write_u64(struct qcow2 *s, unsigned off, uint64_t v);
+/* Write the L1 table entries [first, first+count) to disk. */
+int qcow2_l1_write(struct qcow2 *s, uint32_t first, uint32_t count);
+/* Set or clear incompatible bits on disk (flushing around it). */
+int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool set);
+/* Mark the image corrupt (bit 1) and return -EIO with a message; used when metadata is found
+ * pointing somewhere impossible during a write. */
+int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* cache.c: tables are cluster-sized; get returns a pinned table, put unpins it. */
+struct qcow2_cache *qcow2_cache_new(struct qcow2 *s, int n, const char *what);
+void qcow2_cache_free(struct qcow2_cache *c);
+/* Load the table at host offset off (read from disk on a miss). */
+int qcow2_cache_get(struct qcow2_cache *c, uint64_t off, void **table);
+/* A table for a newly allocated cluster: zero-filled, not read from disk. */
+int qcow2_cache_get_empty(struct qcow2_cache *c, uint64_t off, void **table);
+void qcow2_cache_put(struct qcow2_cache *c, void **table);
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, void *table);
+/* Write every dirty table (after flushing `depends`), then fdatasync unless unsafe. */
+int qcow2_cache_flush(struct qcow2_cache *c);
+/* Forget a table (its cluster is being freed); dirty content is dropped. */
+void qcow2_cache_discard(struct qcow2_cache *c, uint64_t off);
+void qcow2_cache_set_dependency(struct qcow2_cache *c, struct qcow2_cache *depends);
+/* fdatasync the image file unless opened unsafe. */
+int qcow2_sync(struct qcow2 *s);
+
+/* refcount.c */
+int qcow2_refcount_init(struct qcow2 *s);
+/* Refcount of host cluster index `cluster`; clusters past the table read as 0. */
+int qcow2_refcount_get(struct qcow2 *s, uint64_t cluster, uint64_t *val);
+/* Set the refcount of one cluster, allocating refcount blocks (and growing the table) as
+ * needed. Goes through the refcount cache. */
+int qcow2_refcount_set(struct qcow2 *s, uint64_t cluster, uint64_t val);
+/* Add delta to the refcounts of every cluster touching [off, off+len). Fails with -ERANGE
+ * (before changing anything) if a count would leave [0, refcount_max]. */
+int qcow2_refcount_update(struct qcow2 *s, uint64_t off, uint64_t len, int64_t delta);
+/* Find `n` contiguous free clusters, set their refcount to 1, return their host offset. */
+int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n);
+/* Allocate `len` bytes (< cluster) for compressed data, packing into a partly used cluster. */
+int64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len);
+/* Drop one reference to each cluster in [off, off+len); freed clusters may be reused. */
+int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len);
+/* Free every refcount-cache table and table buffers. */
+void qcow2_refcount_close(struct qcow2 *s);
+
+/* cluster.c: the guest-facing data path. */
+int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len);
+int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_flush(struct bdev *bs);
+int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len);
+int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext);
+int qcow2_truncate(struct bdev *bs, uint64_t size);
+/* Write an already-compressed cluster at guest cluster index (used by convert -c). */
+int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data, size_t len);
+/* Grow the L1 table to at least min_size entries (new table allocated, then switched). */
+int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size);
+/* Flush every cache in order (refcounts, then L2) without the final sync. */
+int qcow2_flush_caches(struct qcow2 *s);
+
+/* compress.c */
+/* Decompress the cluster whose L2 entry is `l2e` into s->zcache (cached by offset). */
+int qcow2_decompress_cluster(struct qcow2 *s, uint64_t l2e);
+/* Compress one cluster with the image's compression type. Returns the compressed size, or
+ * -ENOSPC when it would not be smaller than the cluster (store it uncompressed then). */
+int64_t qcow2_compress(int type, void *dst, size_t dst_len, const void *src, size_t src_len);
+/* Where a compressed L2 entry points: host offset and the number of bytes to read. */
+void qcow2_compressed_extent(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len);
+
+/* check.c: walk every reference (header, L1/L2, refcount structures, snapshots), compare with
+ * the stored refcounts; with fix, repair leaks (BDEV_CHECK_FIX_LEAKS) and refcount errors
+ * (BDEV_CHECK_FIX_ERRORS). Also used to rebuild refcounts of a dirty lazy-refcounts image. */
+int qcow2_check(struct bdev *bs, int fix, struct bdev_check_result *res);
+
+/* Big-endian helpers. */
+static inline uint64_t be64_get(const void *p)
+{
+	return __builtin_bswap64(*(const uint64_t __attribute__((aligned(1), may_alias)) *)p);
+}
+static inline uint32_t be32_get(const void *p)
+{
+	return __builtin_bswap32(*(const uint32_t __attribute__((aligned(1), may_alias)) *)p);
+}
+static inline uint16_t be16_get(const void *p)
+{
+	return __builtin_bswap16(*(const uint16_t __attribute__((aligned(1), may_alias)) *)p);
+}
+static inline void be64_put(void *p, uint64_t v)
+{
+	*(uint64_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap64(v);
+}
+static inline void be32_put(void *p, uint32_t v)
+{
+	*(uint32_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap32(v);
+}
+static inline void be16_put(void *p, uint16_t v)
+{
+	*(uint16_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap16(v);
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* `ligero img <verb>`: dispatch to one file per verb. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} verbs[] = {
+	{"create", img_create_main, "create [-f fmt] [-b backing [-F fmt]] [-o opts] FILE [SIZE]"},
+	{"info", img_info_main, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] FILE"},
+	{"check", img_check_main, "check [-f fmt] [-r leaks|all] [--output=human|json] [-U] FILE"},
+	{"io", img_io_main, "io [-f fmt] [-U] -c CMD [-c CMD ...] FILE   (qemu-io's commands)"},
+};
+
+static void img_usage(FILE *f)
+{
+	fputs("usage: ligero img <verb> [options]\n\nverbs:\n", f);
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, "  %s\n", verbs[i].help);
+}
+
+int cmd_img(int argc, char **argv)
+{
+	if (argc < 2) {
+		img_usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		img_usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(argv[1], verbs[i].name))
+			return verbs[i].fn(argc - 1, argv + 1);
+	return cli_fail("unknown img verb '%s' (see 'ligero img --help')", argv[1]);
+}

@@ -1,0 +1,76 @@
+#include "cli/cli.h"
+#include "util/error.h"
+#include "util/size.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ligero: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+int cli_fail_err(int ret)
+{
+	return cli_fail("%s", err_msg_or(ret));
+}
+
+int cli_parse_size(const char *what, const char *s, uint64_t *out)
+{
+	int ret = size_parse(s, out);
+
+	if (ret == -ERANGE)
+		return cli_fail("%s '%s' is too large (at most 8 EiB)", what, s);
+	if (ret < 0)
+		return cli_fail("%s '%s' is not a size (use e.g. 4096, 64k, 512M, 10G)", what, s);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: ligero <group> <verb> [options]\n"
+	      "\n"
+	      "groups:\n"
+	      "  img      disk images: create, info, check, io (qemu-img's flags)\n"
+	      "  version  print the version\n"
+	      "\n"
+	      "'ligero <group> --help' lists a group's verbs.\n",
+	      f);
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} groups[] = {
+	{"img", cmd_img},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("ligero %s\n", LIGERO_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (!strcmp(argv[1], groups[i].name))
+			return groups[i].fn(argc - 1, argv + 1);
+	cli_fail("unknown command group '%s' (see 'ligero --help')", argv[1]);
+	return 1;
+}
