@@ -18,4 +18,6 @@ int img_info_main(int argc, char **argv);
 int img_check_main(int argc, char **argv);
 int img_io_main(int argc, char **argv);
 
+int cmd_fs(int argc, char **argv);
+
 #endif
