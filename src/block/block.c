@@ -219,7 +219,8 @@ void bdev_close(struct bdev *bs)
 static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
 {
 	if (write && bs->read_only)
-		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+		return err_set(EROFS, "%s: image is opened read-only%s%s", bs->filename,
+			       bs->ro_reason ? ": " : "", bs->ro_reason ? bs->ro_reason : "");
 	if (off > bs->size || len > bs->size - off)
 		return err_set(EINVAL,
 			       "%s: request at offset %llu length %llu is past the end (%llu bytes)",

@@ -111,6 +111,7 @@ struct bdev {
 	int fd;
 	int flags;            /* BDEV_O_* it was opened with */
 	bool read_only;
+	const char *ro_reason; /* why a writable open became read-only (static text), or NULL */
 	uint64_t size;        /* virtual size in bytes */
 	uint32_t align;       /* smallest useful I/O unit for this layer (cluster size or 512) */
 	struct bdev *backing; /* NULL at the bottom of the chain */

@@ -27,7 +27,8 @@
 #define QCOW2_HDR_AUTOCLEAR 88
 
 #define QCOW2_V2_HEADER_LEN 72
-#define QCOW2_V3_HEADER_LEN 104 /* with compression_type and padding */
+#define QCOW2_V3_HEADER_LEN 112 /* with compression_type and its padding, as QEMU writes */
+#define QCOW2_V3_MIN_HEADER_LEN 104
 
 /* Incompatible feature bits. */
 #define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
@@ -88,6 +89,7 @@ struct qcow2_cache {
 	int n;
 	struct qcow2_cache_entry *e;
 	uint64_t lru_clock;
+	int last; /* index of the last hit: sequential access skips the scan */
 	/* Dirty entries here may only reach the disk after `depends` has been flushed. */
 	struct qcow2_cache *depends;
 	bool depends_pending;
@@ -99,7 +101,11 @@ struct qcow2_snapshot {
 	uint32_t l1_size;
 	char *id;
 	char *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
 	uint64_t disk_size; /* 0 when the entry has no such extra data */
+	uint64_t icount;    /* UINT64_MAX when absent */
 };
 
 struct qcow2 {
@@ -141,10 +147,19 @@ struct qcow2 {
 
 	uint64_t free_cluster_index; /* no free cluster below this one */
 	uint64_t file_end;           /* end of the last cluster in use by metadata or data */
+	/* Cluster ranges being handed out right now: nested allocations (refcount blocks) skip
+	 * them, since their refcounts are not written yet. A stack, nested at most a few deep. */
+	uint64_t resv[8][2];
+	int nresv;
+	uint64_t free_byte_offset;   /* where the next compressed cluster may start, 0 = none */
 
 	bool lazy_refcounts; /* compat bit set: refcounts may lag until close */
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
+	bool corrupt;        /* the corrupt bit is set: opened read-only */
+	/* Names from the feature-name table, for messages: [type][bit], type 0 incompat,
+	 * 1 compat, 2 autoclear. */
+	char feature_names[3][64][47];
 
 	/* The last cluster decompressed (host offset of its compressed data) and its bytes. */
 	uint64_t zcache_offset;
@@ -217,6 +232,8 @@ int qcow2_truncate(struct bdev *bs, uint64_t size);
 int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data, size_t len);
 /* Grow the L1 table to at least min_size entries (new table allocated, then switched). */
 int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size);
+/* Allocate every cluster of the virtual size (preallocation=metadata|falloc|full). */
+int qcow2_preallocate(struct qcow2 *s, int mode);
 /* Flush every cache in order (refcounts, then L2) without the final sync. */
 int qcow2_flush_caches(struct qcow2 *s);
 
