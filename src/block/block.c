@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static const struct bdev_driver *const drivers[] = {
@@ -152,6 +153,88 @@ fail:
 	return ret;
 }
 
+/*
+ * Base protection. Creating an overlay records it in a user xattr of its backing file; opening
+ * that file for writing is refused while a recorded overlay still uses it, unless the caller
+ * passes BDEV_O_BASE_WRITE (commit does). Overlays that were deleted or rebased elsewhere are
+ * forgotten on the way. Best effort: file systems without user xattrs keep no record.
+ */
+#define BASE_XATTR "user.ligero.overlays"
+
+static bool overlay_uses(const char *overlay, const struct stat *base)
+{
+	struct bdev *ov;
+	struct stat st;
+	bool uses = false;
+
+	if (open_layer(&ov, overlay, NULL, BDEV_O_FORCE_SHARE) < 0)
+		return false;
+	if (ov->backing_path && stat(ov->backing_path, &st) == 0)
+		uses = st.st_dev == base->st_dev && st.st_ino == base->st_ino;
+	bdev_close(ov);
+	return uses;
+}
+
+static int base_check_writable(struct bdev *bs)
+{
+	char list[8192], keep[8192] = "";
+	struct stat st;
+	size_t kept = 0, live = 0;
+	char first[1024] = "";
+
+	ssize_t n = fgetxattr(bs->fd, BASE_XATTR, list, sizeof(list) - 1);
+	if (n <= 0 || fstat(bs->fd, &st) < 0)
+		return 0;
+	list[n] = '\0';
+	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		if (!overlay_uses(p, &st))
+			continue;
+		if (!live++)
+			snprintf(first, sizeof(first), "%s", p);
+		size_t l = strlen(p);
+		if (kept + l + 2 < sizeof(keep)) {
+			memcpy(keep + kept, p, l);
+			keep[kept + l] = '\n';
+			kept += l + 1;
+			keep[kept] = '\0';
+		}
+	}
+	if (!live) {
+		fremovexattr(bs->fd, BASE_XATTR);
+		return 0;
+	}
+	if ((size_t)n != kept)
+		fsetxattr(bs->fd, BASE_XATTR, keep, kept, 0);
+	err_clear();
+	return err_set(EPERM, "%s: image is the backing file of %zu overlay%s (%s); writing to it "
+		       "would corrupt them (commit into it, or pass the base-write option)",
+		       bs->filename, live, live == 1 ? "" : "s", first);
+}
+
+int bdev_base_register(const char *base_path, const char *overlay_path)
+{
+	char list[8192], abs[4096];
+	ssize_t n;
+
+	if (!realpath(overlay_path, abs))
+		return -errno;
+	n = getxattr(base_path, BASE_XATTR, list, sizeof(list) - 1);
+	if (n < 0)
+		n = 0;
+	list[n] = '\0';
+	for (char *p = list; (p = strstr(p, abs)); p += strlen(abs))
+		if ((p == list || p[-1] == '\n') && (p[strlen(abs)] == '\n' || !p[strlen(abs)]))
+			return 0;
+	size_t l = strlen(abs);
+	if ((size_t)n + l + 2 > sizeof(list))
+		return -ENOSPC; /* a record that large is only a hint; stop adding to it */
+	memcpy(list + n, abs, l);
+	list[n + l] = '\n';
+	if (setxattr(base_path, BASE_XATTR, list, (size_t)n + l + 1, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 /* A file probed as raw never gets a backing file of its own, and a chain never loops: each
  * layer's identity (device, inode) is compared with every layer above it. */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
@@ -166,6 +249,11 @@ int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
 	ret = open_layer(&top, path, fmt, flags);
 	if (ret < 0)
 		return ret;
+	if ((flags & BDEV_O_RDWR) && !(flags & BDEV_O_BASE_WRITE)) {
+		ret = base_check_writable(top);
+		if (ret < 0)
+			goto fail;
+	}
 	cur = top;
 	while (!(flags & BDEV_O_NO_BACKING)) {
 		if (fstat(cur->fd, &st) < 0) {

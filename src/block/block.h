@@ -156,6 +156,10 @@ char *bdev_resolve_backing(const char *image_path, const char *backing_name);
 /* Check (and with fix, repair) an image's metadata. -ENOTSUP for formats without a check. */
 int bdev_check(struct bdev *bs, int fix, struct bdev_check_result *res);
 
+/* Record overlay_path as an overlay of base_path (an xattr on the base), so opening the base
+ * for writing is refused while the overlay uses it. Best effort: returns -errno, never fatal. */
+int bdev_base_register(const char *base_path, const char *overlay_path);
+
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);
 

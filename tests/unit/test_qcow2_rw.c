@@ -151,6 +151,9 @@ CASE(v3_512_rc1, .cluster_size = 512, .compat = 3, .refcount_bits = 1, .backing 
 CASE(v3_2m_rc64, .cluster_size = 2 << 20, .compat = 3, .refcount_bits = 64)
 CASE(v2_4k_backing, .cluster_size = 4096, .compat = 2, .refcount_bits = 16, .backing = true)
 CASE(v2_64k, .cluster_size = 65536, .compat = 2, .refcount_bits = 16)
+/* 512-byte clusters with 64-bit refcounts: a refcount block covers 32 KiB and the first table
+ * 2 MiB, so this grows the refcount table several times. */
+CASE(v3_512_rc64_grow, .cluster_size = 512, .compat = 3, .refcount_bits = 64)
 CASE(v3_lazy, .cluster_size = 4096, .compat = 3, .refcount_bits = 8, .lazy = true,
      .backing = true)
 
@@ -160,7 +163,7 @@ int main(void)
 		cmocka_unit_test(v3_64k),        cmocka_unit_test(v3_4k_backing),
 		cmocka_unit_test(v3_512_rc1),    cmocka_unit_test(v3_2m_rc64),
 		cmocka_unit_test(v2_4k_backing), cmocka_unit_test(v2_64k),
-		cmocka_unit_test(v3_lazy),
+		cmocka_unit_test(v3_lazy),       cmocka_unit_test(v3_512_rc64_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,13 +26,14 @@ struct qcow2_cache *qcow2_cache_new(struct qcow2 *s, int n, const char *what)
 		free(c);
 		return NULL;
 	}
-	for (int i = 0; i < n; i++) {
-		c->e[i].table = aligned_alloc(512, s->cluster_size);
-		if (!c->e[i].table) {
-			qcow2_cache_free(c);
-			return NULL;
-		}
+	/* One mapping for all tables; pages are touched only as tables get used. */
+	c->mem = aligned_alloc(4096, (size_t)n * s->cluster_size);
+	if (!c->mem) {
+		qcow2_cache_free(c);
+		return NULL;
 	}
+	for (int i = 0; i < n; i++)
+		c->e[i].table = c->mem + (size_t)i * s->cluster_size;
 	return c;
 }
 
@@ -40,8 +41,7 @@ void qcow2_cache_free(struct qcow2_cache *c)
 {
 	if (!c)
 		return;
-	for (int i = 0; i < c->n; i++)
-		free(c->e[i].table);
+	free(c->mem);
 	free(c->e);
 	free(c);
 }
@@ -196,10 +196,9 @@ int qcow2_cache_get_empty(struct qcow2_cache *c, uint64_t off, void **table)
 
 static struct qcow2_cache_entry *entry_of(struct qcow2_cache *c, const void *table)
 {
-	for (int i = 0; i < c->n; i++)
-		if (c->e[i].table == table)
-			return &c->e[i];
-	return NULL;
+	size_t i = (size_t)((const uint8_t *)table - c->mem) >> c->s->cluster_bits;
+
+	return i < (size_t)c->n ? &c->e[i] : NULL;
 }
 
 void qcow2_cache_put(struct qcow2_cache *c, void **table)

@@ -238,6 +238,12 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 	}
 	if (ret < 0)
 		unlink(path);
+	else if (o->backing_file) {
+		char *bpath = bdev_resolve_backing(path, o->backing_file);
+		if (bpath)
+			bdev_base_register(bpath, path);
+		free(bpath);
+	}
 out:
 	free(bfmt);
 	free(buf);

@@ -88,6 +88,7 @@ struct qcow2_cache {
 	struct qcow2 *s;
 	int n;
 	struct qcow2_cache_entry *e;
+	uint8_t *mem; /* all tables, contiguous: a table's slot is (table - mem) / cluster size */
 	uint64_t lru_clock;
 	int last; /* index of the last hit: sequential access skips the scan */
 	/* Dirty entries here may only reach the disk after `depends` has been flushed. */

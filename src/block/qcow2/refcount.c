@@ -152,6 +152,9 @@ static int find_free(struct qcow2 *s, uint64_t n, uint64_t *first)
 		if (rc || reserved(s, c)) {
 			run = 0;
 			start = c + 1;
+			/* Nothing free below here: later scans may start further on. */
+			if (start - 1 == s->free_cluster_index)
+				s->free_cluster_index = start;
 		} else {
 			run++;
 		}
