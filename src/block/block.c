@@ -460,3 +460,119 @@ int64_t bdev_actual_size(const struct bdev *bs)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;
 }
+
+uint32_t bdev_cluster_size(struct bdev *bs)
+{
+	return bs->drv->cluster_size ? bs->drv->cluster_size(bs) : 0;
+}
+
+int64_t bdev_compress(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len)
+{
+	if (!bs->drv->compress)
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
+			       bs->drv->name);
+	return bs->drv->compress(bs, dst, dst_len, src, len);
+}
+
+int bdev_write_compressed(struct bdev *bs, uint64_t off, const void *cdata, size_t clen)
+{
+	int ret = check_range(bs, off, 1, true);
+
+	if (ret < 0)
+		return ret;
+	if (!bs->drv->write_compressed)
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
+			       bs->drv->name);
+	return bs->drv->write_compressed(bs, off, cdata, clen);
+}
+
+int bdev_reopen_rw(struct bdev *bs, int flags)
+{
+	int fd, ret;
+
+	if (!bs->read_only)
+		return 0;
+	fd = open(bs->filename, O_RDWR | O_CLOEXEC | ((bs->flags & BDEV_O_DIRECT) ? O_DIRECT : 0));
+	if (fd < 0)
+		return err_sys(errno, "%s: could not open for writing", bs->filename);
+	/* Keep the fd number the driver holds; the old description's locks go with it. */
+	if (dup3(fd, bs->fd, O_CLOEXEC) < 0) {
+		ret = err_sys(errno, "%s: could not reopen", bs->filename);
+		close(fd);
+		return ret;
+	}
+	close(fd);
+	bs->read_only = false;
+	bs->flags |= BDEV_O_RDWR;
+	if (!(bs->flags & BDEV_O_FORCE_SHARE)) {
+		ret = bdev_lock(bs, LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
+				LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE_UNCHANGED);
+		if (ret < 0)
+			goto back;
+	}
+	if (!(flags & BDEV_O_BASE_WRITE)) {
+		ret = base_check_writable(bs);
+		if (ret < 0)
+			goto back;
+	}
+	return 0;
+back:
+	bs->read_only = true;
+	bs->flags &= ~BDEV_O_RDWR;
+	return ret;
+}
+
+int bdev_set_backing(struct bdev *bs, const char *name, const char *fmt)
+{
+	if (bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	if (!bs->drv->set_backing)
+		return err_set(ENOTSUP, "%s: format %s has no backing file", bs->filename,
+			       bs->drv->name);
+	return bs->drv->set_backing(bs, name, fmt);
+}
+
+#define SNAP_OP(fn, op)                                                                          \
+	int fn(struct bdev *bs, const char *name)                                                \
+	{                                                                                        \
+		if (!bs->drv->op)                                                                \
+			return err_set(ENOTSUP, "%s: format %s has no internal snapshots",       \
+				       bs->filename, bs->drv->name);                             \
+		if (bs->read_only)                                                               \
+			return err_set(EROFS, "%s: image is opened read-only", bs->filename);    \
+		return bs->drv->op(bs, name);                                                    \
+	}
+SNAP_OP(bdev_snapshot_create, snapshot_create)
+SNAP_OP(bdev_snapshot_apply, snapshot_apply)
+SNAP_OP(bdev_snapshot_delete, snapshot_delete)
+
+int bdev_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
+{
+	*list = NULL;
+	*n = 0;
+	if (!bs->drv->snapshot_list)
+		return 0;
+	return bs->drv->snapshot_list(bs, list, n);
+}
+
+int bdev_amend(struct bdev *bs, const struct bdev_amend_opts *opts)
+{
+	if (!bs->drv->amend)
+		return err_set(ENOTSUP, "%s: format %s has no options to amend", bs->filename,
+			       bs->drv->name);
+	if (bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	return bs->drv->amend(bs, opts);
+}
+
+int bdev_unmap(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	int ret = check_range(bs, off, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->unmap)
+		return err_set(ENOTSUP, "%s: format %s has no unallocated clusters", bs->filename,
+			       bs->drv->name);
+	return bs->drv->unmap(bs, off, len);
+}

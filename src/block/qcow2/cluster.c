@@ -786,3 +786,13 @@ int qcow2_preallocate(struct qcow2 *s, int mode)
 	}
 	return ret;
 }
+
+int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_discard(s, off, len, true);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}

@@ -11,16 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct {
-	uint8_t type, bit;
-	const char *name;
-} features[] = {
-	{0, 0, "dirty bit"},         {0, 1, "corrupt bit"},
-	{0, 2, "external data file"}, {0, 3, "compression type"},
-	{0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
-	{2, 0, "bitmaps"},           {2, 1, "raw external data"},
-};
-
 static int validate_opts(const char *path, const struct bdev_create_opts *o, int *version,
 			 unsigned *cbits, unsigned *rorder)
 {
@@ -50,71 +40,6 @@ static int validate_opts(const char *path, const struct bdev_create_opts *o, int
 		return err_set(EFBIG, "%s: size is larger than 32 PiB", path);
 	*cbits = (unsigned)__builtin_ctz(cs);
 	*rorder = (unsigned)__builtin_ctz((unsigned)rb);
-	return 0;
-}
-
-static size_t ext_add(uint8_t *h, size_t off, uint32_t type, const void *data, uint32_t len)
-{
-	be32_put(h + off, type);
-	be32_put(h + off + 4, len);
-	if (len)
-		memcpy(h + off + 8, data, len);
-	return off + 8 + ((len + 7u) & ~7u);
-}
-
-/* Build header cluster h; fails if the extensions and backing name do not fit. */
-static int build_header(const char *path, uint8_t *h, uint64_t cs, int version, unsigned cbits,
-			unsigned rorder, const struct bdev_create_opts *o, const char *bfmt,
-			uint64_t size, uint32_t l1_size, uint64_t l1_off, uint64_t rt_off,
-			uint32_t rt_clusters)
-{
-	size_t hl = version >= 3 ? QCOW2_V3_HEADER_LEN : QCOW2_V2_HEADER_LEN;
-	size_t blen = o->backing_file ? strlen(o->backing_file) : 0;
-	size_t off = hl;
-
-	be32_put(h, QCOW2_MAGIC);
-	be32_put(h + 4, (uint32_t)version);
-	be32_put(h + 20, cbits);
-	be64_put(h + 24, size);
-	be32_put(h + 36, l1_size);
-	be64_put(h + 40, l1_off);
-	be64_put(h + 48, rt_off);
-	be32_put(h + 56, rt_clusters);
-	if (version >= 3) {
-		uint64_t incompat = o->compression_type ? QCOW2_INCOMPAT_COMPRESSION : 0;
-		be64_put(h + 72, incompat);
-		be64_put(h + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-		be32_put(h + 96, rorder);
-		be32_put(h + 100, (uint32_t)hl);
-		h[104] = (uint8_t)o->compression_type;
-	}
-	if (blen > QCOW2_MAX_BACKING_NAME)
-		return err_set(EINVAL, "%s: backing file name is longer than %d bytes", path,
-			       QCOW2_MAX_BACKING_NAME);
-	if (bfmt)
-		off = ext_add(h, off, QCOW2_EXT_BACKING_FMT, bfmt, (uint32_t)strlen(bfmt));
-	/* The feature-name table helps other tools name our bits; like QEMU, it is left out
-	 * when the header cluster is too small to hold it. */
-	size_t ftlen = sizeof(features) / sizeof(features[0]) * 48;
-	if (version >= 3 && off + 8 + ftlen + 8 + blen <= cs) {
-		uint8_t ft[sizeof(features) / sizeof(features[0]) * 48] = {0};
-		for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
-			ft[i * 48] = features[i].type;
-			ft[i * 48 + 1] = features[i].bit;
-			memcpy(ft + i * 48 + 2, features[i].name, strlen(features[i].name));
-		}
-		off = ext_add(h, off, QCOW2_EXT_FEATURE_TABLE, ft, (uint32_t)ftlen);
-	}
-	if (version >= 3 || bfmt)
-		off = ext_add(h, off, QCOW2_EXT_END, NULL, 0);
-	if (off + blen > cs)
-		return err_set(EINVAL, "%s: backing file name does not fit in a %llu-byte header "
-			       "cluster", path, (unsigned long long)cs);
-	if (blen) {
-		memcpy(h + off, o->backing_file, blen);
-		be64_put(h + 8, off);
-		be32_put(h + 16, (uint32_t)blen);
-	}
 	return 0;
 }
 
@@ -192,8 +117,15 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 		goto out;
 	}
 	uint64_t rt_off = cs, rb_off = (1 + T) * cs, l1_off = (1 + T + B) * cs;
-	ret = build_header(path, buf, cs, version, cbits, rorder, o, bfmt, size,
-			   (uint32_t)l1_size, l1_off, rt_off, (uint32_t)T);
+	struct qcow2_header_fields f = {
+		.version = version, .cluster_bits = cbits, .refcount_order = rorder,
+		.incompat = o->compression_type ? QCOW2_INCOMPAT_COMPRESSION : 0,
+		.compat = o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0,
+		.compression_type = (uint8_t)o->compression_type, .size = size,
+		.l1_size = (uint32_t)l1_size, .l1_offset = l1_off, .rt_offset = rt_off,
+		.rt_clusters = (uint32_t)T, .backing_name = o->backing_file, .backing_fmt = bfmt,
+	};
+	ret = qcow2_header_build(path, buf, cs, &f);
 	if (ret < 0)
 		goto out;
 	for (uint64_t i = 0; i < B; i++)

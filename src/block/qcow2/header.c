@@ -86,6 +86,116 @@ int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	return err_set(EIO, "%s: image is corrupt: %s", s->bs->filename, msg);
 }
 
+static const struct {
+	uint8_t type, bit;
+	const char *name;
+} features[] = {
+	{0, 0, "dirty bit"},           {0, 1, "corrupt bit"},
+	{0, 2, "external data file"},  {0, 3, "compression type"},
+	{0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
+	{2, 0, "bitmaps"},             {2, 1, "raw external data"},
+};
+#define NFEATURES (sizeof(features) / sizeof(features[0]))
+
+static size_t ext_add(uint8_t *h, size_t off, uint32_t type, const void *data, uint32_t len)
+{
+	be32_put(h + off, type);
+	be32_put(h + off + 4, len);
+	if (len)
+		memcpy(h + off + 8, data, len);
+	return off + 8 + ((len + 7u) & ~7u);
+}
+
+int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
+		       const struct qcow2_header_fields *f)
+{
+	size_t hl = f->version >= 3 ? QCOW2_V3_HEADER_LEN : QCOW2_V2_HEADER_LEN;
+	size_t blen = f->backing_name ? strlen(f->backing_name) : 0;
+	size_t off = hl;
+
+	memset(h, 0, cs);
+	be32_put(h, QCOW2_MAGIC);
+	be32_put(h + 4, (uint32_t)f->version);
+	be32_put(h + 20, f->cluster_bits);
+	be64_put(h + 24, f->size);
+	be32_put(h + 36, f->l1_size);
+	be64_put(h + 40, f->l1_offset);
+	be64_put(h + 48, f->rt_offset);
+	be32_put(h + 56, f->rt_clusters);
+	be32_put(h + 60, f->nb_snapshots);
+	be64_put(h + 64, f->snapshots_offset);
+	if (f->version >= 3) {
+		be64_put(h + 72, f->incompat);
+		be64_put(h + 80, f->compat);
+		be64_put(h + 88, f->autoclear);
+		be32_put(h + 96, f->refcount_order);
+		be32_put(h + 100, (uint32_t)hl);
+		h[104] = f->compression_type;
+	}
+	if (blen > QCOW2_MAX_BACKING_NAME)
+		return err_set(EINVAL, "%s: backing file name is longer than %d bytes", path,
+			       QCOW2_MAX_BACKING_NAME);
+	size_t bflen = f->backing_fmt ? strlen(f->backing_fmt) : 0;
+	size_t need = hl + (bflen ? 8 + ((bflen + 7) & ~(size_t)7) : 0) + f->ext_keep_len + 8 + blen;
+	if (need > cs)
+		return err_set(EINVAL, "%s: header, extensions and backing file name do not fit "
+			       "in a %llu-byte cluster", path, (unsigned long long)cs);
+	if (bflen)
+		off = ext_add(h, off, QCOW2_EXT_BACKING_FMT, f->backing_fmt, (uint32_t)bflen);
+	/* The feature-name table helps other tools name our bits; like QEMU, it is left out
+	 * when the header cluster is too small to hold it. */
+	if (f->version >= 3 && need + 8 + NFEATURES * 48 <= cs) {
+		uint8_t ft[NFEATURES * 48] = {0};
+		for (size_t i = 0; i < NFEATURES; i++) {
+			ft[i * 48] = features[i].type;
+			ft[i * 48 + 1] = features[i].bit;
+			memcpy(ft + i * 48 + 2, features[i].name, strlen(features[i].name));
+		}
+		off = ext_add(h, off, QCOW2_EXT_FEATURE_TABLE, ft, (uint32_t)sizeof(ft));
+	}
+	if (f->ext_keep_len) {
+		memcpy(h + off, f->ext_keep, f->ext_keep_len);
+		off += f->ext_keep_len;
+	}
+	if (f->version >= 3 || bflen || f->ext_keep_len)
+		off = ext_add(h, off, QCOW2_EXT_END, NULL, 0);
+	if (blen) {
+		memcpy(h + off, f->backing_name, blen);
+		be64_put(h + 8, off);
+		be32_put(h + 16, (uint32_t)blen);
+	}
+	return 0;
+}
+
+int qcow2_header_rewrite(struct qcow2 *s)
+{
+	uint8_t *h = malloc(s->cluster_size);
+	int ret;
+
+	if (!h)
+		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+	struct qcow2_header_fields f = {
+		.version = (int)s->version, .cluster_bits = s->cluster_bits,
+		.refcount_order = s->refcount_order, .incompat = s->incompat,
+		.compat = s->compat, .autoclear = s->autoclear,
+		.compression_type = s->compression_type, .size = s->bs->size,
+		.l1_size = s->l1_size, .l1_offset = s->l1_offset, .rt_offset = s->rt_offset,
+		.rt_clusters = s->rt_clusters, .nb_snapshots = s->nb_snapshots,
+		.snapshots_offset = s->snapshots_offset, .backing_name = s->bs->backing_name,
+		.backing_fmt = s->bs->backing_name ? s->bs->backing_fmt : NULL,
+		.ext_keep = s->ext_keep, .ext_keep_len = s->ext_keep_len,
+	};
+	ret = qcow2_header_build(s->bs->filename, h, s->cluster_size, &f);
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	if (ret == 0 && pwrite(s->fd, h, s->cluster_size, 0) != (ssize_t)s->cluster_size)
+		ret = err_sys(errno, "%s: could not write the header", s->bs->filename);
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	free(h);
+	return ret;
+}
+
 static const char *const default_feature_names[3][8] = {
 	{"dirty bit", "corrupt bit", "external data file", "compression type",
 	 "extended L2 entries"},
@@ -146,8 +256,18 @@ static int read_extensions(struct qcow2 *s, const uint8_t *hdr, uint64_t start, 
 		case QCOW2_EXT_DATA_FILE:
 			return err_set(ENOTSUP, "%s: images with an external data file are not "
 				       "supported", fn);
-		default:
-			break; /* unknown and bitmap extensions are kept untouched on disk */
+		default: {
+			/* Kept verbatim so header rewrites do not lose them. */
+			size_t add = 8 + ((len + 7ULL) & ~7ULL);
+			uint8_t *k = realloc(s->ext_keep, s->ext_keep_len + add);
+			if (!k)
+				return err_set(ENOMEM, "%s: out of memory", fn);
+			memset(k + s->ext_keep_len, 0, add);
+			memcpy(k + s->ext_keep_len, hdr + off - 8, 8 + (size_t)len);
+			s->ext_keep = k;
+			s->ext_keep_len += add;
+			break;
+		}
 		}
 		off += (len + 7ULL) & ~7ULL;
 	}
@@ -343,6 +463,7 @@ static int read_snapshots(struct qcow2 *s, uint64_t file_size)
 				       i);
 		off = (p + id_len + name_len + 7) & ~7ULL;
 	}
+	s->snapshots_size = off - s->snapshots_offset;
 	return 0;
 }
 
@@ -449,6 +570,7 @@ static int qcow2_open_tables(struct qcow2 *s, uint8_t *h, uint64_t hlen, uint64_
 
 static void qcow2_free_state(struct qcow2 *s)
 {
+	free(s->ext_keep);
 	qcow2_cache_free(s->l2_cache);
 	qcow2_refcount_close(s);
 	snapshots_free(s);
@@ -506,6 +628,13 @@ int qcow2_open(struct bdev *bs)
 			bs->read_only = true;
 			bs->ro_reason = "marked corrupt; run 'ligero img check -r all'";
 		}
+	}
+	if (s->autoclear && !bs->read_only && s->version >= 3) {
+		/* We keep no bitmaps: writers that do not maintain a feature clear its bit. */
+		ret = qcow2_header_write_u64(s, QCOW2_HDR_AUTOCLEAR, 0);
+		if (ret < 0)
+			goto fail;
+		s->autoclear = 0;
 	}
 	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !bs->read_only &&
 	    !(bs->flags & (BDEV_O_CHECK | BDEV_O_NO_REPAIR))) {
@@ -607,6 +736,24 @@ static int qcow2_flush_op(struct bdev *bs)
 	return locked(bs, qcow2_flush);
 }
 
+static uint32_t qcow2_cluster_size_op(struct bdev *bs)
+{
+	return (uint32_t)((struct qcow2 *)bs->opaque)->cluster_size;
+}
+
+static int64_t qcow2_compress_op(struct bdev *bs, void *dst, size_t dst_len, const void *src,
+				 size_t len)
+{
+	return qcow2_compress(((struct qcow2 *)bs->opaque)->compression_type, dst, dst_len, src,
+			      len);
+}
+
+static int qcow2_write_compressed_op(struct bdev *bs, uint64_t off, const void *cdata,
+				     size_t clen)
+{
+	return qcow2_write_compressed(bs->opaque, off, cdata, clen);
+}
+
 const struct bdev_driver bdev_qcow2_driver = {
 	.name = "qcow2",
 	.probe = qcow2_probe,
@@ -622,4 +769,14 @@ const struct bdev_driver bdev_qcow2_driver = {
 	.create = qcow2_create,
 	.check = qcow2_check_op,
 	.info_specific = qcow2_info_specific,
+	.compress = qcow2_compress_op,
+	.write_compressed = qcow2_write_compressed_op,
+	.cluster_size = qcow2_cluster_size_op,
+	.set_backing = qcow2_set_backing,
+	.snapshot_list = qcow2_snapshot_list,
+	.snapshot_create = qcow2_snapshot_create,
+	.snapshot_apply = qcow2_snapshot_apply,
+	.snapshot_delete = qcow2_snapshot_delete,
+	.amend = qcow2_amend,
+	.unmap = qcow2_unmap,
 };

@@ -141,6 +141,7 @@ struct qcow2 {
 
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
+	uint64_t snapshots_size; /* bytes of the snapshot table on disk */
 	struct qcow2_snapshot *snapshots;
 
 	struct qcow2_cache *l2_cache;
@@ -158,6 +159,9 @@ struct qcow2 {
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
 	bool corrupt;        /* the corrupt bit is set: opened read-only */
+	/* Header extensions we do not interpret, kept verbatim for header rewrites. */
+	uint8_t *ext_keep;
+	size_t ext_keep_len;
 	/* Names from the feature-name table, for messages: [type][bit], type 0 incompat,
 	 * 1 compat, 2 autoclear. */
 	char feature_names[3][64][47];
@@ -184,6 +188,41 @@ int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool set);
  * pointing somewhere impossible during a write. */
 int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Rewrite the whole header cluster from the state in s (version, tables, snapshots, backing
+ * name and format in s->bs, kept extensions). Fails before writing if it would not fit. */
+int qcow2_header_rewrite(struct qcow2 *s);
+/* The header as create writes it; shared by create and rewrite. */
+struct qcow2_header_fields {
+	int version;
+	unsigned cluster_bits, refcount_order;
+	uint64_t incompat, compat, autoclear;
+	uint8_t compression_type;
+	uint64_t size;
+	uint32_t l1_size;
+	uint64_t l1_offset, rt_offset;
+	uint32_t rt_clusters;
+	uint32_t nb_snapshots;
+	uint64_t snapshots_offset;
+	const char *backing_name, *backing_fmt;
+	const uint8_t *ext_keep;
+	size_t ext_keep_len;
+};
+int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
+		       const struct qcow2_header_fields *f);
+
+/* snapshot.c */
+int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n);
+int qcow2_snapshot_create(struct bdev *bs, const char *name);
+int qcow2_snapshot_apply(struct bdev *bs, const char *name);
+int qcow2_snapshot_delete(struct bdev *bs, const char *name);
+/* Set or clear the COPIED flag of every active L1 and L2 entry to match refcount == 1. */
+int qcow2_fix_copied(struct qcow2 *s);
+/* amend.c */
+int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o);
+int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt);
+/* Make [off, off+len) unallocated in this layer (whole clusters), so the backing shows. */
+int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len);
 
 /* cache.c: tables are cluster-sized; get returns a pinned table, put unpins it. */
 struct qcow2_cache *qcow2_cache_new(struct qcow2 *s, int n, const char *what);
