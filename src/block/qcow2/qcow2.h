@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "block/block.h"
+#include "util/endian.h"
 
 #define QCOW2_MAGIC 0x514649fbU
 
@@ -290,31 +291,5 @@ void qcow2_compressed_extent(const struct qcow2 *s, uint64_t l2e, uint64_t *off,
  * the stored refcounts; with fix, repair leaks (BDEV_CHECK_FIX_LEAKS) and refcount errors
  * (BDEV_CHECK_FIX_ERRORS). Also used to rebuild refcounts of a dirty lazy-refcounts image. */
 int qcow2_check(struct bdev *bs, int fix, struct bdev_check_result *res);
-
-/* Big-endian helpers. */
-static inline uint64_t be64_get(const void *p)
-{
-	return __builtin_bswap64(*(const uint64_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline uint32_t be32_get(const void *p)
-{
-	return __builtin_bswap32(*(const uint32_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline uint16_t be16_get(const void *p)
-{
-	return __builtin_bswap16(*(const uint16_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline void be64_put(void *p, uint64_t v)
-{
-	*(uint64_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap64(v);
-}
-static inline void be32_put(void *p, uint32_t v)
-{
-	*(uint32_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap32(v);
-}
-static inline void be16_put(void *p, uint16_t v)
-{
-	*(uint16_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap16(v);
-}
 
 #endif
