@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static const struct bdev_driver *const drivers[] = {
@@ -152,6 +153,88 @@ fail:
 	return ret;
 }
 
+/*
+ * Base protection. Creating an overlay records it in a user xattr of its backing file; opening
+ * that file for writing is refused while a recorded overlay still uses it, unless the caller
+ * passes BDEV_O_BASE_WRITE (commit does). Overlays that were deleted or rebased elsewhere are
+ * forgotten on the way. Best effort: file systems without user xattrs keep no record.
+ */
+#define BASE_XATTR "user.ligero.overlays"
+
+static bool overlay_uses(const char *overlay, const struct stat *base)
+{
+	struct bdev *ov;
+	struct stat st;
+	bool uses = false;
+
+	if (open_layer(&ov, overlay, NULL, BDEV_O_FORCE_SHARE) < 0)
+		return false;
+	if (ov->backing_path && stat(ov->backing_path, &st) == 0)
+		uses = st.st_dev == base->st_dev && st.st_ino == base->st_ino;
+	bdev_close(ov);
+	return uses;
+}
+
+static int base_check_writable(struct bdev *bs)
+{
+	char list[8192], keep[8192] = "";
+	struct stat st;
+	size_t kept = 0, live = 0;
+	char first[1024] = "";
+
+	ssize_t n = fgetxattr(bs->fd, BASE_XATTR, list, sizeof(list) - 1);
+	if (n <= 0 || fstat(bs->fd, &st) < 0)
+		return 0;
+	list[n] = '\0';
+	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		if (!overlay_uses(p, &st))
+			continue;
+		if (!live++)
+			snprintf(first, sizeof(first), "%s", p);
+		size_t l = strlen(p);
+		if (kept + l + 2 < sizeof(keep)) {
+			memcpy(keep + kept, p, l);
+			keep[kept + l] = '\n';
+			kept += l + 1;
+			keep[kept] = '\0';
+		}
+	}
+	if (!live) {
+		fremovexattr(bs->fd, BASE_XATTR);
+		return 0;
+	}
+	if ((size_t)n != kept)
+		fsetxattr(bs->fd, BASE_XATTR, keep, kept, 0);
+	err_clear();
+	return err_set(EPERM, "%s: image is the backing file of %zu overlay%s (%s); writing to it "
+		       "would corrupt them (commit into it, or pass the base-write option)",
+		       bs->filename, live, live == 1 ? "" : "s", first);
+}
+
+int bdev_base_register(const char *base_path, const char *overlay_path)
+{
+	char list[8192], abs[4096];
+	ssize_t n;
+
+	if (!realpath(overlay_path, abs))
+		return -errno;
+	n = getxattr(base_path, BASE_XATTR, list, sizeof(list) - 1);
+	if (n < 0)
+		n = 0;
+	list[n] = '\0';
+	for (char *p = list; (p = strstr(p, abs)); p += strlen(abs))
+		if ((p == list || p[-1] == '\n') && (p[strlen(abs)] == '\n' || !p[strlen(abs)]))
+			return 0;
+	size_t l = strlen(abs);
+	if ((size_t)n + l + 2 > sizeof(list))
+		return -ENOSPC; /* a record that large is only a hint; stop adding to it */
+	memcpy(list + n, abs, l);
+	list[n + l] = '\n';
+	if (setxattr(base_path, BASE_XATTR, list, (size_t)n + l + 1, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 /* A file probed as raw never gets a backing file of its own, and a chain never loops: each
  * layer's identity (device, inode) is compared with every layer above it. */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
@@ -166,6 +249,11 @@ int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
 	ret = open_layer(&top, path, fmt, flags);
 	if (ret < 0)
 		return ret;
+	if ((flags & BDEV_O_RDWR) && !(flags & BDEV_O_BASE_WRITE)) {
+		ret = base_check_writable(top);
+		if (ret < 0)
+			goto fail;
+	}
 	cur = top;
 	while (!(flags & BDEV_O_NO_BACKING)) {
 		if (fstat(cur->fd, &st) < 0) {
@@ -219,7 +307,8 @@ void bdev_close(struct bdev *bs)
 static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
 {
 	if (write && bs->read_only)
-		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+		return err_set(EROFS, "%s: image is opened read-only%s%s", bs->filename,
+			       bs->ro_reason ? ": " : "", bs->ro_reason ? bs->ro_reason : "");
 	if (off > bs->size || len > bs->size - off)
 		return err_set(EINVAL,
 			       "%s: request at offset %llu length %llu is past the end (%llu bytes)",
@@ -370,4 +459,120 @@ int64_t bdev_actual_size(const struct bdev *bs)
 	if (fstat(bs->fd, &st) < 0)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;
+}
+
+uint32_t bdev_cluster_size(struct bdev *bs)
+{
+	return bs->drv->cluster_size ? bs->drv->cluster_size(bs) : 0;
+}
+
+int64_t bdev_compress(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len)
+{
+	if (!bs->drv->compress)
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
+			       bs->drv->name);
+	return bs->drv->compress(bs, dst, dst_len, src, len);
+}
+
+int bdev_write_compressed(struct bdev *bs, uint64_t off, const void *cdata, size_t clen)
+{
+	int ret = check_range(bs, off, 1, true);
+
+	if (ret < 0)
+		return ret;
+	if (!bs->drv->write_compressed)
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
+			       bs->drv->name);
+	return bs->drv->write_compressed(bs, off, cdata, clen);
+}
+
+int bdev_reopen_rw(struct bdev *bs, int flags)
+{
+	int fd, ret;
+
+	if (!bs->read_only)
+		return 0;
+	fd = open(bs->filename, O_RDWR | O_CLOEXEC | ((bs->flags & BDEV_O_DIRECT) ? O_DIRECT : 0));
+	if (fd < 0)
+		return err_sys(errno, "%s: could not open for writing", bs->filename);
+	/* Keep the fd number the driver holds; the old description's locks go with it. */
+	if (dup3(fd, bs->fd, O_CLOEXEC) < 0) {
+		ret = err_sys(errno, "%s: could not reopen", bs->filename);
+		close(fd);
+		return ret;
+	}
+	close(fd);
+	bs->read_only = false;
+	bs->flags |= BDEV_O_RDWR;
+	if (!(bs->flags & BDEV_O_FORCE_SHARE)) {
+		ret = bdev_lock(bs, LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
+				LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE_UNCHANGED);
+		if (ret < 0)
+			goto back;
+	}
+	if (!(flags & BDEV_O_BASE_WRITE)) {
+		ret = base_check_writable(bs);
+		if (ret < 0)
+			goto back;
+	}
+	return 0;
+back:
+	bs->read_only = true;
+	bs->flags &= ~BDEV_O_RDWR;
+	return ret;
+}
+
+int bdev_set_backing(struct bdev *bs, const char *name, const char *fmt)
+{
+	if (bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	if (!bs->drv->set_backing)
+		return err_set(ENOTSUP, "%s: format %s has no backing file", bs->filename,
+			       bs->drv->name);
+	return bs->drv->set_backing(bs, name, fmt);
+}
+
+#define SNAP_OP(fn, op)                                                                          \
+	int fn(struct bdev *bs, const char *name)                                                \
+	{                                                                                        \
+		if (!bs->drv->op)                                                                \
+			return err_set(ENOTSUP, "%s: format %s has no internal snapshots",       \
+				       bs->filename, bs->drv->name);                             \
+		if (bs->read_only)                                                               \
+			return err_set(EROFS, "%s: image is opened read-only", bs->filename);    \
+		return bs->drv->op(bs, name);                                                    \
+	}
+SNAP_OP(bdev_snapshot_create, snapshot_create)
+SNAP_OP(bdev_snapshot_apply, snapshot_apply)
+SNAP_OP(bdev_snapshot_delete, snapshot_delete)
+
+int bdev_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
+{
+	*list = NULL;
+	*n = 0;
+	if (!bs->drv->snapshot_list)
+		return 0;
+	return bs->drv->snapshot_list(bs, list, n);
+}
+
+int bdev_amend(struct bdev *bs, const struct bdev_amend_opts *opts)
+{
+	if (!bs->drv->amend)
+		return err_set(ENOTSUP, "%s: format %s has no options to amend", bs->filename,
+			       bs->drv->name);
+	if (bs->read_only)
+		return err_set(EROFS, "%s: image is opened read-only", bs->filename);
+	return bs->drv->amend(bs, opts);
+}
+
+int bdev_unmap(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	int ret = check_range(bs, off, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (!bs->drv->unmap)
+		return err_set(ENOTSUP, "%s: format %s has no unallocated clusters", bs->filename,
+			       bs->drv->name);
+	return bs->drv->unmap(bs, off, len);
 }

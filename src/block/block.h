@@ -76,6 +76,23 @@ struct bdev_check_result {
 enum { BDEV_CHECK_FIX_LEAKS = 1, BDEV_CHECK_FIX_ERRORS = 2 };
 void bdev_check_result_free(struct bdev_check_result *res);
 
+/* An internal snapshot, as qemu-img snapshot -l lists it. */
+struct bdev_snapshot {
+	char id[64];
+	char name[256];
+	uint64_t vm_state_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t icount; /* UINT64_MAX when not recorded */
+	uint64_t disk_size;
+};
+
+/* What `img amend -o` may change; -1 / NULL means leave as is. */
+struct bdev_amend_opts {
+	int compat;         /* 2 or 3 */
+	int lazy_refcounts; /* 0 or 1 */
+};
+
 struct bdev;
 struct json_object;
 
@@ -101,6 +118,22 @@ struct bdev_driver {
 	int (*check)(struct bdev *bs, int fix, struct bdev_check_result *res);
 	/* qemu-img info's "format-specific" object (json-c), or NULL. */
 	struct json_object *(*info_specific)(struct bdev *bs);
+	/* Compressed clusters (NULL: the format stores none). compress is thread-safe. */
+	int64_t (*compress)(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len);
+	int (*write_compressed)(struct bdev *bs, uint64_t off, const void *cdata, size_t clen);
+	/* Rewrite the recorded backing file name and format (NULL name: no backing file). */
+	int (*set_backing)(struct bdev *bs, const char *name, const char *fmt);
+	/* Internal snapshots. */
+	int (*snapshot_list)(struct bdev *bs, struct bdev_snapshot **list, int *n);
+	int (*snapshot_create)(struct bdev *bs, const char *name);
+	int (*snapshot_apply)(struct bdev *bs, const char *name);
+	int (*snapshot_delete)(struct bdev *bs, const char *name);
+	/* Change creation options in place (qemu-img amend). */
+	int (*amend)(struct bdev *bs, const struct bdev_amend_opts *opts);
+	/* Make whole clusters unallocated in this layer so the backing file shows through. */
+	int (*unmap)(struct bdev *bs, uint64_t off, uint64_t len);
+	/* Cluster size of the format, or 0 when it has none. */
+	uint32_t (*cluster_size)(struct bdev *bs);
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };
@@ -111,6 +144,7 @@ struct bdev {
 	int fd;
 	int flags;            /* BDEV_O_* it was opened with */
 	bool read_only;
+	const char *ro_reason; /* why a writable open became read-only (static text), or NULL */
 	uint64_t size;        /* virtual size in bytes */
 	uint32_t align;       /* smallest useful I/O unit for this layer (cluster size or 512) */
 	struct bdev *backing; /* NULL at the bottom of the chain */
@@ -154,6 +188,35 @@ char *bdev_resolve_backing(const char *image_path, const char *backing_name);
 
 /* Check (and with fix, repair) an image's metadata. -ENOTSUP for formats without a check. */
 int bdev_check(struct bdev *bs, int fix, struct bdev_check_result *res);
+
+/* Cluster size of the image's format (qcow2), 0 for formats without clusters (raw). */
+uint32_t bdev_cluster_size(struct bdev *bs);
+/* Compress one cluster of data with the image's codec (zlib or zstd). Thread-safe and without
+ * I/O, so many threads can compress while one writes. Returns the compressed length, -ENOSPC
+ * when the result would not be smaller (write the data plainly then), -ENOTSUP for formats
+ * that store no compressed clusters. */
+int64_t bdev_compress(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len);
+/* Store a cluster that bdev_compress produced at cluster-aligned guest offset off (the last
+ * cluster of an image may be short: pass what it compressed). */
+int bdev_write_compressed(struct bdev *bs, uint64_t off, const void *cdata, size_t clen);
+/* Re-open one layer of an open chain for writing (same fd number, new write lock). Refused for a
+ * protected base unless flags has BDEV_O_BASE_WRITE. Used by commit and rebase. */
+int bdev_reopen_rw(struct bdev *bs, int flags);
+/* Record a new backing file name (as given; relative to the image's directory) and format, or
+ * remove the backing file with name NULL. Only the header changes (qemu-img rebase -u). */
+int bdev_set_backing(struct bdev *bs, const char *name, const char *fmt);
+/* Make [off, off+len) unallocated in this layer (whole clusters only; partial ones are left),
+ * so reads come from the backing file again. commit empties an overlay with it. */
+int bdev_unmap(struct bdev *bs, uint64_t off, uint64_t len);
+int bdev_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n); /* free(*list) */
+int bdev_snapshot_create(struct bdev *bs, const char *name);
+int bdev_snapshot_apply(struct bdev *bs, const char *name);
+int bdev_snapshot_delete(struct bdev *bs, const char *name);
+int bdev_amend(struct bdev *bs, const struct bdev_amend_opts *opts);
+
+/* Record overlay_path as an overlay of base_path (an xattr on the base), so opening the base
+ * for writing is refused while the overlay uses it. Best effort: returns -errno, never fatal. */
+int bdev_base_register(const char *base_path, const char *overlay_path);
 
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);

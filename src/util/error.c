@@ -7,7 +7,8 @@
 /* One message per thread: the CLI prints it once, the VMM's threads do not trample each other. */
 static __thread char err_buf[1024];
 
-static int err_vset(int errnum, const char *suffix, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static int err_vset(int errnum, const char *suffix,
+							  const char *fmt, va_list ap)
 {
 	int n = vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
 

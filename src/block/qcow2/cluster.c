@@ -1,1 +1,798 @@
+/*
+ * The qcow2 data path: guest offset -> L1 -> L2 entry -> host cluster, allocation with
+ * copy-on-write, zero clusters, discard, block status, resize.
+ *
+ * Contract of every public function here: called with the driver lock not held (they take it),
+ * range already checked against the virtual size by block.c, returns 0 or -errno with a message.
+ * Clusters whose last reference goes away are freed only after the L2 tables that dropped the
+ * reference are on disk (see free_pending).
+ */
 #include "block/qcow2/qcow2.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum ctype { C_UNALLOC, C_ZERO_PLAIN, C_ZERO_ALLOC, C_NORMAL, C_COMPRESSED };
+
+static enum ctype cluster_type(uint64_t e)
+{
+	if (e & QCOW2_OFLAG_COMPRESSED)
+		return C_COMPRESSED;
+	if (e & QCOW2_OFLAG_ZERO)
+		return (e & QCOW2_L2E_OFFSET_MASK) ? C_ZERO_ALLOC : C_ZERO_PLAIN;
+	return (e & QCOW2_L2E_OFFSET_MASK) ? C_NORMAL : C_UNALLOC;
+}
+
+static uint64_t l1_index(const struct qcow2 *s, uint64_t off)
+{
+	return off >> (s->cluster_bits + s->l2_bits);
+}
+
+static uint64_t l2_index(const struct qcow2 *s, uint64_t off)
+{
+	return (off >> s->cluster_bits) & (s->l2_size - 1);
+}
+
+/* References that became garbage during one request, freed after the L2 flush. */
+struct free_list {
+	uint64_t *e;
+	size_t n, cap;
+};
+
+static int free_list_add(struct qcow2 *s, struct free_list *fl, uint64_t entry)
+{
+	if (fl->n == fl->cap) {
+		size_t cap = fl->cap ? fl->cap * 2 : 16;
+		uint64_t *e = realloc(fl->e, cap * sizeof(*e));
+		if (!e)
+			return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+		fl->e = e;
+		fl->cap = cap;
+	}
+	fl->e[fl->n++] = entry;
+	return 0;
+}
+
+static int free_entry(struct qcow2 *s, uint64_t e)
+{
+	if (cluster_type(e) == C_COMPRESSED) {
+		uint64_t off, len;
+		qcow2_compressed_extent(s, e, &off, &len);
+		return qcow2_free_clusters(s, off, len);
+	}
+	return qcow2_free_clusters(s, e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
+}
+
+/* The L2 tables that no longer reference these clusters must be on disk first. */
+static int free_pending(struct qcow2 *s, struct free_list *fl)
+{
+	int ret = 0;
+
+	if (fl->n) {
+		ret = qcow2_cache_flush(s->l2_cache);
+		if (ret == 0)
+			ret = qcow2_sync(s);
+		for (size_t i = 0; i < fl->n && ret == 0; i++)
+			ret = free_entry(s, fl->e[i]);
+	}
+	free(fl->e);
+	fl->e = NULL;
+	fl->n = fl->cap = 0;
+	return ret;
+}
+
+static int check_host_offset(struct qcow2 *s, uint64_t e, uint64_t guest_off)
+{
+	uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
+
+	if (host & (s->cluster_size - 1))
+		return qcow2_signal_corruption(s, "L2 entry for guest offset %llu points at "
+					       "unaligned host offset %llu",
+					       (unsigned long long)guest_off,
+					       (unsigned long long)host);
+	if (host < s->cluster_size)
+		return qcow2_signal_corruption(s, "L2 entry for guest offset %llu points into "
+					       "the header", (unsigned long long)guest_off);
+	return 0;
+}
+
+/* L2 table of l1 index i, or *tbl = NULL if none is allocated. */
+static int l2_load(struct qcow2 *s, uint64_t i, uint64_t **tbl)
+{
+	uint64_t l2off;
+
+	*tbl = NULL;
+	if (i >= s->l1_size)
+		return 0;
+	l2off = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+	if (!l2off)
+		return 0;
+	if (l2off & (s->cluster_size - 1) || l2off < s->cluster_size)
+		return qcow2_signal_corruption(s, "L1 entry %llu points at invalid L2 offset %llu",
+					       (unsigned long long)i, (unsigned long long)l2off);
+	return qcow2_cache_get(s->l2_cache, l2off, (void **)tbl);
+}
+
+static int get_entry(struct qcow2 *s, uint64_t off, uint64_t *entry)
+{
+	uint64_t *tbl;
+	int ret = l2_load(s, l1_index(s, off), &tbl);
+
+	*entry = 0;
+	if (ret < 0 || !tbl)
+		return ret;
+	*entry = __builtin_bswap64(tbl[l2_index(s, off)]);
+	qcow2_cache_put(s->l2_cache, (void **)&tbl);
+	return 0;
+}
+
+static int pread_full(struct qcow2 *s, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(s->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: read error at offset %llu", s->bs->filename,
+				       (unsigned long long)off);
+		if (n == 0) { /* data past EOF reads as zeroes, like QEMU */
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int pwrite_full(struct qcow2 *s, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(s->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: write error at offset %llu", s->bs->filename,
+				       (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t n)
+{
+	struct bdev *b = s->bs->backing;
+	size_t in = 0;
+
+	if (b && off < b->size) {
+		in = b->size - off < n ? (size_t)(b->size - off) : n;
+		int ret = bdev_read(b, off, buf, in);
+		if (ret < 0)
+			return ret;
+	}
+	memset(buf + in, 0, n - in);
+	return 0;
+}
+
+/* Read [off, off+n) within one cluster. */
+static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t n)
+{
+	uint64_t e;
+	int ret = get_entry(s, off, &e);
+
+	if (ret < 0)
+		return ret;
+	switch (cluster_type(e)) {
+	case C_UNALLOC:
+		return read_backing(s, off, buf, n);
+	case C_ZERO_PLAIN:
+	case C_ZERO_ALLOC:
+		memset(buf, 0, n);
+		return 0;
+	case C_COMPRESSED:
+		ret = qcow2_decompress_cluster(s, e);
+		if (ret == 0)
+			memcpy(buf, s->zcache + (off & (s->cluster_size - 1)), n);
+		return ret;
+	case C_NORMAL:
+		ret = check_host_offset(s, e, off);
+		if (ret < 0)
+			return ret;
+		return pread_full(s, buf, n, (e & QCOW2_L2E_OFFSET_MASK) +
+						  (off & (s->cluster_size - 1)));
+	}
+	return 0;
+}
+
+static int do_read(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len)
+{
+	while (len) {
+		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
+		if (n > len)
+			n = len;
+		int ret = read_in_cluster(s, off, buf, n);
+		if (ret < 0)
+			return ret;
+		off += n;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_read(s, off, buf, len);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* With lazy refcounts the dirty bit must be on disk before the first metadata change. */
+static int mark_dirty(struct qcow2 *s)
+{
+	if (!s->lazy_refcounts || s->dirty_marked)
+		return 0;
+	int ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
+	if (ret == 0)
+		s->dirty_marked = true;
+	return ret;
+}
+
+/*
+ * An L2 table for l1 index i that this image owns alone (COPIED), allocating it or copying a
+ * shared one. The new table reaches the disk (after the refcounts it relies on) before the L1
+ * entry points at it; a shared old table loses our reference only after that.
+ */
+static int l2_prepare(struct qcow2 *s, uint64_t i, uint64_t **tbl)
+{
+	uint64_t old = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+	uint64_t *nt, *ot;
+	int64_t noff;
+	int ret;
+
+	if (old && (s->l1[i] & QCOW2_OFLAG_COPIED))
+		return l2_load(s, i, tbl);
+	noff = qcow2_alloc_clusters(s, 1);
+	if (noff < 0)
+		return (int)noff;
+	ret = qcow2_cache_get_empty(s->l2_cache, (uint64_t)noff, (void **)&nt);
+	if (ret < 0)
+		return ret;
+	if (old) {
+		ret = l2_load(s, i, &ot);
+		if (ret < 0) {
+			qcow2_cache_put(s->l2_cache, (void **)&nt);
+			return ret;
+		}
+		memcpy(nt, ot, s->cluster_size);
+		qcow2_cache_put(s->l2_cache, (void **)&ot);
+	}
+	qcow2_cache_mark_dirty(s->l2_cache, nt);
+	ret = qcow2_cache_flush(s->l2_cache);
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	if (ret < 0) {
+		qcow2_cache_put(s->l2_cache, (void **)&nt);
+		return ret;
+	}
+	s->l1[i] = (uint64_t)noff | QCOW2_OFLAG_COPIED;
+	ret = qcow2_l1_write(s, (uint32_t)i, 1);
+	if (ret == 0 && old) {
+		ret = qcow2_sync(s);
+		if (ret == 0)
+			ret = qcow2_free_clusters(s, old, s->cluster_size);
+	}
+	if (ret < 0) {
+		qcow2_cache_put(s->l2_cache, (void **)&nt);
+		return ret;
+	}
+	*tbl = nt;
+	return 0;
+}
+
+static int set_entry(struct qcow2 *s, uint64_t off, uint64_t e)
+{
+	uint64_t *tbl;
+	int ret = l2_prepare(s, l1_index(s, off), &tbl);
+
+	if (ret < 0)
+		return ret;
+	tbl[l2_index(s, off)] = __builtin_bswap64(e);
+	qcow2_cache_mark_dirty(s->l2_cache, tbl);
+	qcow2_cache_put(s->l2_cache, (void **)&tbl);
+	return 0;
+}
+
+/* Write [off, off+n) inside one cluster. */
+static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t n,
+			    uint8_t *tmp, struct free_list *fl)
+{
+	uint64_t cstart = off & ~(s->cluster_size - 1), in = off - cstart, e;
+	bool full = n == s->cluster_size;
+	int ret = get_entry(s, off, &e);
+
+	if (ret < 0)
+		return ret;
+	enum ctype t = cluster_type(e);
+	if (t == C_NORMAL && (e & QCOW2_OFLAG_COPIED)) {
+		ret = check_host_offset(s, e, off);
+		return ret < 0 ? ret : pwrite_full(s, buf, n, (e & QCOW2_L2E_OFFSET_MASK) + in);
+	}
+	if (t == C_ZERO_ALLOC && (e & QCOW2_OFLAG_COPIED)) {
+		/* A preallocated zero cluster: fill it and drop the zero flag. */
+		ret = check_host_offset(s, e, off);
+		if (ret < 0)
+			return ret;
+		memset(tmp, 0, s->cluster_size);
+		memcpy(tmp + in, buf, n);
+		ret = pwrite_full(s, tmp, s->cluster_size, e & QCOW2_L2E_OFFSET_MASK);
+		return ret < 0 ? ret : set_entry(s, off, (e & QCOW2_L2E_OFFSET_MASK) |
+								QCOW2_OFLAG_COPIED);
+	}
+	/* Copy-on-write into a new cluster: old content (backing, compressed, zero, shared)
+	 * around the written bytes, then the bytes. */
+	const uint8_t *src = buf;
+	if (!full) {
+		uint64_t clen = s->cluster_size;
+		if (cstart + clen > s->bs->size)
+			clen = s->bs->size - cstart;
+		memset(tmp, 0, s->cluster_size);
+		ret = do_read(s, cstart, tmp, clen);
+		if (ret < 0)
+			return ret;
+		memcpy(tmp + in, buf, n);
+		src = tmp;
+	}
+	int64_t host = qcow2_alloc_clusters(s, 1);
+	if (host < 0)
+		return (int)host;
+	ret = pwrite_full(s, src, s->cluster_size, (uint64_t)host);
+	if (ret == 0)
+		ret = set_entry(s, off, (uint64_t)host | QCOW2_OFLAG_COPIED);
+	if (ret == 0 && (t == C_NORMAL || t == C_ZERO_ALLOC || t == C_COMPRESSED))
+		ret = free_list_add(s, fl, e);
+	return ret;
+}
+
+static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
+{
+	struct free_list fl = {0};
+	uint8_t *tmp = NULL;
+	int ret = mark_dirty(s);
+
+	if (ret < 0)
+		return ret;
+	while (len && ret == 0) {
+		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
+		if (n > len)
+			n = len;
+		if (!tmp && !(tmp = aligned_alloc(512, s->cluster_size)))
+			ret = err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+		if (ret == 0)
+			ret = write_in_cluster(s, off, buf, n, tmp, &fl);
+		off += n;
+		buf += n;
+		len -= n;
+	}
+	int ret2 = free_pending(s, &fl);
+	free(tmp);
+	return ret < 0 ? ret : ret2;
+}
+
+int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_write(s, off, buf, len);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int qcow2_flush_caches(struct qcow2 *s)
+{
+	int ret = qcow2_cache_flush(s->l2_cache);
+
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->rb_cache);
+	return ret;
+}
+
+int qcow2_flush(struct bdev *bs)
+{
+	struct qcow2 *s = bs->opaque;
+	int ret = qcow2_flush_caches(s);
+
+	return ret < 0 ? ret : qcow2_sync(s);
+}
+
+/* Whole clusters of [off, off+len), plus a partial last cluster that ends the image. */
+static void whole_clusters(const struct qcow2 *s, uint64_t off, uint64_t len, uint64_t *first,
+			   uint64_t *end)
+{
+	uint64_t cs = s->cluster_size;
+	uint64_t stop = off + len;
+
+	*first = (off + cs - 1) & ~(cs - 1);
+	*end = stop & ~(cs - 1);
+	if (stop == s->bs->size && stop & (cs - 1))
+		*end = (stop + cs - 1) & ~(cs - 1);
+	if (*end < *first)
+		*end = *first;
+}
+
+static bool allocated(enum ctype t)
+{
+	return t == C_NORMAL || t == C_ZERO_ALLOC || t == C_COMPRESSED;
+}
+
+/* Make one whole cluster read as zero (v3): keep a preallocated cluster unless unmapping. */
+static int zero_cluster(struct qcow2 *s, uint64_t off, unsigned flags, struct free_list *fl)
+{
+	uint64_t e;
+	int ret = get_entry(s, off, &e);
+
+	if (ret < 0)
+		return ret;
+	enum ctype t = cluster_type(e);
+	if (t == C_ZERO_PLAIN)
+		return 0;
+	bool unmap = t == C_COMPRESSED ||
+		     (allocated(t) && ((flags & BDEV_ZERO_MAY_UNMAP) || !(e & QCOW2_OFLAG_COPIED)));
+	uint64_t ne = QCOW2_OFLAG_ZERO;
+	if (allocated(t) && !unmap)
+		ne |= (e & QCOW2_L2E_OFFSET_MASK) | QCOW2_OFLAG_COPIED;
+	ret = set_entry(s, off, ne);
+	if (ret == 0 && unmap)
+		ret = free_list_add(s, fl, e);
+	return ret;
+}
+
+static int write_zero_bytes(struct qcow2 *s, uint64_t off, uint64_t len)
+{
+	uint8_t *z = calloc(1, s->cluster_size);
+	int ret = 0;
+
+	if (!z)
+		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+	while (len && ret == 0) {
+		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
+		if (n > len)
+			n = len;
+		ret = do_write(s, off, z, n);
+		off += n;
+		len -= n;
+	}
+	free(z);
+	return ret;
+}
+
+static int do_write_zeroes(struct qcow2 *s, uint64_t off, uint64_t len, unsigned flags)
+{
+	struct free_list fl = {0};
+	uint64_t first, end;
+	int ret = mark_dirty(s);
+
+	if (ret < 0)
+		return ret;
+	whole_clusters(s, off, len, &first, &end);
+	if (off < first)
+		ret = write_zero_bytes(s, off, (first < off + len ? first : off + len) - off);
+	for (uint64_t c = first; c < end && ret == 0; c += s->cluster_size) {
+		if (s->version >= 3) {
+			ret = zero_cluster(s, c, flags, &fl);
+		} else {
+			/* v2 has no zero flag: unallocated clusters without a backing file
+			 * already read as zero; anything else gets zeroes written. */
+			uint64_t e;
+			ret = get_entry(s, c, &e);
+			if (ret == 0 && !(cluster_type(e) == C_UNALLOC && !s->bs->backing)) {
+				uint64_t n = s->cluster_size;
+				if (c + n > s->bs->size)
+					n = s->bs->size - c;
+				ret = write_zero_bytes(s, c, n);
+			}
+		}
+	}
+	if (ret == 0 && end < off + len && end >= first)
+		ret = write_zero_bytes(s, end > off ? end : off, off + len - (end > off ? end : off));
+	int ret2 = free_pending(s, &fl);
+	return ret < 0 ? ret : ret2;
+}
+
+int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_write_zeroes(s, off, len, flags);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/*
+ * Discard whole clusters, with QEMU's semantics so guests see the same bytes: afterwards they
+ * read as zero (v3: zero flag where a backing file or an allocation would show through; v2
+ * without backing: unallocated). v2 with a backing file cannot hide the backing data, so
+ * discard does nothing there. Partial clusters are left alone.
+ */
+static int do_discard(struct qcow2 *s, uint64_t off, uint64_t len, bool full)
+{
+	struct free_list fl = {0};
+	uint64_t first, end;
+	int ret;
+
+	if (!full && s->version < 3 && s->bs->backing)
+		return 0;
+	ret = mark_dirty(s);
+	if (ret < 0)
+		return ret;
+	whole_clusters(s, off, len, &first, &end);
+	for (uint64_t c = first; c < end && ret == 0; c += s->cluster_size) {
+		uint64_t e;
+		ret = get_entry(s, c, &e);
+		if (ret < 0)
+			break;
+		enum ctype t = cluster_type(e);
+		uint64_t ne = 0;
+		if (!full && s->version >= 3 && (s->bs->backing || allocated(t)))
+			ne = QCOW2_OFLAG_ZERO;
+		if (e == ne || (t == C_UNALLOC && !ne))
+			continue;
+		ret = set_entry(s, c, ne);
+		if (ret == 0 && allocated(t))
+			ret = free_list_add(s, &fl, e);
+	}
+	int ret2 = free_pending(s, &fl);
+	return ret < 0 ? ret : ret2;
+}
+
+int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_discard(s, off, len, false);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static unsigned status_flags(enum ctype t)
+{
+	switch (t) {
+	case C_UNALLOC: return 0;
+	case C_ZERO_PLAIN: return BDEV_ST_ALLOCATED | BDEV_ST_ZERO;
+	case C_ZERO_ALLOC: return BDEV_ST_ALLOCATED | BDEV_ST_ZERO | BDEV_ST_OFFSET;
+	case C_NORMAL: return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_OFFSET;
+	case C_COMPRESSED: return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_COMPRESSED;
+	}
+	return 0;
+}
+
+static int do_block_status(struct qcow2 *s, uint64_t off, uint64_t len, struct bdev_extent *ext)
+{
+	uint64_t e, cs = s->cluster_size;
+	int ret = get_entry(s, off, &e);
+
+	if (ret < 0)
+		return ret;
+	enum ctype t = cluster_type(e);
+	uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
+	uint64_t in = off & (cs - 1);
+	uint64_t n = cs - in;
+
+	ext->flags = status_flags(t);
+	if (ext->flags & BDEV_ST_OFFSET)
+		ext->host_offset = host + in;
+	/* Extend over following clusters of the same kind (and contiguous on the host). */
+	while (n < len) {
+		uint64_t ne;
+		ret = get_entry(s, off + n, &ne);
+		if (ret < 0)
+			return ret;
+		if (cluster_type(ne) != t)
+			break;
+		if ((ext->flags & BDEV_ST_OFFSET) &&
+		    (ne & QCOW2_L2E_OFFSET_MASK) != host + in + n)
+			break;
+		n += cs;
+	}
+	ext->length = n < len ? n : len;
+	return 0;
+}
+
+int qcow2_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_block_status(s, off, len, ext);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
+{
+	uint64_t bytes = min_size * 8;
+	uint64_t nclusters = (bytes + s->cluster_size - 1) >> s->cluster_bits;
+	uint64_t *nl1;
+	int ret;
+
+	if (min_size <= s->l1_size)
+		return 0;
+	if (bytes > QCOW2_MAX_L1_BYTES)
+		return err_set(EFBIG, "%s: L1 table would exceed %u MiB", s->bs->filename,
+			       QCOW2_MAX_L1_BYTES >> 20);
+	nl1 = calloc(nclusters, s->cluster_size);
+	if (!nl1)
+		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+	int64_t off = qcow2_alloc_clusters(s, nclusters);
+	if (off < 0) {
+		free(nl1);
+		return (int)off;
+	}
+	for (uint32_t i = 0; i < s->l1_size; i++)
+		nl1[i] = __builtin_bswap64(s->l1[i]);
+	ret = pwrite_full(s, nl1, nclusters * s->cluster_size, (uint64_t)off);
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->rb_cache);
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	if (ret == 0) {
+		uint8_t hdr[12];
+		be32_put(hdr, (uint32_t)min_size);
+		be64_put(hdr + 4, (uint64_t)off);
+		if (pwrite(s->fd, hdr, 12, QCOW2_HDR_L1_SIZE) != 12)
+			ret = err_sys(errno, "%s: could not update the header", s->bs->filename);
+	}
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	if (ret < 0) {
+		free(nl1);
+		return ret;
+	}
+	for (uint64_t i = 0; i < min_size; i++)
+		nl1[i] = __builtin_bswap64(nl1[i]);
+	uint64_t old = s->l1_offset, old_len = (uint64_t)s->l1_size * 8;
+	free(s->l1);
+	s->l1 = nl1;
+	s->l1_offset = (uint64_t)off;
+	s->l1_size = (uint32_t)min_size;
+	return old_len ? qcow2_free_clusters(s, old, old_len) : 0;
+}
+
+static int do_truncate(struct qcow2 *s, uint64_t size)
+{
+	uint64_t per_l1 = s->cluster_size * s->l2_size;
+	int ret = mark_dirty(s);
+
+	if (ret < 0)
+		return ret;
+	if (size > QCOW2_MAX_VIRTUAL_SIZE)
+		return err_set(EFBIG, "%s: size %llu is larger than qcow2 supports here",
+			       s->bs->filename, (unsigned long long)size);
+	if (s->nb_snapshots && size < s->bs->size)
+		return err_set(ENOTSUP, "%s: cannot shrink an image that has snapshots",
+			       s->bs->filename);
+	if (size < s->bs->size) {
+		/* Drop every cluster past the new end, so the file holds nothing invisible. */
+		uint64_t from = (size + s->cluster_size - 1) & ~(s->cluster_size - 1);
+		if (from < s->bs->size) {
+			ret = do_discard(s, from, s->bs->size - from, true);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	ret = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
+	if (ret == 0)
+		ret = qcow2_flush_caches(s);
+	if (ret == 0)
+		ret = qcow2_sync(s);
+	if (ret == 0)
+		ret = qcow2_header_write_u64(s, QCOW2_HDR_SIZE, size);
+	if (ret == 0)
+		s->bs->size = size;
+	return ret;
+}
+
+int qcow2_truncate(struct bdev *bs, uint64_t size)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_truncate(s, size);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data, size_t len)
+{
+	struct free_list fl = {0};
+	uint64_t e;
+	int ret;
+
+	if (guest_off & (s->cluster_size - 1) || len >= s->cluster_size)
+		return err_set(EINVAL, "%s: bad compressed cluster write at %llu", s->bs->filename,
+			       (unsigned long long)guest_off);
+	pthread_mutex_lock(&s->lock);
+	ret = mark_dirty(s);
+	if (ret == 0)
+		ret = get_entry(s, guest_off, &e);
+	int64_t off = ret < 0 ? ret : qcow2_alloc_bytes(s, len);
+	if (off < 0) {
+		ret = (int)off;
+		goto out;
+	}
+	ret = pwrite_full(s, data, len, (uint64_t)off);
+	if (ret < 0)
+		goto out;
+	unsigned shift = 62 - (s->cluster_bits - 8);
+	uint64_t nb = (((uint64_t)off + len - 1) >> 9) - ((uint64_t)off >> 9);
+	ret = set_entry(s, guest_off, QCOW2_OFLAG_COMPRESSED | (uint64_t)off | (nb << shift));
+	if (ret == 0 && allocated(cluster_type(e)))
+		ret = free_list_add(s, &fl, e);
+out:;
+	int ret2 = free_pending(s, &fl);
+	pthread_mutex_unlock(&s->lock);
+	return ret < 0 ? ret : ret2;
+}
+
+int qcow2_preallocate(struct qcow2 *s, int mode)
+{
+	uint64_t cs = s->cluster_size, size = s->bs->size;
+	int ret = 0;
+
+	for (uint64_t off = 0; off < size && ret == 0;) {
+		/* One run per L2 table: contiguous data clusters, then their entries. */
+		uint64_t l2end = (l1_index(s, off) + 1) * s->l2_size * cs;
+		uint64_t stop = l2end < size ? l2end : size;
+		uint64_t n = (stop - off + cs - 1) / cs;
+		uint64_t *tbl;
+		ret = l2_prepare(s, l1_index(s, off), &tbl);
+		if (ret < 0)
+			break;
+		qcow2_cache_put(s->l2_cache, (void **)&tbl);
+		int64_t host = qcow2_alloc_clusters(s, n);
+		if (host < 0)
+			return (int)host;
+		if (mode == BDEV_PREALLOC_FALLOC || mode == BDEV_PREALLOC_FULL) {
+			int e = posix_fallocate(s->fd, host, (off_t)(n * cs));
+			if (e)
+				return err_sys(e, "%s: could not preallocate", s->bs->filename);
+		}
+		for (uint64_t i = 0; i < n && ret == 0; i++)
+			ret = set_entry(s, off + i * cs, ((uint64_t)host + i * cs) |
+							 QCOW2_OFLAG_COPIED);
+		off = stop;
+	}
+	if (ret == 0 && s->file_end > 0) {
+		/* The file covers every allocated cluster even where nothing was written. */
+		if (ftruncate(s->fd, (off_t)s->file_end) < 0 && errno != EINVAL)
+			ret = err_sys(errno, "%s: could not extend the file", s->bs->filename);
+	}
+	return ret;
+}
+
+int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = bs->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_discard(s, off, len, true);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}

@@ -1,1 +1,126 @@
+/* Compressed clusters: zlib raw deflate (window 4 KiB, as QEMU) and zstd frames. */
 #include "block/qcow2/qcow2.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+void qcow2_compressed_extent(const struct qcow2 *s, uint64_t l2e, uint64_t *off, uint64_t *len)
+{
+	unsigned shift = 62 - (s->cluster_bits - 8);
+	uint64_t mask = (1ULL << (s->cluster_bits - 8)) - 1;
+	uint64_t nb_sectors = ((l2e >> shift) & mask) + 1;
+
+	*off = l2e & ((1ULL << shift) - 1);
+	*len = nb_sectors * 512 - (*off & 511);
+}
+
+static int zlib_decompress(uint8_t *dst, size_t dst_len, const uint8_t *src, size_t src_len)
+{
+	z_stream z = {0};
+	int ret;
+
+	if (inflateInit2(&z, -12) != Z_OK)
+		return -ENOMEM;
+	z.next_in = (uint8_t *)src;
+	z.avail_in = (uInt)src_len;
+	z.next_out = dst;
+	z.avail_out = (uInt)dst_len;
+	ret = inflate(&z, Z_FINISH);
+	/* The stored extent is rounded up to sectors, so input may remain after the stream. */
+	bool ok = (ret == Z_STREAM_END || ret == Z_BUF_ERROR) && z.avail_out == 0;
+	inflateEnd(&z);
+	return ok ? 0 : -EIO;
+}
+
+static int zstd_decompress(struct qcow2 *s, uint8_t *dst, size_t dst_len, const uint8_t *src,
+			   size_t src_len)
+{
+	if (!s->zstd_dctx) {
+		s->zstd_dctx = ZSTD_createDCtx();
+		if (!s->zstd_dctx)
+			return -ENOMEM;
+	}
+	ZSTD_DCtx_reset(s->zstd_dctx, ZSTD_reset_session_only);
+	ZSTD_inBuffer in = {src, src_len, 0};
+	ZSTD_outBuffer out = {dst, dst_len, 0};
+	while (out.pos < out.size) {
+		size_t r = ZSTD_decompressStream(s->zstd_dctx, &out, &in);
+		if (ZSTD_isError(r))
+			return -EIO;
+		if (r == 0 || in.pos == in.size)
+			break; /* frame complete, or no more input */
+	}
+	return out.pos == out.size ? 0 : -EIO;
+}
+
+int qcow2_decompress_cluster(struct qcow2 *s, uint64_t l2e)
+{
+	uint64_t off, len;
+	int ret;
+
+	qcow2_compressed_extent(s, l2e, &off, &len);
+	if (s->zcache_offset == off && off)
+		return 0;
+	if (len > 2 * s->cluster_size)
+		return qcow2_signal_corruption(s, "compressed cluster at offset %llu has size %llu",
+					       (unsigned long long)off, (unsigned long long)len);
+	ssize_t n = pread(s->fd, s->zbuf, len, (off_t)off);
+	if (n < 0)
+		return err_sys(errno, "%s: read error at offset %llu", s->bs->filename,
+			       (unsigned long long)off);
+	/* The last compressed cluster may end before its sector does. */
+	if ((uint64_t)n < len)
+		memset(s->zbuf + n, 0, len - (uint64_t)n);
+	if (s->compression_type == QCOW2_COMPRESSION_ZSTD)
+		ret = zstd_decompress(s, s->zcache, s->cluster_size, s->zbuf, len);
+	else
+		ret = zlib_decompress(s->zcache, s->cluster_size, s->zbuf, len);
+	if (ret < 0) {
+		s->zcache_offset = 0;
+		return err_set(EIO, "%s: compressed cluster at offset %llu does not decompress (%s)",
+			       s->bs->filename, (unsigned long long)off,
+			       s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
+	}
+	s->zcache_offset = off;
+	return 0;
+}
+
+static int64_t zlib_compress(void *dst, size_t dst_len, const void *src, size_t src_len)
+{
+	z_stream z = {0};
+	int ret;
+
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	z.next_in = (uint8_t *)src;
+	z.avail_in = (uInt)src_len;
+	z.next_out = dst;
+	z.avail_out = (uInt)dst_len;
+	ret = deflate(&z, Z_FINISH);
+	int64_t out = ret == Z_STREAM_END ? (int64_t)(dst_len - z.avail_out) : -ENOSPC;
+	deflateEnd(&z);
+	return out;
+}
+
+static int64_t zstd_compress(void *dst, size_t dst_len, const void *src, size_t src_len)
+{
+	size_t r = ZSTD_compress(dst, dst_len, src, src_len, ZSTD_CLEVEL_DEFAULT);
+
+	if (ZSTD_isError(r))
+		return -ENOSPC;
+	return (int64_t)r;
+}
+
+int64_t qcow2_compress(int type, void *dst, size_t dst_len, const void *src, size_t src_len)
+{
+	int64_t n = type == QCOW2_COMPRESSION_ZSTD ? zstd_compress(dst, dst_len, src, src_len)
+						   : zlib_compress(dst, dst_len, src, src_len);
+	if (n >= 0 && (size_t)n >= src_len)
+		return -ENOSPC;
+	return n;
+}

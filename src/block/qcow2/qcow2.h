@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "block/block.h"
+#include "util/endian.h"
 
 #define QCOW2_MAGIC 0x514649fbU
 
@@ -27,7 +28,8 @@
 #define QCOW2_HDR_AUTOCLEAR 88
 
 #define QCOW2_V2_HEADER_LEN 72
-#define QCOW2_V3_HEADER_LEN 104 /* with compression_type and padding */
+#define QCOW2_V3_HEADER_LEN 112 /* with compression_type and its padding, as QEMU writes */
+#define QCOW2_V3_MIN_HEADER_LEN 104
 
 /* Incompatible feature bits. */
 #define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
@@ -87,7 +89,9 @@ struct qcow2_cache {
 	struct qcow2 *s;
 	int n;
 	struct qcow2_cache_entry *e;
+	uint8_t *mem; /* all tables, contiguous: a table's slot is (table - mem) / cluster size */
 	uint64_t lru_clock;
+	int last; /* index of the last hit: sequential access skips the scan */
 	/* Dirty entries here may only reach the disk after `depends` has been flushed. */
 	struct qcow2_cache *depends;
 	bool depends_pending;
@@ -99,7 +103,11 @@ struct qcow2_snapshot {
 	uint32_t l1_size;
 	char *id;
 	char *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
 	uint64_t disk_size; /* 0 when the entry has no such extra data */
+	uint64_t icount;    /* UINT64_MAX when absent */
 };
 
 struct qcow2 {
@@ -134,6 +142,7 @@ struct qcow2 {
 
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
+	uint64_t snapshots_size; /* bytes of the snapshot table on disk */
 	struct qcow2_snapshot *snapshots;
 
 	struct qcow2_cache *l2_cache;
@@ -141,10 +150,22 @@ struct qcow2 {
 
 	uint64_t free_cluster_index; /* no free cluster below this one */
 	uint64_t file_end;           /* end of the last cluster in use by metadata or data */
+	/* Cluster ranges being handed out right now: nested allocations (refcount blocks) skip
+	 * them, since their refcounts are not written yet. A stack, nested at most a few deep. */
+	uint64_t resv[8][2];
+	int nresv;
+	uint64_t free_byte_offset;   /* where the next compressed cluster may start, 0 = none */
 
 	bool lazy_refcounts; /* compat bit set: refcounts may lag until close */
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
+	bool corrupt;        /* the corrupt bit is set: opened read-only */
+	/* Header extensions we do not interpret, kept verbatim for header rewrites. */
+	uint8_t *ext_keep;
+	size_t ext_keep_len;
+	/* Names from the feature-name table, for messages: [type][bit], type 0 incompat,
+	 * 1 compat, 2 autoclear. */
+	char feature_names[3][64][47];
 
 	/* The last cluster decompressed (host offset of its compressed data) and its bytes. */
 	uint64_t zcache_offset;
@@ -168,6 +189,41 @@ int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool set);
  * pointing somewhere impossible during a write. */
 int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Rewrite the whole header cluster from the state in s (version, tables, snapshots, backing
+ * name and format in s->bs, kept extensions). Fails before writing if it would not fit. */
+int qcow2_header_rewrite(struct qcow2 *s);
+/* The header as create writes it; shared by create and rewrite. */
+struct qcow2_header_fields {
+	int version;
+	unsigned cluster_bits, refcount_order;
+	uint64_t incompat, compat, autoclear;
+	uint8_t compression_type;
+	uint64_t size;
+	uint32_t l1_size;
+	uint64_t l1_offset, rt_offset;
+	uint32_t rt_clusters;
+	uint32_t nb_snapshots;
+	uint64_t snapshots_offset;
+	const char *backing_name, *backing_fmt;
+	const uint8_t *ext_keep;
+	size_t ext_keep_len;
+};
+int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
+		       const struct qcow2_header_fields *f);
+
+/* snapshot.c */
+int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n);
+int qcow2_snapshot_create(struct bdev *bs, const char *name);
+int qcow2_snapshot_apply(struct bdev *bs, const char *name);
+int qcow2_snapshot_delete(struct bdev *bs, const char *name);
+/* Set or clear the COPIED flag of every active L1 and L2 entry to match refcount == 1. */
+int qcow2_fix_copied(struct qcow2 *s);
+/* amend.c */
+int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o);
+int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt);
+/* Make [off, off+len) unallocated in this layer (whole clusters), so the backing shows. */
+int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len);
 
 /* cache.c: tables are cluster-sized; get returns a pinned table, put unpins it. */
 struct qcow2_cache *qcow2_cache_new(struct qcow2 *s, int n, const char *what);
@@ -217,6 +273,8 @@ int qcow2_truncate(struct bdev *bs, uint64_t size);
 int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data, size_t len);
 /* Grow the L1 table to at least min_size entries (new table allocated, then switched). */
 int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size);
+/* Allocate every cluster of the virtual size (preallocation=metadata|falloc|full). */
+int qcow2_preallocate(struct qcow2 *s, int mode);
 /* Flush every cache in order (refcounts, then L2) without the final sync. */
 int qcow2_flush_caches(struct qcow2 *s);
 
@@ -233,31 +291,5 @@ void qcow2_compressed_extent(const struct qcow2 *s, uint64_t l2e, uint64_t *off,
  * the stored refcounts; with fix, repair leaks (BDEV_CHECK_FIX_LEAKS) and refcount errors
  * (BDEV_CHECK_FIX_ERRORS). Also used to rebuild refcounts of a dirty lazy-refcounts image. */
 int qcow2_check(struct bdev *bs, int fix, struct bdev_check_result *res);
-
-/* Big-endian helpers. */
-static inline uint64_t be64_get(const void *p)
-{
-	return __builtin_bswap64(*(const uint64_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline uint32_t be32_get(const void *p)
-{
-	return __builtin_bswap32(*(const uint32_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline uint16_t be16_get(const void *p)
-{
-	return __builtin_bswap16(*(const uint16_t __attribute__((aligned(1), may_alias)) *)p);
-}
-static inline void be64_put(void *p, uint64_t v)
-{
-	*(uint64_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap64(v);
-}
-static inline void be32_put(void *p, uint32_t v)
-{
-	*(uint32_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap32(v);
-}
-static inline void be16_put(void *p, uint16_t v)
-{
-	*(uint16_t __attribute__((aligned(1), may_alias)) *)p = __builtin_bswap16(v);
-}
 
 #endif
