@@ -251,7 +251,8 @@ def debugfs(fsimg, cmd):
 
 def overlay(base, path):
     """A qcow2 overlay over base, made by qemu-img."""
-    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", Path(base).name, "-F", "qcow2", path)
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", Path(base).resolve(), "-F", "qcow2",
+        path)
     return path
 
 
