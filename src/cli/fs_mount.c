@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,15 +99,23 @@ int fs_mount_main(int argc, char **argv)
 		setsid();
 		if (chdir("/") < 0)
 			_exit(1);
+		/* Nothing may keep the caller's stdout/stderr open (a pipe reader would wait for
+		 * this process); problems after the mount go to syslog, as guestmount's do. */
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
 			dup2(null, STDOUT_FILENO);
-			/* stderr stays: a write-back failure at unmount is worth a line somewhere. */
+			dup2(null, STDERR_FILENO);
 			close(null);
 		}
 		int ret = serve(&h, mnt, m.ro, p[1]);
-		_exit(fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0));
+		if (ret == 0)
+			ret = fs_handle_close(&h);
+		else
+			fs_handle_close(&h);
+		if (ret < 0)
+			syslog(LOG_ERR, "ligero fs mount %s: %s", mnt, err_msg_or(ret));
+		_exit(ret < 0 ? 1 : 0);
 	}
 	/* The parent owns nothing any more: the server has the image. Do not close it here. */
 	close(p[1]);
