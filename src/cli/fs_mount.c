@@ -117,7 +117,8 @@ int fs_mount_main(int argc, char **argv)
 			syslog(LOG_ERR, "ligero fs mount %s: %s", mnt, err_msg_or(ret));
 		_exit(ret < 0 ? 1 : 0);
 	}
-	/* The parent owns nothing any more: the server has the image. Do not close it here. */
+	/* The parent owns nothing any more: the server has the image. Closing it here would
+	 * write qcow2 metadata behind the server's back, so the parent leaves with _exit. */
 	close(p[1]);
 	char st8 = 1, msg[1024] = "";
 	ssize_t n = read(p[0], &st8, 1);
@@ -126,9 +127,11 @@ int fs_mount_main(int argc, char **argv)
 	msg[k > 0 ? k : 0] = 0;
 	if (n != 1 || st8) {
 		waitpid(pid, NULL, 0);
-		return cli_fail("%s", msg[0] ? msg : "the mount process failed");
+		cli_fail("%s", msg[0] ? msg : "the mount process failed");
+		_exit(1);
 	}
-	return 0;
+	fflush(NULL);
+	_exit(0);
 }
 
 /* A server that exited but was not reaped yet (its parent is gone) counts as finished. */

@@ -4,10 +4,12 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
+import time
 
 import pytest
 
-from fs_fixtures import (assert_same_tree, debugfs, e2fsck_clean, extract, lg, manifest, overlay,
+from fs_fixtures import (LIGERO, assert_same_tree, debugfs, e2fsck_clean, extract, lg, manifest, overlay,
                          run, sfdisk_parts, sha256, fs_images, fs_src)  # noqa: F401 (fixtures)
 
 
@@ -31,8 +33,8 @@ def mounted(tmp_path):
     def mount(disk, *opts):
         mnt = tmp_path / f"mnt{len(mounts)}"
         mnt.mkdir()
+        mounts.append(mnt)  # before mounting: a failing mount may still have mounted
         lg("mount", *opts, disk, mnt)
-        mounts.append(mnt)
         return mnt
     yield mount
     for m in mounts:
@@ -101,6 +103,37 @@ def test_mount_writes(fs_images, fs_src, mounted, tmp_path):
         assert b"File not found" in r.stdout + r.stderr, gone
     assert sha256(fs_images["base"]) == base_hash
     run("qemu-img", "check", ov)
+
+
+def test_foreground_server_exits_cleanly(fs_images, tmp_path):
+    """mount -f serves in the foreground; after umount it writes back and exits 0 with nothing
+    on stderr (under ASan this is where leaks in the server would show)."""
+    why = fuse_usable()
+    if why:
+        pytest.skip(why)
+    disk = tmp_path / "whole.img"
+    shutil.copy(fs_images["whole"], disk)
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    srv = subprocess.Popen([LIGERO, "fs", "mount", "-f", disk, mnt], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        for _ in range(500):
+            if os.path.ismount(mnt):
+                break
+            time.sleep(0.01)
+        assert os.path.ismount(mnt)
+        (mnt / "fg").write_bytes(b"foreground")
+        assert sorted(os.listdir(mnt / "a"))[:2] == ["b", "one-link"]
+        lg("umount", mnt)
+        out, err = srv.communicate(timeout=60)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+    assert srv.returncode == 0 and err == b"", err.decode()
+    assert lg("cat", disk, "/fg").stdout == b"foreground"
+    e2fsck_clean(disk)
 
 
 def test_umount_refuses_other_mounts(tmp_path):
