@@ -191,8 +191,9 @@ int fs_umount_main(int argc, char **argv)
 		return i == -2 ? 0 : 1;
 	if (i >= argc)
 		return cli_fail("missing operand\nusage: ligero fs %s", usage);
-	if (!realpath(argv[i], mnt))
-		return cli_fail("%s: %s", argv[i], strerror(errno));
+	/* A mount point whose directory was removed underneath still shows in mountinfo. */
+	if (!realpath(argv[i], mnt) && snprintf(mnt, sizeof(mnt), "%s", argv[i]) >= (int)sizeof(mnt))
+		return cli_fail("%s: %s", argv[i], strerror(ENAMETOOLONG));
 	int found = find_server(mnt, &pid);
 	if (found < 0)
 		return cli_fail("%s: not a mount point", mnt);
