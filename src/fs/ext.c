@@ -74,6 +74,7 @@ const char *extfs_warning(const struct extfs *fs)
 
 static void free_extfs(struct extfs *fs)
 {
+	ext_map_free(fs);
 	free(fs->name);
 	free(fs->warning);
 	free(fs->io);
@@ -217,6 +218,7 @@ int ext_read_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inod
 
 int ext_write_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inode)
 {
+	ext_map_forget(fs);
 	errcode_t e = ext2fs_write_inode_full(fs->fs, ino, (struct ext2_inode *)inode,
 					      sizeof(*inode));
 	if (e)
@@ -453,11 +455,18 @@ int extfs_readdir(struct extfs *fs, uint32_t dir, extfs_dir_cb cb, void *priv)
 
 int extfs_pread(struct extfs *fs, uint32_t ino, uint64_t off, void *buf, size_t len, size_t *got)
 {
+	struct ext2_inode_large in;
 	ext2_file_t f;
 	errcode_t e;
 	unsigned int n = 0;
+	int ret = ext_read_inode(fs, ino, &in);
 
 	*got = 0;
+	if (ret < 0)
+		return ret;
+	if (LINUX_S_ISREG(in.i_mode) && (in.i_flags & EXT4_EXTENTS_FL) &&
+	    !(in.i_flags & EXT4_INLINE_DATA_FL))
+		return ext_map_pread(fs, ino, &in, off, buf, len, got);
 	if ((e = ext2fs_file_open(fs->fs, ino, 0, &f)))
 		return ext_err(fs, e, "cannot open inode %u", ino);
 	e = ext2fs_file_llseek(f, off, EXT2_SEEK_SET, NULL);

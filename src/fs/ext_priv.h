@@ -15,6 +15,7 @@ struct extfs {
 	bool rw;
 	bool mounted;
 	struct ext_io *io;
+	struct ext_map *map; /* ext_map.c's extent cache for the last inode read */
 };
 
 /* What the io_manager needs to reach the disk: a byte window of a bdev. */
@@ -42,5 +43,12 @@ void ext_set_time(struct extfs *fs, struct ext2_inode_large *inode, int which,
 		  const struct timespec *ts);
 enum { EXT_ATIME, EXT_MTIME, EXT_CTIME, EXT_CRTIME };
 int ext_check_rw(struct extfs *fs);
+
+/* Read from an extent-mapped file with one bdev read per contiguous run (ext_map.c). */
+int ext_map_pread(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, uint64_t off,
+		  void *buf, size_t len, size_t *got);
+/* Drop the cached extent list (any inode write may change it). */
+void ext_map_forget(struct extfs *fs);
+void ext_map_free(struct extfs *fs);
 
 #endif
