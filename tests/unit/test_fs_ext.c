@@ -158,6 +158,38 @@ static void data_ranges_blocks(void **state)
 	fsck_clean();
 }
 
+/* Unwritten (preallocated) extents read as zeroes and are holes to copy-out. */
+static void unwritten_extents(void **state)
+{
+	uint32_t root, ino;
+	struct extfs_range *r;
+	size_t n, got;
+	char buf[8192];
+	SKIP_WITHOUT_MKFS();
+	assert_int_equal(extfs_lookup(fs, "/", true, &root), 0);
+	assert_int_equal(extfs_mknod(fs, root, "pre", S_IFREG | 0644, 0, 0, 0, &ino), 0);
+	memset(buf, 'd', sizeof(buf));
+	assert_int_equal(extfs_pwrite(fs, ino, 0, buf, 4096), 0);
+	assert_int_equal(extfs_truncate(fs, ino, 16384), 0);
+	assert_int_equal(extfs_close(fs), 0);
+	fs = NULL;
+	/* debugfs (the oracle) preallocates blocks 1..3 as unwritten extents. */
+	assert_int_equal(sh("debugfs -w -R 'fallocate /pre 1 3' %s >/dev/null 2>&1", path), 0);
+	assert_int_equal(sh("debugfs -R 'ex /pre' %s 2>/dev/null | grep -q Uninit", path), 0);
+	struct stat st;
+	stat(path, &st);
+	assert_int_equal(extfs_open(&fs, bs, 0, (uint64_t)st.st_size, "t.img", false), 0);
+	assert_int_equal(extfs_pread(fs, ino, 2000, buf, sizeof(buf), &got), 0);
+	assert_int_equal(got, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], i < 4096 - 2000 ? 'd' : 0);
+	assert_int_equal(extfs_data_ranges(fs, ino, &r, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].start, 0);
+	assert_int_equal(r[0].len, 4096);
+	free(r);
+}
+
 static void dirs_links_rename(void **state)
 {
 	uint32_t root, d1, d2, f, sub, x;
@@ -313,6 +345,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(files_and_holes, fresh, done),
 		cmocka_unit_test_setup_teardown(data_ranges_blocks, fresh, done),
+		cmocka_unit_test_setup_teardown(unwritten_extents, fresh, done),
 		cmocka_unit_test_setup_teardown(dirs_links_rename, fresh, done),
 		cmocka_unit_test_setup_teardown(xattrs_times_symlinks, fresh, done),
 		cmocka_unit_test_setup_teardown(read_only_and_recovery, fresh, done),
