@@ -14,22 +14,22 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } verbs[] = {
-	{"list", fs_list_main, "list [--output=json] DISK"},
-	{"ls", fs_ls_main, "ls [-l] [-R] DISK PATH"},
-	{"cat", fs_cat_main, "cat DISK PATH..."},
-	{"stat", fs_stat_main, "stat [--output=json] DISK PATH..."},
-	{"copy-out", fs_copy_out_main, "copy-out DISK PATH... HOSTDIR"},
-	{"copy-in", fs_copy_in_main, "copy-in HOSTPATH... DISK DIR"},
-	{"write", fs_write_main, "write DISK PATH            (content from stdin)"},
-	{"mkdir", fs_mkdir_main, "mkdir [-p] [-m MODE] DISK PATH..."},
-	{"rm", fs_rm_main, "rm [-r] [-f] DISK PATH..."},
-	{"chmod", fs_chmod_main, "chmod DISK MODE PATH...    (MODE in octal)"},
-	{"chown", fs_chown_main, "chown DISK UID[:GID] PATH..."},
-	{"ln", fs_ln_main, "ln [-s] DISK TARGET LINKPATH"},
-	{"edit", fs_edit_main, "edit DISK PATH             (with $EDITOR)"},
-	{"inspect", fs_inspect_main, "inspect [--output=json] DISK"},
-	{"mount", fs_mount_main, "mount [--ro] [-f] DISK MOUNTPOINT"},
-	{"umount", fs_umount_main, "umount MOUNTPOINT"},
+    {"list", fs_list_main, "list [--output=json] DISK"},
+    {"ls", fs_ls_main, "ls [-l] [-R] DISK PATH"},
+    {"cat", fs_cat_main, "cat DISK PATH..."},
+    {"stat", fs_stat_main, "stat [--output=json] DISK PATH..."},
+    {"copy-out", fs_copy_out_main, "copy-out DISK PATH... HOSTDIR"},
+    {"copy-in", fs_copy_in_main, "copy-in HOSTPATH... DISK DIR"},
+    {"write", fs_write_main, "write DISK PATH            (content from stdin)"},
+    {"mkdir", fs_mkdir_main, "mkdir [-p] [-m MODE] DISK PATH..."},
+    {"rm", fs_rm_main, "rm [-r] [-f] DISK PATH..."},
+    {"chmod", fs_chmod_main, "chmod DISK MODE PATH...    (MODE in octal)"},
+    {"chown", fs_chown_main, "chown DISK UID[:GID] PATH..."},
+    {"ln", fs_ln_main, "ln [-s] DISK TARGET LINKPATH"},
+    {"edit", fs_edit_main, "edit DISK PATH             (with $EDITOR)"},
+    {"inspect", fs_inspect_main, "inspect [--output=json] DISK"},
+    {"mount", fs_mount_main, "mount [--ro] [-f] DISK MOUNTPOINT"},
+    {"umount", fs_umount_main, "umount MOUNTPOINT"},
 };
 
 static void fs_usage(FILE *f)
@@ -65,12 +65,12 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 		 int (*cb)(int opt, const char *arg, void *priv), void *priv, const char *usage)
 {
 	static const struct option longopts[] = {
-		{"disk", required_argument, NULL, OPT_DISK},
-		{"part", required_argument, NULL, OPT_PART},
-		{"output", required_argument, NULL, OPT_OUTPUT},
-		{"ro", no_argument, NULL, OPT_RO},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"disk", required_argument, NULL, OPT_DISK},
+	    {"part", required_argument, NULL, OPT_PART},
+	    {"output", required_argument, NULL, OPT_OUTPUT},
+	    {"ro", no_argument, NULL, OPT_RO},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char opts[64];
 	int c;

@@ -12,8 +12,8 @@
 /* Options every verb takes. */
 struct fs_cli {
 	const char *disk; /* --disk FILE: the image named literally */
-	int part;         /* --part N with --disk */
-	bool json;        /* --output=json */
+	int part;	  /* --part N with --disk */
+	bool json;	  /* --output=json */
 	bool help;
 };
 

@@ -49,7 +49,7 @@ static void print_json(const char *disk, const struct fs_inspect *in)
 		json_object_array_add(n, jstr(in->netfiles[i]));
 	json_object_object_add(o, "network-config", n);
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
+						   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 

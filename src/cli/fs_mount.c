@@ -160,7 +160,8 @@ static int find_server(const char *mnt, pid_t *pid)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
 		char mp[4096], src[256], type[64];
-		/* id parent major:minor root mountpoint opts [optional...] - type source superopts */
+		/* id parent major:minor root mountpoint opts [optional...] - type source superopts
+		 */
 		if (sscanf(line, "%*d %*d %*s %*s %4095s", mp) != 1)
 			continue;
 		char *dash = strstr(line, " - ");
@@ -192,7 +193,8 @@ int fs_umount_main(int argc, char **argv)
 	if (i >= argc)
 		return cli_fail("missing operand\nusage: ligero fs %s", usage);
 	/* A mount point whose directory was removed underneath still shows in mountinfo. */
-	if (!realpath(argv[i], mnt) && snprintf(mnt, sizeof(mnt), "%s", argv[i]) >= (int)sizeof(mnt))
+	if (!realpath(argv[i], mnt) &&
+	    snprintf(mnt, sizeof(mnt), "%s", argv[i]) >= (int)sizeof(mnt))
 		return cli_fail("%s: %s", argv[i], strerror(ENAMETOOLONG));
 	int found = find_server(mnt, &pid);
 	if (found < 0)

@@ -74,7 +74,8 @@ static void list_json(struct fs_disk *d, struct fs_slot *s, size_t n)
 
 	json_object_object_add(root, "disk", json_object_new_string(d->path));
 	json_object_object_add(root, "size", json_object_new_int64((int64_t)d->bs->size));
-	json_object_object_add(root, "table", json_object_new_string(part_scheme_name(d->pt.scheme)));
+	json_object_object_add(root, "table",
+			       json_object_new_string(part_scheme_name(d->pt.scheme)));
 	if (d->pt.scheme != PART_NONE)
 		json_object_object_add(root, "disk-id", json_object_new_string(d->pt.disk_id));
 	for (size_t i = 0; i < n; i++) {
@@ -83,7 +84,8 @@ static void list_json(struct fs_disk *d, struct fs_slot *s, size_t n)
 		json_object_object_add(p, "start", json_object_new_int64((int64_t)s[i].start));
 		json_object_object_add(p, "size", json_object_new_int64((int64_t)s[i].size));
 		if (s[i].part) {
-			json_object_object_add(p, "part-type", json_object_new_string(s[i].part->type));
+			json_object_object_add(p, "part-type",
+					       json_object_new_string(s[i].part->type));
 			json_object_object_add(p, "extended",
 					       json_object_new_boolean(s[i].part->container));
 			if (s[i].part->uuid[0])
@@ -99,7 +101,7 @@ static void list_json(struct fs_disk *d, struct fs_slot *s, size_t n)
 	}
 	json_object_object_add(root, "partitions", arr);
 	puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-							  JSON_C_TO_STRING_NOSLASHESCAPE));
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
 }
 
@@ -214,8 +216,13 @@ static void mode_str(uint32_t mode, char *s)
 {
 	const char *rwx = "rwxrwxrwx";
 
-	s[0] = S_ISDIR(mode) ? 'd' : S_ISLNK(mode) ? 'l' : S_ISCHR(mode) ? 'c' : S_ISBLK(mode) ? 'b'
-	       : S_ISFIFO(mode) ? 'p' : S_ISSOCK(mode) ? 's' : '-';
+	s[0] = S_ISDIR(mode)	? 'd'
+	       : S_ISLNK(mode)	? 'l'
+	       : S_ISCHR(mode)	? 'c'
+	       : S_ISBLK(mode)	? 'b'
+	       : S_ISFIFO(mode) ? 'p'
+	       : S_ISSOCK(mode) ? 's'
+				: '-';
 	for (int i = 0; i < 9; i++)
 		s[1 + i] = (mode & (1u << (8 - i))) ? rwx[i] : '-';
 	if (mode & S_ISUID)
@@ -328,9 +335,14 @@ int fs_cat_main(int argc, char **argv)
 
 static const char *type_name(uint32_t mode)
 {
-	return S_ISREG(mode) ? "regular file" : S_ISDIR(mode) ? "directory" : S_ISLNK(mode)
-	       ? "symbolic link" : S_ISCHR(mode) ? "character device" : S_ISBLK(mode)
-	       ? "block device" : S_ISFIFO(mode) ? "fifo" : S_ISSOCK(mode) ? "socket" : "unknown";
+	return S_ISREG(mode)	? "regular file"
+	       : S_ISDIR(mode)	? "directory"
+	       : S_ISLNK(mode)	? "symbolic link"
+	       : S_ISCHR(mode)	? "character device"
+	       : S_ISBLK(mode)	? "block device"
+	       : S_ISFIFO(mode) ? "fifo"
+	       : S_ISSOCK(mode) ? "socket"
+				: "unknown";
 }
 
 static void time_text(const char *label, struct timespec ts)
@@ -382,7 +394,7 @@ static int stat_one(struct extfs *fs, const char *path, bool json)
 		if (target[0])
 			json_object_object_add(o, "target", json_object_new_string(target));
 		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							       JSON_C_TO_STRING_NOSLASHESCAPE));
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
 		return 0;
 	}

@@ -306,8 +306,8 @@ int fs_edit_main(int argc, char **argv)
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
 	if (!mkdtemp(dir))
-		return fs_cli_close(&h, cli_fail("cannot make a temporary directory: %s",
-						 strerror(errno)));
+		return fs_cli_close(
+		    &h, cli_fail("cannot make a temporary directory: %s", strerror(errno)));
 	snprintf(orig, sizeof(orig), "%s/orig", dir);
 	snprintf(work, sizeof(work), "%s/edit", dir);
 	int fo = open(orig, O_WRONLY | O_CREAT | O_EXCL, 0600);

@@ -22,8 +22,8 @@
 
 struct link_ent {
 	uint64_t dev, ino;
-	uint32_t guest;  /* copy-in: the guest inode made for it */
-	char *host;      /* copy-out: the host path made for it */
+	uint32_t guest; /* copy-in: the guest inode made for it */
+	char *host;	/* copy-out: the host path made for it */
 };
 
 struct links {
@@ -122,7 +122,8 @@ static int out_file(struct out_ctx *c, uint32_t ino, const struct extfs_stat *st
 			size_t want = left < CHUNK ? (size_t)left : CHUNK, got;
 			ret = extfs_pread(c->fs, ino, off, c->buf, want, &got);
 			if (ret == 0 && got == 0)
-				ret = err_set(EIO, "%s: inode %u ends early", extfs_name(c->fs), ino);
+				ret =
+				    err_set(EIO, "%s: inode %u ends early", extfs_name(c->fs), ino);
 			if (ret == 0 && pwrite(fd, c->buf, got, (off_t)off) != (ssize_t)got)
 				ret = err_sys(errno ? errno : ENOSPC, "%s: write error", host);
 			off += got;

@@ -10,8 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int read_at(struct bdev *bs, uint64_t base, uint64_t len, uint64_t off, void *buf,
-		   size_t n)
+static int read_at(struct bdev *bs, uint64_t base, uint64_t len, uint64_t off, void *buf, size_t n)
 {
 	if (off > len || n > len - off)
 		return 1; /* region too small to hold this superblock */
@@ -80,8 +79,8 @@ static int detect_vfat(const uint8_t *bs, struct fs_probe *out)
 	label_copy(out->label, sizeof(out->label), label, 11);
 	if (!strcmp(out->label, "NO NAME"))
 		out->label[0] = 0;
-	snprintf(out->uuid, sizeof(out->uuid), "%02X%02X-%02X%02X", serial[3], serial[2],
-		 serial[1], serial[0]);
+	snprintf(out->uuid, sizeof(out->uuid), "%02X%02X-%02X%02X", serial[3], serial[2], serial[1],
+		 serial[0]);
 	return 1;
 }
 
@@ -124,7 +123,8 @@ int fs_detect(struct bdev *bs, uint64_t off, uint64_t len, struct fs_probe *out)
 			label_copy(out->label, sizeof(out->label), buf + 108, 12);
 			return 0;
 		}
-		if (!memcmp(buf + 4086, "SWAPSPACE2", 10) || !memcmp(buf + 4086, "SWAP-SPACE", 10)) {
+		if (!memcmp(buf + 4086, "SWAPSPACE2", 10) ||
+		    !memcmp(buf + 4086, "SWAP-SPACE", 10)) {
 			strcpy(out->type, "swap");
 			uuid_str(buf + 1024 + 12, out->uuid);
 			label_copy(out->label, sizeof(out->label), buf + 1024 + 28, 16);
@@ -136,7 +136,8 @@ int fs_detect(struct bdev *bs, uint64_t off, uint64_t len, struct fs_probe *out)
 			if (!memcmp(l, "LABELONE", 8) && !memcmp(l + 24, "LVM2 001", 8)) {
 				uint32_t hoff = le32(l + 20);
 				strcpy(out->type, "LVM2_member");
-				if (hoff >= 32 && hoff <= 512 - 32 && 512 * s + hoff + 32 <= sizeof(buf))
+				if (hoff >= 32 && hoff <= 512 - 32 &&
+				    512 * s + hoff + 32 <= sizeof(buf))
 					lvm_uuid(l + hoff, out->uuid);
 				return 0;
 			}

@@ -7,7 +7,7 @@
 struct bdev;
 
 struct fs_probe {
-	char type[16];  /* "ext4", "xfs", ...; "" when nothing is recognised */
+	char type[16]; /* "ext4", "xfs", ...; "" when nothing is recognised */
 	char label[64];
 	char uuid[48];
 };

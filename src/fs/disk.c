@@ -23,9 +23,11 @@ int fs_addr_parse(const char *arg, char **path, int *num)
 		errno = 0;
 		long n = strtol(colon + 1, &end, 10);
 		if (*end || n < 1 || n > 1 << 20 || errno || colon == arg)
-			return err_set(EINVAL, "%s: not a disk address (DISK or DISK:N with N a "
+			return err_set(EINVAL,
+				       "%s: not a disk address (DISK or DISK:N with N a "
 				       "partition number; a file whose name contains ':' is named "
-				       "./NAME or with --disk)", arg);
+				       "./NAME or with --disk)",
+				       arg);
 		*num = (int)n;
 		*path = strndup(arg, (size_t)(colon - arg));
 	} else {
@@ -45,13 +47,17 @@ int fs_disk_open(struct fs_disk **out, const char *path, bool rw)
 	}
 	ret = bdev_open(&d->bs, path, NULL, rw ? BDEV_O_RDWR : 0);
 	if (ret == -EAGAIN && rw) {
-		ret = err_set(EAGAIN, "%s: the image is in use by another process (a running VM?); "
-			      "refusing to write to it", path);
+		ret = err_set(EAGAIN,
+			      "%s: the image is in use by another process (a running VM?); "
+			      "refusing to write to it",
+			      path);
 	} else if (ret == -EAGAIN) {
 		ret = bdev_open(&d->bs, path, NULL, BDEV_O_FORCE_SHARE);
-		if (ret == 0 && asprintf(&d->warning, "%s: warning: the image is in use by another "
+		if (ret == 0 && asprintf(&d->warning,
+					 "%s: warning: the image is in use by another "
 					 "process (a running VM?); what is read may be "
-					 "inconsistent", path) < 0)
+					 "inconsistent",
+					 path) < 0)
 			d->warning = NULL;
 	}
 	if (ret == 0)
@@ -89,7 +95,8 @@ int fs_disk_slots(struct fs_disk *d, struct fs_slot **out, size_t *n)
 	}
 	for (size_t i = 0; d->pt.scheme != PART_NONE && i < count && ret == 0; i++) {
 		const struct part *p = &d->pt.parts[i];
-		s[i] = (struct fs_slot){.num = p->num, .start = p->start, .size = p->size, .part = p};
+		s[i] =
+		    (struct fs_slot){.num = p->num, .start = p->start, .size = p->size, .part = p};
 		if (!p->container)
 			ret = fs_detect(d->bs, p->start, p->size, &s[i].probe);
 	}
@@ -119,13 +126,17 @@ static int open_slot(struct fs_disk *d, const struct fs_slot *s, bool rw, struct
 	if (!name)
 		return err_set(ENOMEM, "out of memory");
 	if (s->part && s->part->container)
-		ret = err_set(EINVAL, "%s: is an extended partition (it holds the logical "
-			      "partitions, numbered from 5), not a filesystem", name);
+		ret = err_set(EINVAL,
+			      "%s: is an extended partition (it holds the logical "
+			      "partitions, numbered from 5), not a filesystem",
+			      name);
 	else if (!s->probe.type[0])
 		ret = err_set(EINVAL, "%s: no filesystem found (not a known superblock)", name);
 	else if (!fs_type_is_ext(s->probe.type))
-		ret = err_set(ENOTSUP, "%s: %s filesystems are not supported (ext2, ext3 and ext4 "
-			      "are)", name, s->probe.type);
+		ret = err_set(ENOTSUP,
+			      "%s: %s filesystems are not supported (ext2, ext3 and ext4 "
+			      "are)",
+			      name, s->probe.type);
 	else
 		ret = extfs_open(fs, d->bs, s->start, s->size, name, rw);
 	free(name);
@@ -163,11 +174,14 @@ static int pick_root(struct fs_disk *d, struct fs_slot *s, size_t n, int *num)
 		return 0;
 	}
 	if (count > 1)
-		return err_set(EINVAL, "%s: several filesystems hold an operating system root "
-			       "(partitions %d%s); name one as %s:N", d->path, found, others,
-			       d->path);
-	return err_set(EINVAL, "%s: has several filesystems and none holds /etc/os-release; name "
-		       "one as %s:N (see 'ligero fs list %s')", d->path, d->path, d->path);
+		return err_set(EINVAL,
+			       "%s: several filesystems hold an operating system root "
+			       "(partitions %d%s); name one as %s:N",
+			       d->path, found, others, d->path);
+	return err_set(EINVAL,
+		       "%s: has several filesystems and none holds /etc/os-release; name "
+		       "one as %s:N (see 'ligero fs list %s')",
+		       d->path, d->path, d->path);
 }
 
 int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int *used)
@@ -179,8 +193,10 @@ int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int 
 	if (ret < 0)
 		return ret;
 	if (num && d->pt.scheme == PART_NONE) {
-		ret = err_set(ENOENT, "%s: has no partition table, so no partition %d (name the "
-			      "whole disk as %s)", d->path, num, d->path);
+		ret = err_set(ENOENT,
+			      "%s: has no partition table, so no partition %d (name the "
+			      "whole disk as %s)",
+			      d->path, num, d->path);
 		goto out;
 	}
 	if (!num && d->pt.scheme == PART_NONE) {
@@ -197,8 +213,10 @@ int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int 
 				num = s[i].num;
 			}
 		if (candidates == 0)
-			ret = err_set(EINVAL, "%s: none of its %zu partitions holds a known "
-				      "filesystem", d->path, n);
+			ret = err_set(EINVAL,
+				      "%s: none of its %zu partitions holds a known "
+				      "filesystem",
+				      d->path, n);
 		else if (candidates > 1)
 			ret = pick_root(d, s, n, &num);
 	}

@@ -99,8 +99,10 @@ static int check_state(struct extfs *fs)
 		return 0;
 	if (fs->rw)
 		return err_set(EROFS, "%s: refusing to write: %s", fs->name, why);
-	if (asprintf(&fs->warning, "%s: warning: %s; reading it as last written, recent changes "
-		     "may be missing", fs->name, why) < 0)
+	if (asprintf(&fs->warning,
+		     "%s: warning: %s; reading it as last written, recent changes "
+		     "may be missing",
+		     fs->name, why) < 0)
 		fs->warning = NULL;
 	return 0;
 }
@@ -209,8 +211,8 @@ int ext_check_rw(struct extfs *fs)
 int ext_read_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inode)
 {
 	memset(inode, 0, sizeof(*inode));
-	errcode_t e = ext2fs_read_inode_full(fs->fs, ino, (struct ext2_inode *)inode,
-					     sizeof(*inode));
+	errcode_t e =
+	    ext2fs_read_inode_full(fs->fs, ino, (struct ext2_inode *)inode, sizeof(*inode));
 	if (e)
 		return ext_err(fs, e, "cannot read inode %u", ino);
 	return 0;
@@ -219,8 +221,8 @@ int ext_read_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inod
 int ext_write_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inode)
 {
 	ext_map_forget(fs);
-	errcode_t e = ext2fs_write_inode_full(fs->fs, ino, (struct ext2_inode *)inode,
-					      sizeof(*inode));
+	errcode_t e =
+	    ext2fs_write_inode_full(fs->fs, ino, (struct ext2_inode *)inode, sizeof(*inode));
 	if (e)
 		return ext_err(fs, e, "cannot write inode %u", ino);
 	return 0;
@@ -293,8 +295,7 @@ int extfs_lookup_parent(struct extfs *fs, const char *path, uint32_t *dir, char 
 		b--;
 	if (n - b == 0 || (n - b == 1 && path[b] == '.') ||
 	    (n - b == 2 && path[b] == '.' && path[b + 1] == '.'))
-		return err_set(EINVAL, "%s: %s: names no file or directory entry", fs->name,
-			       path);
+		return err_set(EINVAL, "%s: %s: names no file or directory entry", fs->name, path);
 	if (n - b > 255)
 		return err_set(ENAMETOOLONG, "%s: %s: file name longer than 255 bytes", fs->name,
 			       path);
@@ -330,12 +331,12 @@ static struct timespec get_time(struct extfs *fs, const struct ext2_inode_large 
 }
 
 /* The address of an extra (nanosecond) field when this inode has room for it, else NULL. */
-#define EXTRA(fs, in, field)                                                                        \
+#define EXTRA(fs, in, field)                                                                       \
 	((EXT2_INODE_SIZE((fs)->fs->super) > EXT2_GOOD_OLD_INODE_SIZE &&                           \
-	  (size_t)EXT2_GOOD_OLD_INODE_SIZE + (in)->i_extra_isize >=                                        \
-		  offsetof(struct ext2_inode_large, field) + sizeof((in)->field))                  \
-		 ? &(in)->field                                                                     \
-		 : NULL)
+	  (size_t)EXT2_GOOD_OLD_INODE_SIZE + (in)->i_extra_isize >=                                \
+	      offsetof(struct ext2_inode_large, field) + sizeof((in)->field))                      \
+	     ? &(in)->field                                                                        \
+	     : NULL)
 
 void ext_set_time(struct extfs *fs, struct ext2_inode_large *in, int which,
 		  const struct timespec *ts)
@@ -395,8 +396,9 @@ int extfs_stat(struct extfs *fs, uint32_t ino, struct extfs_stat *st)
 		if (in.i_block[0])
 			st->rdev = makedev((in.i_block[0] >> 8) & 0xff, in.i_block[0] & 0xff);
 		else
-			st->rdev = makedev((in.i_block[1] & 0xfff00) >> 8,
-					   (in.i_block[1] & 0xff) | ((in.i_block[1] >> 12) & 0xfff00));
+			st->rdev =
+			    makedev((in.i_block[1] & 0xfff00) >> 8,
+				    (in.i_block[1] & 0xff) | ((in.i_block[1] >> 12) & 0xfff00));
 	}
 	return 0;
 }

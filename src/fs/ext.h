@@ -18,12 +18,12 @@ struct statvfs;
 
 struct extfs_stat {
 	uint32_t ino;
-	uint32_t mode;  /* S_IF* | permission bits, as in struct stat */
+	uint32_t mode; /* S_IF* | permission bits, as in struct stat */
 	uint32_t uid, gid;
 	uint32_t nlink;
 	uint64_t size;
-	uint64_t blocks; /* 512-byte units, like st_blocks */
-	uint64_t rdev;   /* device nodes: makedev() value */
+	uint64_t blocks;			     /* 512-byte units, like st_blocks */
+	uint64_t rdev;				     /* device nodes: makedev() value */
 	struct timespec atime, mtime, ctime, crtime; /* crtime is 0 when the inode has none */
 };
 

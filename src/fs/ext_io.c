@@ -178,20 +178,20 @@ static errcode_t bio_zeroout(io_channel ch, unsigned long long block, unsigned l
 }
 
 static struct struct_io_manager bdev_manager = {
-	.magic = EXT2_ET_MAGIC_IO_MANAGER,
-	.name = "ligero bdev I/O manager",
-	.open = bio_open,
-	.close = bio_close,
-	.set_blksize = bio_set_blksize,
-	.read_blk = bio_read,
-	.write_blk = bio_write,
-	.flush = bio_flush,
-	.write_byte = bio_write_byte,
-	.set_option = bio_set_option,
-	.read_blk64 = bio_read64,
-	.write_blk64 = bio_write64,
-	.discard = bio_discard,
-	.zeroout = bio_zeroout,
+    .magic = EXT2_ET_MAGIC_IO_MANAGER,
+    .name = "ligero bdev I/O manager",
+    .open = bio_open,
+    .close = bio_close,
+    .set_blksize = bio_set_blksize,
+    .read_blk = bio_read,
+    .write_blk = bio_write,
+    .flush = bio_flush,
+    .write_byte = bio_write_byte,
+    .set_option = bio_set_option,
+    .read_blk64 = bio_read64,
+    .write_blk64 = bio_write64,
+    .discard = bio_discard,
+    .zeroout = bio_zeroout,
 };
 
 io_manager ext_bdev_io_manager = &bdev_manager;

@@ -32,7 +32,7 @@ void ext_io_name(const struct ext_io *io, char *buf, size_t len);
 
 /* Record "<fs name>: <what>: <libext2fs message>" and return the matching -errno. */
 int ext_err(struct extfs *fs, errcode_t code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* The -errno closest to a libext2fs error code. */
 int ext_errno(errcode_t code);
 

@@ -171,9 +171,9 @@ int extfs_mkdir(struct extfs *fs, uint32_t dir, const char *name, uint32_t mode,
 	if (e)
 		return ext_err(fs, e, "cannot create directory '%s'", name);
 	if ((ret = extfs_lookup_at(fs, dir, name, ino)) < 0)
-		return ret == -ENOENT ? err_set(EIO, "%s: new directory '%s' vanished", fs->name,
-						name)
-				      : ret;
+		return ret == -ENOENT
+			   ? err_set(EIO, "%s: new directory '%s' vanished", fs->name, name)
+			   : ret;
 	if ((ret = ext_read_inode(fs, *ino, &in)) < 0)
 		return ret;
 	in.i_mode = (__u16)(S_IFDIR | (mode & 07777));
@@ -276,9 +276,9 @@ int extfs_unlink(struct extfs *fs, uint32_t dir, const char *name)
 	if ((ret = ext_check_rw(fs)) < 0)
 		return ret;
 	if ((ret = extfs_lookup_at(fs, dir, name, &ino)) < 0)
-		return ret == -ENOENT ? err_set(ENOENT, "%s: '%s': no such file or directory",
-						fs->name, name)
-				      : ret;
+		return ret == -ENOENT
+			   ? err_set(ENOENT, "%s: '%s': no such file or directory", fs->name, name)
+			   : ret;
 	if ((ret = ext_read_inode(fs, ino, &in)) < 0)
 		return ret;
 	if (LINUX_S_ISDIR(in.i_mode))
@@ -323,9 +323,9 @@ int extfs_rmdir(struct extfs *fs, uint32_t dir, const char *name)
 	if ((ret = ext_check_rw(fs)) < 0)
 		return ret;
 	if ((ret = extfs_lookup_at(fs, dir, name, &ino)) < 0)
-		return ret == -ENOENT ? err_set(ENOENT, "%s: '%s': no such file or directory",
-						fs->name, name)
-				      : ret;
+		return ret == -ENOENT
+			   ? err_set(ENOENT, "%s: '%s': no such file or directory", fs->name, name)
+			   : ret;
 	if (ino == EXT2_ROOT_INO)
 		return err_set(EBUSY, "%s: cannot remove the root directory", fs->name);
 	if ((ret = extfs_readdir(fs, ino, empty_iter, NULL)) < 0)
@@ -367,9 +367,9 @@ int extfs_rename(struct extfs *fs, uint32_t odir, const char *oname, uint32_t nd
 	if ((ret = ext_check_rw(fs)) < 0)
 		return ret;
 	if ((ret = extfs_lookup_at(fs, odir, oname, &ino)) < 0)
-		return ret == -ENOENT ? err_set(ENOENT, "%s: '%s': no such file or directory",
-						fs->name, oname)
-				      : ret;
+		return ret == -ENOENT
+			   ? err_set(ENOENT, "%s: '%s': no such file or directory", fs->name, oname)
+			   : ret;
 	if ((ret = extfs_stat(fs, ino, &st)) < 0)
 		return ret;
 	bool isdir = S_ISDIR(st.mode);
@@ -407,7 +407,8 @@ int extfs_rename(struct extfs *fs, uint32_t odir, const char *oname, uint32_t nd
 		if ((e = ext2fs_dir_iterate2(fs->fs, ino, DIRENT_FLAG_INCLUDE_EMPTY, NULL,
 					     dotdot_iter, &c)))
 			return ext_err(fs, e, "cannot update '..' of '%s'", nname);
-		if ((ret = adjust_links(fs, odir, -1)) < 0 || (ret = adjust_links(fs, ndir, +1)) < 0)
+		if ((ret = adjust_links(fs, odir, -1)) < 0 ||
+		    (ret = adjust_links(fs, ndir, +1)) < 0)
 			return ret;
 	}
 	struct ext2_inode_large in;
@@ -534,8 +535,8 @@ int extfs_utimens(struct extfs *fs, uint32_t ino, const struct timespec ts[2])
 	for (int i = 0; i < 2; i++) {
 		if (ts[i].tv_nsec == UTIME_OMIT)
 			continue;
-		ext_set_time(fs, &in, i ? EXT_MTIME : EXT_ATIME, ts[i].tv_nsec == UTIME_NOW ? &t
-											: &ts[i]);
+		ext_set_time(fs, &in, i ? EXT_MTIME : EXT_ATIME,
+			     ts[i].tv_nsec == UTIME_NOW ? &t : &ts[i]);
 	}
 	ext_set_time(fs, &in, EXT_CTIME, &t);
 	return ext_write_inode(fs, ino, &in);

@@ -282,8 +282,7 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 	return extfs_sync(ctx_fs());
 }
 
-static int op_setxattr(const char *path, const char *name, const char *val, size_t size,
-		       int flags)
+static int op_setxattr(const char *path, const char *name, const char *val, size_t size, int flags)
 {
 	uint32_t ino;
 	void *old;
@@ -360,31 +359,31 @@ static int op_removexattr(const char *path, const char *name)
 }
 
 static const struct fuse_operations ops = {
-	.init = op_init,
-	.getattr = op_getattr,
-	.readlink = op_readlink,
-	.readdir = op_readdir,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.mknod = op_mknod,
-	.create = op_create,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.link = op_link,
-	.rename = op_rename,
-	.chmod = op_chmod,
-	.chown = op_chown,
-	.truncate = op_truncate,
-	.utimens = op_utimens,
-	.statfs = op_statfs,
-	.fsync = op_fsync,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
+    .init = op_init,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .readdir = op_readdir,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .mknod = op_mknod,
+    .create = op_create,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .link = op_link,
+    .rename = op_rename,
+    .chmod = op_chmod,
+    .chown = op_chown,
+    .truncate = op_truncate,
+    .utimens = op_utimens,
+    .statfs = op_statfs,
+    .fsync = op_fsync,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
 };
 
 int fs_fuse_mount(struct fs_fuse **out, struct extfs *fs, const char *mountpoint, bool ro,
@@ -398,7 +397,8 @@ int fs_fuse_mount(struct fs_fuse **out, struct extfs *fs, const char *mountpoint
 		return err_set(ENOMEM, "out of memory");
 	ff->fs = fs;
 	ff->ro = ro;
-	/* fsname is ours and contains no commas (the caller checks); FUSE splits options on them. */
+	/* fsname is ours and contains no commas (the caller checks); FUSE splits options on them.
+	 */
 	if (asprintf(&opt, "fsname=%s,subtype=ligero,default_permissions%s", fsname,
 		     ro ? ",ro" : "") < 0) {
 		free(ff);
@@ -412,8 +412,10 @@ int fs_fuse_mount(struct fs_fuse **out, struct extfs *fs, const char *mountpoint
 	if (!ff->fuse)
 		ret = err_set(EINVAL, "%s: cannot set up the FUSE filesystem", mountpoint);
 	else if (fuse_mount(ff->fuse, mountpoint) != 0)
-		ret = err_set(EIO, "%s: cannot mount (is it an existing directory, and is /dev/fuse "
-			      "usable?)", mountpoint);
+		ret = err_set(EIO,
+			      "%s: cannot mount (is it an existing directory, and is /dev/fuse "
+			      "usable?)",
+			      mountpoint);
 	if (ret < 0) {
 		if (ff->fuse)
 			fuse_destroy(ff->fuse);

@@ -56,11 +56,11 @@ static void parse_os_release(char *text, struct fs_inspect *in)
 		const char *key;
 		size_t off;
 	} keys[] = {
-		{"ID", offsetof(struct fs_inspect, os_id)},
-		{"NAME", offsetof(struct fs_inspect, os_name)},
-		{"VERSION_ID", offsetof(struct fs_inspect, os_version)},
-		{"PRETTY_NAME", offsetof(struct fs_inspect, os_pretty)},
-		{"VERSION_CODENAME", offsetof(struct fs_inspect, os_codename)},
+	    {"ID", offsetof(struct fs_inspect, os_id)},
+	    {"NAME", offsetof(struct fs_inspect, os_name)},
+	    {"VERSION_ID", offsetof(struct fs_inspect, os_version)},
+	    {"PRETTY_NAME", offsetof(struct fs_inspect, os_pretty)},
+	    {"VERSION_CODENAME", offsetof(struct fs_inspect, os_codename)},
 	};
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		char *eq = strchr(line, '=');
@@ -105,7 +105,8 @@ static void parse_fstab(struct extfs *fs, struct fs_inspect *in)
 	for (char *line = strtok_r(t, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *f[4] = {0}, *s2 = NULL;
 		int n = 0;
-		for (char *w = strtok_r(line, " \t", &s2); w && n < 4; w = strtok_r(NULL, " \t", &s2))
+		for (char *w = strtok_r(line, " \t", &s2); w && n < 4;
+		     w = strtok_r(NULL, " \t", &s2))
 			f[n++] = w;
 		if (n < 3 || f[0][0] == '#')
 			continue;
@@ -227,11 +228,11 @@ static void find_net(struct extfs *fs, struct fs_inspect *in)
 	static const struct {
 		const char *dir, *prefix, *suffix;
 	} places[] = {
-		{"/etc/sysconfig/network-scripts", "ifcfg-", ""},
-		{"/etc/network/interfaces.d", "", ""},
-		{"/etc/netplan", "", ".yaml"},
-		{"/etc/NetworkManager/system-connections", "", ""},
-		{"/etc/systemd/network", "", ".network"},
+	    {"/etc/sysconfig/network-scripts", "ifcfg-", ""},
+	    {"/etc/network/interfaces.d", "", ""},
+	    {"/etc/netplan", "", ".yaml"},
+	    {"/etc/NetworkManager/system-connections", "", ""},
+	    {"/etc/systemd/network", "", ".network"},
 	};
 	if (exists(fs, "/etc/network/interfaces"))
 		add_net(in, strdup("/etc/network/interfaces"));

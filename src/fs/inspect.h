@@ -19,8 +19,8 @@ struct fs_fstab_entry {
 };
 
 struct fs_inspect {
-	int root_part;   /* partition of the root filesystem, 0 for a whole disk */
-	int boot_part;   /* partition holding the kernels (root_part unless /boot is separate) */
+	int root_part; /* partition of the root filesystem, 0 for a whole disk */
+	int boot_part; /* partition holding the kernels (root_part unless /boot is separate) */
 	char *os_id, *os_name, *os_version, *os_pretty, *os_codename; /* from os-release */
 	char *hostname;
 	struct fs_kernel *kernels;

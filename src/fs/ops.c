@@ -105,8 +105,11 @@ int fs_mkdir(struct extfs *fs, const char *path, uint32_t mode, bool parents)
 	if (parents && extfs_lookup(fs, path, true, &ino) == 0) {
 		if ((ret = extfs_stat(fs, ino, &st)) < 0)
 			return ret;
-		return S_ISDIR(st.mode) ? 0 : err_set(EEXIST, "%s: %s: exists and is not a "
-						      "directory", extfs_name(fs), path);
+		return S_ISDIR(st.mode) ? 0
+					: err_set(EEXIST,
+						  "%s: %s: exists and is not a "
+						  "directory",
+						  extfs_name(fs), path);
 	}
 	ret = extfs_lookup_parent(fs, path, &dir, base);
 	if (ret == -ENOENT && parents) {
@@ -195,8 +198,9 @@ int fs_rm(struct extfs *fs, const char *path, bool recursive, bool force)
 		return ret;
 	ret = extfs_lookup_at(fs, dir, base, &ino);
 	if (ret == -ENOENT)
-		return force ? 0 : err_set(ENOENT, "%s: %s: no such file or directory",
-					   extfs_name(fs), path);
+		return force ? 0
+			     : err_set(ENOENT, "%s: %s: no such file or directory", extfs_name(fs),
+				       path);
 	if (ret < 0 || (ret = extfs_stat(fs, ino, &st)) < 0)
 		return ret;
 	if (S_ISDIR(st.mode) && !recursive)

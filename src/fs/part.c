@@ -13,8 +13,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#define SECTOR 512u
-#define MAX_LOGICAL 128
+#define SECTOR		512u
+#define MAX_LOGICAL	128
 #define GPT_MAX_ENTRIES 1024
 
 static uint16_t le16(const uint8_t *p)
@@ -39,8 +39,7 @@ const char *part_scheme_name(enum part_scheme s)
 
 void part_guid_str(const uint8_t g[16], char *buf)
 {
-	snprintf(buf, 37,
-		 "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", le32(g), le16(g + 4),
+	snprintf(buf, 37, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", le32(g), le16(g + 4),
 		 le16(g + 6), g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
 }
 
@@ -82,14 +81,16 @@ static int check_extent(struct bdev *bs, int num, uint64_t lba, uint64_t count, 
 		return err_set(EINVAL,
 			       "%s: bad partition table: partition %d (sectors %llu..+%llu) lies "
 			       "outside the disk or its extended partition",
-			       bs->filename, num, (unsigned long long)lba, (unsigned long long)count);
+			       bs->filename, num, (unsigned long long)lba,
+			       (unsigned long long)count);
 	return 0;
 }
 
 static int read_sector(struct bdev *bs, uint64_t lba, uint8_t *buf)
 {
 	if (lba >= bs->size / SECTOR)
-		return err_set(EINVAL, "%s: bad partition table: sector %llu is past the end of the disk",
+		return err_set(EINVAL,
+			       "%s: bad partition table: sector %llu is past the end of the disk",
 			       bs->filename, (unsigned long long)lba);
 	return bdev_read(bs, lba * SECTOR, buf, SECTOR);
 }
@@ -106,9 +107,11 @@ static int mbr_logical(struct bdev *bs, struct part_table *t, uint64_t ext_lba, 
 		if (ret < 0)
 			return ret;
 		if (sec[510] != 0x55 || sec[511] != 0xaa)
-			return err_set(EINVAL,
-				       "%s: bad partition table: extended boot record at sector %llu "
-				       "has no signature", bs->filename, (unsigned long long)ebr);
+			return err_set(
+			    EINVAL,
+			    "%s: bad partition table: extended boot record at sector %llu "
+			    "has no signature",
+			    bs->filename, (unsigned long long)ebr);
 		const uint8_t *e0 = sec + 446, *e1 = sec + 462;
 		if (e0[4]) {
 			struct part p = {.num = num, .mbr_type = e0[4]};
@@ -129,7 +132,8 @@ static int mbr_logical(struct bdev *bs, struct part_table *t, uint64_t ext_lba, 
 		if (next <= ebr || next >= ext_lba + ext_len)
 			return err_set(EINVAL,
 				       "%s: bad partition table: logical partition chain points "
-				       "backwards or outside the extended partition", bs->filename);
+				       "backwards or outside the extended partition",
+				       bs->filename);
 		ebr = next;
 	}
 	return err_set(EINVAL, "%s: bad partition table: more than %d logical partitions",
@@ -159,7 +163,8 @@ static int mbr_parse(struct bdev *bs, const uint8_t *sec, struct part_table *t)
 			if (ext_len)
 				return err_set(EINVAL,
 					       "%s: bad partition table: more than one extended "
-					       "partition", bs->filename);
+					       "partition",
+					       bs->filename);
 			p.container = true;
 			ext_lba = lba;
 			ext_len = cnt;
@@ -173,7 +178,8 @@ static int mbr_parse(struct bdev *bs, const uint8_t *sec, struct part_table *t)
 			if (a->start < b->start + b->size && b->start < a->start + a->size)
 				return err_set(EINVAL,
 					       "%s: bad partition table: partitions %d and %d "
-					       "overlap", bs->filename, a->num, b->num);
+					       "overlap",
+					       bs->filename, a->num, b->num);
 		}
 	if (ext_len)
 		return mbr_logical(bs, t, ext_lba, ext_len);
@@ -200,23 +206,28 @@ static int gpt_try(struct bdev *bs, uint64_t lba, struct part_table *t)
 	memcpy(tmp, hdr, hsize);
 	memset(tmp + 16, 0, 4);
 	if (crc32(0, tmp, hsize) != hcrc)
-		return err_set(EINVAL, "%s: bad partition table: GPT header at sector %llu fails "
-			       "its CRC32", bs->filename, (unsigned long long)lba);
+		return err_set(EINVAL,
+			       "%s: bad partition table: GPT header at sector %llu fails "
+			       "its CRC32",
+			       bs->filename, (unsigned long long)lba);
 	uint64_t first = le64(hdr + 40), last = le64(hdr + 48), elba = le64(hdr + 72);
 	uint32_t nent = le32(hdr + 80), esize = le32(hdr + 84), ecrc = le32(hdr + 88);
-	if (esize < 128 || esize > 4096 || esize % 8 || nent > GPT_MAX_ENTRIES ||
-	    last >= disk || first > last || elba >= disk ||
-	    (uint64_t)nent * esize > (disk - elba) * SECTOR)
-		return err_set(EINVAL, "%s: bad partition table: GPT header at sector %llu has "
-			       "impossible values", bs->filename, (unsigned long long)lba);
+	if (esize < 128 || esize > 4096 || esize % 8 || nent > GPT_MAX_ENTRIES || last >= disk ||
+	    first > last || elba >= disk || (uint64_t)nent * esize > (disk - elba) * SECTOR)
+		return err_set(EINVAL,
+			       "%s: bad partition table: GPT header at sector %llu has "
+			       "impossible values",
+			       bs->filename, (unsigned long long)lba);
 	size_t alen = (size_t)nent * esize;
 	uint8_t *arr = malloc(alen ? alen : 1);
 	if (!arr)
 		return err_set(ENOMEM, "out of memory");
 	ret = bdev_read(bs, elba * SECTOR, arr, alen);
 	if (ret == 0 && crc32(0, arr, (uInt)alen) != ecrc)
-		ret = err_set(EINVAL, "%s: bad partition table: GPT partition entries fail their "
-			      "CRC32", bs->filename);
+		ret = err_set(EINVAL,
+			      "%s: bad partition table: GPT partition entries fail their "
+			      "CRC32",
+			      bs->filename);
 	static const uint8_t zero[16];
 	for (uint32_t i = 0; ret == 0 && i < nent; i++) {
 		const uint8_t *e = arr + (size_t)i * esize;
@@ -225,16 +236,19 @@ static int gpt_try(struct bdev *bs, uint64_t lba, struct part_table *t)
 		struct part p = {.num = (int)i + 1};
 		uint64_t s = le64(e + 32), end = le64(e + 40);
 		if (s < first || end > last || end < s) {
-			ret = err_set(EINVAL, "%s: bad partition table: GPT partition %u (sectors "
-				      "%llu..%llu) lies outside the usable area", bs->filename, i + 1,
-				      (unsigned long long)s, (unsigned long long)end);
+			ret = err_set(EINVAL,
+				      "%s: bad partition table: GPT partition %u (sectors "
+				      "%llu..%llu) lies outside the usable area",
+				      bs->filename, i + 1, (unsigned long long)s,
+				      (unsigned long long)end);
 			break;
 		}
 		p.start = s * SECTOR;
 		p.size = (end - s + 1) * SECTOR;
 		part_guid_str(e, p.type);
 		part_guid_str(e + 16, p.uuid);
-		/* The name is UTF-16LE; names are nearly always ASCII, anything else becomes '?'. */
+		/* The name is UTF-16LE; names are nearly always ASCII, anything else becomes '?'.
+		 */
 		size_t k = 0;
 		for (int c = 0; c < 36 && k + 1 < sizeof(p.name); c++) {
 			uint16_t ch = le16(e + 56 + 2 * c);
@@ -293,8 +307,10 @@ int part_read(struct bdev *bs, struct part_table *out)
 	for (int i = 0; i < 4; i++) {
 		const uint8_t *e = sec + 446 + 16 * i;
 		if (e[0] != 0 && e[0] != 0x80)
-			return err_set(EINVAL, "%s: bad partition table: entry %d has an invalid "
-				       "boot flag 0x%02x", bs->filename, i + 1, e[0]);
+			return err_set(EINVAL,
+				       "%s: bad partition table: entry %d has an invalid "
+				       "boot flag 0x%02x",
+				       bs->filename, i + 1, e[0]);
 		if (e[4] == 0xee)
 			protective = true;
 	}

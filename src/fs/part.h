@@ -11,14 +11,14 @@ struct bdev;
 enum part_scheme { PART_NONE, PART_MBR, PART_GPT };
 
 struct part {
-	int num;           /* 1-based, numbered as Linux numbers it */
-	uint64_t start;    /* bytes from the start of the disk */
-	uint64_t size;     /* bytes */
-	bool container;    /* an MBR extended partition: holds logical partitions, no filesystem */
-	uint8_t mbr_type;  /* MBR system id */
-	char type[40];     /* GPT type GUID, or "0x83" style MBR id */
-	char uuid[40];     /* GPT unique partition GUID ("" for MBR) */
-	char name[80];     /* GPT partition name in UTF-8 ("" for MBR) */
+	int num;	  /* 1-based, numbered as Linux numbers it */
+	uint64_t start;	  /* bytes from the start of the disk */
+	uint64_t size;	  /* bytes */
+	bool container;	  /* an MBR extended partition: holds logical partitions, no filesystem */
+	uint8_t mbr_type; /* MBR system id */
+	char type[40];	  /* GPT type GUID, or "0x83" style MBR id */
+	char uuid[40];	  /* GPT unique partition GUID ("" for MBR) */
+	char name[80];	  /* GPT partition name in UTF-8 ("" for MBR) */
 };
 
 struct part_table {

@@ -13,7 +13,7 @@
 #include "fs/detect.h"
 
 #define REGION (1u << 20)
-#define OFF (4u << 20) /* the filesystem starts 4 MiB into the disk, as a partition would */
+#define OFF    (4u << 20) /* the filesystem starts 4 MiB into the disk, as a partition would */
 
 static char path[] = "/tmp/test_fs_detect.XXXXXX";
 static uint8_t *img;
@@ -182,10 +182,10 @@ static void lvm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(nothing, reset), cmocka_unit_test_setup(ext, reset),
-		cmocka_unit_test_setup(xfs, reset),     cmocka_unit_test_setup(btrfs, reset),
-		cmocka_unit_test_setup(vfat, reset),    cmocka_unit_test_setup(swap, reset),
-		cmocka_unit_test_setup(lvm, reset),
+	    cmocka_unit_test_setup(nothing, reset), cmocka_unit_test_setup(ext, reset),
+	    cmocka_unit_test_setup(xfs, reset),	    cmocka_unit_test_setup(btrfs, reset),
+	    cmocka_unit_test_setup(vfat, reset),    cmocka_unit_test_setup(swap, reset),
+	    cmocka_unit_test_setup(lvm, reset),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -77,7 +77,7 @@ static int done(void **state)
 	return 0;
 }
 
-#define SKIP_WITHOUT_MKFS()                                                                         \
+#define SKIP_WITHOUT_MKFS()                                                                        \
 	do {                                                                                       \
 		if (*state)                                                                        \
 			skip();                                                                    \
@@ -343,13 +343,13 @@ static void addresses(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(files_and_holes, fresh, done),
-		cmocka_unit_test_setup_teardown(data_ranges_blocks, fresh, done),
-		cmocka_unit_test_setup_teardown(unwritten_extents, fresh, done),
-		cmocka_unit_test_setup_teardown(dirs_links_rename, fresh, done),
-		cmocka_unit_test_setup_teardown(xattrs_times_symlinks, fresh, done),
-		cmocka_unit_test_setup_teardown(read_only_and_recovery, fresh, done),
-		cmocka_unit_test(addresses),
+	    cmocka_unit_test_setup_teardown(files_and_holes, fresh, done),
+	    cmocka_unit_test_setup_teardown(data_ranges_blocks, fresh, done),
+	    cmocka_unit_test_setup_teardown(unwritten_extents, fresh, done),
+	    cmocka_unit_test_setup_teardown(dirs_links_rename, fresh, done),
+	    cmocka_unit_test_setup_teardown(xattrs_times_symlinks, fresh, done),
+	    cmocka_unit_test_setup_teardown(read_only_and_recovery, fresh, done),
+	    cmocka_unit_test(addresses),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -16,7 +16,7 @@
 #include "fs/part.h"
 #include "util/error.h"
 
-#define DISK (64u << 20)
+#define DISK	(64u << 20)
 #define SECTORS (DISK / 512)
 
 static char path[] = "/tmp/test_fs_part.XXXXXX";
@@ -108,9 +108,9 @@ static void mbr_logical(void **state)
 	mbr_entry(img, 0, 0x80, 0x83, 2048, 4096);
 	mbr_entry(img, 1, 0, 0x05, 8192, 40960); /* extended: 8192 .. 49152 */
 	uint8_t *ebr1 = img + 8192 * 512, *ebr2 = img + 20000 * 512;
-	mbr_entry(ebr1, 0, 0, 0x83, 63, 1000);            /* logical 5 at 8255 */
-	mbr_entry(ebr1, 1, 0, 0x05, 20000 - 8192, 5000);  /* next EBR, relative to extended */
-	mbr_entry(ebr2, 0, 0, 0x82, 2048, 2000);          /* logical 6 at 22048 */
+	mbr_entry(ebr1, 0, 0, 0x83, 63, 1000);		 /* logical 5 at 8255 */
+	mbr_entry(ebr1, 1, 0, 0x05, 20000 - 8192, 5000); /* next EBR, relative to extended */
+	mbr_entry(ebr2, 0, 0, 0x82, 2048, 2000);	 /* logical 6 at 22048 */
 	put32(img + 440, 0xdeadbeef);
 	assert_int_equal(parse(&t), 0);
 	assert_int_equal(t.scheme, PART_MBR);
@@ -234,11 +234,11 @@ static void gpt_bad_entries(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(no_table, reset),
-		cmocka_unit_test_setup(mbr_logical, reset),
-		cmocka_unit_test_setup(mbr_bad, reset),
-		cmocka_unit_test_setup(gpt, reset),
-		cmocka_unit_test_setup(gpt_bad_entries, reset),
+	    cmocka_unit_test_setup(no_table, reset),
+	    cmocka_unit_test_setup(mbr_logical, reset),
+	    cmocka_unit_test_setup(mbr_bad, reset),
+	    cmocka_unit_test_setup(gpt, reset),
+	    cmocka_unit_test_setup(gpt_bad_entries, reset),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
