@@ -1,11 +1,12 @@
 #!/bin/sh
 # ligero fs against libguestfs on the same qcow2 image, in one run.
 #
-#   bench/fs.sh            (LIGERO=path/to/ligero, RUNS=5, OUT=bench/out/fs)
+#   bench/fs.sh            (LIGERO=path/to/ligero, RUNS=5, GUESTFS_RUNS=3, OUT=bench/out/fs)
 #
 # The image: a GPT disk (ESP + ext4 root) converted to qcow2, root built by mkfs.ext4 -d from a
 # generated tree (os-release, 40 directories of 50 small files, a 64 MiB file). Each command is
-# timed end to end (process start to exit), RUNS times; the table shows medians and the ratio.
+# timed end to end (process start to exit), RUNS times for ligero and GUESTFS_RUNS times for
+# libguestfs (each of its runs boots an appliance); the table shows medians and the ratio.
 # libguestfs runs with LIBGUESTFS_BACKEND=direct and, because /dev/kvm cannot boot its appliance
 # here, LIBGUESTFS_BACKEND_SETTINGS=force_tcg; its one-off appliance build is done before timing.
 set -eu
@@ -14,6 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 LIGERO=${LIGERO:-$repo/build/ligero}
 RUNS=${RUNS:-5}
+GUESTFS_RUNS=${GUESTFS_RUNS:-3}
 OUT=${OUT:-$repo/bench/out/fs}
 export LIBGUESTFS_BACKEND=${LIBGUESTFS_BACKEND:-direct}
 export LIBGUESTFS_BACKEND_SETTINGS=${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg}
@@ -55,11 +57,11 @@ disk=$OUT/disk.qcow2
 
 now() { date +%s%N; }
 
-# median of RUNS timings (ms) of a shell command
+# median of $2 timings (ms) of a shell command
 timeit() {
 	k=0
 	: > "$OUT/times"
-	while [ $k -lt "$RUNS" ]; do
+	while [ $k -lt "$2" ]; do
 		rm -rf "$OUT/co" && mkdir -p "$OUT/co" "$OUT/mnt"
 		t0=$(now)
 		sh -c "$1" >/dev/null 2>"$OUT/err" || { cat "$OUT/err" >&2; echo FAIL; return; }
@@ -72,9 +74,9 @@ timeit() {
 
 L="$LIGERO fs"
 set -- \
-	"cat" "$L cat $disk /etc/os-release" "virt-cat --format=qcow2 -a $disk /etc/os-release" \
-	"ls -R" "$L ls -R $disk /" "virt-ls --format=qcow2 -a $disk -R /" \
-	"copy-out" "$L copy-out $disk /data $OUT/co" "virt-copy-out --format=qcow2 -a $disk /data $OUT/co" \
+	"cat" "$L cat $disk /etc/os-release" "virt-cat --format=qcow2 -a $disk -m /dev/sda2 /etc/os-release" \
+	"ls -R" "$L ls -R $disk /" "virt-ls --format=qcow2 -a $disk -m /dev/sda2 -R /" \
+	"copy-out" "$L copy-out $disk /data $OUT/co" "virt-copy-out --format=qcow2 -a $disk -m /dev/sda2 /data $OUT/co" \
 	"mount+ls -R+umount" \
 	"$L mount --ro $disk $OUT/mnt && ls -R $OUT/mnt && $L umount $OUT/mnt" \
 	"guestmount --format=qcow2 --ro -a $disk -m /dev/sda2 $OUT/mnt && ls -R $OUT/mnt && guestunmount $OUT/mnt"
@@ -83,7 +85,7 @@ set -- \
 guestfs_ok=no
 if command -v virt-cat >/dev/null 2>&1; then
 	echo "libguestfs: $(guestfish --version 2>/dev/null); building/checking the appliance..." >&2
-	if virt-cat --format=qcow2 -a "$disk" /etc/hostname > "$OUT/g-host" 2> "$OUT/g-err" &&
+	if virt-cat --format=qcow2 -a "$disk" -m /dev/sda2 /etc/hostname > "$OUT/g-host" 2> "$OUT/g-err" &&
 	   [ "$($LIGERO fs cat "$disk" /etc/hostname)" = "$(cat "$OUT/g-host")" ]; then
 		guestfs_ok=yes
 	else
@@ -94,14 +96,14 @@ else
 	echo "libguestfs is not installed (apt-get install libguestfs-tools)" >&2
 fi
 
-echo "ligero fs vs libguestfs, $(basename "$disk") ($(du -h "$disk" | cut -f1) on disk), median of $RUNS runs"
+echo "ligero fs vs libguestfs, $(basename "$disk") ($(du -h "$disk" | cut -f1) on disk), median of $RUNS (ligero) and $GUESTFS_RUNS (libguestfs) runs"
 printf '%-20s %12s %16s %8s\n' "command" "ligero ms" "libguestfs ms" "ratio"
 while [ $# -ge 3 ]; do
 	name=$1 lcmd=$2 gcmd=$3
 	shift 3
-	lt=$(timeit "$lcmd")
+	lt=$(timeit "$lcmd" "$RUNS")
 	if [ $guestfs_ok = yes ]; then
-		gt=$(timeit "$gcmd")
+		gt=$(timeit "$gcmd" "$GUESTFS_RUNS")
 		ratio=$(awk -v g="$gt" -v l="$lt" 'BEGIN { if (l > 0 && g != "FAIL") printf "%.0fx", g / l; else print "-" }')
 	else
 		gt="n/a" ratio="-"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fs_fixtures import (LIGERO, MiB, lg, mkfs, need, run, sha256,
+from fs_fixtures import (LIGERO, MiB, lg, mkfs, need, overlay, run, sha256,
                          fs_images, fs_src)  # noqa: F401 (fixtures)
 
 
@@ -197,3 +197,13 @@ def test_image_locked_by_running_vm(whole):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_failed_writes_leave_qcow2_untouched(fs_images, tmp_path):
+    ov = overlay(fs_images["base"], tmp_path / "ov.qcow2")
+    before = sha256(ov), sha256(fs_images["base"])
+    fails("mkdir", ov, "/one/x", want=[f"{ov}:2", "/one", "not a directory"])
+    fails("rm", ov, "/nothere", want=[f"{ov}:2", "no such file"])
+    fails("chmod", ov, "0644", "/nothere", want=["no such file"])
+    fails("ln", "-s", ov, "/x", "/etc/os-release", want=["already exists"])
+    assert (sha256(ov), sha256(fs_images["base"])) == before
