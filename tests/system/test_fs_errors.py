@@ -180,9 +180,12 @@ def test_image_locked_by_running_vm(whole):
     holder = subprocess.Popen(["qemu-io", "-f", "raw", "-c", "sleep 10000", str(whole)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        time.sleep(0.5)
-        scratch = whole.parent / "probe.img"
-        shutil.copy(whole, scratch)
+        ino = whole.stat().st_ino
+        for _ in range(500):  # until the kernel lists qemu-io's OFD locks on the image
+            with open("/proc/locks") as f:
+                if any("OFDLCK" in l and f":{ino} " in l for l in f):
+                    break
+            time.sleep(0.01)
         before = sha256(whole)
         # Does this build's block layer take image locks at all? Ask it about the held image.
         p = run(LIGERO, "img", "io", "-c", "read 0 512", "-c", "write 0 0", str(whole),
