@@ -26,9 +26,11 @@ done
 [ -x "$LIGERO" ] || { echo "bench/fs.sh: $LIGERO is not built" >&2; exit 1; }
 
 rm -rf "$OUT"
-mkdir -p "$OUT/tree/etc" "$OUT/tree/data"
+mkdir -p "$OUT/tree/etc" "$OUT/tree/data" "$OUT/tree/bin" "$OUT/tree/usr/bin"
 tree=$OUT/tree
+# Enough of a Linux root for libguestfs's inspection, which virt-copy-out insists on.
 printf 'NAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\n' > "$tree/etc/os-release"
+printf '/dev/sda2 / ext4 defaults 0 1\n' > "$tree/etc/fstab"
 echo bench-host > "$tree/etc/hostname"
 i=0
 while [ $i -lt 40 ]; do
