@@ -78,7 +78,7 @@ L="$LIGERO fs"
 set -- \
 	"cat" "$L cat $disk /etc/os-release" "virt-cat --format=qcow2 -a $disk -m /dev/sda2 /etc/os-release" \
 	"ls -R" "$L ls -R $disk /" "virt-ls --format=qcow2 -a $disk -m /dev/sda2 -R /" \
-	"copy-out" "$L copy-out $disk /data $OUT/co" "virt-copy-out --format=qcow2 -a $disk -m /dev/sda2 /data $OUT/co" \
+	"copy-out" "$L copy-out $disk /data $OUT/co" "virt-copy-out --format=qcow2 -a $disk /data $OUT/co" \
 	"mount+ls -R+umount" \
 	"$L mount --ro $disk $OUT/mnt && ls -R $OUT/mnt && $L umount $OUT/mnt" \
 	"guestmount --format=qcow2 --ro -a $disk -m /dev/sda2 $OUT/mnt && ls -R $OUT/mnt && guestunmount $OUT/mnt"
