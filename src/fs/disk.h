@@ -44,6 +44,7 @@ int fs_addr_parse(const char *arg, char **path, int *num);
  * with -EAGAIN when another process (a running VM) holds the image; read-only opens of such an
  * image go ahead without locks and set disk->warning. */
 int fs_disk_open(struct fs_disk **out, const char *path, bool rw);
+/* Close the image (and free the table). */
 void fs_disk_close(struct fs_disk *d);
 /* Every partition (or the whole disk when there is no table) with what detection found. */
 int fs_disk_slots(struct fs_disk *d, struct fs_slot **out, size_t *n);

@@ -54,7 +54,9 @@ int extfs_lookup(struct extfs *fs, const char *path, bool follow, uint32_t *ino)
 int extfs_lookup_parent(struct extfs *fs, const char *path, uint32_t *dir, char base[256]);
 /* Look a name up in a directory; -ENOENT if absent (no message recorded). */
 int extfs_lookup_at(struct extfs *fs, uint32_t dir, const char *name, uint32_t *ino);
+/* Attributes of an inode. */
 int extfs_stat(struct extfs *fs, uint32_t ino, struct extfs_stat *st);
+/* Block and inode counts, for statfs(2). */
 int extfs_statfs(struct extfs *fs, struct statvfs *sv);
 
 /* Call cb for every entry of a directory except "." and ".."; a non-zero return stops. */
@@ -72,14 +74,18 @@ typedef int (*extfs_xattr_cb)(const char *name, const void *val, size_t len, voi
 int extfs_xattr_list(struct extfs *fs, uint32_t ino, extfs_xattr_cb cb, void *priv);
 /* Get one attribute; *val is malloc'ed. -ENODATA if absent. */
 int extfs_xattr_get(struct extfs *fs, uint32_t ino, const char *name, void **val, size_t *len);
+/* Create or replace one attribute. */
 int extfs_xattr_set(struct extfs *fs, uint32_t ino, const char *name, const void *val, size_t len);
+/* Remove one attribute. */
 int extfs_xattr_remove(struct extfs *fs, uint32_t ino, const char *name);
 
 /* Create a regular file, fifo, socket or device node (mode has the S_IF* type) in dir. */
 int extfs_mknod(struct extfs *fs, uint32_t dir, const char *name, uint32_t mode, uint64_t rdev,
 		uint32_t uid, uint32_t gid, uint32_t *ino);
+/* Create a directory with the given permission bits and owner. */
 int extfs_mkdir(struct extfs *fs, uint32_t dir, const char *name, uint32_t mode, uint32_t uid,
 		uint32_t gid, uint32_t *ino);
+/* Create a symbolic link dir/name -> target. */
 int extfs_symlink(struct extfs *fs, uint32_t dir, const char *name, const char *target,
 		  uint32_t uid, uint32_t gid, uint32_t *ino);
 /* Add a hard link to ino (not a directory) as dir/name. */
@@ -91,6 +97,7 @@ int extfs_rmdir(struct extfs *fs, uint32_t dir, const char *name);
 /* Move odir/oname to ndir/nname, replacing a target of the same kind (an empty directory). */
 int extfs_rename(struct extfs *fs, uint32_t odir, const char *oname, uint32_t ndir,
 		 const char *nname);
+/* Write len bytes at off into a regular file, growing it as needed. */
 int extfs_pwrite(struct extfs *fs, uint32_t ino, uint64_t off, const void *buf, size_t len);
 /* Set the size of a regular file (freeing blocks past it). */
 int extfs_truncate(struct extfs *fs, uint32_t ino, uint64_t size);

@@ -36,12 +36,14 @@ int ext_err(struct extfs *fs, errcode_t code, const char *fmt, ...)
 /* The -errno closest to a libext2fs error code. */
 int ext_errno(errcode_t code);
 
+/* Read or write a whole (large) inode, recording a message on failure. */
 int ext_read_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inode);
 int ext_write_inode(struct extfs *fs, uint32_t ino, struct ext2_inode_large *inode);
 /* Set an inode time field pair from a timespec (extra field only when the inode has room). */
 void ext_set_time(struct extfs *fs, struct ext2_inode_large *inode, int which,
 		  const struct timespec *ts);
 enum { EXT_ATIME, EXT_MTIME, EXT_CTIME, EXT_CRTIME };
+/* -EROFS with a message unless the filesystem was opened for writing. */
 int ext_check_rw(struct extfs *fs);
 
 /* Read from an extent-mapped file with one bdev read per contiguous run (ext_map.c). */
@@ -49,6 +51,7 @@ int ext_map_pread(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, u
 		  void *buf, size_t len, size_t *got);
 /* Drop the cached extent list (any inode write may change it). */
 void ext_map_forget(struct extfs *fs);
+/* Release the cache (at close). */
 void ext_map_free(struct extfs *fs);
 
 #endif

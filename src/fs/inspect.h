@@ -34,6 +34,7 @@ struct fs_inspect {
 /* Inspect the root filesystem root (partition root_part of disk d); kernels in a separate /boot
  * partition are found by looking at the disk's other ext filesystems. */
 int fs_inspect(struct fs_disk *d, struct extfs *root, int root_part, struct fs_inspect *out);
+/* Free what fs_inspect filled in. */
 void fs_inspect_free(struct fs_inspect *in);
 
 #endif

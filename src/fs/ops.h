@@ -16,9 +16,11 @@ int fs_write_from(struct extfs *fs, const char *path, int fd);
 int fs_mkdir(struct extfs *fs, const char *path, uint32_t mode, bool parents);
 /* Remove a file, or with recursive a whole tree; force ignores a missing path. */
 int fs_rm(struct extfs *fs, const char *path, bool recursive, bool force);
+/* Set permission bits, following a final symlink. */
 int fs_chmod(struct extfs *fs, const char *path, uint32_t mode);
-/* (uint32_t)-1 keeps that id. */
+/* Set owner and group of path itself; (uint32_t)-1 keeps that id. */
 int fs_chown(struct extfs *fs, const char *path, uint32_t uid, uint32_t gid);
+/* A symbolic link path -> target. */
 int fs_symlink(struct extfs *fs, const char *target, const char *path);
 /* A hard link path -> existing. */
 int fs_link(struct extfs *fs, const char *existing, const char *path);
