@@ -195,17 +195,18 @@ def make_mbr(path, tree, size_mb=160):
 
 
 def make_gpt(path, tree, size_mb=160):
-    """GPT: 1 = vfat 'ESP', 2 = ext4 root (the tree)."""
-    need("sgdisk", "mkfs.vfat")
+    """GPT: 1 = vfat 'ESP' (left empty without dosfstools), 2 = ext4 root (the tree)."""
+    need("sgdisk")
     run("truncate", "-s", f"{size_mb}M", path)
     run("sgdisk", "-n", "1:2048:+16M", "-t", "1:ef00", "-c", "1:EFI system",
         "-n", "2:0:+120M", "-t", "2:8300", "-c", "2:root", path)
     parts = sfdisk_parts(path)
     d = Path(path).parent
-    esp = d / (Path(path).name + ".p1")
-    run("truncate", "-s", "16M", esp)
-    run("mkfs.vfat", "-n", "ESP", "-i", "1234abcd", esp)
-    place(path, esp, parts[1]["start"])
+    if shutil.which("mkfs.vfat"):
+        esp = d / (Path(path).name + ".p1")
+        run("truncate", "-s", "16M", esp)
+        run("mkfs.vfat", "-n", "ESP", "-i", "1234abcd", esp)
+        place(path, esp, parts[1]["start"])
     rootfs = mkfs(d / (Path(path).name + ".p2"), tree, 120)
     place(path, rootfs, parts[2]["start"])
     return path

@@ -2,6 +2,7 @@
 ls, cat, stat and copy-out report must match the generated source tree."""
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -37,10 +38,13 @@ def test_list_gpt_matches_sgdisk(fs_images):
         assert (parts[n]["start"], parts[n]["size"]) == (w["start"], w["size"])
         assert parts[n]["part-type"].upper() == w["type"].upper()
     assert parts[1]["part-name"] == "EFI system" and parts[2]["part-name"] == "root"
-    assert parts[1]["filesystem"] == {"type": "vfat", "label": "ESP", "uuid": "1234-ABCD"}
     assert parts[2]["filesystem"]["uuid"] == FS_UUID
     text = lg("list", img).stdout.decode()
-    assert f"{img}:2" in text and FS_UUID in text and "vfat" in text
+    assert f"{img}:2" in text and FS_UUID in text
+    if not shutil.which("mkfs.vfat"):
+        pytest.skip("mkfs.vfat is not installed (dosfstools): the ESP has no filesystem")
+    assert parts[1]["filesystem"] == {"type": "vfat", "label": "ESP", "uuid": "1234-ABCD"}
+    assert "vfat" in text
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
