@@ -145,3 +145,17 @@ int fs_cli_close(struct fs_handle *h, int rc)
 		return cli_fail_err(ret);
 	return rc;
 }
+
+const char *fs_cli_take_addr(const struct fs_cli *o, int argc, char **argv, int *i)
+{
+	if (o->disk)
+		return NULL;
+	return *i < argc ? argv[(*i)++] : NULL;
+}
+
+int fs_cli_need(int have, int want, const char *usage)
+{
+	if (have < want)
+		return cli_fail("missing operand\nusage: ligero fs %s", usage);
+	return 0;
+}

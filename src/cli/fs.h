@@ -21,6 +21,10 @@ struct fs_cli {
  * come back through cb. Returns the index of the first operand, or -1 after printing an error. */
 int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 		 int (*cb)(int opt, const char *arg, void *priv), void *priv, const char *usage);
+/* The operand naming the disk (advancing *i), or NULL when --disk named it. */
+const char *fs_cli_take_addr(const struct fs_cli *o, int argc, char **argv, int *i);
+/* Fail with the usage line when fewer than want operands were given. */
+int fs_cli_need(int have, int want, const char *usage);
 /* Open the filesystem an address names (operand addr, or --disk), printing any warnings.
  * Returns 0, or prints the error and returns 1. */
 int fs_cli_open(struct fs_handle *h, const struct fs_cli *o, const char *addr, bool rw);

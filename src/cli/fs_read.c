@@ -17,21 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The operand that names the disk, unless --disk did. */
-static const char *take_addr(const struct fs_cli *o, int argc, char **argv, int *i)
-{
-	if (o->disk)
-		return NULL;
-	return *i < argc ? argv[(*i)++] : NULL;
-}
-
-static int need(int have, int want, const char *usage)
-{
-	if (have < want)
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
-	return 0;
-}
-
 static struct json_object *probe_json(const struct fs_probe *p)
 {
 	struct json_object *o = json_object_new_object();
@@ -116,11 +101,11 @@ int fs_list_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
 	char *path = NULL;
 	int num = 0;
 	if (!o.disk && !addr)
-		return need(0, 1, usage);
+		return fs_cli_need(0, 1, usage);
 	if (o.disk)
 		path = strdup(o.disk);
 	else if ((ret = fs_addr_parse(addr, &path, &num)) < 0)
@@ -297,8 +282,8 @@ int fs_ls_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
@@ -323,8 +308,8 @@ int fs_cat_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
@@ -420,8 +405,8 @@ int fs_stat_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
@@ -439,8 +424,8 @@ int fs_copy_out_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 3, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 3, usage))
 		return 1;
 	const char *hostdir = argv[argc - 1];
 	struct stat hs;

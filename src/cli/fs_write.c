@@ -16,20 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *take_addr(const struct fs_cli *o, int argc, char **argv, int *i)
-{
-	if (o->disk)
-		return NULL;
-	return *i < argc ? argv[(*i)++] : NULL;
-}
-
-static int need(int have, int want, const char *usage)
-{
-	if (have < want)
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
-	return 0;
-}
-
 static int parse_mode(const char *s, uint32_t *mode)
 {
 	char *end;
@@ -51,7 +37,7 @@ int fs_copy_in_main(int argc, char **argv)
 	if (i < 0)
 		return i == -2 ? 0 : 1;
 	int nd = o.disk ? 1 : 2; /* DISK DIR, or DIR alone with --disk */
-	if (need(argc - i, nd + 1, usage))
+	if (fs_cli_need(argc - i, nd + 1, usage))
 		return 1;
 	const char *addr = o.disk ? NULL : argv[argc - 2];
 	const char *dir = argv[argc - 1];
@@ -76,8 +62,8 @@ int fs_write_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -112,8 +98,8 @@ int fs_mkdir_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -147,8 +133,8 @@ int fs_rm_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	for (int k = i; k < argc; k++)
 		if (!strcmp(argv[k], "/") || argv[k][strspn(argv[k], "/")] == 0)
@@ -170,8 +156,8 @@ int fs_chmod_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 3, usage) || parse_mode(argv[i++], &mode))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 3, usage) || parse_mode(argv[i++], &mode))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -211,8 +197,9 @@ int fs_chown_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 3, usage) || parse_owner(argv[i++], &uid, &gid))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 3, usage) ||
+	    parse_owner(argv[i++], &uid, &gid))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -238,8 +225,8 @@ int fs_ln_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 3, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 3, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -300,8 +287,8 @@ int fs_edit_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = take_addr(&o, argc, argv, &i);
-	if (need(argc - i + (addr || o.disk), 2, usage))
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
