@@ -82,10 +82,17 @@ int fs_mount_main(int argc, char **argv)
 		return cli_fail("%s: mount point is not an existing directory", argv[i]);
 	if (access("/dev/fuse", R_OK | W_OK) < 0)
 		return cli_fail("/dev/fuse: %s (FUSE is needed for mount)", strerror(errno));
-	if (fs_cli_open(&h, &o, addr, !m.ro))
-		return 1;
+	int ret = fs_handle_open(&h, addr, o.disk, o.part, !m.ro);
+	if (ret == -EROFS && !m.ro)
+		return cli_fail("%s (mount --ro reads it)", err_msg_or(ret));
+	if (ret < 0)
+		return cli_fail_err(ret);
+	if (h.disk->warning)
+		fprintf(stderr, "ligero: %s\n", h.disk->warning);
+	if (extfs_warning(h.fs))
+		fprintf(stderr, "ligero: %s\n", extfs_warning(h.fs));
 	if (m.foreground) {
-		int ret = serve(&h, mnt, m.ro, -1);
+		ret = serve(&h, mnt, m.ro, -1);
 		return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);
 	}
 	if (pipe(p) < 0)
@@ -108,7 +115,7 @@ int fs_mount_main(int argc, char **argv)
 			dup2(null, STDERR_FILENO);
 			close(null);
 		}
-		int ret = serve(&h, mnt, m.ro, p[1]);
+		ret = serve(&h, mnt, m.ro, p[1]);
 		if (ret == 0)
 			ret = fs_handle_close(&h);
 		else

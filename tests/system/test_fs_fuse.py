@@ -136,6 +136,20 @@ def test_foreground_server_exits_cleanly(fs_images, tmp_path):
     e2fsck_clean(disk)
 
 
+def test_mount_journal_needs_recovery(fs_images, mounted, tmp_path):
+    disk = tmp_path / "whole.img"
+    shutil.copy(fs_images["whole"], disk)
+    run("debugfs", "-w", "-R", "feature needs_recovery", disk)
+    before = sha256(disk)
+    p = lg("mount", disk, tmp_path, check=False)
+    assert p.returncode != 0 and b"journal needs recovery" in p.stderr and b"--ro" in p.stderr
+    assert not os.path.ismount(tmp_path)
+    mnt = mounted(disk, "--ro")
+    assert (mnt / "one").read_bytes() == b"1"
+    lg("umount", mnt)
+    assert sha256(disk) == before
+
+
 def test_umount_refuses_other_mounts(tmp_path):
     p = lg("umount", tmp_path, check=False)
     assert p.returncode != 0 and b"not a mount point" in p.stderr
