@@ -362,7 +362,8 @@ static int host_names(const char *host, struct name_list *l)
 		l->n++;
 	}
 	closedir(d);
-	qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), cmp_str);
 	return 0;
 }
 

@@ -152,7 +152,8 @@ static void list_dir(struct extfs *fs, const char *path, struct dirlist *l)
 	l->n = 0;
 	if (extfs_lookup(fs, path, true, &ino) < 0 || extfs_readdir(fs, ino, dl_add, l) < 0)
 		return;
-	qsort(l->names, l->n, sizeof(*l->names), cmp_str);
+	if (l->n > 1)
+		qsort(l->names, l->n, sizeof(*l->names), cmp_str);
 }
 
 static void dl_free(struct dirlist *l)
