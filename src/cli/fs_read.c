@@ -243,11 +243,24 @@ static int ls_print(struct extfs *fs, const struct ls_opts *lo, const char *show
 	return 0;
 }
 
-static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, uint32_t dir)
+#define LS_MAX_DEPTH 4096
+
+/* anc holds the directory inodes above this one: meeting one again is a loop (damaged fs). */
+static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, uint32_t dir,
+		  uint32_t *anc, int depth)
 {
 	struct names l = {0};
-	int ret = extfs_readdir(fs, dir, names_add, &l);
+	int ret;
 
+	for (int k = 0; k < depth; k++)
+		if (anc[k] == dir)
+			return err_set(ELOOP,
+				       "%s: %s: directory loop (the directory contains itself)",
+				       extfs_name(fs), path);
+	if (depth >= LS_MAX_DEPTH)
+		return err_set(ELOOP, "%s: %s: directory tree too deep", extfs_name(fs), path);
+	anc[depth] = dir;
+	ret = extfs_readdir(fs, dir, names_add, &l);
 	names_sort(&l);
 	for (size_t i = 0; ret == 0 && i < l.n; i++) {
 		char *full = NULL;
@@ -263,7 +276,7 @@ static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, 
 		struct extfs_stat st;
 		ret = ls_print(fs, lo, full, l.ino[i]);
 		if (ret == 0 && (ret = extfs_stat(fs, l.ino[i], &st)) == 0 && S_ISDIR(st.mode))
-			ret = ls_dir(fs, lo, full, l.ino[i]);
+			ret = ls_dir(fs, lo, full, l.ino[i], anc, depth + 1);
 		free(full);
 	}
 	names_free(&l);
@@ -291,9 +304,11 @@ int fs_ls_main(int argc, char **argv)
 	ret = extfs_lookup(h.fs, path, true, &ino);
 	if (ret == 0)
 		ret = extfs_stat(h.fs, ino, &st);
-	if (ret == 0 && S_ISDIR(st.mode))
-		ret = ls_dir(h.fs, &lo, path, ino);
-	else if (ret == 0)
+	if (ret == 0 && S_ISDIR(st.mode)) {
+		uint32_t *anc = calloc(LS_MAX_DEPTH, sizeof(*anc));
+		ret = anc ? ls_dir(h.fs, &lo, path, ino, anc, 0) : err_set(ENOMEM, "out of memory");
+		free(anc);
+	} else if (ret == 0)
 		ret = ls_print(h.fs, &lo, path, ino);
 	fflush(stdout);
 	return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);

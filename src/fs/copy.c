@@ -72,10 +72,15 @@ static char *join(const char *a, const char *b)
 
 /* ---- guest -> host ---- */
 
+/* Deeper than this is a directory loop in a damaged filesystem, not a real tree. */
+#define MAX_DEPTH 4096
+
 struct out_ctx {
 	struct extfs *fs;
 	struct links links;
 	char *buf;
+	int depth;
+	uint32_t path[MAX_DEPTH]; /* directory inodes from the top of the copy down */
 };
 
 static int out_node(struct out_ctx *c, uint32_t ino, const char *host);
@@ -194,10 +199,25 @@ static int out_node(struct out_ctx *c, uint32_t ino, const char *host)
 		}
 	}
 	if (dir) {
+		if (c->depth >= MAX_DEPTH)
+			return err_set(ELOOP,
+				       "%s: directory tree deeper than %d levels (a loop in a "
+				       "damaged filesystem?)",
+				       extfs_name(c->fs), MAX_DEPTH);
+		for (int k = 0; k < c->depth; k++)
+			if (c->path[k] == ino)
+				return err_set(ELOOP,
+					       "%s: directory inode %u contains itself (a loop "
+					       "in a damaged filesystem); stopped at %s",
+					       extfs_name(c->fs), ino, host);
+		c->path[c->depth] = ino;
 		if (ret == 0 && mkdir(host, 0700) < 0)
 			return err_sys(errno, "%s: cannot create directory", host);
 		struct out_dir od = {c, host, 0};
-		if ((ret = extfs_readdir(c->fs, ino, out_child, &od)) < 0)
+		c->depth++;
+		ret = extfs_readdir(c->fs, ino, out_child, &od);
+		c->depth--;
+		if (ret < 0)
 			return ret;
 	} else if (S_ISREG(st.mode)) {
 		if ((ret = out_file(c, ino, &st, host)) < 0)
@@ -229,7 +249,6 @@ static const char *base_name(const char *path, char *buf, size_t len)
 
 int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir)
 {
-	struct out_ctx c = {.fs = fs};
 	struct stat hs;
 	uint32_t ino;
 	char base[256];
@@ -241,19 +260,26 @@ int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir)
 		return err_set(ENOTDIR, "%s: not a directory", hostdir);
 	if ((ret = extfs_lookup(fs, path, false, &ino)) < 0)
 		return ret;
-	if (!(c.buf = malloc(CHUNK)))
+	/* The context holds the loop-detection path (16 KiB): on the heap, not the stack. */
+	struct out_ctx *c = calloc(1, sizeof(*c));
+	if (!c || !(c->buf = malloc(CHUNK))) {
+		free(c);
 		return err_set(ENOMEM, "out of memory");
+	}
+	c->fs = fs;
 	base_name(path, base, sizeof(base));
 	if (!strcmp(base, "/")) {
-		struct out_dir od = {&c, hostdir, 0};
+		struct out_dir od = {c, hostdir, 0};
+		c->path[c->depth++] = ino;
 		ret = extfs_readdir(fs, ino, out_child, &od);
 	} else {
 		char *host = join(hostdir, base);
-		ret = host ? out_node(&c, ino, host) : err_set(ENOMEM, "out of memory");
+		ret = host ? out_node(c, ino, host) : err_set(ENOMEM, "out of memory");
 		free(host);
 	}
-	links_free(&c.links);
-	free(c.buf);
+	links_free(&c->links);
+	free(c->buf);
+	free(c);
 	return ret;
 }
 

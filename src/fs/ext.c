@@ -502,6 +502,8 @@ int extfs_readlink(struct extfs *fs, uint32_t ino, char *buf, size_t size)
 		return err_set(ENAMETOOLONG, "%s: symbolic link inode %u is too long", fs->name,
 			       ino);
 	if (ext2fs_is_fast_symlink((struct ext2_inode *)&in)) {
+		if (len >= sizeof(in.i_block)) /* corrupt: a fast link lives in i_block */
+			return err_set(EIO, "%s: symbolic link inode %u is corrupt", fs->name, ino);
 		memcpy(buf, in.i_block, len);
 	} else {
 		if ((ret = extfs_pread(fs, ino, 0, buf, len, &got)) < 0)

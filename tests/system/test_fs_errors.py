@@ -210,3 +210,12 @@ def test_failed_writes_leave_qcow2_untouched(fs_images, tmp_path):
     fails("chmod", ov, "0644", "/nothere", want=["no such file"])
     fails("ln", "-s", ov, "/x", "/etc/os-release", want=["already exists"])
     assert (sha256(ov), sha256(fs_images["base"])) == before
+
+
+def test_directory_loop(whole, tmp_path):
+    # debugfs (the oracle) hard-links a directory into itself, as a damaged filesystem may.
+    run("debugfs", "-w", "-R", "link /a /a/b/c/loop", whole)
+    out = tmp_path / "out"
+    out.mkdir()
+    fails("copy-out", whole, "/", out, want=[str(whole), "contains itself", "loop"])
+    fails("ls", "-R", whole, "/a", want=[str(whole), "loop"])
