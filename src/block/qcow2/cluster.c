@@ -132,42 +132,12 @@ static int get_entry(struct qcow2 *s, uint64_t off, uint64_t *entry)
 
 static int pread_full(struct qcow2 *s, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(s->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: read error at offset %llu", s->bs->filename,
-				       (unsigned long long)off);
-		if (n == 0) { /* data past EOF reads as zeroes, like QEMU */
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pread(s->bs, buf, len, off);
 }
 
 static int pwrite_full(struct qcow2 *s, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(s->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: write error at offset %llu", s->bs->filename,
-				       (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pwrite(s->bs, buf, len, off);
 }
 
 static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t n)
@@ -244,6 +214,7 @@ int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
 /* With lazy refcounts the dirty bit must be on disk before the first metadata change. */
 static int mark_dirty(struct qcow2 *s)
 {
+	s->in_write = true;
 	if (!s->lazy_refcounts || s->dirty_marked)
 		return 0;
 	int ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
@@ -399,6 +370,7 @@ int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_write(s, off, buf, len);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -520,6 +492,7 @@ int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned fla
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_write_zeroes(s, off, len, flags);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -567,6 +540,7 @@ int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len)
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_discard(s, off, len, false);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -715,6 +689,7 @@ int qcow2_truncate(struct bdev *bs, uint64_t size)
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_truncate(s, size);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -747,6 +722,7 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 		ret = free_list_add(s, &fl, e);
 out:;
 	int ret2 = free_pending(s, &fl);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret < 0 ? ret : ret2;
 }
@@ -793,6 +769,7 @@ int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len)
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_discard(s, off, len, true);
+	s->in_write = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

@@ -75,8 +75,10 @@ int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	/* Mark the image so nobody writes to it again before a check; never while checking. */
-	if (!s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) && s->version >= 3) {
+	/* Mark the image so nobody writes to it again before a check: only when a write found
+	 * the damage (a reader changes nothing), and never while checking. */
+	if (s->in_write && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) &&
+	    s->version >= 3) {
 		qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, s->incompat | QCOW2_INCOMPAT_CORRUPT);
 		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
 		s->corrupt = true;
@@ -355,6 +357,10 @@ static int validate_header(struct qcow2 *s, const uint8_t *h, uint64_t file_size
 	if (s->nb_snapshots && (s->snapshots_offset & (cs - 1)))
 		return err_set(EINVAL, "%s: snapshot table offset %llu is not cluster aligned", fn,
 			       (unsigned long long)s->snapshots_offset);
+	/* Offsets past what an L2 entry can address are hostile (and would overflow below). */
+	const uint64_t max_off = QCOW2_L2E_OFFSET_MASK + 1;
+	if (s->l1_offset >= max_off || s->rt_offset >= max_off || s->snapshots_offset >= max_off)
+		return err_set(EINVAL, "%s: a table offset in the header is beyond 64 PiB", fn);
 	uint64_t l1_bytes = (uint64_t)s->l1_size * 8, rt_bytes = (uint64_t)s->rt_clusters * cs;
 	if (ranges_overlap(s->rt_offset, rt_bytes, 0, cs))
 		return err_set(EINVAL, "%s: refcount table overlaps the header", fn);

@@ -160,6 +160,7 @@ struct qcow2 {
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
 	bool corrupt;        /* the corrupt bit is set: opened read-only */
+	bool in_write;       /* inside a metadata-changing request (see signal_corruption) */
 	/* Header extensions we do not interpret, kept verbatim for header rewrites. */
 	uint8_t *ext_keep;
 	size_t ext_keep_len;
