@@ -16,6 +16,8 @@ img=$out/vm.qcow2
 
 build_image() {
 	local tree=$out/tree fs=$out/fs.img
+	# The generators below are cut short by head: their SIGPIPE is expected.
+	set +o pipefail
 	rm -rf "$tree" "$fs"
 	mkdir -p "$tree/usr/share" "$tree/usr/lib" "$tree/data"
 	# ~0.5 GiB of text, ~0.5 GiB of binaries, ~0.5 GiB of random bytes.
@@ -34,6 +36,7 @@ build_image() {
 	rm -f "$out/junk.bin"
 	qemu-img convert -O qcow2 "$fs" "$img"
 	rm -rf "$tree" "$fs"
+	set -o pipefail
 }
 [ -f "$img" ] || build_image
 
