@@ -21,6 +21,7 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 int cli_check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o);
 
 int cmd_img(int argc, char **argv);
+int cmd_sparsify(int argc, char **argv);
 int img_create_main(int argc, char **argv);
 int img_info_main(int argc, char **argv);
 int img_check_main(int argc, char **argv);

@@ -42,6 +42,7 @@ static void usage(FILE *f)
 	      "groups:\n"
 	      "  img      disk images: create, info, check, io (qemu-img's flags)\n"
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
+	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  version  print the version\n"
 	      "\n"
 	      "'ligero <group> --help' lists a group's verbs.\n",
@@ -54,6 +55,7 @@ static const struct {
 } groups[] = {
 	{"img", cmd_img},
 	{"fs", cmd_fs},
+	{"sparsify", cmd_sparsify},
 };
 
 int main(int argc, char **argv)
