@@ -113,8 +113,8 @@ int cmd_sparsify(int argc, char **argv)
 				return cli_fail("--output must be human or json, not '%s'", optarg);
 			break;
 		case 'o': {
-			char *opts = strdup(optarg), *save = NULL;
-			for (char *kv = strtok_r(opts, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+			char *save = NULL; /* split argv's string in place: it outlives the options */
+			for (char *kv = strtok_r(optarg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 				int r = cli_create_option(kv, &co, &bfmt, &backing, &size, &has_size);
 				if (r)
 					return r;

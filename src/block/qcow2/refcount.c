@@ -197,6 +197,10 @@ static int rb_ensure(struct qcow2 *s, uint64_t idx)
 	uint64_t off = c << s->cluster_bits;
 	if (off + s->cluster_size > s->file_end)
 		s->file_end = off + s->cluster_size;
+	ret = qcow2_meta_check(s, off, s->cluster_size, QCOW2_META_NONE);
+	if (ret < 0)
+		return ret;
+	qcow2_meta_mark(s, off, s->cluster_size, QCOW2_META_RB);
 	ret = qcow2_cache_get_empty(s->rb_cache, off, &rb);
 	if (ret < 0)
 		return ret;
@@ -345,6 +349,7 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len)
 		if (qcow2_refcount_get(s, c, &rc) < 0 || rc)
 			continue;
 		uint64_t co = c << s->cluster_bits;
+		qcow2_meta_mark(s, co, s->cluster_size, QCOW2_META_NONE);
 		qcow2_cache_discard(s->l2_cache, co);
 		if (s->zcache_offset >> s->cluster_bits == c)
 			s->zcache_offset = 0;
@@ -422,6 +427,9 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	}
 	for (uint64_t i = 0; i < nblocks; i++)
 		qcow2_cache_discard(s->rb_cache, (start + i) << s->cluster_bits);
+	qcow2_meta_mark(s, start << s->cluster_bits, nblocks << s->cluster_bits, QCOW2_META_RB);
+	qcow2_meta_mark(s, (start + nblocks) << s->cluster_bits, tclusters << s->cluster_bits,
+			QCOW2_META_RT);
 	size_t bbytes = nblocks * s->cluster_size;
 	if (bbytes && pwrite(s->fd, blocks, bbytes, (off_t)(start << s->cluster_bits)) !=
 			      (ssize_t)bbytes) {

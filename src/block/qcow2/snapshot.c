@@ -393,6 +393,7 @@ static int do_delete(struct qcow2 *s, const char *name)
 		struct qcow2 *s = bs->opaque;                                                    \
 		pthread_mutex_lock(&s->lock);                                                    \
 		int ret = impl(s, name);                                                         \
+		s->meta_built = false; /* tables moved: map them again on the next write */     \
 		pthread_mutex_unlock(&s->lock);                                                  \
 		return ret;                                                                      \
 	}
