@@ -208,6 +208,11 @@ static int fill_slot(struct engine *e, struct slot *s, uint64_t off)
 			u->kind = o->target_is_zero && !o->diff_target ? U_SKIP : U_ZERO;
 		else
 			u->kind = o->compress ? U_COMP : U_DATA;
+		/* A compressed cluster replaces the whole cluster: a short last one is padded with
+		 * zeroes, which is only right where the target reads zero beyond the sources. */
+		if (u->kind == U_COMP && ulen < e->unit && s->off + s->len < e->dst->size &&
+		    (!o->target_is_zero || o->diff_target))
+			u->kind = U_DATA;
 		if (o->diff_target && u->kind == U_SKIP)
 			u->zero_known =
 			    false; /* equal to the target: not a zero run to reconsider */

@@ -69,9 +69,6 @@ def test_compressed_same_clusters_as_qemu(ligero, tmp_path, mixed, ctype):
     assert ours_n > 0 and ours_n == theirs_n
 
 
-@pytest.mark.xfail(strict=True, reason="block layer: a compressed cluster never continues into "
-                   "the next host cluster (QEMU's qcow2_alloc_bytes lets it), so the tail of "
-                   "each host cluster is wasted; remove this mark when that lands")
 @pytest.mark.parametrize("ctype", ["zlib", "zstd"])
 def test_compressed_file_no_larger_than_qemu(ligero, tmp_path, mixed, ctype):
     ours, theirs = tmp_path / "ours.qcow2", tmp_path / "theirs.qcow2"
@@ -228,3 +225,18 @@ def test_compressed_odd_size(ligero, tmp_path, ctype):
     run(ligero, "img", "convert", "-O", "raw", out, back, check=True)
     assert back.read_bytes()[:100000] == src.read_bytes()
     assert not any(back.read_bytes()[100000:])
+
+
+def test_compressed_into_larger_target_keeps_its_tail(ligero, tmp_path):
+    # -n -c into a bigger image: the short last cluster must not be zero-padded over the
+    # target's own bytes past the end of the source.
+    src = tmp_path / "s.raw"
+    src.write_bytes(b"a" * 100352)
+    tgt = make_qcow2(tmp_path / "t.qcow2", "1M", "write -P 0x55 0 1M")
+    run(ligero, "img", "convert", "-n", "-c", "-O", "qcow2", src, tgt, check=True)
+    assert_clean(tgt)
+    out = tmp_path / "t.raw"
+    qimg("convert", "-O", "raw", tgt, out, check=True)
+    data = out.read_bytes()
+    assert data[:100352] == src.read_bytes()
+    assert data[100352:] == b"\x55" * (MiB - 100352)

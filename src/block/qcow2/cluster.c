@@ -359,6 +359,44 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 	return ret;
 }
 
+/*
+ * Sequential writes (convert, guest streams) into clusters that hold nothing yet: allocate the
+ * run of clusters at once and write it with one call. Returns the bytes written this way (a
+ * multiple of the cluster size), 0 when the fast path does not apply.
+ */
+static int64_t write_fresh_run(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
+{
+	uint64_t cs = s->cluster_size, n = 0, e;
+	int ret;
+
+	if ((off & (cs - 1)) || len < 2 * cs)
+		return 0;
+	while ((n + 1) * cs <= len && n < 1024) {
+		uint64_t o = off + n * cs, i1 = l1_index(s, o);
+		uint64_t l2off = i1 < s->l1_size ? s->l1[i1] & QCOW2_L1E_OFFSET_MASK : 0;
+		if (l2off && (ret = qcow2_meta_check(s, l2off, cs, QCOW2_META_L2)) < 0)
+			return ret;
+		ret = get_entry(s, o, &e);
+		if (ret < 0)
+			return ret;
+		enum ctype t = cluster_type(e);
+		if (t != C_UNALLOC && t != C_ZERO_PLAIN)
+			break;
+		n++;
+	}
+	if (n < 2)
+		return 0;
+	int64_t host = qcow2_alloc_clusters(s, n);
+	if (host < 0)
+		return host;
+	ret = qcow2_meta_check(s, (uint64_t)host, n * cs, QCOW2_META_NONE);
+	if (ret == 0)
+		ret = pwrite_full(s, buf, n * cs, (uint64_t)host);
+	for (uint64_t i = 0; i < n && ret == 0; i++)
+		ret = set_entry(s, off + i * cs, ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
+	return ret < 0 ? ret : (int64_t)(n * cs);
+}
+
 static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
 {
 	struct free_list fl = {0};
@@ -368,6 +406,17 @@ static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t le
 	if (ret < 0)
 		return ret;
 	while (len && ret == 0) {
+		int64_t done = write_fresh_run(s, off, buf, len);
+		if (done < 0) {
+			ret = (int)done;
+			break;
+		}
+		if (done) {
+			off += (uint64_t)done;
+			buf += done;
+			len -= (size_t)done;
+			continue;
+		}
 		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
 		if (n > len)
 			n = len;
