@@ -13,10 +13,11 @@
 #include <unistd.h>
 
 static struct vm *running;
+static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
 {
-	(void)sig;
+	stop_signal = sig;
 	if (running)
 		vm_request_stop(running, VM_EXIT_QUIT);
 }
@@ -27,8 +28,9 @@ static void run_usage(FILE *f)
 	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
 	      "\n"
 	      "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots,\n"
-	      "1 on a guest panic, triple fault or KVM error. See docs/ligero-run.md.\n",
+	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
+	      "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	      "See docs/ligero-run.md.\n",
 	      f);
 }
 
@@ -133,6 +135,8 @@ int cmd_run(int argc, char **argv)
 	ret = why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET || why == VM_EXIT_QUIT ? 0 : 1;
 	if (ret)
 		cli_fail("%s", msg);
+	else if (why == VM_EXIT_QUIT && stop_signal)
+		ret = 128 + stop_signal; /* killed, like any process: not a clean guest exit */
 	vm_destroy(vm);
 	return ret;
 }

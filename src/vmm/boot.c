@@ -210,6 +210,45 @@ static int load_initrd(struct guest_mem *mem, const char *path, const struct bzi
 	return ret;
 }
 
+static int read_header(const char *kernel, uint8_t *hdr, size_t cap, struct bzimage *bz,
+		       uint64_t *fsize)
+{
+	int fd = open_regular(kernel, fsize), ret;
+	size_t len;
+
+	if (fd < 0)
+		return fd;
+	len = *fsize < cap ? *fsize : cap;
+	ret = read_full(fd, hdr, len, 0, kernel);
+	if (!ret && (ret = bzimage_parse(hdr, len, *fsize, bz)) < 0)
+		ret = err_prefix(ret, "%s: ", kernel);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int boot_probe(const char *kernel, const char *initrd)
+{
+	uint8_t hdr[0x400] = {0};
+	struct bzimage bz;
+	uint64_t size;
+	int fd = read_header(kernel, hdr, sizeof(hdr), &bz, &size);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	if (initrd) {
+		if ((fd = open_regular(initrd, &size)) < 0)
+			return fd;
+		close(fd);
+		if (size == 0)
+			return err_set(EINVAL, "%s: initrd is empty", initrd);
+	}
+	return 0;
+}
+
 int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, const char *cmdline,
 	      uint64_t rsdp)
 {
@@ -222,15 +261,8 @@ int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, con
 	unsigned n;
 	int fd, ret;
 
-	if ((fd = open_regular(kernel, &fsize)) < 0)
+	if ((fd = read_header(kernel, hdr, sizeof(hdr), &bz, &fsize)) < 0)
 		return fd;
-	ret = read_full(fd, hdr, fsize < sizeof(hdr) ? fsize : sizeof(hdr), 0, kernel);
-	if (!ret)
-		ret = bzimage_parse(hdr, fsize < sizeof(hdr) ? fsize : sizeof(hdr), fsize, &bz);
-	if (ret) {
-		close(fd);
-		return err_prefix(ret, "%s: ", kernel);
-	}
 	ksize = fsize - bz.setup_bytes;
 	if (BOOT_KERNEL_ADDR + bz.init_size > mem_low_end(mem)) {
 		close(fd);

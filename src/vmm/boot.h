@@ -44,6 +44,9 @@ struct e820_entry {
 /* Parse the setup header in the first `len` bytes of a file of `file_size` bytes.
  * Returns -ENOEXEC with a message when it is not a usable bzImage. */
 int bzimage_parse(const uint8_t *buf, size_t len, uint64_t file_size, struct bzimage *bz);
+/* Check that kernel is a usable bzImage and initrd (may be NULL) a readable file, before any
+ * KVM work, so that a wrong path fails first and clearly. */
+int boot_probe(const char *kernel, const char *initrd);
 /* Build the e820 map for this memory layout; returns the number of entries. */
 unsigned boot_e820(const struct guest_mem *mem, struct e820_entry *out);
 /* Compose the guest's command line: BOOT_CMDLINE_PREFIX, console=ttyS0 unless the user chose a

@@ -91,3 +91,10 @@ void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 		}
 	}
 }
+
+void cpuid_set_tsc_deadline(struct kvm_cpuid2 *c)
+{
+	for (unsigned i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1u << 24;
+}

@@ -174,6 +174,10 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 
 	if ((ret = cpuid_supported(vm->kvm_fd, &cpuid)) < 0)
 		return ret;
+	/* Without it Linux calibrates the LAPIC timer against the PIT, which fails under nested
+	 * emulation and leaves the guest on the PIT alone. */
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_set_tsc_deadline(cpuid);
 	vm->vcpus = calloc(n, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		free(cpuid);
@@ -220,6 +224,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	}
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
+	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 ||
 	    (ret = vm_create_kvm(vm, cfg)) < 0 || (ret = mem_map(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = vm_load(vm, cfg)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
