@@ -24,14 +24,15 @@ static void on_signal(int sig)
 
 static void run_usage(FILE *f)
 {
-	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
-	      "\n"
-	      "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
-	      "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
-	      "See docs/ligero-run.md.\n",
-	      f);
+	fputs(
+	    "usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
+	    "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
+	    "\n"
+	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	    "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
+	    "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	    "See docs/ligero-run.md.\n",
+	    f);
 }
 
 static int parse_cpus(const char *s, unsigned *out)
@@ -64,10 +65,14 @@ static int open_console(const char *spec, struct vm_config *cfg)
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
-	    {"cmdline", required_argument, NULL, 'a'}, {"memory", required_argument, NULL, 'm'},
-	    {"cpus", required_argument, NULL, 'c'},   {"console", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, 'f'},        {"help", no_argument, NULL, 'h'},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"cmdline", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"cpus", required_argument, NULL, 'c'},
+	    {"console", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};

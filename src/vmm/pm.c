@@ -4,10 +4,10 @@
 #include "vmm/pm.h"
 #include "vmm/vm.h"
 
-#define PM1_SCI_EN      0x0001
-#define PM1_SLP_EN      0x2000
+#define PM1_SCI_EN	 0x0001
+#define PM1_SLP_EN	 0x2000
 #define PVPANIC_PANICKED 0x01
-#define I8042_RESET     0xfe
+#define I8042_RESET	 0xfe
 
 int pm1_cnt_is_poweroff(uint16_t val)
 {

@@ -28,9 +28,9 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#define VM_MAX_CPUS     254 /* xAPIC IDs, 255 being broadcast */
-#define TSS_ADDR        0xfffbd000ull
-#define IDENT_MAP_ADDR  0xfffbc000ull
+#define VM_MAX_CPUS    254 /* xAPIC IDs, 255 being broadcast */
+#define TSS_ADDR       0xfffbd000ull
+#define IDENT_MAP_ADDR 0xfffbc000ull
 
 struct vm {
 	int kvm_fd, vm_fd, stop_fd;
@@ -132,8 +132,10 @@ static int check_config(const struct vm_config *cfg)
 	if (sysinfo(&si) == 0) {
 		host = (uint64_t)si.totalram * si.mem_unit;
 		if (cfg->mem_size > host)
-			return err_set(ENOMEM, "--memory %llu MiB is more than this host's %llu MiB "
-				       "of RAM", (unsigned long long)(cfg->mem_size >> 20),
+			return err_set(ENOMEM,
+				       "--memory %llu MiB is more than this host's %llu MiB "
+				       "of RAM",
+				       (unsigned long long)(cfg->mem_size >> 20),
 				       (unsigned long long)(host >> 20));
 	}
 	return 0;
@@ -289,7 +291,8 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
 		return ret;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		if ((ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
+		if ((ret =
+			 pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
 			vm_fail(vm, "cannot start vCPU %u's thread: %s", i, strerror(ret));
 			break;
 		}

@@ -99,8 +99,8 @@ static void test_fadt_power_off_and_no_rtc(void **state)
 	assert_int_equal(fadt[89], 2);
 	assert_int_equal(rd(fadt + 56, 4), PM1A_EVT_PORT);
 	assert_int_equal(rd(fadt + 46, 2), PM_SCI_IRQ);
-	assert_true(rd(fadt + 109, 2) & 0x20);    /* CMOS RTC not present */
-	assert_false(rd(fadt + 109, 2) & 0x02);   /* no 8042 to probe */
+	assert_true(rd(fadt + 109, 2) & 0x20);	/* CMOS RTC not present */
+	assert_false(rd(fadt + 109, 2) & 0x02); /* no 8042 to probe */
 	assert_int_equal(rd(fadt + 40, 4), rd(fadt + 140, 8));
 	/* the FACS has no checksum */
 	assert_memory_equal(buf + (rd(fadt + 36, 4) - BASE), "FACS", 4);

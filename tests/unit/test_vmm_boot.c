@@ -24,8 +24,8 @@ static void make_header(uint16_t version)
 	memcpy(hdr + 0x202, "HdrS", 4);
 	hdr[0x206] = version & 0xff;
 	hdr[0x207] = version >> 8;
-	hdr[0x211] = 0x01;                       /* LOADED_HIGH */
-	hdr[0x236] = 0x01;                       /* XLF_KERNEL_64 */
+	hdr[0x211] = 0x01;			    /* LOADED_HIGH */
+	hdr[0x236] = 0x01;			    /* XLF_KERNEL_64 */
 	memcpy(hdr + 0x22c, "\xff\xff\xff\x7f", 4); /* initrd_addr_max */
 	memcpy(hdr + 0x238, "\xff\x07\x00\x00", 4); /* cmdline_size 2047 */
 	memcpy(hdr + 0x260, "\x00\x00\x00\x02", 4); /* init_size 32 MiB */
@@ -56,7 +56,7 @@ static void test_bzimage_rejects(void **state)
 	hdr[0x203] = 'x'; /* no HdrS */
 	assert_int_equal(bzimage_parse(hdr, sizeof(hdr), 8 << 20, &bz), -ENOEXEC);
 	make_header(0x020f);
-	assert_int_equal(bzimage_parse(hdr, 0x200, 8 << 20, &bz), -ENOEXEC); /* truncated */
+	assert_int_equal(bzimage_parse(hdr, 0x200, 8 << 20, &bz), -ENOEXEC);	/* truncated */
 	assert_int_equal(bzimage_parse(hdr, sizeof(hdr), 1000, &bz), -ENOEXEC); /* no kernel */
 	make_header(0x020f);
 	hdr[0x201] = 0x10; /* header too short for init_size */
@@ -91,7 +91,8 @@ static void test_layout_and_hole(void **state)
 			assert_true(e[i].addr >= e[i - 1].addr + e[i - 1].size);
 	}
 	assert_int_equal(ram, (5ull << 30) - (BOOT_KERNEL_ADDR - BOOT_EBDA_START));
-	assert_true(PCI_ECAM_BASE >= MEM_HOLE_START && PCI_ECAM_BASE + PCI_ECAM_SIZE <= MEM_HOLE_END);
+	assert_true(PCI_ECAM_BASE >= MEM_HOLE_START &&
+		    PCI_ECAM_BASE + PCI_ECAM_SIZE <= MEM_HOLE_END);
 }
 
 static void test_mem_ptr_bounds(void **state)

@@ -100,9 +100,15 @@ static void test_console_escapes(void **state)
 	uint8_t b[16];
 	bool quit = false;
 
-	memcpy(b, "ab\x01\x01" "c\x01q", 7);
+	memcpy(b,
+	       "ab\x01\x01"
+	       "c\x01q",
+	       7);
 	assert_int_equal(console_filter(&c, b, 7, &quit), 4);
-	assert_memory_equal(b, "ab\x01" "c", 4);
+	assert_memory_equal(b,
+			    "ab\x01"
+			    "c",
+			    4);
 	assert_false(quit);
 	memcpy(b, "z\x01", 2); /* escape split across reads */
 	assert_int_equal(console_filter(&c, b, 2, &quit), 1);
