@@ -4,7 +4,8 @@
 # boot, where KVM is real (tests/vmhost/). For each VMM, RUNS runs (default 5); medians of:
 #   marker  seconds from process start to the guest's LIGERO-MARKER line (L1 /proc/uptime)
 #   exit    seconds from process start to process exit
-#   exits   VM exits, all of them, from L1's /sys/kernel/debug/kvm/exits
+#   exits   VM exits up to the marker, all of them (handled in KVM or in the VMM), from L1's
+#           /sys/kernel/debug/kvm/exits (which counts live VMs only, so it is read at the marker)
 #   rss     the VMM's RSS at the marker, in KiB, without the guest-RAM mapping (what guest RAM
 #           the guest touched is the guest's, not the VMM's)
 # Emulation slows everything: the ratios are the figure. Usage: bench/boot.sh [RUNS]
@@ -32,25 +33,27 @@ rss() {
 one() { # name, command...
 	name=$1
 	shift
-	rm -f /tmp/fifo /tmp/marker /tmp/rss
+	rm -f /tmp/fifo /tmp/marker /tmp/rss /tmp/exits
 	mkfifo /tmp/fifo
-	e0=$(exits)
 	t0=$(up)
 	"$@" >/tmp/fifo 2>/tmp/err </dev/null &
 	pid=$!
 	while IFS= read -r line; do
 		case "$line" in
-		*LIGERO-MARKER*) up >/tmp/marker; rss $pid >/tmp/rss 2>/dev/null ;;
+		*LIGERO-MARKER*)
+			up >/tmp/marker
+			exits >/tmp/exits
+			rss $pid >/tmp/rss 2>/dev/null
+			;;
 		*"ligero demo guest:"*) echo "# $name: $line" ;;
 		esac
 	done </tmp/fifo
 	wait $pid
 	rc=$?
 	t2=$(up)
-	e1=$(exits)
 	[ -f /tmp/marker ] || { echo "# $name: no marker (rc $rc)"; cat /tmp/err; return; }
 	echo "RUN $name $(awk -v a=$t0 -v b=$(cat /tmp/marker) 'BEGIN{printf "%.2f", b-a}') \
-$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') $((e1 - e0)) $(cat /tmp/rss) $rc"
+$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') $(cat /tmp/exits) $(cat /tmp/rss) $rc"
 }
 append="console=ttyS0 quiet panic=-1"
 i=0

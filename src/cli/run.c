@@ -129,6 +129,7 @@ int cmd_run(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a console reader that goes away must not kill the VMM */
 	ret = vm_run(vm, &why, &msg);
 	running = NULL;
 	if (getenv("LIGERO_STATS"))

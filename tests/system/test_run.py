@@ -20,7 +20,8 @@ MARKER = "LIGERO-MARKER"
 # name -> (ligero run arguments after --kernel/--initrd, expected exit status)
 CASES = {
     "cpus1": (["--cpus", "1", "--memory", "256M"], 0),
-    "cpus2": (["--cpus", "2", "--memory", "512M"], 0),
+    # also: the console to a file instead of stdout
+    "cpus2": (["--cpus", "2", "--memory", "512M", "--console", "/tmp/console.txt"], 0),
     "cpus4": (["--cpus", "4", "--memory", "1G"], 0),
     # past 3 GiB: RAM continues above the 32-bit PCI hole, at 4 GiB
     "mem3584": (["--cpus", "1", "--memory", "3584M"], 0),
@@ -49,6 +50,8 @@ def case_script():
             f"--cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err",
             "rc=$?",
             "echo \"=== TIME $t0 $(cut -d' ' -f1 /proc/uptime)\"",
+            "if [ -f /tmp/console.txt ]; then echo \"=== STDOUT-BYTES $(wc -c </tmp/out)\";"
+            " cat /tmp/console.txt >>/tmp/out; rm /tmp/console.txt; fi",
             "echo '=== STDOUT'; cat /tmp/out; echo '=== STDERR'; cat /tmp/err",
             "echo \"=== RC $rc\"",
         ]
@@ -105,6 +108,13 @@ def test_cmdline_reaches_guest(cases):
     assert f"ligero.token=tok-cpus1-{os.getpid()}" in line
     # what the VMM adds (docs/ligero-run.md), ahead of the user's part
     assert line.startswith("panic=-1 reboot=k 8250.nr_uarts=1 console=ttyS0 quiet")
+
+
+def test_console_to_file(cases):
+    c = cases["cpus2"]
+    # the guest's console went to the file (appended to stdout by the script), none to stdout
+    assert "=== STDOUT-BYTES 0\n" in c["block"]
+    assert MARKER in c["stdout"] and "NPROC=2" in c["stdout"]
 
 
 def test_poweroff_and_reboot_exit_zero(cases):
