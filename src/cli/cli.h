@@ -36,5 +36,6 @@ int img_snapshot_main(int argc, char **argv);
 int img_amend_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

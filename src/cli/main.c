@@ -44,6 +44,7 @@ static void usage(FILE *f)
 	      "           rebase, resize, snapshot, amend, io (qemu-img's flags)\n"
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
+	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  version  print the version\n"
 	      "\n"
 	      "'ligero <group> --help' lists a group's verbs.\n",
@@ -57,6 +58,7 @@ static const struct {
 	{"img", cmd_img},
 	{"fs", cmd_fs},
 	{"sparsify", cmd_sparsify},
+	{"run", cmd_run},
 };
 
 int main(int argc, char **argv)
