@@ -225,18 +225,19 @@ def crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds):
 
 CONFIGS = [
     # seed, cluster, overlay options, rounds
-    (11, 512, "cluster_size=512", 85),
-    (12, 4096, "cluster_size=4096,refcount_bits=1", 65),
-    (13, 65536, "cluster_size=65536,refcount_bits=64", 55),
-    (14, 512, "cluster_size=512,refcount_bits=8", 75),
+    (11, 512, "cluster_size=512", 105),
+    (12, 4096, "cluster_size=4096,refcount_bits=1", 80),
+    (13, 65536, "cluster_size=65536,refcount_bits=64", 70),
+    (14, 512, "cluster_size=512,refcount_bits=8", 95),
 ]
 
 
 @pytest.mark.parametrize("seed,cluster,opts,rounds", CONFIGS, ids=[c[2] for c in CONFIGS])
 def test_crash_consistency(crashwriter, tmp_path, seed, cluster, opts, rounds):
     kills = crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds)
-    # Most rounds must really end in a kill: at 75% of 280 rounds the suite kills >= 210 times.
-    assert kills >= rounds * 0.75, f"only {kills} of {rounds} rounds were killed"
+    # Most rounds must really end in a kill (timer kills depend on machine load, so not all):
+    # at 60% of 350 rounds the suite kills at least 210 times.
+    assert kills >= rounds * 0.6, f"only {kills} of {rounds} rounds were killed"
     print(f"{kills} kills in {rounds} rounds")
 
 

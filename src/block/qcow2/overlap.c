@@ -39,6 +39,13 @@ void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, enum qcow2_met
 	if (!s->meta_built || !len)
 		return;
 	uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+	/* A table entry far past the end of the file (a damaged or hostile image) is not mapped:
+	 * nothing can be allocated there before the file grows past what the map covers. */
+	uint64_t limit = ((s->file_end >> s->cluster_bits) + 1) * 2 + 4096;
+	if (first >= limit)
+		return;
+	if (last >= limit)
+		last = limit - 1;
 	if (meta_grow(s, last + 1) < 0) {
 		s->meta_built = false; /* rebuilt on the next write */
 		return;
