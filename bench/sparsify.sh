@@ -68,7 +68,7 @@ run() {
 }
 
 export LIBGUESTFS_BACKEND=direct
-if [ ! -r /dev/kvm ] || grep -q kvm_pvm /proc/modules 2>/dev/null; then
+if [ ! -r /dev/kvm ] || [ -e /sys/module/kvm_pvm ] || ! grep -qw -e vmx -e svm /proc/cpuinfo; then
 	export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
 fi
 
