@@ -103,12 +103,19 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	bs->read_only = !(flags & BDEV_O_RDWR);
 	bs->align = 512;
 	int oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	if (flags & BDEV_O_DIRECT)
-		oflags |= O_DIRECT;
+	bs->dfd = -1;
 	bs->fd = open(path, oflags);
 	if (bs->fd < 0) {
 		ret = err_sys(errno, "%s: could not open", path);
 		goto fail;
+	}
+	if (flags & BDEV_O_DIRECT) {
+		bs->dfd = open(path, oflags | O_DIRECT);
+		if (bs->dfd < 0) {
+			ret = err_sys(errno, "%s: cache=none needs O_DIRECT, which this file "
+				      "system refuses", path);
+			goto fail;
+		}
 	}
 	struct stat st;
 	if (fstat(bs->fd, &st) < 0) {
@@ -149,6 +156,8 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 fail:
 	if (bs->fd >= 0)
 		close(bs->fd);
+	if (bs->dfd >= 0)
+		close(bs->dfd);
 	bdev_free(bs);
 	return ret;
 }
@@ -299,9 +308,62 @@ void bdev_close(struct bdev *bs)
 			bs->drv->close(bs);
 		if (bs->fd >= 0)
 			close(bs->fd);
+		if (bs->dfd >= 0)
+			close(bs->dfd);
 		bdev_free(bs);
 		bs = next;
 	}
+}
+
+static bool direct_ok(const struct bdev *bs, const void *buf, size_t len, uint64_t off)
+{
+	return bs->dfd >= 0 && !(((uintptr_t)buf | len | off) & 511);
+}
+
+int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off)
+{
+	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: read error at offset %llu", bs->filename,
+				       (unsigned long long)off);
+		if (n == 0) { /* past EOF: zeroes, as QEMU reads them */
+			memset(p, 0, len);
+			return 0;
+		}
+		if (fd == bs->dfd && (n & 511))
+			fd = bs->fd; /* a short direct read left us unaligned */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off)
+{
+	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: write error at offset %llu", bs->filename,
+				       (unsigned long long)off);
+		if (fd == bs->dfd && (n & 511))
+			fd = bs->fd;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
@@ -492,7 +554,13 @@ int bdev_reopen_rw(struct bdev *bs, int flags)
 
 	if (!bs->read_only)
 		return 0;
-	fd = open(bs->filename, O_RDWR | O_CLOEXEC | ((bs->flags & BDEV_O_DIRECT) ? O_DIRECT : 0));
+	if (bs->dfd >= 0) {
+		fd = open(bs->filename, O_RDWR | O_CLOEXEC | O_DIRECT);
+		if (fd < 0 || dup3(fd, bs->dfd, O_CLOEXEC) < 0)
+			return err_sys(errno, "%s: could not open for writing", bs->filename);
+		close(fd);
+	}
+	fd = open(bs->filename, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(errno, "%s: could not open for writing", bs->filename);
 	/* Keep the fd number the driver holds; the old description's locks go with it. */

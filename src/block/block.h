@@ -141,7 +141,8 @@ enum { BDEV_ZERO_MAY_UNMAP = 1 };
 struct bdev {
 	const struct bdev_driver *drv;
 	char *filename;       /* as the user or the overlay named it */
-	int fd;
+	int fd;               /* buffered: metadata, and data the direct fd cannot take */
+	int dfd;              /* O_DIRECT twin of fd for aligned data I/O (cache=none), or -1 */
 	int flags;            /* BDEV_O_* it was opened with */
 	bool read_only;
 	const char *ro_reason; /* why a writable open became read-only (static text), or NULL */
@@ -155,6 +156,12 @@ struct bdev {
 	int lock_shared;
 	void *opaque;         /* the driver's state */
 };
+
+/* Data I/O on one layer's file (for drivers): through the O_DIRECT descriptor when the layer
+ * was opened with BDEV_O_DIRECT and buffer, offset and length are 512-byte aligned, else
+ * buffered (Linux keeps the two coherent). Short reads past EOF return zeroes. */
+int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off);
+int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off);
 
 /* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);

@@ -12,44 +12,12 @@
 
 static int raw_pread_full(struct bdev *bs, uint64_t off, void *buf, size_t len)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(bs->fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return err_sys(errno, "%s: read error at offset %llu", bs->filename,
-				       (unsigned long long)off);
-		}
-		if (n == 0) { /* past EOF of a file shorter than its size: zeroes */
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pread(bs, buf, len, off);
 }
 
 static int raw_pwrite_full(struct bdev *bs, uint64_t off, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(bs->fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return err_sys(errno, "%s: write error at offset %llu", bs->filename,
-				       (unsigned long long)off);
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pwrite(bs, buf, len, off);
 }
 
 static int raw_open(struct bdev *bs)
@@ -64,7 +32,9 @@ static int raw_open(struct bdev *bs)
 			return err_sys(errno, "%s: could not find the device size", bs->filename);
 		bs->size = (uint64_t)end;
 	} else {
-		bs->size = (uint64_t)st.st_size;
+		/* Like QEMU, a file's size counts in whole 512-byte sectors; the tail reads as
+		 * zeroes until written. */
+		bs->size = ((uint64_t)st.st_size + 511) & ~511ULL;
 	}
 	return 0;
 }

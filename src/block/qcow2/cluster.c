@@ -132,42 +132,12 @@ static int get_entry(struct qcow2 *s, uint64_t off, uint64_t *entry)
 
 static int pread_full(struct qcow2 *s, void *buf, size_t len, uint64_t off)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(s->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: read error at offset %llu", s->bs->filename,
-				       (unsigned long long)off);
-		if (n == 0) { /* data past EOF reads as zeroes, like QEMU */
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pread(s->bs, buf, len, off);
 }
 
 static int pwrite_full(struct qcow2 *s, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(s->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: write error at offset %llu", s->bs->filename,
-				       (unsigned long long)off);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return bdev_file_pwrite(s->bs, buf, len, off);
 }
 
 static int read_backing(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t n)
