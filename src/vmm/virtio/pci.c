@@ -547,6 +547,10 @@ int virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void
 	d->nqueues = nqueues;
 	d->cfg_size = cfg_size;
 	d->host_features = features;
+	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++)
+		d->msix_fd[v] = d->msix_gsi[v] = -1;
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		d->q[i].kick_fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->msix_lock, NULL);
 	build_config_space(d);
@@ -575,6 +579,8 @@ int virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void
 
 void virtio_dev_destroy(struct virtio_dev *d)
 {
+	if (!d->ops)
+		return;
 	pthread_mutex_lock(&d->lock);
 	do_reset(d);
 	pthread_mutex_unlock(&d->lock);
