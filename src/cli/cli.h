@@ -17,5 +17,6 @@ int img_create_main(int argc, char **argv);
 int img_info_main(int argc, char **argv);
 int img_check_main(int argc, char **argv);
 int img_io_main(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -41,6 +41,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "groups:\n"
 	      "  img      disk images: create, info, check, io (qemu-img's flags)\n"
+	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  version  print the version\n"
 	      "\n"
 	      "'ligero <group> --help' lists a group's verbs.\n",
@@ -52,6 +53,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } groups[] = {
 	{"img", cmd_img},
+	{"run", cmd_run},
 };
 
 int main(int argc, char **argv)

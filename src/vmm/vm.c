@@ -1,0 +1,319 @@
+/* A VM: KVM with the in-kernel irqchip and PIT, guest RAM, ACPI tables, the kernel, the few
+ * devices, and one thread per vCPU. The calling thread of vm_run() carries console input and
+ * waits for a stop request; whoever stops the VM first (a device, a vCPU, a signal) names the
+ * reason. */
+#include "vmm/vm.h"
+#include "vmm/acpi.h"
+#include "vmm/boot.h"
+#include "vmm/console.h"
+#include "vmm/cpuid.h"
+#include "vmm/kvm.h"
+#include "vmm/memory.h"
+#include "vmm/pci.h"
+#include "vmm/pm.h"
+#include "vmm/serial.h"
+#include "vmm/vcpu.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#define VM_MAX_CPUS     254 /* xAPIC IDs, 255 being broadcast */
+#define TSS_ADDR        0xfffbd000ull
+#define IDENT_MAP_ADDR  0xfffbc000ull
+
+struct vm {
+	int kvm_fd, vm_fd, stop_fd;
+	size_t run_size;
+	struct guest_mem mem;
+	struct bus io, mmio;
+	struct serial serial;
+	struct pci_host pci;
+	struct console con;
+	struct vcpu *vcpus;
+	unsigned ncpus;
+	int console_in;
+	int stopping; /* atomic */
+	enum vm_exit why;
+	char msg[512];
+};
+
+const char *vm_exit_name(enum vm_exit why)
+{
+	switch (why) {
+	case VM_EXIT_POWEROFF:
+		return "powered off";
+	case VM_EXIT_RESET:
+		return "rebooted";
+	case VM_EXIT_QUIT:
+		return "terminated";
+	case VM_EXIT_PANIC:
+		return "guest kernel panicked";
+	case VM_EXIT_TRIPLE_FAULT:
+		return "guest triple-faulted (KVM_EXIT_SHUTDOWN)";
+	case VM_EXIT_ERROR:
+		return "KVM error";
+	}
+	return "?";
+}
+
+bool vm_stopping(struct vm *vm)
+{
+	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
+}
+
+/* The first request wins; later ones (a panic's reboot, say) change nothing. */
+static bool vm_claim_stop(struct vm *vm, enum vm_exit why)
+{
+	int zero = 0;
+
+	if (!__atomic_compare_exchange_n(&vm->stopping, &zero, -1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return false;
+	vm->why = why;
+	return true;
+}
+
+static void vm_publish_stop(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	if (write(vm->stop_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow with one write per VM. */
+	}
+}
+
+void vm_request_stop(struct vm *vm, enum vm_exit why)
+{
+	if (vm_claim_stop(vm, why))
+		vm_publish_stop(vm);
+}
+
+void vm_fail(struct vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!vm_claim_stop(vm, VM_EXIT_ERROR))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(vm->msg, sizeof(vm->msg), fmt, ap);
+	va_end(ap);
+	vm_publish_stop(vm);
+}
+
+unsigned long vm_user_exits(const struct vm *vm)
+{
+	unsigned long n = 0;
+
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		n += __atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED);
+	return n;
+}
+
+static int check_config(const struct vm_config *cfg)
+{
+	struct sysinfo si;
+	uint64_t host;
+
+	if (cfg->cpus < 1 || cfg->cpus > VM_MAX_CPUS)
+		return err_set(EINVAL, "--cpus %u is out of range (1 to %u)", cfg->cpus,
+			       VM_MAX_CPUS);
+	if (sysinfo(&si) == 0) {
+		host = (uint64_t)si.totalram * si.mem_unit;
+		if (cfg->mem_size > host)
+			return err_set(ENOMEM, "--memory %llu MiB is more than this host's %llu MiB "
+				       "of RAM", (unsigned long long)(cfg->mem_size >> 20),
+				       (unsigned long long)(host >> 20));
+	}
+	return 0;
+}
+
+static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
+{
+	struct kvm_pit_config pit = {.flags = 0}; /* with the speaker port 0x61, for calibration */
+	int max;
+
+	if ((vm->kvm_fd = kvm_open("/dev/kvm", cfg->force)) < 0)
+		return vm->kvm_fd;
+	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max > 0 && cfg->cpus > (unsigned)max)
+		return err_set(EINVAL, "--cpus %u: this KVM allows at most %d", cfg->cpus, max);
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if ((ssize_t)vm->run_size < (ssize_t)sizeof(struct kvm_run))
+		return err_sys(errno, "KVM_GET_VCPU_MMAP_SIZE");
+	if ((vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0)) < 0)
+		return err_sys(errno, "KVM_CREATE_VM");
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0)
+		return err_sys(errno, "KVM_SET_TSS_ADDR");
+	uint64_t ident = IDENT_MAP_ADDR;
+	(void)ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident); /* Intel only */
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return err_sys(errno, "KVM_CREATE_IRQCHIP");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return err_sys(errno, "KVM_CREATE_PIT2");
+	return 0;
+}
+
+static int vm_create_vcpus(struct vm *vm, unsigned n)
+{
+	struct kvm_cpuid2 *cpuid;
+	int ret;
+
+	if ((ret = cpuid_supported(vm->kvm_fd, &cpuid)) < 0)
+		return ret;
+	vm->vcpus = calloc(n, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		free(cpuid);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].vm = vm;
+		vm->vcpus[i].io = &vm->io;
+		vm->vcpus[i].mmio = &vm->mmio;
+	}
+	vm->ncpus = n;
+	for (unsigned i = 0; i < n && ret == 0; i++)
+		ret = vcpu_create(&vm->vcpus[i], vm->vm_fd, i, n, vm->run_size, cpuid);
+	free(cpuid);
+	if (ret == 0)
+		ret = vcpu_setup_boot(&vm->vcpus[0]);
+	return ret;
+}
+
+static int vm_load(struct vm *vm, const struct vm_config *cfg)
+{
+	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START;
+	uint8_t *acpi = mem_ptr(&vm->mem, BOOT_BIOS_START, cap);
+
+	if (!acpi || acpi_build(acpi, cap, BOOT_BIOS_START, cfg->cpus) == 0)
+		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
+	return boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	int ret;
+
+	if (!vm)
+		return -ENOMEM;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->console_in = cfg->console_in;
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (vm->stop_fd < 0) {
+		free(vm);
+		return err_sys(errno, "eventfd");
+	}
+	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
+	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
+	    (ret = vm_create_kvm(vm, cfg)) < 0 || (ret = mem_map(&vm->mem, vm->vm_fd)) < 0 ||
+	    (ret = vm_load(vm, cfg)) < 0 ||
+	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
+	    (ret = pm_init(&vm->io, vm)) < 0 ||
+	    (ret = pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
+	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0) {
+		vm_destroy(vm);
+		return ret;
+	}
+	*out = vm;
+	return 0;
+}
+
+static void on_kick(int sig)
+{
+	(void)sig; /* only here to make KVM_RUN return EINTR */
+}
+
+/* Forward console input until the VM stops. Input waits while the guest's FIFO is full. */
+static void vm_console_loop(struct vm *vm)
+{
+	uint8_t buf[SERIAL_RX_SIZE];
+	size_t have = 0, off = 0;
+	bool in_open = vm->console_in >= 0, quit = false;
+
+	while (!vm_stopping(vm)) {
+		struct pollfd p[2] = {{vm->stop_fd, POLLIN, 0}, {vm->console_in, POLLIN, 0}};
+		int want = in_open && have == off;
+		if (poll(p, want ? 2 : 1, have > off ? 10 : -1) < 0 && errno != EINTR)
+			break;
+		if (have > off) {
+			off += serial_rx(&vm->serial, buf + off, have - off);
+			continue;
+		}
+		if (!want || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		ssize_t r = read(vm->console_in, buf, sizeof(buf));
+		if (r <= 0) {
+			if (r < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			in_open = false; /* end of input: the guest runs on */
+			continue;
+		}
+		have = console_filter(&vm->con, buf, r, &quit);
+		off = 0;
+		if (quit)
+			vm_request_stop(vm, VM_EXIT_QUIT);
+	}
+}
+
+int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
+{
+	struct sigaction sa = {.sa_handler = on_kick};
+	sigset_t kick;
+	int ret;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&kick);
+	sigaddset(&kick, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
+		return ret;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if ((ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
+			vm_fail(vm, "cannot start vCPU %u's thread: %s", i, strerror(ret));
+			break;
+		}
+		vm->vcpus[i].started = 1;
+	}
+	vm_console_loop(vm);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	console_close(&vm->con);
+	*why = vm->why;
+	*msg = vm->msg[0] ? vm->msg : vm_exit_name(vm->why);
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	for (unsigned i = 0; i < vm->ncpus && vm->vcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	mem_unmap(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	close(vm->stop_fd);
+	free(vm);
+}

@@ -1,0 +1,48 @@
+/* A virtual machine on KVM: the public API the command line uses. */
+#ifndef LIGERO_VMM_VM_H
+#define LIGERO_VMM_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Why a VM stopped. */
+enum vm_exit {
+	VM_EXIT_POWEROFF,     /* ACPI S5 */
+	VM_EXIT_RESET,        /* the guest rebooted (i8042 reset) */
+	VM_EXIT_QUIT,         /* the user typed Ctrl-A x, or a signal arrived */
+	VM_EXIT_PANIC,        /* the guest kernel panicked */
+	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
+	VM_EXIT_ERROR,        /* KVM or a device failed; see the message */
+};
+
+struct vm_config {
+	const char *kernel;  /* bzImage path */
+	const char *initrd;  /* or NULL */
+	const char *cmdline; /* the user's part; the VMM appends its own (see boot.h) */
+	uint64_t mem_size;
+	unsigned cpus;
+	int console_in;  /* fd the guest's serial port reads, or -1 */
+	int console_out; /* fd the guest's serial port writes */
+	bool force;      /* run even on a KVM that cannot run stock kernels */
+};
+
+struct vm;
+
+/* Check the config, open KVM, load the kernel and build the machine. */
+int vm_create(const struct vm_config *cfg, struct vm **out);
+/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. */
+int vm_run(struct vm *vm, enum vm_exit *why, const char **msg);
+/* Ask a running VM to stop with this reason (async-signal-safe). */
+void vm_request_stop(struct vm *vm, enum vm_exit why);
+/* True once the VM has been asked to stop; vCPU threads poll it. */
+bool vm_stopping(struct vm *vm);
+/* Stop with VM_EXIT_ERROR, recording this message (the first failure wins). */
+void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exits handled in user space so far, all vCPUs together (KVM handles the rest itself). */
+unsigned long vm_user_exits(const struct vm *vm);
+/* Free everything vm_create made. */
+void vm_destroy(struct vm *vm);
+/* Short English name for an exit reason. */
+const char *vm_exit_name(enum vm_exit why);
+
+#endif
