@@ -27,6 +27,7 @@ struct vm_devices {
 	bool balloon, rng;
 	uint64_t balloon_mib;
 	unsigned balloon_after; /* seconds after start before the target applies */
+	char *balloon_trigger;  /* or: the target applies once this file exists */
 	char *seed;
 
 	struct virtio_mem mem;
@@ -62,7 +63,8 @@ int vm_devices_add_net(struct vm_devices *v, const char *arg)
 	return virtio_net_parse(arg, &v->net[v->nnets++]) < 0 ? (v->nnets--, -EINVAL) : 0;
 }
 
-/* MiB[,after=SECONDS] */
+/* MiB[,after=SECONDS][,trigger=FILE]: until the control socket exists, a delayed target is how
+ * a script inflates the balloon of a running VM. */
 int vm_devices_set_balloon(struct vm_devices *v, const char *arg)
 {
 	char *copy = strdup(arg), *s = copy, *k, *val, *end;
@@ -84,6 +86,11 @@ int vm_devices_set_balloon(struct vm_devices *v, const char *arg)
 		if (val && !strcmp(k, "after") && (v->balloon_after = (unsigned)strtoul(val, &end, 10),
 						   !*end && end != val))
 			continue;
+		if (val && !strcmp(k, "trigger") && *val) {
+			free(v->balloon_trigger);
+			v->balloon_trigger = strdup(val);
+			continue;
+		}
 		ret = err_set(EINVAL, "--balloon: bad option %s%s%s", k, val ? "=" : "",
 			      val ? val : "");
 	}
@@ -162,8 +169,12 @@ static void *balloon_timer(void *arg)
 	struct vm_devices *v = arg;
 	struct pollfd p = {v->timer_fd, POLLIN, 0};
 
-	if (poll(&p, 1, (int)v->balloon_after * 1000) == 0)
-		virtio_balloon_set_target(v->dev[v->ndev - 1], v->balloon_mib);
+	if (poll(&p, 1, (int)v->balloon_after * 1000) != 0)
+		return NULL;
+	while (v->balloon_trigger && access(v->balloon_trigger, F_OK) != 0)
+		if (poll(&p, 1, 200) != 0)
+			return NULL;
+	virtio_balloon_set_target(v->dev[v->ndev - 1], v->balloon_mib);
 	return NULL;
 }
 
@@ -194,11 +205,11 @@ static int attach_devices(struct vm_devices *v)
 	}
 	if (v->balloon) {
 		/* last device: balloon_timer finds it there */
-		if ((ret = virtio_balloon_create(&d, v->balloon_after ? 0 : v->balloon_mib, &v->mem,
+		if ((ret = virtio_balloon_create(&d, v->balloon_after || v->balloon_trigger ? 0 : v->balloon_mib, &v->mem,
 						 &v->irq)) < 0 ||
 		    (ret = plug(v, d, virtio_balloon_destroy)) < 0)
 			return ret;
-		if (v->balloon_after) {
+		if (v->balloon_after || v->balloon_trigger) {
 			v->timer_fd = eventfd(0, EFD_CLOEXEC);
 			if (v->timer_fd < 0 ||
 			    pthread_create(&v->balloon_timer, NULL, balloon_timer, v) != 0)
@@ -258,5 +269,6 @@ void vm_devices_free(struct vm_devices *v)
 	for (unsigned i = 0; i < v->ndisks; i++)
 		virtio_blk_opts_free(&v->disk[i]);
 	free(v->seed);
+	free(v->balloon_trigger);
 	free(v);
 }

@@ -1,0 +1,24 @@
+# L1 side of the net case: a private network namespace with a bridge and two VMs on it.
+cd /work
+unshare -n sh -c '
+L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
+ip link set lo up
+brctl addbr br0 && ip link set br0 up || { echo BRIDGE-FAILED; exit 1; }
+$L run $K --net bridge=br0 --disk net1.img,format=raw,readonly=on \
+	--cmdline "ligero.run=\"sh /dev/vda\"" --console /tmp/n1.log >/tmp/n1.out 2>&1 &
+p1=$!
+$L run $K --net bridge=br0 --disk net2.img,format=raw,readonly=on \
+	--cmdline "ligero.run=\"sh /dev/vda\"" --console /tmp/n2.log >/tmp/n2.out 2>&1 &
+p2=$!
+i=0; while [ $i -lt 600 ] && [ "$(brctl show br0 | grep -c tap)" -lt 2 ]; do i=$((i+1)); sleep 0.2; done
+echo "TAPS-IN-BRIDGE=$(ip -o link show master br0 | grep -c tap)"
+t0=$(cut -d" " -f1 /proc/uptime)
+wait $p1; echo "N1-RC=$?"
+wait $p2; echo "N2-RC=$?"
+echo "ELAPSED=$(cut -d" " -f1 /proc/uptime) since $t0"
+echo "TAPS-LEFT=$(ip -o link show | grep -c tap)"
+tr -d "\r" </tmp/n1.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N1-/"
+tr -d "\r" </tmp/n2.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N2-/"
+echo "N1-STDERR: $(cat /tmp/n1.out | tr "\n" " ")"
+echo "N2-STDERR: $(cat /tmp/n2.out | tr "\n" " ")"
+'
