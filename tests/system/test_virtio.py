@@ -56,7 +56,7 @@ def run_vmhost(script, files, bins, timeout):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        env=env, timeout=timeout + 120)
     if p.returncode == 125:
-        pytest.fail("emulated host failed:\n" + p.stderr[-3000:])
+        pytest.fail("emulated host failed:\n" + p.stdout[-3000:] + p.stderr[-2000:])
     return p.stdout
 
 
@@ -85,13 +85,13 @@ def blk(tmp_path_factory):
         f.write(pattern("read-only-disk", MiB))
     with open(d / "fsync.raw", "wb") as f:
         f.truncate(4 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(d / "ext4.img"), "32M"], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(d / "ext4.img"), "16M"], check=True)
     script_disk(os.path.join(HERE, "guest_a.sh"), d / "guest_a.sh.img")
     script_disk(os.path.join(HERE, "guest_b.sh"), d / "guest_b.sh.img")
     files = [str(d / n) for n in ("base.qcow2", "ov.qcow2", "ov2.qcow2", "ro.raw", "fsync.raw",
                                   "ext4.img", "guest_a.sh.img", "guest_b.sh.img")]
     bins = [shutil.which(b) for b in ("qemu-img", "e2fsck", "debugfs")]
-    out = run_vmhost(os.path.join(HERE, "host_blk.sh"), files, bins, 900)
+    out = run_vmhost(os.path.join(HERE, "host_blk.sh"), files, bins, 1200)
     kv = parse(out)
     kv["_out"] = out
     kv["_base_sha"] = sha(open(d / "base.qcow2", "rb").read())
@@ -156,8 +156,8 @@ def test_rng(blk):
 def test_balloon_lowers_rss(blk):
     before = int(blk.get("RSS-BEFORE-KB", "0"))
     after = int(blk.get("RSS-AFTER-KB", "0").split()[0] or 0)
-    # 75% of the VM's 256 MiB is 192 MiB: the RSS must fall by at least half of that
-    assert before > 0 and before - after >= 96 * 1024, show(blk)
+    # 75% of the VM's 128 MiB is 96 MiB: the RSS must fall by at least half of that
+    assert before > 0 and before - after >= 48 * 1024, show(blk)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def net(tmp_path_factory):
     script_disk(os.path.join(HERE, "guest_net.sh"), d / "net2.img",
                 "ADDR=10.0.0.2 PEER=10.0.0.1 ROLE=client\n")
     out = run_vmhost(os.path.join(HERE, "host_net.sh"), [str(d / "net1.img"),
-                                                         str(d / "net2.img")], [], 900)
+                                                         str(d / "net2.img")], [], 1200)
     kv = parse(out)
     kv["_out"] = out
     return kv

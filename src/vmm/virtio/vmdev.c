@@ -225,9 +225,10 @@ int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *m
 {
 	int ret;
 
-	v->mem.nregions = mem->nregions < VIRTIO_MEM_MAX_REGIONS ? mem->nregions
-								 : VIRTIO_MEM_MAX_REGIONS;
-	for (unsigned i = 0; i < v->mem.nregions; i++)
+	v->mem.nregions = 0;
+	for (unsigned i = 0; i < mem->nregions && i < sizeof(mem->regions) / sizeof(mem->regions[0]) &&
+			     i < VIRTIO_MEM_MAX_REGIONS;
+	     i++, v->mem.nregions++)
 		v->mem.r[i] = (struct virtio_mem_region){mem->regions[i].gpa, mem->regions[i].size,
 							 mem->regions[i].host};
 	kvm_irq_init(&v->irq, vm_fd);

@@ -2,7 +2,7 @@
 cd /work
 L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
 say() { echo "$*"; }
-truncate -s 180M /tmp/cache.raw
+truncate -s 100M /tmp/cache.raw
 sha256sum base.qcow2 | cut -c1-64 | sed 's/^/BASE-SHA-BEFORE=/'
 sha256sum ro.raw | cut -c1-64 | sed 's/^/RO-SHA-BEFORE=/'
 $L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
@@ -10,8 +10,8 @@ $L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
 	--disk guest_a.sh.img,format=raw,readonly=on \
 	--cmdline 'ligero.run="sh /dev/vde"' --console /tmp/a.log >/tmp/a.out 2>&1 &
 pa=$!
-$L run $K --disk fsync.raw,format=raw,cache=none --disk /tmp/cache.raw,format=raw,readonly=on \
-	--disk guest_b.sh.img,format=raw,readonly=on --balloon 192,trigger=/tmp/inflate \
+$L run --kernel guest/vmlinuz --initrd guest/initrd.img --memory 128M --disk fsync.raw,format=raw,cache=none --disk /tmp/cache.raw,format=raw,readonly=on \
+	--disk guest_b.sh.img,format=raw,readonly=on --balloon 96,trigger=/tmp/inflate \
 	--cmdline 'ligero.run="sh /dev/vdc"' --console /tmp/b.log >/tmp/b.out 2>&1 &
 pb=$!
 wait_for() { # PATTERN FILE SECONDS
@@ -21,14 +21,16 @@ wait_for() { # PATTERN FILE SECONDS
 	done
 }
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pb/status; }
-if wait_for TOUCHED /tmp/b.log 400; then
+say "STARTED $(cut -d' ' -f1 /proc/uptime)"
+if wait_for TOUCHED /tmp/b.log 600; then
+	say "B-TOUCHED $(cut -d' ' -f1 /proc/uptime)"
 	sleep 1
 	r1=$(rss); say "RSS-BEFORE-KB=$r1"
 	touch /tmp/inflate
 	i=0; r2=$r1
 	while [ $i -lt 120 ]; do
 		sleep 1; i=$((i + 1)); r2=$(rss)
-		[ $((r1 - r2)) -ge 98304 ] && break
+		[ $((r1 - r2)) -ge 49152 ] && break
 	done
 	say "RSS-AFTER-KB=$r2 (after ${i}s)"
 else
