@@ -12,11 +12,27 @@ int cli_fail_err(int ret);
 /* Parse a size argument or fail with a message naming what it is. */
 int cli_parse_size(const char *what, const char *s, uint64_t *out);
 
+struct bdev_create_opts;
+/* Parse one key=value of -o (img create's options) into o; returns 0 or an exit code. backing,
+ * fmt_backing, size and has_size receive backing_file=, backing_fmt= and size=. */
+int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_backing,
+		      const char **backing, uint64_t *size, bool *has_size);
+/* Refuse qcow2-only options for raw; returns 0 or an exit code. */
+int cli_check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o);
+
 int cmd_img(int argc, char **argv);
 int img_create_main(int argc, char **argv);
 int img_info_main(int argc, char **argv);
 int img_check_main(int argc, char **argv);
 int img_io_main(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int img_convert_main(int argc, char **argv);
+int img_map_main(int argc, char **argv);
+int img_compare_main(int argc, char **argv);
+int img_commit_main(int argc, char **argv);
+int img_rebase_main(int argc, char **argv);
+int img_resize_main(int argc, char **argv);
+int img_snapshot_main(int argc, char **argv);
+int img_amend_main(int argc, char **argv);
 
 #endif

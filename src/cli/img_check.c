@@ -1,8 +1,272 @@
+/*
+ * `ligero img check`: qemu-img check's flags, output and exit codes.
+ *
+ * Exit codes: 0 no problem left (or all repaired), 1 the check could not run (or hit internal
+ * errors), 2 corruptions remain, 3 only leaked clusters remain, 63 the format has no check.
+ */
+#include "block/block.h"
 #include "cli/cli.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+struct check_opts {
+	const char *fmt;
+	int fix;
+	bool json, quiet;
+	int flags;
+};
+
+/* A JSON string as QEMU writes it: ASCII only, \uXXXX for control and non-ASCII characters. */
+static void json_string(FILE *f, const char *str)
+{
+	const unsigned char *p = (const unsigned char *)str;
+
+	fputc('"', f);
+	while (*p) {
+		unsigned cp = *p++, extra = 0;
+		if (cp >= 0xf0 && cp < 0xf8)
+			extra = 3, cp &= 0x07;
+		else if (cp >= 0xe0)
+			extra = cp < 0xf0 ? 2 : 0, cp &= 0x0f;
+		else if (cp >= 0xc0)
+			extra = 1, cp &= 0x1f;
+		else if (cp >= 0x80)
+			cp = 0xfffd;
+		for (; extra; extra--) {
+			if ((*p & 0xc0) != 0x80) {
+				cp = 0xfffd;
+				break;
+			}
+			cp = (cp << 6) | (*p++ & 0x3f);
+		}
+		switch (cp) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\b':
+			fputs("\\b", f);
+			break;
+		case '\f':
+			fputs("\\f", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (cp >= 0x20 && cp < 0x7f)
+				fputc((int)cp, f);
+			else if (cp >= 0x10000)
+				fprintf(f, "\\u%04X\\u%04X", 0xd800 + ((cp - 0x10000) >> 10),
+					0xdc00 + ((cp - 0x10000) & 0x3ff));
+			else
+				fprintf(f, "\\u%04X", cp);
+		}
+	}
+	fputc('"', f);
+}
+
+/*
+ * qemu-img prints a QDict, whose order is its hash buckets'. This is that order for these keys;
+ * zero-valued optional counters are left out, as qemu-img leaves them out.
+ */
+static void print_json(const char *filename, const char *format, const struct bdev_check_result *r)
+{
+	const struct {
+		const char *key;
+		int64_t val;
+		bool optional;
+	} keys[] = {
+	    {"image-end-offset", (int64_t)r->image_end_offset, true},
+	    {"compressed-clusters", (int64_t)r->compressed_clusters, true},
+	    {"total-clusters", (int64_t)r->total_clusters, true},
+	    {"corruptions", r->corruptions, true},
+	    {"corruptions-fixed", r->corruptions_fixed, true},
+	    {"check-errors", r->check_errors, false},
+	    {"leaks", r->leaks, true},
+	    {"leaks-fixed", r->leaks_fixed, true},
+	    {"allocated-clusters", (int64_t)r->allocated_clusters, true},
+	    {"filename", 0, false},
+	    {"format", 0, false},
+	    {"fragmented-clusters", (int64_t)r->fragmented_clusters, true},
+	};
+	const char *sep = "{\n";
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (keys[i].optional && !keys[i].val)
+			continue;
+		printf("%s    \"%s\": ", sep, keys[i].key);
+		sep = ",\n";
+		if (!strcmp(keys[i].key, "filename"))
+			json_string(stdout, filename);
+		else if (!strcmp(keys[i].key, "format"))
+			json_string(stdout, format);
+		else
+			printf("%" PRId64, keys[i].val);
+	}
+	printf("\n}\n");
+}
+
+static void print_human(const struct bdev_check_result *r)
+{
+	if (!r->corruptions && !r->leaks && !r->check_errors) {
+		printf("No errors were found on the image.\n");
+	} else {
+		if (r->corruptions)
+			printf("\n%" PRId64 " errors were found on the image.\n"
+			       "Data may be corrupted, or further writes to the image may corrupt "
+			       "it.\n",
+			       r->corruptions);
+		if (r->leaks)
+			printf("\n%" PRId64 " leaked clusters were found on the image.\n"
+			       "This means waste of disk space, but no harm to data.\n",
+			       r->leaks);
+		if (r->check_errors)
+			printf("\n%" PRId64 " internal errors have occurred during the check.\n",
+			       r->check_errors);
+	}
+	if (r->total_clusters && r->allocated_clusters)
+		printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% "
+		       "compressed clusters\n",
+		       r->allocated_clusters, r->total_clusters,
+		       (double)r->allocated_clusters * 100.0 / (double)r->total_clusters,
+		       (double)r->fragmented_clusters * 100.0 / (double)r->allocated_clusters,
+		       (double)r->compressed_clusters * 100.0 / (double)r->allocated_clusters);
+	if (r->image_end_offset)
+		printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: ligero img check [-f fmt] [-r leaks|all] [--output=human|json] [-U] [-q] "
+	      "FILE\n",
+	      f);
+}
+
+static int parse_args(int argc, char **argv, struct check_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"format", required_argument, NULL, 'f'},
+	    {"repair", required_argument, NULL, 'r'},
+	    {"output", required_argument, NULL, 'O'},
+	    {"force-share", no_argument, NULL, 'U'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+f:r:UqhT:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o->fmt = optarg;
+			break;
+		case 'r':
+			if (!strcmp(optarg, "leaks"))
+				o->fix = BDEV_CHECK_FIX_LEAKS;
+			else if (!strcmp(optarg, "all"))
+				o->fix = BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS;
+			else
+				return cli_fail("img check: unknown option value for -r (expecting "
+						"'leaks' or 'all'): %s",
+						optarg);
+			break;
+		case 'O':
+			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
+				return cli_fail(
+				    "img check: --output must be 'human' or 'json', not "
+				    "'%s'",
+				    optarg);
+			o->json = !strcmp(optarg, "json");
+			break;
+		case 'U':
+			o->flags |= BDEV_O_FORCE_SHARE;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'T':
+			break; /* qemu-img's cache mode for the check: ours is always safe */
+		case 'h':
+			usage(stdout);
+			return -1;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 1;
+	}
+	if (o->fix && (o->flags & BDEV_O_FORCE_SHARE))
+		return cli_fail(
+		    "img check: -U cannot be used with -r (repair needs the write lock)");
+	return 0;
+}
 
 int img_check_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	return cli_fail("img check: not built yet");
+	struct check_opts o = {0};
+	struct bdev_check_result r;
+	struct bdev *bs;
+	int ret;
+
+	ret = parse_args(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? 0 : ret;
+	/* Like qemu-img, the backing chain is opened (read-only) though only this image is
+	 * checked: a chain that cannot be opened fails the check. */
+	o.flags |= BDEV_O_CHECK;
+	if (o.fix)
+		o.flags |= BDEV_O_RDWR | BDEV_O_NO_REPAIR;
+	ret = bdev_open(&bs, argv[optind], o.fmt, o.flags);
+	if (ret < 0)
+		return cli_fail_err(ret);
+	ret = bdev_check(bs, o.fix, &r);
+	for (size_t i = 0; i < r.nmessages; i++)
+		fprintf(stderr, "%s\n", r.messages[i]);
+	if (ret == -ENOTSUP) {
+		bdev_check_result_free(&r);
+		bdev_close(bs);
+		cli_fail("This image format does not support checks");
+		return 63;
+	}
+	if (ret == 0 && !o.quiet) {
+		if ((r.leaks_fixed || r.corruptions_fixed) && !o.json)
+			printf("The following inconsistencies were found and repaired:\n\n"
+			       "    %" PRId64 " leaked clusters\n"
+			       "    %" PRId64 " corruptions\n\n"
+			       "Double checking the fixed image now...\n",
+			       r.leaks_fixed, r.corruptions_fixed);
+		if (o.json)
+			print_json(argv[optind], bs->drv->name, &r);
+		else
+			print_human(&r);
+	}
+	if (ret < 0)
+		cli_fail("Check failed: %s", err_msg_or(ret)); /* before close can replace it */
+	bdev_check_result_free(&r);
+	bdev_close(bs);
+	if (fflush(stdout) != 0)
+		return cli_fail("img check: could not write the output");
+	if (ret < 0)
+		return 1;
+	if (r.check_errors)
+		return cli_fail("Check failed");
+	return r.corruptions ? 2 : (r.leaks ? 3 : 0);
 }

@@ -40,9 +40,8 @@ static int parse_bool(const char *key, const char *v, bool *out)
 	return 0;
 }
 
-/* Parse one key=value of -o into opts; returns 0 or an exit code. */
-static int parse_option(char *kv, struct bdev_create_opts *o, const char **fmt_backing,
-			const char **backing, uint64_t *size, bool *has_size)
+int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_backing,
+		      const char **backing, uint64_t *size, bool *has_size)
 {
 	char *v = strchr(kv, '=');
 	uint64_t n;
@@ -109,7 +108,7 @@ static int parse_option(char *kv, struct bdev_create_opts *o, const char **fmt_b
 	return 0;
 }
 
-static int check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o)
+int cli_check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o)
 {
 	if (strcmp(fmt, "raw"))
 		return 0;
@@ -165,7 +164,7 @@ int img_create_main(int argc, char **argv)
 					create_usage(stdout);
 					return 0;
 				}
-				int r = parse_option(kv, &o, &bfmt, &backing, &size, &has_size);
+				int r = cli_create_option(kv, &o, &bfmt, &backing, &size, &has_size);
 				if (r) {
 					free(opts);
 					return r;
@@ -195,7 +194,7 @@ int img_create_main(int argc, char **argv)
 		return cli_fail("%s: -F needs a backing file (-b)", file);
 	if (!bdev_find_driver(fmt))
 		return cli_fail("%s: unknown format '%s' (known: qcow2, raw)", file, fmt);
-	if (check_format_options(fmt, file, &o))
+	if (cli_check_format_options(fmt, file, &o))
 		return 1;
 	o.size = size;
 	o.backing_file = backing;

@@ -345,7 +345,8 @@ static int validate_header(struct qcow2 *s, const uint8_t *h, uint64_t file_size
 	if (s->l1_size && (s->l1_offset & (cs - 1)))
 		return err_set(EINVAL, "%s: L1 table offset %llu is not cluster aligned", fn,
 			       (unsigned long long)s->l1_offset);
-	if (s->rt_offset & (cs - 1) || !s->rt_offset)
+	bool checking = s->bs->flags & BDEV_O_CHECK; /* check reports these as corruption */
+	if (s->rt_offset & (cs - 1) || (!s->rt_offset && !checking))
 		return err_set(EINVAL, "%s: refcount table offset %llu is invalid", fn,
 			       (unsigned long long)s->rt_offset);
 	if ((uint64_t)s->rt_clusters * cs > QCOW2_MAX_RT_BYTES || !s->rt_clusters)
@@ -362,11 +363,11 @@ static int validate_header(struct qcow2 *s, const uint8_t *h, uint64_t file_size
 	if (s->l1_offset >= max_off || s->rt_offset >= max_off || s->snapshots_offset >= max_off)
 		return err_set(EINVAL, "%s: a table offset in the header is beyond 64 PiB", fn);
 	uint64_t l1_bytes = (uint64_t)s->l1_size * 8, rt_bytes = (uint64_t)s->rt_clusters * cs;
-	if (ranges_overlap(s->rt_offset, rt_bytes, 0, cs))
+	if (!checking && ranges_overlap(s->rt_offset, rt_bytes, 0, cs))
 		return err_set(EINVAL, "%s: refcount table overlaps the header", fn);
-	if (l1_bytes && ranges_overlap(s->l1_offset, l1_bytes, 0, cs))
+	if (!checking && l1_bytes && ranges_overlap(s->l1_offset, l1_bytes, 0, cs))
 		return err_set(EINVAL, "%s: L1 table overlaps the header", fn);
-	if (l1_bytes && ranges_overlap(s->l1_offset, l1_bytes, s->rt_offset, rt_bytes))
+	if (!checking && l1_bytes && ranges_overlap(s->l1_offset, l1_bytes, s->rt_offset, rt_bytes))
 		return err_set(EINVAL, "%s: L1 table overlaps the refcount table", fn);
 	if (!(s->bs->flags & BDEV_O_CHECK)) {
 		if (s->rt_offset + rt_bytes > file_size + cs)
@@ -536,7 +537,11 @@ static int qcow2_open_tables(struct qcow2 *s, uint8_t *h, uint64_t hlen, uint64_
 	s->bs->align = 512;
 	s->lazy_refcounts = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
 
-	uint64_t ext_end = hlen < s->cluster_size ? hlen : s->cluster_size;
+	uint64_t hdr_end = hlen < s->cluster_size ? hlen : s->cluster_size, ext_end = hdr_end;
+	/* Like QEMU, extensions end where the backing file name begins. */
+	uint64_t bname = be64_get(h + 8);
+	if (bname && bname > s->header_length && bname < ext_end)
+		ext_end = bname;
 	if (s->version >= 3 || ext_end > QCOW2_V2_HEADER_LEN) {
 		ret = read_extensions(s, h, s->header_length, ext_end);
 		if (ret < 0)
@@ -545,7 +550,7 @@ static int qcow2_open_tables(struct qcow2 *s, uint8_t *h, uint64_t hlen, uint64_
 	ret = check_features(s);
 	if (ret < 0)
 		return ret;
-	ret = read_backing_name(s, h, ext_end);
+	ret = read_backing_name(s, h, hdr_end);
 	if (ret < 0)
 		return ret;
 	ret = l1_load(s);
@@ -635,7 +640,7 @@ int qcow2_open(struct bdev *bs)
 			bs->ro_reason = "marked corrupt; run 'ligero img check -r all'";
 		}
 	}
-	if (s->autoclear && !bs->read_only && s->version >= 3) {
+	if (s->autoclear && !bs->read_only && s->version >= 3 && !(bs->flags & BDEV_O_CHECK)) {
 		/* We keep no bitmaps: writers that do not maintain a feature clear its bit. */
 		ret = qcow2_header_write_u64(s, QCOW2_HDR_AUTOCLEAR, 0);
 		if (ret < 0)
@@ -648,7 +653,7 @@ int qcow2_open(struct bdev *bs)
 		struct bdev_check_result res;
 		memset(&res, 0, sizeof(res));
 		ret = qcow2_check(bs, BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS, &res);
-		bool bad = res.corruptions > res.corruptions_fixed;
+		bool bad = res.corruptions || res.check_errors; /* what the repair left */
 		bdev_check_result_free(&res);
 		if (ret < 0)
 			goto fail;

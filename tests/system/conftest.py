@@ -1,0 +1,127 @@
+"""Shared fixtures and helpers for ligero's system tests (pytest).
+
+The API is small on purpose; suites depend on it:
+
+fixtures
+    ligero       absolute path of the binary under test (env LIGERO, default <repo>/build/ligero);
+                 every test that uses it is skipped with a clear message when it is missing.
+    run          run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess
+    qemu_img     qemu_img(*args, ...) -> CompletedProcess of `qemu-img args` (skips without it)
+    qemu_io      qemu_io(*args, ...)  -> CompletedProcess of `qemu-io args`  (skips without it)
+    img_factory  img_factory(name, size="64M", fmt="qcow2", opts=None, backing=None,
+                             backing_fmt="qcow2", writes=()) -> Path of a qemu-img-made image
+
+Plain helpers (importable: `from conftest import run_cmd, io_args`):
+    run_cmd(*args, ...)  the function behind the `run` fixture
+    io_args(cmds)        ["-c", c1, "-c", c2, ...] for qemu-io style command lists
+    sha256(path)         hex digest of a file
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cmd(*args, cwd=None, input=None, timeout=120, check=False, env=None):
+    """Run a command (arguments are str()-ed) with text capture; never raises on a non-zero
+    exit unless check=True, in which case the AssertionError carries stdout and stderr."""
+    p = subprocess.run([str(a) for a in args], cwd=cwd, input=input, capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {p.returncode}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def io_args(cmds):
+    """qemu-io style: ['write 0 4k', 'flush'] -> ['-c', 'write 0 4k', '-c', 'flush']."""
+    out = []
+    for c in cmds:
+        out += ["-c", c]
+    return out
+
+
+def sha256(path):
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _need(tool):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (the oracle these tests compare against)")
+
+
+@pytest.fixture(scope="session")
+def ligero():
+    """Absolute path of the ligero binary under test: $LIGERO, else <repo>/build/ligero.
+    Skips the test with a clear message when there is no executable there."""
+    path = os.environ.get("LIGERO") or str(REPO / "build" / "ligero")
+    path = os.path.abspath(path)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no ligero binary at {path}: build it (ninja -C build) or set LIGERO")
+    return path
+
+
+@pytest.fixture(scope="session")
+def run():
+    """run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess (text,
+    captured stdout/stderr). With check=True a non-zero exit fails the test with the output."""
+    return run_cmd
+
+
+@pytest.fixture(scope="session")
+def qemu_img():
+    """qemu_img(*args, **kw) runs `qemu-img args` like run(); skips when qemu-img is missing."""
+    _need("qemu-img")
+    return lambda *args, **kw: run_cmd("qemu-img", *args, **kw)
+
+
+@pytest.fixture(scope="session")
+def qemu_io():
+    """qemu_io(*args, **kw) runs `qemu-io args` like run(); skips when qemu-io is missing."""
+    _need("qemu-io")
+    return lambda *args, **kw: run_cmd("qemu-io", *args, **kw)
+
+
+@pytest.fixture
+def img_factory(tmp_path):
+    """Make images with qemu-img in the test's tmp_path.
+
+    img_factory(name, size="64M", fmt="qcow2", opts=None, backing=None, backing_fmt="qcow2",
+                writes=()) -> Path
+      opts     dict or "k=v,k=v" string for `qemu-img create -o`
+      backing  path of a backing file (recorded as given; size may then be None)
+      writes   qemu-io commands run on the new image, e.g. ["write -P 0xab 0 64k"]
+    Fails the test if qemu-img or qemu-io fail.
+    """
+    _need("qemu-img")
+
+    def make(name, size="64M", fmt="qcow2", opts=None, backing=None, backing_fmt="qcow2",
+             writes=()):
+        path = tmp_path / name
+        args = ["qemu-img", "create", "-q", "-f", fmt]
+        if isinstance(opts, dict):
+            opts = ",".join(f"{k}={v}" for k, v in opts.items())
+        if opts:
+            args += ["-o", opts]
+        if backing is not None:
+            args += ["-b", str(backing), "-F", backing_fmt]
+        args.append(path)
+        if size is not None:
+            args.append(size)
+        run_cmd(*args, check=True)
+        if writes:
+            _need("qemu-io")
+            run_cmd("qemu-io", "-f", fmt, *io_args(writes), path, check=True)
+        return path
+
+    return make
