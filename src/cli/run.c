@@ -15,10 +15,11 @@
 #include <unistd.h>
 
 static struct vm *running;
+static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
 {
-	(void)sig;
+	stop_signal = sig;
 	if (running)
 		vm_request_stop(running, VM_EXIT_QUIT);
 }
@@ -31,8 +32,9 @@ static void run_usage(FILE *f)
 	fputs(run_devices_usage, f);
 	fputs("\n"
 	      "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots,\n"
-	      "1 on a guest panic, triple fault or KVM error. See docs/ligero-run.md.\n",
+	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
+	      "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	      "See docs/ligero-run.md.\n",
 	      f);
 }
 
@@ -66,10 +68,14 @@ static int open_console(const char *spec, struct vm_config *cfg)
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
-	    {"cmdline", required_argument, NULL, 'a'}, {"memory", required_argument, NULL, 'm'},
-	    {"cpus", required_argument, NULL, 'c'},   {"console", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, 'f'},        {"help", no_argument, NULL, 'h'},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"cmdline", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"cpus", required_argument, NULL, 'c'},
+	    {"console", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
@@ -128,6 +134,7 @@ int cmd_run(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a console reader that goes away must not kill the VMM */
 	ret = vm_run(vm, &why, &msg);
 	running = NULL;
 	if (getenv("LIGERO_STATS"))
@@ -139,6 +146,8 @@ int cmd_run(int argc, char **argv)
 	ret = why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET || why == VM_EXIT_QUIT ? 0 : 1;
 	if (ret)
 		cli_fail("%s", msg);
+	else if (why == VM_EXIT_QUIT && stop_signal)
+		ret = 128 + stop_signal; /* killed, like any process: not a clean guest exit */
 	vm_destroy(vm);
 	return ret;
 }

@@ -196,8 +196,8 @@ static size_t res_word(uint8_t *p, uint8_t type, uint8_t tflags, uint16_t min, u
 {
 	p[0] = 0x88;
 	le(p + 1, 13, 2);
-	p[3] = type;  /* 1: I/O, 2: bus numbers */
-	p[4] = 0x0c;  /* producer, min and max fixed */
+	p[3] = type; /* 1: I/O, 2: bus numbers */
+	p[4] = 0x0c; /* producer, min and max fixed */
 	p[5] = tflags;
 	le(p + 6, 0, 2);
 	le(p + 8, min, 2);
@@ -331,7 +331,7 @@ static size_t build_fadt(struct out *o, uint64_t facs, uint64_t dsdt)
 	le(f + 98, 1001, 2); /* no C3 */
 	le(f + 109, BOOT_ARCH_NO_VGA | BOOT_ARCH_NO_RTC, 2);
 	le(f + 112, FADT_FLAGS, 4);
-	f[131] = 3;           /* FADT minor version: ACPI 6.3 */
+	f[131] = 3;	      /* FADT minor version: ACPI 6.3 */
 	le(f + 140, dsdt, 8); /* X_DSDT */
 	table_end(o, off);
 	return off;

@@ -11,24 +11,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HDR_SETUP_SECTS   0x1f1
-#define HDR_VID_MODE      0x1fa
-#define HDR_BOOT_FLAG     0x1fe
-#define HDR_JUMP_END      0x201 /* byte: setup header length past 0x202 */
-#define HDR_MAGIC         0x202
-#define HDR_VERSION       0x206
-#define HDR_LOADER_TYPE   0x210
-#define HDR_LOADFLAGS     0x211
+#define HDR_SETUP_SECTS	  0x1f1
+#define HDR_VID_MODE	  0x1fa
+#define HDR_BOOT_FLAG	  0x1fe
+#define HDR_JUMP_END	  0x201 /* byte: setup header length past 0x202 */
+#define HDR_MAGIC	  0x202
+#define HDR_VERSION	  0x206
+#define HDR_LOADER_TYPE	  0x210
+#define HDR_LOADFLAGS	  0x211
 #define HDR_RAMDISK_IMAGE 0x218
 #define HDR_RAMDISK_SIZE  0x21c
 #define HDR_CMD_LINE_PTR  0x228
-#define HDR_INITRD_MAX    0x22c
-#define HDR_XLOADFLAGS    0x236
+#define HDR_INITRD_MAX	  0x22c
+#define HDR_XLOADFLAGS	  0x236
 #define HDR_CMDLINE_SIZE  0x238
-#define HDR_INIT_SIZE     0x260
-#define BP_ACPI_RSDP      0x070
-#define BP_E820_ENTRIES   0x1e8
-#define BP_E820_TABLE     0x2d0
+#define HDR_INIT_SIZE	  0x260
+#define BP_ACPI_RSDP	  0x070
+#define BP_E820_ENTRIES	  0x1e8
+#define BP_E820_TABLE	  0x2d0
 
 #define LOADED_HIGH   0x01
 #define XLF_KERNEL_64 0x01
@@ -98,10 +98,10 @@ unsigned boot_e820(const struct guest_mem *mem, struct e820_entry *out)
 
 	out[n++] = (struct e820_entry){0, BOOT_EBDA_START, E820_RAM};
 	out[n++] = (struct e820_entry){BOOT_EBDA_START, 0xa0000 - BOOT_EBDA_START, E820_RESERVED};
-	out[n++] = (struct e820_entry){BOOT_BIOS_START, BOOT_KERNEL_ADDR - BOOT_BIOS_START,
-				       E820_RESERVED};
-	out[n++] = (struct e820_entry){BOOT_KERNEL_ADDR, mem_low_end(mem) - BOOT_KERNEL_ADDR,
-				       E820_RAM};
+	out[n++] =
+	    (struct e820_entry){BOOT_BIOS_START, BOOT_KERNEL_ADDR - BOOT_BIOS_START, E820_RESERVED};
+	out[n++] =
+	    (struct e820_entry){BOOT_KERNEL_ADDR, mem_low_end(mem) - BOOT_KERNEL_ADDR, E820_RAM};
 	/* Linux trusts MCFG only when its window is reserved. */
 	out[n++] = (struct e820_entry){PCI_ECAM_BASE, PCI_ECAM_SIZE, E820_RESERVED};
 	if (mem->nregions > 1)
@@ -198,9 +198,10 @@ static int load_initrd(struct guest_mem *mem, const char *path, const struct bzi
 		top = (uint64_t)bz->initrd_addr_max + 1;
 	if (size == 0 || size > top || ((top - size) & ~0xfffull) < kernel_end) {
 		close(fd);
-		return err_set(ENOMEM, "%s: initrd of %llu bytes does not fit below %#llx "
-			       "after the kernel; give the guest more --memory", path,
-			       (unsigned long long)size, (unsigned long long)top);
+		return err_set(ENOMEM,
+			       "%s: initrd of %llu bytes does not fit below %#llx "
+			       "after the kernel; give the guest more --memory",
+			       path, (unsigned long long)size, (unsigned long long)top);
 	}
 	addr = (top - size) & ~0xfffull;
 	ret = read_full(fd, mem_ptr(mem, addr, size), size, 0, path);
@@ -208,6 +209,45 @@ static int load_initrd(struct guest_mem *mem, const char *path, const struct bzi
 	put32(zp + HDR_RAMDISK_IMAGE, addr);
 	put32(zp + HDR_RAMDISK_SIZE, size);
 	return ret;
+}
+
+static int read_header(const char *kernel, uint8_t *hdr, size_t cap, struct bzimage *bz,
+		       uint64_t *fsize)
+{
+	int fd = open_regular(kernel, fsize), ret;
+	size_t len;
+
+	if (fd < 0)
+		return fd;
+	len = *fsize < cap ? *fsize : cap;
+	ret = read_full(fd, hdr, len, 0, kernel);
+	if (!ret && (ret = bzimage_parse(hdr, len, *fsize, bz)) < 0)
+		ret = err_prefix(ret, "%s: ", kernel);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int boot_probe(const char *kernel, const char *initrd)
+{
+	uint8_t hdr[0x400] = {0};
+	struct bzimage bz;
+	uint64_t size;
+	int fd = read_header(kernel, hdr, sizeof(hdr), &bz, &size);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	if (initrd) {
+		if ((fd = open_regular(initrd, &size)) < 0)
+			return fd;
+		close(fd);
+		if (size == 0)
+			return err_set(EINVAL, "%s: initrd is empty", initrd);
+	}
+	return 0;
 }
 
 int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, const char *cmdline,
@@ -222,20 +262,15 @@ int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, con
 	unsigned n;
 	int fd, ret;
 
-	if ((fd = open_regular(kernel, &fsize)) < 0)
+	if ((fd = read_header(kernel, hdr, sizeof(hdr), &bz, &fsize)) < 0)
 		return fd;
-	ret = read_full(fd, hdr, fsize < sizeof(hdr) ? fsize : sizeof(hdr), 0, kernel);
-	if (!ret)
-		ret = bzimage_parse(hdr, fsize < sizeof(hdr) ? fsize : sizeof(hdr), fsize, &bz);
-	if (ret) {
-		close(fd);
-		return err_prefix(ret, "%s: ", kernel);
-	}
 	ksize = fsize - bz.setup_bytes;
 	if (BOOT_KERNEL_ADDR + bz.init_size > mem_low_end(mem)) {
 		close(fd);
-		return err_set(ENOMEM, "%s: kernel needs %u MiB from 1 MiB up; give the guest more "
-			       "--memory", kernel, bz.init_size >> 20);
+		return err_set(ENOMEM,
+			       "%s: kernel needs %u MiB from 1 MiB up; give the guest more "
+			       "--memory",
+			       kernel, bz.init_size >> 20);
 	}
 	ret = read_full(fd, mem_ptr(mem, BOOT_KERNEL_ADDR, ksize), ksize, bz.setup_bytes, kernel);
 	close(fd);

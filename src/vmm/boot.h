@@ -9,14 +9,14 @@
 
 /* The low-memory plan. Everything below 1 MiB that the guest must not reuse is reserved in
  * the e820 map; the rest is ordinary RAM the kernel reclaims after boot. */
-#define BOOT_GDT_ADDR     0x500ull
-#define BOOT_ZERO_PAGE    0x7000ull
-#define BOOT_STACK        0x8ff0ull
-#define BOOT_PML4         0x9000ull /* then PDPT at +0x1000, four PDs at +0x2000.. */
+#define BOOT_GDT_ADDR	  0x500ull
+#define BOOT_ZERO_PAGE	  0x7000ull
+#define BOOT_STACK	  0x8ff0ull
+#define BOOT_PML4	  0x9000ull /* then PDPT at +0x1000, four PDs at +0x2000.. */
 #define BOOT_CMDLINE_ADDR 0x20000ull
 #define BOOT_CMDLINE_MAX  0x10000ull
-#define BOOT_EBDA_START   0x9fc00ull
-#define BOOT_BIOS_START   0xe0000ull /* ACPI tables live here, where the RSDP scan looks */
+#define BOOT_EBDA_START	  0x9fc00ull
+#define BOOT_BIOS_START	  0xe0000ull /* ACPI tables live here, where the RSDP scan looks */
 #define BOOT_KERNEL_ADDR  0x100000ull
 #define BOOT_MIN_VERSION  0x020c /* 2.12: xloadflags and the 64-bit entry */
 
@@ -44,6 +44,9 @@ struct e820_entry {
 /* Parse the setup header in the first `len` bytes of a file of `file_size` bytes.
  * Returns -ENOEXEC with a message when it is not a usable bzImage. */
 int bzimage_parse(const uint8_t *buf, size_t len, uint64_t file_size, struct bzimage *bz);
+/* Check that kernel is a usable bzImage and initrd (may be NULL) a readable file, before any
+ * KVM work, so that a wrong path fails first and clearly. */
+int boot_probe(const char *kernel, const char *initrd);
 /* Build the e820 map for this memory layout; returns the number of entries. */
 unsigned boot_e820(const struct guest_mem *mem, struct e820_entry *out);
 /* Compose the guest's command line: BOOT_CMDLINE_PREFIX, console=ttyS0 unless the user chose a

@@ -73,7 +73,7 @@ void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 				break; /* no more cache levels */
 			e->eax &= 0x3ff;
 			e->eax |= (ncpus > 64 ? 63 : ncpus - 1) << 26; /* a 6-bit field */
-			if (((e->eax >> 5) & 7) == 3)                  /* L3 shared by all */
+			if (((e->eax >> 5) & 7) == 3)		       /* L3 shared by all */
 				e->eax |= (ncpus - 1) << 14;
 			break;
 		case 0xb:
@@ -86,8 +86,15 @@ void cpuid_set_topology(struct kvm_cpuid2 *c, unsigned id, unsigned ncpus)
 		case 0x8000001e:
 			e->eax = id;
 			e->ebx = id & 0xff; /* core id; one thread per core */
-			e->ecx = 0;         /* node 0, one node */
+			e->ecx = 0;	    /* node 0, one node */
 			break;
 		}
 	}
+}
+
+void cpuid_set_tsc_deadline(struct kvm_cpuid2 *c)
+{
+	for (unsigned i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1u << 24;
 }

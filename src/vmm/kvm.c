@@ -45,7 +45,7 @@ enum kvm_host_kind kvm_host_kind(const char *sys_module, const char *cpuinfo)
 }
 
 static const int needed_caps[] = {
-    KVM_CAP_IRQCHIP, KVM_CAP_USER_MEMORY, KVM_CAP_EXT_CPUID,
+    KVM_CAP_IRQCHIP, KVM_CAP_USER_MEMORY,  KVM_CAP_EXT_CPUID,
     KVM_CAP_PIT2,    KVM_CAP_SET_TSS_ADDR, KVM_CAP_IMMEDIATE_EXIT,
 };
 
@@ -59,11 +59,15 @@ int kvm_open(const char *path, bool force)
 	int fd = open(path, O_RDWR | O_CLOEXEC), v;
 
 	if (fd < 0 && errno == ENOENT)
-		return err_set(ENODEV, "%s does not exist: load kvm_intel or kvm_amd, or enable "
-			       "virtualization in the firmware", path);
+		return err_set(ENODEV,
+			       "%s does not exist: load kvm_intel or kvm_amd, or enable "
+			       "virtualization in the firmware",
+			       path);
 	if (fd < 0 && errno == EACCES)
-		return err_set(EACCES, "%s: permission denied (join the group that owns it, "
-			       "usually 'kvm')", path);
+		return err_set(EACCES,
+			       "%s: permission denied (join the group that owns it, "
+			       "usually 'kvm')",
+			       path);
 	if (fd < 0)
 		return err_sys(errno, "%s", path);
 	if ((v = ioctl(fd, KVM_GET_API_VERSION, 0)) != KVM_API_VERSION) {
@@ -81,11 +85,16 @@ int kvm_open(const char *path, bool force)
 	if (!force && kind != KVM_HOST_OK) {
 		close(fd);
 		if (kind == KVM_HOST_PVM)
-			return err_set(ENOTSUP, "%s is PVM (module kvm_pvm): it runs only "
-				       "PVM-enabled guest kernels, a stock kernel would hang in its "
-				       "instruction emulator; " WAY_OUT, path);
-		return err_set(ENOTSUP, "%s: this CPU shows no vmx or svm, so KVM would run a "
-			       "stock kernel in its instruction emulator; " WAY_OUT, path);
+			return err_set(
+			    ENOTSUP,
+			    "%s is PVM (module kvm_pvm): it runs only "
+			    "PVM-enabled guest kernels, a stock kernel would hang in its "
+			    "instruction emulator; " WAY_OUT,
+			    path);
+		return err_set(ENOTSUP,
+			       "%s: this CPU shows no vmx or svm, so KVM would run a "
+			       "stock kernel in its instruction emulator; " WAY_OUT,
+			       path);
 	}
 	return fd;
 }

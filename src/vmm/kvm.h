@@ -5,8 +5,8 @@
 #include <stdbool.h>
 
 enum kvm_host_kind {
-	KVM_HOST_OK,       /* hardware virtualization: stock kernels run */
-	KVM_HOST_PVM,      /* kvm_pvm: only PVM-enabled guest kernels run */
+	KVM_HOST_OK,	   /* hardware virtualization: stock kernels run */
+	KVM_HOST_PVM,	   /* kvm_pvm: only PVM-enabled guest kernels run */
 	KVM_HOST_NO_HWVIRT /* no vmx/svm: everything goes through the instruction emulator */
 };
 

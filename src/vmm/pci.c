@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define PCI_VENDOR_REDHAT 0x1b36
-#define PCI_DEVICE_HOST   0x0008 /* a generic PCIe host bridge */
+#define PCI_DEVICE_HOST	  0x0008 /* a generic PCIe host bridge */
 
 uint32_t pci_config_read(unsigned devfn, unsigned reg, unsigned size)
 {

@@ -8,11 +8,11 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#define PCI_ECAM_BASE  0xe0000000ull
-#define PCI_ECAM_SIZE  0x100000ull /* bus 0 only: 32 devices x 8 functions x 4 KiB */
-#define PCI_MMIO_BASE  0xc0000000ull /* 32-bit BAR window, up to the ECAM window */
-#define PCI_MMIO_END   (PCI_ECAM_BASE - 1)
-#define PCI_CONFIG_IO  0xcf8
+#define PCI_ECAM_BASE 0xe0000000ull
+#define PCI_ECAM_SIZE 0x100000ull   /* bus 0 only: 32 devices x 8 functions x 4 KiB */
+#define PCI_MMIO_BASE 0xc0000000ull /* 32-bit BAR window, up to the ECAM window */
+#define PCI_MMIO_END  (PCI_ECAM_BASE - 1)
+#define PCI_CONFIG_IO 0xcf8
 
 struct pci_host {
 	pthread_mutex_t lock;

@@ -4,19 +4,31 @@
 #include "vmm/pm.h"
 #include "vmm/vm.h"
 
-#define PM1_SCI_EN      0x0001
-#define PM1_SLP_EN      0x2000
+#define PM1_SCI_EN	 0x0001
+#define PM1_SLP_EN	 0x2000
 #define PVPANIC_PANICKED 0x01
-#define I8042_RESET     0xfe
+#define I8042_RESET	 0xfe
 
 int pm1_cnt_is_poweroff(uint16_t val)
 {
 	return (val & PM1_SLP_EN) && ((val >> 10) & 7) == PM_S5_SLP_TYP;
 }
 
+/* PM1 status reads 0 (no event is ever pending); PM1 enable keeps what the OS writes, since
+ * ACPICA reads back the global-lock enable bit and disables the lock if it does not stick. */
+static uint16_t pm1_enable;
+
 static uint64_t pm1_evt_read(void *opaque, uint64_t off, unsigned size)
 {
-	return 0; /* no events pending, none enabled */
+	uint32_t v = (uint32_t)__atomic_load_n(&pm1_enable, __ATOMIC_RELAXED) << 16;
+
+	return v >> (off * 8);
+}
+
+static void pm1_evt_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	if (off == 2 && size == 2)
+		__atomic_store_n(&pm1_enable, (uint16_t)val, __ATOMIC_RELAXED);
 }
 
 /* SCI_EN reads as set: the machine is always in ACPI mode (the FADT has no SMI_CMD). */
@@ -27,6 +39,7 @@ static uint64_t pm1_cnt_read(void *opaque, uint64_t off, unsigned size)
 
 static void pm1_cnt_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
 {
+
 	if (pm1_cnt_is_poweroff(off ? val << 8 : val))
 		vm_request_stop(opaque, VM_EXIT_POWEROFF);
 }
@@ -54,7 +67,7 @@ static void i8042_cmd_write(void *opaque, uint64_t off, unsigned size, uint64_t 
 		vm_request_stop(opaque, VM_EXIT_RESET);
 }
 
-static const struct bus_ops pm1_evt_ops = {pm1_evt_read, NULL};
+static const struct bus_ops pm1_evt_ops = {pm1_evt_read, pm1_evt_write};
 static const struct bus_ops pm1_cnt_ops = {pm1_cnt_read, pm1_cnt_write};
 static const struct bus_ops pvpanic_ops = {pvpanic_read, pvpanic_write};
 static const struct bus_ops i8042_data_ops = {i8042_read, NULL};

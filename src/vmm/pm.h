@@ -7,15 +7,15 @@
 
 #include <stdint.h>
 
-#define PM_SCI_IRQ      9
-#define PM1A_EVT_PORT   0x600 /* 4 bytes: status, enable */
-#define PM1A_EVT_LEN    4
-#define PM1A_CNT_PORT   0x604 /* 2 bytes: SCI_EN, SLP_TYP, SLP_EN */
-#define PM1A_CNT_LEN    2
-#define PM_S5_SLP_TYP   5 /* the value the DSDT's \_S5 hands the OS */
-#define PVPANIC_PORT    0x505
+#define PM_SCI_IRQ	9
+#define PM1A_EVT_PORT	0x600 /* 4 bytes: status, enable */
+#define PM1A_EVT_LEN	4
+#define PM1A_CNT_PORT	0x604 /* 2 bytes: SCI_EN, SLP_TYP, SLP_EN */
+#define PM1A_CNT_LEN	2
+#define PM_S5_SLP_TYP	5 /* the value the DSDT's \_S5 hands the OS */
+#define PVPANIC_PORT	0x505
 #define I8042_DATA_PORT 0x60
-#define I8042_CMD_PORT  0x64
+#define I8042_CMD_PORT	0x64
 
 struct vm;
 

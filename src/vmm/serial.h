@@ -22,7 +22,7 @@ struct serial {
 	uint8_t rx[SERIAL_RX_SIZE];
 	unsigned rx_head, rx_count;
 	int out_fd, vm_fd;
-	struct vm *vm;     /* told when the guest prints a panic; may be NULL */
+	struct vm *vm;	   /* told when the guest prints a panic; may be NULL */
 	unsigned panic_at; /* bytes of the panic banner matched so far */
 	int panic_seen;
 };

@@ -19,16 +19,16 @@
 #define MSR_IA32_SYSENTER_EIP 0x176
 #define MSR_IA32_MISC_ENABLE  0x1a0
 #define MSR_MTRR_DEF_TYPE     0x2ff
-#define MSR_STAR              0xc0000081
-#define MSR_LSTAR             0xc0000082
-#define MSR_CSTAR             0xc0000083
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
 #define MSR_SYSCALL_MASK      0xc0000084
 #define MSR_KERNEL_GS_BASE    0xc0000102
 
-#define APIC_LVT0        0x350
-#define APIC_LVT1        0x360
+#define APIC_LVT0	 0x350
+#define APIC_LVT1	 0x360
 #define APIC_MODE_EXTINT 0x700
-#define APIC_MODE_NMI    0x400
+#define APIC_MODE_NMI	 0x400
 
 static const struct {
 	uint32_t index;
@@ -42,25 +42,25 @@ static const struct {
     {MSR_CSTAR, 0},
     {MSR_SYSCALL_MASK, 0},
     {MSR_KERNEL_GS_BASE, 0},
-    {MSR_IA32_MISC_ENABLE, 1},                 /* fast string operations */
-    {MSR_MTRR_DEF_TYPE, (1 << 11) | 6},        /* MTRRs on, default write-back */
+    {MSR_IA32_MISC_ENABLE, 1},		/* fast string operations */
+    {MSR_MTRR_DEF_TYPE, (1 << 11) | 6}, /* MTRRs on, default write-back */
 };
 
 #define NMSRS (sizeof(boot_msrs) / sizeof(boot_msrs[0]))
 
 static int vcpu_set_msrs(struct vcpu *v)
 {
-	struct {
+	union {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e[NMSRS];
+		uint8_t bytes[sizeof(struct kvm_msrs) + NMSRS * sizeof(struct kvm_msr_entry)];
 	} m;
 	int n;
 
 	memset(&m, 0, sizeof(m));
 	m.h.nmsrs = NMSRS;
 	for (size_t i = 0; i < NMSRS; i++) {
-		m.e[i].index = boot_msrs[i].index;
-		m.e[i].data = boot_msrs[i].value;
+		m.h.entries[i].index = boot_msrs[i].index;
+		m.h.entries[i].data = boot_msrs[i].value;
 	}
 	n = ioctl(v->fd, KVM_SET_MSRS, &m);
 	if (n < 0)
@@ -149,8 +149,8 @@ int vcpu_setup_boot(struct vcpu *v)
 	s.idt.limit = 0;
 	s.cr0 = 0x80000031; /* PG, NE, ET, PE */
 	s.cr3 = BOOT_PML4;
-	s.cr4 = 0x20;      /* PAE */
-	s.efer = 0x500;    /* LMA, LME */
+	s.cr4 = 0x20;	/* PAE */
+	s.efer = 0x500; /* LMA, LME */
 	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
 		return err_sys(errno, "KVM_SET_SREGS");
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
@@ -232,8 +232,7 @@ static int vcpu_exit(struct vcpu *v)
 		return 1;
 	case KVM_EXIT_FAIL_ENTRY:
 		vm_fail(v->vm, "vCPU %u: KVM could not enter the guest (hardware reason %#llx)",
-			v->id,
-			(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+			v->id, (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return 1;
 	case KVM_EXIT_INTERNAL_ERROR:
 		vm_fail(v->vm, "vCPU %u: KVM internal error, suberror %u", v->id,

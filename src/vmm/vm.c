@@ -29,9 +29,9 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#define VM_MAX_CPUS     254 /* xAPIC IDs, 255 being broadcast */
-#define TSS_ADDR        0xfffbd000ull
-#define IDENT_MAP_ADDR  0xfffbc000ull
+#define VM_MAX_CPUS    254 /* xAPIC IDs, 255 being broadcast */
+#define TSS_ADDR       0xfffbd000ull
+#define IDENT_MAP_ADDR 0xfffbc000ull
 
 struct vm {
 	int kvm_fd, vm_fd, stop_fd;
@@ -134,8 +134,10 @@ static int check_config(const struct vm_config *cfg)
 	if (sysinfo(&si) == 0) {
 		host = (uint64_t)si.totalram * si.mem_unit;
 		if (cfg->mem_size > host)
-			return err_set(ENOMEM, "--memory %llu MiB is more than this host's %llu MiB "
-				       "of RAM", (unsigned long long)(cfg->mem_size >> 20),
+			return err_set(ENOMEM,
+				       "--memory %llu MiB is more than this host's %llu MiB "
+				       "of RAM",
+				       (unsigned long long)(cfg->mem_size >> 20),
 				       (unsigned long long)(host >> 20));
 	}
 	return 0;
@@ -176,6 +178,10 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 
 	if ((ret = cpuid_supported(vm->kvm_fd, &cpuid)) < 0)
 		return ret;
+	/* Without it Linux calibrates the LAPIC timer against the PIT, which fails under nested
+	 * emulation and leaves the guest on the PIT alone. */
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_set_tsc_deadline(cpuid);
 	vm->vcpus = calloc(n, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
 		free(cpuid);
@@ -222,6 +228,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	}
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
+	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 ||
 	    (ret = vm_create_kvm(vm, cfg)) < 0 || (ret = mem_map(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = vm_load(vm, cfg)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
@@ -288,7 +295,8 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
 		return ret;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		if ((ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
+		if ((ret =
+			 pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
 			vm_fail(vm, "cannot start vCPU %u's thread: %s", i, strerror(ret));
 			break;
 		}

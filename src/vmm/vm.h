@@ -8,11 +8,11 @@
 /* Why a VM stopped. */
 enum vm_exit {
 	VM_EXIT_POWEROFF,     /* ACPI S5 */
-	VM_EXIT_RESET,        /* the guest rebooted (i8042 reset) */
-	VM_EXIT_QUIT,         /* the user typed Ctrl-A x, or a signal arrived */
-	VM_EXIT_PANIC,        /* the guest kernel panicked */
+	VM_EXIT_RESET,	      /* the guest rebooted (i8042 reset) */
+	VM_EXIT_QUIT,	      /* the user typed Ctrl-A x, or a signal arrived */
+	VM_EXIT_PANIC,	      /* the guest kernel panicked */
 	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
-	VM_EXIT_ERROR,        /* KVM or a device failed; see the message */
+	VM_EXIT_ERROR,	      /* KVM or a device failed; see the message */
 };
 
 struct vm_config {
@@ -21,9 +21,9 @@ struct vm_config {
 	const char *cmdline; /* the user's part; the VMM appends its own (see boot.h) */
 	uint64_t mem_size;
 	unsigned cpus;
-	int console_in;  /* fd the guest's serial port reads, or -1 */
+	int console_in;	 /* fd the guest's serial port reads, or -1 */
 	int console_out; /* fd the guest's serial port writes */
-	bool force;      /* run even on a KVM that cannot run stock kernels */
+	bool force;	 /* run even on a KVM that cannot run stock kernels */
 	struct vm_devices *devices; /* virtio devices and their PCI bus (virtio/vmdev.h), or NULL */
 };
 

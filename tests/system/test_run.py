@@ -1,0 +1,189 @@
+"""`ligero run` (issue 4). The guest cases boot the test guest (tests/guest/) inside the emulated
+host (tests/vmhost/), all in one emulated-host boot; the guest itself is the oracle: nproc,
+/proc/meminfo, /proc/cmdline and the marker its init prints. The error cases run on this host."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vmhost_fixture import vmhost  # noqa: E402,F401
+import vmhost as vh  # noqa: E402  (put on sys.path by vmhost_fixture)
+
+MARKER = "LIGERO-MARKER"
+
+# name -> (ligero run arguments after --kernel/--initrd, expected exit status)
+CASES = {
+    "cpus1": (["--cpus", "1", "--memory", "256M"], 0),
+    # also: the console to a file instead of stdout
+    "cpus2": (["--cpus", "2", "--memory", "512M", "--console", "/tmp/console.txt"], 0),
+    "cpus4": (["--cpus", "4", "--memory", "1G"], 0),
+    # past 3 GiB: RAM continues above the 32-bit PCI hole, at 4 GiB
+    "mem3584": (["--cpus", "1", "--memory", "3584M"], 0),
+    "reboot": (["--cpus", "1", "--memory", "256M", "--exit", "reboot"], 0),
+    "panic": (["--cpus", "1", "--memory", "256M", "--exit", "panic"], 1),
+}
+MEMORY = {"cpus1": 256, "cpus2": 512, "cpus4": 1024, "mem3584": 3584}
+
+
+def case_script():
+    lines = ["K=guest/vmlinuz; I=guest/initrd.img"]
+    for name, (args, _) in CASES.items():
+        args = list(args)
+        exit_how = "poweroff"
+        if "--exit" in args:
+            i = args.index("--exit")
+            exit_how = args[i + 1]
+            del args[i:i + 2]
+        token = f"tok-{name}-{os.getpid()}"
+        run = "echo NPROC=$(nproc); grep MemTotal /proc/meminfo; echo CMDLINE=$(cat /proc/cmdline)"
+        cmdline = f'quiet ligero.token={token} ligero.exit={exit_how} ligero.run="{run}"'
+        lines += [
+            f"echo '=== CASE {name}'",
+            "t0=$(cut -d' ' -f1 /proc/uptime)",
+            f"timeout 300 ./ligero run --kernel $K --initrd $I {' '.join(args)} "
+            f"--cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err",
+            "rc=$?",
+            "echo \"=== TIME $t0 $(cut -d' ' -f1 /proc/uptime)\"",
+            "if [ -f /tmp/console.txt ]; then echo \"=== STDOUT-BYTES $(wc -c </tmp/out)\";"
+            " cat /tmp/console.txt >>/tmp/out; rm /tmp/console.txt; fi",
+            "echo '=== STDOUT'; cat /tmp/out; echo '=== STDERR'; cat /tmp/err",
+            "echo \"=== RC $rc\"",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def cases(vmhost):
+    # 4G: the mem3584 case needs that much host RAM in the emulated host (ligero refuses more
+    # guest RAM than the host has)
+    res = vmhost(case_script(), timeout=1500, mem="4G")
+    (vh.build_dir() / "vmhost" / "test_run.log").write_text(res.output + res.log)
+    assert res.rc != vh.HOST_FAILED, "emulated host failed:\n" + res.log[-4000:]
+    out = {}
+    for block in res.output.split("=== CASE ")[1:]:
+        name = block.split("\n", 1)[0].strip()
+        m = re.search(r"=== STDOUT\n(.*)=== STDERR\n(.*)=== RC (\d+)", block, re.S)
+        assert m, f"case {name}: malformed output:\n{block}"
+        out[name] = {"stdout": m.group(1), "stderr": m.group(2), "rc": int(m.group(3)),
+                     "block": block}
+    assert set(out) == set(CASES), "cases missing from the output:\n" + res.output[-4000:]
+    return out
+
+
+def field(case, key):
+    m = re.search(rf"^{key}[=:]\s*(.*)$", case["stdout"], re.M)
+    assert m, f"no {key} in the guest's output:\n{case['block']}"
+    return m.group(1).strip()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_marker_and_exit_status(cases, name):
+    c = cases[name]
+    assert MARKER in c["stdout"], c["block"]
+    assert c["rc"] == CASES[name][1], c["block"]
+
+
+@pytest.mark.parametrize("name,cpus", [("cpus1", 1), ("cpus2", 2), ("cpus4", 4)])
+def test_nproc_equals_cpus(cases, name, cpus):
+    assert int(field(cases[name], "NPROC")) == cpus
+
+
+@pytest.mark.parametrize("name", list(MEMORY))
+def test_memtotal_matches_memory(cases, name):
+    mem_kb = int(field(cases[name], "MemTotal").split()[0])
+    want = MEMORY[name] * 1024
+    # The kernel keeps its image, memmap and early allocations out of MemTotal: allow 64 MiB
+    # plus 3%; the BIOS area below 1 MiB is never counted.
+    assert want - 64 * 1024 - want * 3 // 100 <= mem_kb <= want - 640, (mem_kb, want)
+
+
+def test_cmdline_reaches_guest(cases):
+    line = field(cases["cpus1"], "CMDLINE")
+    assert f"ligero.token=tok-cpus1-{os.getpid()}" in line
+    # what the VMM adds (docs/ligero-run.md), ahead of the user's part
+    assert line.startswith("panic=-1 reboot=k 8250.nr_uarts=1 console=ttyS0 quiet")
+
+
+def test_console_to_file(cases):
+    c = cases["cpus2"]
+    # the guest's console went to the file (appended to stdout by the script), none to stdout
+    assert "=== STDOUT-BYTES 0\n" in c["block"]
+    assert MARKER in c["stdout"] and "NPROC=2" in c["stdout"]
+
+
+def test_poweroff_and_reboot_exit_zero(cases):
+    for name in ("cpus1", "reboot"):
+        assert cases[name]["rc"] == 0 and "LIGERO-RC=0" in cases[name]["stdout"]
+        assert cases[name]["stderr"] == "", cases[name]["stderr"]
+
+
+def test_panic_exits_nonzero_with_message(cases):
+    c = cases["panic"]
+    assert c["rc"] == 1
+    assert "Kernel panic" in c["stdout"]
+    assert "ligero: guest kernel panicked" in c["stderr"]
+
+
+# --- on this host, no guest needed -------------------------------------------------------------
+
+def ligero(*args, timeout=30):
+    return subprocess.run([str(vh.ligero_binary()), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def guest():
+    if not vh.ligero_binary().exists():
+        pytest.skip(f"{vh.ligero_binary()} does not exist")
+    try:
+        return vh.build_guest()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+def test_not_a_kernel(guest):
+    r = ligero("run", "--kernel", str(guest / "initrd.img"))
+    assert r.returncode == 1
+    assert r.stderr == (f"ligero: {guest / 'initrd.img'}: "
+                        "not a Linux bzImage (no 'HdrS' setup header)\n")
+
+
+def test_missing_kernel(tmp_path):
+    missing = tmp_path / "vmlinuz"
+    r = ligero("run", "--kernel", str(missing))
+    assert r.returncode == 1
+    assert r.stderr == f"ligero: {missing}: No such file or directory\n"
+
+
+def test_missing_initrd(guest, tmp_path):
+    r = ligero("run", "--kernel", str(guest / "vmlinuz"), "--initrd", str(tmp_path / "nope"))
+    assert r.returncode == 1 and r.stderr.strip().endswith("nope: No such file or directory")
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--memory", "12M"], "guest memory must be at least 32 MiB"),
+    (["--memory", "lots"], "--memory 'lots' is not a size"),
+    (["--memory", "64T"], "is more than this host's"),
+    (["--cpus", "0"], "--cpus '0' is not a CPU count"),
+    (["--cpus", "300"], "--cpus '300' is not a CPU count"),
+])
+def test_bad_sizes(guest, args, msg):
+    r = ligero("run", "--kernel", str(guest / "vmlinuz"), *args)
+    assert r.returncode == 1 and msg in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_pvm_host_refuses_stock_kernel(guest):
+    if not Path("/sys/module/kvm_pvm").exists():
+        pytest.skip("this host's KVM is not PVM")
+    t = time.monotonic()
+    r = ligero("run", "--kernel", str(guest / "vmlinuz"), "--initrd", str(guest / "initrd.img"))
+    assert time.monotonic() - t < 5
+    assert r.returncode == 1
+    assert "/dev/kvm is PVM (module kvm_pvm)" in r.stderr and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1

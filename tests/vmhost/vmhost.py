@@ -1,0 +1,69 @@
+"""Python side of the emulated-host harness: run a shell script inside the emulated host
+(tests/vmhost/vmhost.sh) and get its output and exit status back."""
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "tests" / "vmhost" / "vmhost.sh"
+HOST_FAILED = 125  # vmhost.sh: the emulated host itself failed
+
+
+@dataclass
+class VmhostResult:
+    rc: int  # the script's exit status
+    output: str  # its stdout and stderr, as printed inside the emulated host
+    log: str  # vmhost.sh's own stderr (QEMU warnings, L1 console on failure)
+
+
+def build_dir():
+    return Path(os.environ.get("LIGERO_BUILD", REPO / "build")).resolve()
+
+
+def ligero_binary():
+    return Path(os.environ.get("LIGERO", build_dir() / "ligero")).resolve()
+
+
+def missing():
+    """Why the emulated host cannot run here, or None."""
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+    if not shutil.which("busybox"):
+        return "busybox is not installed (apt-get install busybox-static)"
+    if not ligero_binary().exists():
+        return f"{ligero_binary()} does not exist (build first, or set LIGERO)"
+    return None
+
+
+def build_guest():
+    """Build (or reuse) the test guest; returns its directory."""
+    env = dict(os.environ, LIGERO_BUILD=str(build_dir()))
+    out = subprocess.run(["sh", str(REPO / "tests/guest/build.sh"), str(build_dir() / "guest")],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError("tests/guest/build.sh failed: " + out.stderr.strip())
+    return Path(out.stdout.strip())
+
+
+def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G"):
+    """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout."""
+    work = build_dir() / "vmhost"
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"script.{os.getpid()}.sh"
+    path.write_text(script)
+    cmd = ["sh", str(SCRIPT), "--timeout", str(timeout), "--smp", str(smp), "--mem", mem]
+    for f in files:
+        cmd += ["--file", f]
+    for b in bins:
+        cmd += ["--bin", b]
+    for t in trees:
+        cmd += ["--tree", t]
+    env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()))
+    try:
+        out = subprocess.run(cmd + [str(path)], env=env, capture_output=True, text=True,
+                             errors="replace", timeout=timeout + 120)
+    finally:
+        path.unlink(missing_ok=True)
+    return VmhostResult(out.returncode, out.stdout, out.stderr)

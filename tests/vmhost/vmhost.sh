@@ -1,0 +1,119 @@
+#!/bin/sh
+# Run a shell script inside an emulated host that has a real KVM: QEMU in software emulation
+# (TCG) with an AMD CPU that has SVM and nested paging boots the guest kernel as L1, whose
+# initramfs loads kvm.ko and kvm-amd.ko (nested=1, npt=1). The script runs in /work with
+#   /work/ligero           the ligero binary ($LIGERO, default $LIGERO_BUILD/ligero), plus the
+#                          shared libraries it links, at their host paths
+#   /work/guest/vmlinuz    the test guest (tests/guest/build.sh), also /work/guest/initrd.img
+# and any --file SRC[:DEST] (DEST relative to /work) or --bin PATH (an executable with its
+# libraries, at its host path). Its output comes back on stdout; its exit status is ours.
+# 125 means the emulated host itself failed (console log on stderr).
+#
+# usage: vmhost.sh [--file SRC[:DEST]]... [--bin PATH]... [--tree DIR]... [--timeout SECONDS]
+#                  [--smp N] [--mem SIZE] SCRIPT
+# env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+build=${LIGERO_BUILD:-build}
+ligero=${LIGERO:-$build/ligero}
+timeout=900
+smp=2
+mem=2G
+files=
+bins=
+trees=
+while [ $# -gt 1 ]; do
+	case "$1" in
+	--file) files="$files
+$2"; shift 2 ;;
+	--bin) bins="$bins $2"; shift 2 ;;
+	--tree) trees="$trees $2"; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--smp) smp=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -eq 1 ] || { sed -n '/^# usage/,/^# env/p' "$0" >&2; exit 2; }
+script=$1
+fail() { echo "vmhost: $*" >&2; exit 125; }
+command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+[ -x "$ligero" ] || fail "$ligero: no ligero binary (build first, or set LIGERO)"
+busybox=$(command -v busybox) || fail "need busybox-static"
+
+guest=$(sh "$here/../guest/build.sh" "$build/guest") || fail "cannot build the test guest"
+state="$build/vmhost"
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+
+# The L1 base image: busybox, KVM modules, init. Cached; rebuilt when its inputs change.
+base="$state/base.cpio.gz"
+if [ ! -f "$base" ] || [ "$here/init.sh" -nt "$base" ] || [ "$guest/vmlinuz" -nt "$base" ] ||
+	[ "$here/vmhost.sh" -nt "$base" ]; then
+	root="$state/base.root"
+	rm -rf "$root"
+	mkdir -p "$root/bin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/lib/modules" "$root/work"
+	cp "$busybox" "$root/bin/busybox"
+	for app in $("$busybox" --list); do
+		[ "$app" = busybox ] || ln -s busybox "$root/bin/$app"
+	done
+	cp "$here/init.sh" "$root/init"
+	chmod 755 "$root/init"
+	/usr/bin/python3 "$here/../guest/modules.py" "$guest/modules" kvm_amd >"$root/etc/modules.order"
+	while read -r m; do
+		mkdir -p "$root/lib/modules/$(dirname "$m")"
+		cp "$guest/modules/$m" "$root/lib/modules/$m"
+	done <"$root/etc/modules.order"
+	(cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1) >"$base.tmp"
+	mv "$base.tmp" "$base"
+	rm -rf "$root"
+fi
+
+# This run's files, appended as a second (uncompressed) cpio archive.
+run=$(mktemp -d "$state/run.XXXXXX")
+trap 'rm -rf "$run"' EXIT INT TERM
+root="$run/root"
+mkdir -p "$root/work/guest"
+add_bin() { # an executable and the shared libraries it needs, at their host paths
+	mkdir -p "$root$(dirname "$1")"
+	cp -L "$1" "$root$1"
+	for lib in $(ldd "$1" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+		mkdir -p "$root$(dirname "$lib")"
+		[ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
+	done
+}
+add_bin "$(cd "$(dirname "$ligero")" && pwd)/$(basename "$ligero")"
+cp "$ligero" "$root/work/ligero"
+cp "$guest/vmlinuz" "$guest/initrd.img" "$root/work/guest/"
+cp "$script" "$root/work/script.sh"
+for b in $bins; do add_bin "$b"; done
+for t in $trees; do mkdir -p "$root$(dirname "$t")"; cp -a "$t" "$root$t"; done
+echo "$files" | while IFS= read -r f; do
+	[ -n "$f" ] || continue
+	src=${f%%:*}
+	dst=${f#*:}
+	[ "$dst" != "$f" ] || dst=$(basename "$src")
+	mkdir -p "$root/work/$(dirname "$dst")"
+	cp -a "$src" "$root/work/$dst"
+done
+(cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) >"$run/run.cpio"
+cat "$base" "$run/run.cpio" >"$run/initrd"
+rm -rf "$root"
+
+: >"$run/console.log"
+: >"$run/results.log"
+timeout "$timeout" qemu-system-x86_64 -accel tcg -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
+	-nodefaults -display none -no-reboot \
+	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
+	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2" \
+	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null ||
+	echo "vmhost: qemu exited with status $? (timeout ${timeout}s?)" >>"$run/console.log"
+
+tr -d '\r' <"$run/results.log" | grep -v '^VMHOST-RC=\|^VMHOST-UP ' || true
+rc=$(tr -d '\r' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
+if [ -z "$rc" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
+	echo "---- emulated host console ----" >&2
+	tail -n 60 "$run/console.log" >&2
+fi
+[ -n "$rc" ] || fail "the emulated host did not finish the script"
+exit "$rc"
