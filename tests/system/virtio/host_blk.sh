@@ -10,7 +10,7 @@ $L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
 	--disk guest_a.sh.img,format=raw,readonly=on \
 	--cmdline 'ligero.run="sh /dev/vde"' --console /tmp/a.log >/tmp/a.out 2>&1 &
 pa=$!
-$L run --kernel guest/vmlinuz --initrd guest/initrd.img --memory 128M --disk fsync.raw,format=raw,cache=none --disk /tmp/cache.raw,format=raw,readonly=on \
+$L run --kernel guest/vmlinuz --initrd guest/initrd.img --memory 128M --disk fsync.raw,format=raw,cache=writethrough --disk /tmp/cache.raw,format=raw,readonly=on \
 	--disk guest_b.sh.img,format=raw,readonly=on --balloon 96,trigger=/tmp/inflate \
 	--cmdline 'ligero.run="sh /dev/vdc"' --console /tmp/b.log >/tmp/b.out 2>&1 &
 pb=$!
