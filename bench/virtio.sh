@@ -48,6 +48,7 @@ pad "$tmp/c.sh" "$tmp/g_cli.img"
 
 cat >"$tmp/l1.sh" <<'L1'
 cd /work
+for m in mods/*.ko; do insmod "$m"; done
 export PATH=$PATH:/usr/bin
 K=guest/vmlinuz; I=guest/initrd.img
 fresh() {
@@ -96,7 +97,17 @@ qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
 tr -d '\r' </tmp/nsrv.log | grep -E '^TCP_MBS=' | sed 's/^/qemu NET /'
 L1
 
-out=$(sh "$vmhost" --timeout 1800 --mem 3G --bin "$(command -v qemu-img)" \
+# The emulated host loads only KVM: carry tun and bridge (and what they need) in.
+mods=$build/guest/modules
+[ -d "$mods" ] || sh "$root/tests/guest/build.sh" "$build/guest" >/dev/null
+modfiles=
+i=10
+for m in $(/usr/bin/python3 "$root/tests/guest/modules.py" "$mods" tun bridge); do
+	modfiles="$modfiles --file $mods/$m:mods/$i-$(basename "$m")"
+	i=$((i + 1))
+done
+# shellcheck disable=SC2086
+out=$(sh "$vmhost" --timeout 1800 $modfiles --mem 3G --bin "$(command -v qemu-img)" \
 	--bin "$(command -v qemu-system-x86_64)" --tree /usr/share/qemu --tree /usr/share/seabios \
 	--file "$tmp/vbench.img:vbench.img" --file "$tmp/g_blk.img:g_blk.img" \
 	--file "$tmp/g_srv.img:g_srv.img" --file "$tmp/g_cli.img:g_cli.img" "$tmp/l1.sh")

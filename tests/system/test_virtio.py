@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -167,8 +168,18 @@ def net(tmp_path_factory):
                 "ADDR=10.0.0.1 PEER=10.0.0.2 ROLE=server\n")
     script_disk(os.path.join(HERE, "guest_net.sh"), d / "net2.img",
                 "ADDR=10.0.0.2 PEER=10.0.0.1 ROLE=client\n")
-    out = run_vmhost(os.path.join(HERE, "host_net.sh"), [str(d / "net1.img"),
-                                                         str(d / "net2.img")], [], 1200)
+    # The emulated host loads only KVM: bring tun and bridge (and their dependencies) along.
+    mods = os.path.join(BUILD, "guest", "modules")
+    if not os.path.isdir(mods):
+        subprocess.run(["sh", os.path.join(ROOT, "tests", "guest", "build.sh"),
+                        os.path.join(BUILD, "guest")], check=True, stdout=subprocess.DEVNULL)
+    order = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "guest", "modules.py"),
+                            mods, "tun", "bridge"], check=True, stdout=subprocess.PIPE,
+                           text=True).stdout.split()
+    files = [str(d / "net1.img"), str(d / "net2.img")]
+    files += ["%s:mods/%02d-%s" % (os.path.join(mods, m), i, os.path.basename(m))
+              for i, m in enumerate(order)]
+    out = run_vmhost(os.path.join(HERE, "host_net.sh"), files, [], 1200)
     kv = parse(out)
     kv["_out"] = out
     return kv

@@ -1,5 +1,6 @@
 # L1 side of the net case: a private network namespace with a bridge and two VMs on it.
 cd /work
+for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
 unshare -n sh -c '
 L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
 ip link set lo up
