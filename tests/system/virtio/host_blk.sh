@@ -5,7 +5,7 @@ say() { echo "$*"; }
 truncate -s 100M /tmp/cache.raw
 sha256sum base.qcow2 | cut -c1-64 | sed 's/^/BASE-SHA-BEFORE=/'
 sha256sum ro.raw | cut -c1-64 | sed 's/^/RO-SHA-BEFORE=/'
-$L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
+LIGERO_STATS=1 $L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
 	--disk ro.raw,format=raw,readonly=on --disk ext4.img,format=raw,readonly=on \
 	--disk guest_a.sh.img,format=raw,readonly=on \
 	--cmdline 'ligero.run="sh /dev/vde"' --console /tmp/a.log >/tmp/a.out 2>&1 &

@@ -5,10 +5,10 @@ unshare -n sh -c '
 L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
 ip link set lo up
 brctl addbr br0 && ip link set br0 up || { echo BRIDGE-FAILED; exit 1; }
-$L run $K --net bridge=br0 --disk net1.img,format=raw,readonly=on \
+LIGERO_STATS=1 $L run $K --net bridge=br0 --disk net1.img,format=raw,readonly=on \
 	--cmdline "ligero.run=\"sh /dev/vda\"" --console /tmp/n1.log >/tmp/n1.out 2>&1 &
 p1=$!
-$L run $K --net bridge=br0 --disk net2.img,format=raw,readonly=on \
+LIGERO_STATS=1 $L run $K --net bridge=br0 --disk net2.img,format=raw,readonly=on \
 	--cmdline "ligero.run=\"sh /dev/vda\"" --console /tmp/n2.log >/tmp/n2.out 2>&1 &
 p2=$!
 i=0; while [ $i -lt 600 ] && [ "$(brctl show br0 | grep -c tap)" -lt 2 ]; do i=$((i+1)); sleep 0.2; done
