@@ -75,9 +75,7 @@ def parse(out):
     return kv
 
 
-@pytest.fixture(scope="module")
-def blk(tmp_path_factory):
-    d = tmp_path_factory.mktemp("virtio-blk")
+def prepare_blk(d):
     base_raw = d / "base.raw"
     with open(base_raw, "wb") as f:  # 8 MiB of data at the start of a 64 MiB disk
         f.write(os.urandom(8 * MiB))
@@ -96,12 +94,7 @@ def blk(tmp_path_factory):
     script_disk(os.path.join(HERE, "guest_b.sh"), d / "guest_b.sh.img")
     files = [str(d / n) for n in ("base.qcow2", "ov.qcow2", "ov2.qcow2", "ro.raw", "fsync.raw",
                                   "ext4.img", "guest_a.sh.img", "guest_b.sh.img")]
-    bins = [shutil.which(b) for b in ("qemu-img", "e2fsck", "debugfs")]
-    out = run_vmhost(os.path.join(HERE, "host_blk.sh"), files, bins, 1200)
-    kv = parse(out)
-    kv["_out"] = out
-    kv["_base_sha"] = sha(open(d / "base.qcow2", "rb").read())
-    return kv
+    return files
 
 
 def show(kv):
@@ -166,9 +159,7 @@ def test_balloon_lowers_rss(blk):
     assert before > 0 and before - after >= 48 * 1024, show(blk)
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    d = tmp_path_factory.mktemp("virtio-net")
+def prepare_net(d):
     script_disk(os.path.join(HERE, "guest_net.sh"), d / "net1.img",
                 "ADDR=10.0.0.1 PEER=10.0.0.2 ROLE=server\n")
     script_disk(os.path.join(HERE, "guest_net.sh"), d / "net2.img",
@@ -184,10 +175,39 @@ def net(tmp_path_factory):
     files = [str(d / "net1.img"), str(d / "net2.img")]
     files += ["%s:mods/%02d-%s" % (os.path.join(mods, m), i, os.path.basename(m))
               for i, m in enumerate(order)]
-    out = run_vmhost(os.path.join(HERE, "host_net.sh"), files, [], 1200)
-    kv = parse(out)
-    kv["_out"] = out
-    return kv
+    return files
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One emulated-host boot runs host_blk.sh, then host_net.sh (each boot costs minutes)."""
+    d = tmp_path_factory.mktemp("virtio")
+    files = prepare_blk(d) + prepare_net(d)
+    script = d / "host_all.sh"
+    with open(script, "w") as f:
+        f.write("sh /work/host_blk.sh 2>&1 | sed 's/^/BLK:/'\n"
+                "sh /work/host_net.sh 2>&1 | sed 's/^/NET:/'\n")
+    files += [os.path.join(HERE, "host_blk.sh"), os.path.join(HERE, "host_net.sh")]
+    bins = [shutil.which(b) for b in ("qemu-img", "e2fsck", "debugfs")]
+    out = run_vmhost(str(script), files, bins, int(os.environ.get("LIGERO_VIRTIO_TIMEOUT", 1800)))
+    res = {}
+    for part in ("BLK", "NET"):
+        lines = "\n".join(l[len(part) + 1:] for l in out.splitlines() if l.startswith(part + ":"))
+        kv = parse(lines)
+        kv["_out"] = lines
+        res[part] = kv
+    res["BLK"]["_base_sha"] = sha(open(d / "base.qcow2", "rb").read())
+    return res
+
+
+@pytest.fixture(scope="module")
+def blk(results):
+    return results["BLK"]
+
+
+@pytest.fixture(scope="module")
+def net(results):
+    return results["NET"]
 
 
 def test_net_ping_and_tcp(net):
