@@ -11,13 +11,13 @@ p1=$!
 LIGERO_STATS=1 $L run $K --net bridge=br0 --disk net2.img,format=raw,readonly=on \
 	--cmdline "ligero.run=\"sh /dev/vda\"" --console /tmp/n2.log >/tmp/n2.out 2>&1 &
 p2=$!
-i=0; while [ $i -lt 600 ] && [ "$(brctl show br0 | grep -c tap)" -lt 2 ]; do i=$((i+1)); sleep 0.2; done
-echo "TAPS-IN-BRIDGE=$(ip -o link show master br0 | grep -c tap)"
+i=0; while [ $i -lt 600 ] && [ "$(ls /sys/class/net/br0/brif | grep -c tap)" -lt 2 ]; do i=$((i+1)); sleep 0.2; done
+echo "TAPS-IN-BRIDGE=$(ls /sys/class/net/br0/brif | grep -c tap)"
 t0=$(cut -d" " -f1 /proc/uptime)
 wait $p1; echo "N1-RC=$?"
 wait $p2; echo "N2-RC=$?"
 echo "ELAPSED=$(cut -d" " -f1 /proc/uptime) since $t0"
-echo "TAPS-LEFT=$(ip -o link show | grep -c tap)"
+echo "TAPS-LEFT=$(ls /sys/class/net | grep -c tap)"
 tr -d "\r" </tmp/n1.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N1-/"
 tr -d "\r" </tmp/n2.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N2-/"
 echo "N1-STDERR: $(cat /tmp/n1.out | tr "\n" " ")"
