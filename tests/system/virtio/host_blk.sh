@@ -39,6 +39,11 @@ fi
 kill -9 $pb; wait $pb 2>/dev/null
 say "FSYNC-SHA=$(head -c 1048576 fsync.raw | sha256sum | cut -c1-64)"
 grep -q SYNCED /tmp/b.log && say "B-SYNCED=1"
+# bounded wait for VM A: a hang shows its console instead of eating the whole timeout
+i=0; while kill -0 $pa 2>/dev/null && [ $i -lt 300 ]; do i=$((i + 1)); sleep 1; done
+if kill -0 $pa 2>/dev/null; then
+	say "A-HUNG"; tr -d '\r' </tmp/a.log | tail -n 25 | sed 's/^/A-CONSOLE: /'; kill -9 $pa
+fi
 wait $pa; say "A-RC=$?"
 tr -d '\r' </tmp/a.log | grep -E '^[A-Z0-9-]+=|-OK$|LIGERO-RC|virtio|Read-only'
 say "A-STDERR: $(cat /tmp/a.out | tr '\n' ' ')"

@@ -1,7 +1,8 @@
 # L1 side of the net case: a private network namespace with a bridge and two VMs on it.
 cd /work
 for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
-unshare -n sh -c '
+unshare -n -m sh -c '
+mount -t sysfs sysfs /sys
 L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
 ip link set lo up
 brctl addbr br0 && ip link set br0 up || { echo BRIDGE-FAILED; exit 1; }
@@ -14,6 +15,8 @@ p2=$!
 i=0; while [ $i -lt 600 ] && [ "$(ls /sys/class/net/br0/brif | grep -c tap)" -lt 2 ]; do i=$((i+1)); sleep 0.2; done
 echo "TAPS-IN-BRIDGE=$(ls /sys/class/net/br0/brif | grep -c tap)"
 t0=$(cut -d" " -f1 /proc/uptime)
+i=0; while { kill -0 $p1 || kill -0 $p2; } 2>/dev/null && [ $i -lt 400 ]; do i=$((i + 1)); sleep 1; done
+for p in $p1 $p2; do kill -0 $p 2>/dev/null && { echo "NET-HUNG $p"; kill -9 $p; }; done
 wait $p1; echo "N1-RC=$?"
 wait $p2; echo "N2-RC=$?"
 echo "ELAPSED=$(cut -d" " -f1 /proc/uptime) since $t0"
