@@ -36,7 +36,7 @@ one() { # name, command...
 	rm -f /tmp/fifo /tmp/marker /tmp/rss /tmp/exits
 	mkfifo /tmp/fifo
 	t0=$(up)
-	"$@" >/tmp/fifo 2>/tmp/err </dev/null &
+	timeout 300 "$@" >/tmp/fifo 2>/tmp/err </dev/null &
 	pid=$!
 	while IFS= read -r line; do
 		case "$line" in

@@ -38,8 +38,11 @@ int mem_map(struct guest_mem *mem, int vm_fd)
 		return err_sys(errno, "cannot map %llu MiB of guest memory",
 			       (unsigned long long)(mem->size >> 20));
 	mem->base = p;
-	/* KSM may be compiled out; sharing is an optimisation, not a requirement. */
+	/* KSM may be compiled out; sharing is an optimisation, not a requirement. Huge pages let
+	 * KVM map guest RAM with 2 MiB nested page table entries: far fewer nested page faults
+	 * while the guest first touches its memory (KSM splits them again where it merges). */
 	(void)madvise(p, mem->size, MADV_MERGEABLE);
+	(void)madvise(p, mem->size, MADV_HUGEPAGE);
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		struct mem_region *r = &mem->regions[i];
 		struct kvm_userspace_memory_region kr = {

@@ -97,7 +97,10 @@ echo "$files" | while IFS= read -r f; do
 	cp -a "$src" "$root/work/$dst"
 done
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) >"$run/run.cpio"
-cat "$base" "$run/run.cpio" >"$run/initrd"
+# The kernel takes an uncompressed archive after a compressed one only at a 4-byte aligned
+# offset, and skips zeros in between.
+pad=$(( (4 - $(wc -c <"$base") % 4) % 4 ))
+{ cat "$base"; head -c "$pad" /dev/zero; cat "$run/run.cpio"; } >"$run/initrd"
 rm -rf "$root"
 
 : >"$run/console.log"
