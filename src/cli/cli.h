@@ -21,11 +21,11 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 int cli_check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o);
 
 int cmd_img(int argc, char **argv);
+int cmd_sparsify(int argc, char **argv);
 int img_create_main(int argc, char **argv);
 int img_info_main(int argc, char **argv);
 int img_check_main(int argc, char **argv);
 int img_io_main(int argc, char **argv);
-int cmd_run(int argc, char **argv);
 int img_convert_main(int argc, char **argv);
 int img_map_main(int argc, char **argv);
 int img_compare_main(int argc, char **argv);
@@ -34,5 +34,8 @@ int img_rebase_main(int argc, char **argv);
 int img_resize_main(int argc, char **argv);
 int img_snapshot_main(int argc, char **argv);
 int img_amend_main(int argc, char **argv);
+
+int cmd_fs(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -157,20 +157,18 @@ int img_create_main(int argc, char **argv)
 			o.force = true;
 			break;
 		case 'o': {
-			char *opts = strdup(optarg), *save = NULL;
-			for (char *kv = strtok_r(opts, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+			/* Split argv's own string in place: the backing names point into it, and
+			 * it lives as long as the process. */
+			char *save = NULL;
+			for (char *kv = strtok_r(optarg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 				if (!strcmp(kv, "help")) {
-					free(opts);
 					create_usage(stdout);
 					return 0;
 				}
 				int r = cli_create_option(kv, &o, &bfmt, &backing, &size, &has_size);
-				if (r) {
-					free(opts);
+				if (r)
 					return r;
-				}
 			}
-			/* backing names point into opts: keep it for the process lifetime. */
 			break;
 		}
 		default:

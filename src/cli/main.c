@@ -40,7 +40,10 @@ static void usage(FILE *f)
 	fputs("usage: ligero <group> <verb> [options]\n"
 	      "\n"
 	      "groups:\n"
-	      "  img      disk images: create, info, check, io (qemu-img's flags)\n"
+	      "  img      disk images: create, info, check, convert, map, compare, commit,\n"
+	      "           rebase, resize, snapshot, amend, io (qemu-img's flags)\n"
+	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
+	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -53,6 +56,8 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } groups[] = {
 	{"img", cmd_img},
+	{"fs", cmd_fs},
+	{"sparsify", cmd_sparsify},
 	{"run", cmd_run},
 };
 

@@ -164,6 +164,7 @@ int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o)
 
 	pthread_mutex_lock(&s->lock);
 	int ret = do_amend(s, o);
+	s->meta_built = false;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

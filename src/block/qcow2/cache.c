@@ -58,6 +58,10 @@ int qcow2_sync(struct qcow2 *s)
 static int entry_write(struct qcow2_cache *c, struct qcow2_cache_entry *e)
 {
 	struct qcow2 *s = c->s;
+	int ret = qcow2_meta_check(s, e->offset, s->cluster_size,
+				   c == s->l2_cache ? QCOW2_META_L2 : QCOW2_META_RB);
+	if (ret < 0)
+		return ret;
 	ssize_t n = pwrite(s->fd, e->table, s->cluster_size, (off_t)e->offset);
 
 	if (n != (ssize_t)s->cluster_size)

@@ -235,11 +235,17 @@ static int l2_prepare(struct qcow2 *s, uint64_t i, uint64_t **tbl)
 	int64_t noff;
 	int ret;
 
-	if (old && (s->l1[i] & QCOW2_OFLAG_COPIED))
-		return l2_load(s, i, tbl);
+	if (old && (s->l1[i] & QCOW2_OFLAG_COPIED)) {
+		int r = qcow2_meta_check(s, old, s->cluster_size, QCOW2_META_L2);
+		return r < 0 ? r : l2_load(s, i, tbl);
+	}
 	noff = qcow2_alloc_clusters(s, 1);
 	if (noff < 0)
 		return (int)noff;
+	ret = qcow2_meta_check(s, (uint64_t)noff, s->cluster_size, QCOW2_META_NONE);
+	if (ret < 0)
+		return ret;
+	qcow2_meta_mark(s, (uint64_t)noff, s->cluster_size, QCOW2_META_L2);
 	ret = qcow2_cache_get_empty(s->l2_cache, (uint64_t)noff, (void **)&nt);
 	if (ret < 0)
 		return ret;
@@ -294,18 +300,29 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 {
 	uint64_t cstart = off & ~(s->cluster_size - 1), in = off - cstart, e;
 	bool full = n == s->cluster_size;
-	int ret = get_entry(s, off, &e);
+	uint64_t i1 = l1_index(s, off);
+	uint64_t l2off = i1 < s->l1_size ? s->l1[i1] & QCOW2_L1E_OFFSET_MASK : 0;
+	/* The L2 table we are about to change must be one: check before any data moves. */
+	int ret = l2off ? qcow2_meta_check(s, l2off, s->cluster_size, QCOW2_META_L2) : 0;
 
+	if (ret == 0)
+		ret = get_entry(s, off, &e);
 	if (ret < 0)
 		return ret;
 	enum ctype t = cluster_type(e);
 	if (t == C_NORMAL && (e & QCOW2_OFLAG_COPIED)) {
 		ret = check_host_offset(s, e, off);
+		if (ret == 0)
+			ret = qcow2_meta_check(s, e & QCOW2_L2E_OFFSET_MASK, s->cluster_size,
+					       QCOW2_META_NONE);
 		return ret < 0 ? ret : pwrite_full(s, buf, n, (e & QCOW2_L2E_OFFSET_MASK) + in);
 	}
 	if (t == C_ZERO_ALLOC && (e & QCOW2_OFLAG_COPIED)) {
 		/* A preallocated zero cluster: fill it and drop the zero flag. */
 		ret = check_host_offset(s, e, off);
+		if (ret == 0)
+			ret = qcow2_meta_check(s, e & QCOW2_L2E_OFFSET_MASK, s->cluster_size,
+					       QCOW2_META_NONE);
 		if (ret < 0)
 			return ret;
 		memset(tmp, 0, s->cluster_size);
@@ -331,12 +348,53 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 	int64_t host = qcow2_alloc_clusters(s, 1);
 	if (host < 0)
 		return (int)host;
-	ret = pwrite_full(s, src, s->cluster_size, (uint64_t)host);
+	/* Refcounts said free; the map must agree (a zeroed refcount must not hand out a table). */
+	ret = qcow2_meta_check(s, (uint64_t)host, s->cluster_size, QCOW2_META_NONE);
+	if (ret == 0)
+		ret = pwrite_full(s, src, s->cluster_size, (uint64_t)host);
 	if (ret == 0)
 		ret = set_entry(s, off, (uint64_t)host | QCOW2_OFLAG_COPIED);
 	if (ret == 0 && (t == C_NORMAL || t == C_ZERO_ALLOC || t == C_COMPRESSED))
 		ret = free_list_add(s, fl, e);
 	return ret;
+}
+
+/*
+ * Sequential writes (convert, guest streams) into clusters that hold nothing yet: allocate the
+ * run of clusters at once and write it with one call. Returns the bytes written this way (a
+ * multiple of the cluster size), 0 when the fast path does not apply.
+ */
+static int64_t write_fresh_run(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
+{
+	uint64_t cs = s->cluster_size, n = 0, e;
+	int ret;
+
+	if ((off & (cs - 1)) || len < 2 * cs)
+		return 0;
+	while ((n + 1) * cs <= len && n < 1024) {
+		uint64_t o = off + n * cs, i1 = l1_index(s, o);
+		uint64_t l2off = i1 < s->l1_size ? s->l1[i1] & QCOW2_L1E_OFFSET_MASK : 0;
+		if (l2off && (ret = qcow2_meta_check(s, l2off, cs, QCOW2_META_L2)) < 0)
+			return ret;
+		ret = get_entry(s, o, &e);
+		if (ret < 0)
+			return ret;
+		enum ctype t = cluster_type(e);
+		if (t != C_UNALLOC && t != C_ZERO_PLAIN)
+			break;
+		n++;
+	}
+	if (n < 2)
+		return 0;
+	int64_t host = qcow2_alloc_clusters(s, n);
+	if (host < 0)
+		return host;
+	ret = qcow2_meta_check(s, (uint64_t)host, n * cs, QCOW2_META_NONE);
+	if (ret == 0)
+		ret = pwrite_full(s, buf, n * cs, (uint64_t)host);
+	for (uint64_t i = 0; i < n && ret == 0; i++)
+		ret = set_entry(s, off + i * cs, ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
+	return ret < 0 ? ret : (int64_t)(n * cs);
 }
 
 static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
@@ -348,6 +406,17 @@ static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t le
 	if (ret < 0)
 		return ret;
 	while (len && ret == 0) {
+		int64_t done = write_fresh_run(s, off, buf, len);
+		if (done < 0) {
+			ret = (int)done;
+			break;
+		}
+		if (done) {
+			off += (uint64_t)done;
+			buf += done;
+			len -= (size_t)done;
+			continue;
+		}
 		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
 		if (n > len)
 			n = len;
@@ -453,6 +522,68 @@ static int write_zero_bytes(struct qcow2 *s, uint64_t off, uint64_t len)
 	return ret;
 }
 
+static int do_block_status(struct qcow2 *s, uint64_t off, uint64_t len, struct bdev_extent *ext);
+
+/* Does [off, off+len) read as zero without reading data (zero flags, holes, short backing)? */
+static int reads_zero(struct qcow2 *s, uint64_t off, uint64_t len, bool *zero)
+{
+	struct bdev *b = s->bs->backing;
+
+	*zero = true;
+	while (len && *zero) {
+		struct bdev_extent ext = {0};
+		int ret = do_block_status(s, off, len, &ext);
+		if (ret < 0)
+			return ret;
+		if (ext.flags & BDEV_ST_ALLOCATED) {
+			*zero = ext.flags & BDEV_ST_ZERO;
+		} else if (b && off < b->size) {
+			struct bdev_extent be;
+			uint64_t n = ext.length < b->size - off ? ext.length : b->size - off;
+			ret = bdev_block_status_chain(b, off, n, &be);
+			if (ret < 0)
+				return ret;
+			*zero = be.flags & BDEV_ST_ZERO;
+			ext.length = be.length;
+		}
+		off += ext.length;
+		len -= ext.length;
+	}
+	return 0;
+}
+
+/*
+ * Zero [off, off+len) inside one cluster. Like QEMU, a cluster that holds nothing of its own
+ * and whose other bytes already read as zero becomes a zero cluster as a whole; otherwise the
+ * zeroes are written as data.
+ */
+static int zero_partial(struct qcow2 *s, uint64_t off, uint64_t len, unsigned flags,
+			struct free_list *fl)
+{
+	uint64_t cstart = off & ~(s->cluster_size - 1), e;
+	uint64_t cend = cstart + s->cluster_size < s->bs->size ? cstart + s->cluster_size
+							       : s->bs->size;
+	int ret;
+
+	if (s->version >= 3) {
+		bool z1 = false, z2 = false;
+		ret = get_entry(s, cstart, &e);
+		if (ret < 0)
+			return ret;
+		enum ctype t = cluster_type(e);
+		if (t == C_UNALLOC || t == C_ZERO_PLAIN || t == C_ZERO_ALLOC) {
+			ret = reads_zero(s, cstart, off - cstart, &z1);
+			if (ret == 0 && z1)
+				ret = reads_zero(s, off + len, cend - (off + len), &z2);
+			if (ret < 0)
+				return ret;
+			if (z1 && z2)
+				return zero_cluster(s, cstart, flags, fl);
+		}
+	}
+	return write_zero_bytes(s, off, len);
+}
+
 static int do_write_zeroes(struct qcow2 *s, uint64_t off, uint64_t len, unsigned flags)
 {
 	struct free_list fl = {0};
@@ -463,7 +594,7 @@ static int do_write_zeroes(struct qcow2 *s, uint64_t off, uint64_t len, unsigned
 		return ret;
 	whole_clusters(s, off, len, &first, &end);
 	if (off < first)
-		ret = write_zero_bytes(s, off, (first < off + len ? first : off + len) - off);
+		ret = zero_partial(s, off, (first < off + len ? first : off + len) - off, flags, &fl);
 	for (uint64_t c = first; c < end && ret == 0; c += s->cluster_size) {
 		if (s->version >= 3) {
 			ret = zero_cluster(s, c, flags, &fl);
@@ -481,7 +612,7 @@ static int do_write_zeroes(struct qcow2 *s, uint64_t off, uint64_t len, unsigned
 		}
 	}
 	if (ret == 0 && end < off + len && end >= first)
-		ret = write_zero_bytes(s, end > off ? end : off, off + len - (end > off ? end : off));
+		ret = zero_partial(s, end, off + len - end, flags, &fl);
 	int ret2 = free_pending(s, &fl);
 	return ret < 0 ? ret : ret2;
 }
@@ -619,6 +750,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
 		free(nl1);
 		return (int)off;
 	}
+	qcow2_meta_mark(s, (uint64_t)off, min_size * 8, QCOW2_META_L1);
 	for (uint32_t i = 0; i < s->l1_size; i++)
 		nl1[i] = __builtin_bswap64(s->l1[i]);
 	ret = pwrite_full(s, nl1, nclusters * s->cluster_size, (uint64_t)off);
@@ -712,7 +844,9 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 		ret = (int)off;
 		goto out;
 	}
-	ret = pwrite_full(s, data, len, (uint64_t)off);
+	ret = qcow2_meta_check(s, (uint64_t)off, len, QCOW2_META_NONE);
+	if (ret == 0)
+		ret = pwrite_full(s, data, len, (uint64_t)off);
 	if (ret < 0)
 		goto out;
 	unsigned shift = 62 - (s->cluster_bits - 8);

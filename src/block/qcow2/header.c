@@ -582,6 +582,7 @@ static int qcow2_open_tables(struct qcow2 *s, uint8_t *h, uint64_t hlen, uint64_
 static void qcow2_free_state(struct qcow2 *s)
 {
 	free(s->ext_keep);
+	qcow2_meta_free(s);
 	qcow2_cache_free(s->l2_cache);
 	qcow2_refcount_close(s);
 	snapshots_free(s);
@@ -665,6 +666,7 @@ int qcow2_open(struct bdev *bs)
 		ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
 		if (ret < 0)
 			goto fail;
+		s->meta_built = false;
 	}
 	return 0;
 fail:
@@ -738,6 +740,7 @@ static int qcow2_check_op(struct bdev *bs, int fix, struct bdev_check_result *re
 	struct qcow2 *s = bs->opaque;
 	pthread_mutex_lock(&s->lock);
 	int ret = qcow2_check(bs, fix, res);
+	s->meta_built = false; /* a repair may have moved tables: map them again */
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

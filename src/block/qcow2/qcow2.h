@@ -161,6 +161,11 @@ struct qcow2 {
 	bool has_features_table;
 	bool corrupt;        /* the corrupt bit is set: opened read-only */
 	bool in_write;       /* inside a metadata-changing request (see signal_corruption) */
+	/* What each host cluster holds (enum qcow2_meta), built on the first write: every write
+	 * is checked against it, so a hostile table entry can never aim data at metadata. */
+	uint8_t *meta;
+	uint64_t meta_n;
+	bool meta_built;
 	/* Header extensions we do not interpret, kept verbatim for header rewrites. */
 	uint8_t *ext_keep;
 	size_t ext_keep_len;
@@ -212,6 +217,26 @@ struct qcow2_header_fields {
 };
 int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
 		       const struct qcow2_header_fields *f);
+
+/* overlap.c: the map of metadata clusters. */
+enum qcow2_meta {
+	QCOW2_META_NONE,
+	QCOW2_META_HEADER,
+	QCOW2_META_L1,
+	QCOW2_META_RT,
+	QCOW2_META_RB,
+	QCOW2_META_L2,
+	QCOW2_META_SNAP,      /* snapshot table, snapshot L1 tables */
+	QCOW2_META_CONFLICT,  /* claimed twice: no write may touch it */
+};
+/* Build the map from the header, L1, refcount structures and snapshots (once per open). */
+int qcow2_meta_build(struct qcow2 *s);
+/* Record that [off, off+len) now holds metadata of type t (NONE when freed). */
+void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, enum qcow2_meta t);
+/* Refuse (marking the image corrupt) a write of type t (NONE = guest data) to [off, off+len)
+ * when any cluster there holds something else. */
+int qcow2_meta_check(struct qcow2 *s, uint64_t off, uint64_t len, enum qcow2_meta t);
+void qcow2_meta_free(struct qcow2 *s);
 
 /* snapshot.c */
 int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n);

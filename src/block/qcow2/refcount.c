@@ -197,6 +197,10 @@ static int rb_ensure(struct qcow2 *s, uint64_t idx)
 	uint64_t off = c << s->cluster_bits;
 	if (off + s->cluster_size > s->file_end)
 		s->file_end = off + s->cluster_size;
+	ret = qcow2_meta_check(s, off, s->cluster_size, QCOW2_META_NONE);
+	if (ret < 0)
+		return ret;
+	qcow2_meta_mark(s, off, s->cluster_size, QCOW2_META_RB);
 	ret = qcow2_cache_get_empty(s->rb_cache, off, &rb);
 	if (ret < 0)
 		return ret;
@@ -308,24 +312,55 @@ int64_t qcow2_alloc_clusters(struct qcow2 *s, uint64_t n)
 	return (int64_t)(first << s->cluster_bits);
 }
 
+/*
+ * Space for one compressed cluster. Compressed data is packed back to back, and like QEMU it
+ * may run on into the next host cluster when that one is free: every cluster a piece touches
+ * gets one reference for it.
+ */
 int64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len)
 {
-	uint64_t off = s->free_byte_offset;
+	uint64_t off = s->free_byte_offset, rc = 0;
 	int ret;
 
 	if (len > s->cluster_size)
 		return err_set(EINVAL, "%s: compressed cluster larger than a cluster",
 			       s->bs->filename);
-	if (off && (off & (s->cluster_size - 1)) + len <= s->cluster_size) {
-		/* Share the partly used cluster: one more reference to it. */
-		ret = qcow2_refcount_update(s, off, 1, 1);
+	if (off) {
+		ret = qcow2_refcount_get(s, off >> s->cluster_bits, &rc);
 		if (ret < 0)
 			return ret;
-	} else {
-		int64_t c = qcow2_alloc_clusters(s, 1);
+		if (rc >= s->refcount_max)
+			off = 0;
+	}
+	uint64_t free_in = off ? s->cluster_size - (off & (s->cluster_size - 1)) : 0;
+	if (off && free_in < len) {
+		/* Continue into the following cluster if nobody uses it. */
+		uint64_t next = (off >> s->cluster_bits) + 1;
+		ret = qcow2_refcount_get(s, next, &rc);
+		if (ret < 0)
+			return ret;
+		if (rc || reserved(s, next))
+			off = 0;
+	}
+	if (!off) {
+		int64_t c = qcow2_alloc_clusters(s, 1); /* refcount 1: this piece's reference */
 		if (c < 0)
 			return c;
 		off = (uint64_t)c;
+	} else {
+		uint64_t last = (off + len - 1) >> s->cluster_bits;
+		ret = reserve_push(s, off >> s->cluster_bits, last + 1);
+		if (ret < 0)
+			return ret;
+		ret = qcow2_refcount_update(s, off, len, 1);
+		reserve_pop(s);
+		if (ret < 0)
+			return ret;
+		uint64_t end = (last + 1) << s->cluster_bits;
+		if (end > s->file_end)
+			s->file_end = end;
+		if (last >= s->free_cluster_index && (off >> s->cluster_bits) < s->free_cluster_index)
+			s->free_cluster_index = last + 1;
 	}
 	s->free_byte_offset = off + len;
 	if (!(s->free_byte_offset & (s->cluster_size - 1)))
@@ -345,6 +380,7 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len)
 		if (qcow2_refcount_get(s, c, &rc) < 0 || rc)
 			continue;
 		uint64_t co = c << s->cluster_bits;
+		qcow2_meta_mark(s, co, s->cluster_size, QCOW2_META_NONE);
 		qcow2_cache_discard(s->l2_cache, co);
 		if (s->zcache_offset >> s->cluster_bits == c)
 			s->zcache_offset = 0;
@@ -422,6 +458,9 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	}
 	for (uint64_t i = 0; i < nblocks; i++)
 		qcow2_cache_discard(s->rb_cache, (start + i) << s->cluster_bits);
+	qcow2_meta_mark(s, start << s->cluster_bits, nblocks << s->cluster_bits, QCOW2_META_RB);
+	qcow2_meta_mark(s, (start + nblocks) << s->cluster_bits, tclusters << s->cluster_bits,
+			QCOW2_META_RT);
 	size_t bbytes = nblocks * s->cluster_size;
 	if (bbytes && pwrite(s->fd, blocks, bbytes, (off_t)(start << s->cluster_bits)) !=
 			      (ssize_t)bbytes) {

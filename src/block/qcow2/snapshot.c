@@ -241,7 +241,8 @@ static int do_create(struct qcow2 *s, const char *name)
 	struct qcow2_snapshot *sns = calloc(s->nb_snapshots + 1, sizeof(*sns));
 	if (!sns)
 		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
-	memcpy(sns, s->snapshots, s->nb_snapshots * sizeof(*sns));
+	if (s->nb_snapshots)
+		memcpy(sns, s->snapshots, s->nb_snapshots * sizeof(*sns));
 	struct qcow2_snapshot *sn = &sns[s->nb_snapshots];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -393,6 +394,7 @@ static int do_delete(struct qcow2 *s, const char *name)
 		struct qcow2 *s = bs->opaque;                                                    \
 		pthread_mutex_lock(&s->lock);                                                    \
 		int ret = impl(s, name);                                                         \
+		s->meta_built = false; /* tables moved: map them again on the next write */     \
 		pthread_mutex_unlock(&s->lock);                                                  \
 		return ret;                                                                      \
 	}

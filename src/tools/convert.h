@@ -1,0 +1,48 @@
+/*
+ * The copy engine: reads one or more sources (each through its whole backing chain, several
+ * concatenated) and writes what matters into a target, in guest order. Used by img convert, and
+ * by commit and rebase through convert_copy_range.
+ */
+#ifndef LIGERO_TOOLS_CONVERT_H
+#define LIGERO_TOOLS_CONVERT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bdev;
+
+struct convert_opts {
+	/* Zero runs at least this long (bytes) are not written as data (-S); 0 writes all. */
+	uint64_t min_sparse;
+	/* Compress every cluster with the target's codec on `workers` threads (0 = online CPUs);
+	 * a cluster that does not shrink is written plainly. */
+	bool compress;
+	int workers;
+	/* The target reads as zeroes already (new image without backing, --target-is-zero):
+	 * zero runs are skipped instead of written. */
+	bool target_is_zero;
+	/* The target has a backing file: read what it shows now and write only the clusters that
+	 * differ (-B). */
+	bool diff_target;
+	/* Called from the engine's thread with bytes done so far (may be NULL). */
+	void (*progress)(void *opaque, uint64_t done, uint64_t total);
+	void *opaque;
+	/* Checked between batches; when it becomes non-zero the copy stops with -EINTR. */
+	volatile sig_atomic_t *stop;
+};
+
+/* Copy src[0..n) concatenated into dst starting at guest offset 0. dst must be at least as
+ * large as the sources together. Returns 0 or -errno with a message recorded. */
+int convert_run(struct bdev *const *src, int n, struct bdev *dst, const struct convert_opts *o);
+
+/* Copy [off, off+len) of src (as its guest sees it) into dst at the same offset, every byte
+ * written (no zero skipping, no compression): commit and rebase use it for changed ranges.
+ * buf is scratch space of buf_len bytes (at least 64 KiB). */
+int convert_copy_range(struct bdev *src, struct bdev *dst, uint64_t off, uint64_t len, void *buf,
+		       size_t buf_len);
+
+/* Online CPUs (at least 1). */
+int convert_default_workers(void);
+
+#endif

@@ -1,0 +1,242 @@
+"""`ligero img convert` against qemu-img: contents by qemu-img compare, every image ligero
+writes clean under qemu-img check, compressed output no larger than qemu-img's, refusals that
+leave nothing behind, and Ctrl-C that removes a half-written destination."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from imgwf import (MiB, assert_clean, assert_same, digest, make_mixed_raw, make_qcow2,
+                   one_error_line, qimg, run)
+
+
+def guest_map(img):
+    """qemu-img map without host offsets (layouts differ; what the guest sees must not)."""
+    import json
+    out = []
+    for e in json.loads(qimg("map", "--output=json", img).stdout):
+        e.pop("offset", None)
+        if out and all(out[-1][k] == e[k] for k in e if k not in ("start", "length")):
+            out[-1]["length"] += e["length"]
+        else:
+            out.append(e)
+    return out
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    return make_mixed_raw(tmp_path / "src.raw", 8 * MiB)
+
+
+def test_round_trip_raw_qcow2_zlib_zstd_raw(ligero, tmp_path, mixed):
+    q = tmp_path / "a.qcow2"
+    z = tmp_path / "z.qcow2"
+    zs = tmp_path / "zs.qcow2"
+    back = tmp_path / "back.raw"
+    run(ligero, "img", "convert", "-O", "qcow2", mixed, q, check=True)
+    run(ligero, "img", "convert", "-c", "-O", "qcow2", q, z, check=True)
+    run(ligero, "img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", z, zs,
+        check=True)
+    run(ligero, "img", "convert", "-O", "raw", zs, back, check=True)
+    for img in (q, z, zs):
+        assert_clean(img)
+    assert "compression type: zstd" in qimg("info", zs).stdout
+    with open(mixed, "rb") as f1, open(back, "rb") as f2:
+        assert f1.read() == f2.read()
+    # Zero runs became holes / unallocated clusters, like qemu-img's output.
+    ours = tmp_path / "ours.qcow2"
+    theirs = tmp_path / "theirs.qcow2"
+    run(ligero, "img", "convert", "-O", "qcow2", mixed, ours, check=True)
+    qimg("convert", "-O", "qcow2", mixed, theirs, check=True)
+    assert guest_map(ours) == guest_map(theirs)
+
+
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
+def test_compressed_same_clusters_as_qemu(ligero, tmp_path, mixed, ctype):
+    ours, theirs = tmp_path / "ours.qcow2", tmp_path / "theirs.qcow2"
+    opts = f"compression_type={ctype}"
+    run(ligero, "img", "convert", "-c", "-m", "2", "-O", "qcow2", "-o", opts, mixed, ours,
+        check=True)
+    qimg("convert", "-c", "-O", "qcow2", "-o", opts, mixed, theirs, check=True)
+    assert_clean(ours)
+    assert_same(mixed, ours)
+    # As many compressed clusters as qemu-img (qemu-img check counts them).
+    import json
+    ours_n = json.loads(qimg("check", "--output=json", ours).stdout)["compressed-clusters"]
+    theirs_n = json.loads(qimg("check", "--output=json", theirs).stdout)["compressed-clusters"]
+    assert ours_n > 0 and ours_n == theirs_n
+
+
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
+def test_compressed_file_no_larger_than_qemu(ligero, tmp_path, mixed, ctype):
+    ours, theirs = tmp_path / "ours.qcow2", tmp_path / "theirs.qcow2"
+    opts = f"compression_type={ctype}"
+    run(ligero, "img", "convert", "-c", "-O", "qcow2", "-o", opts, mixed, ours, check=True)
+    qimg("convert", "-c", "-O", "qcow2", "-o", opts, mixed, theirs, check=True)
+    assert os.path.getsize(ours) <= os.path.getsize(theirs)
+
+
+def test_chain_source_and_multiple_sources(ligero, tmp_path):
+    base = make_qcow2(tmp_path / "base.qcow2", "4M", "write -P 1 0 1M", "write -P 2 3M 64k")
+    top = make_qcow2(tmp_path / "top.qcow2", "4M", "write -P 3 512k 1M", "write -z 3M 64k",
+                     backing=base)
+    out = tmp_path / "flat.qcow2"
+    run(ligero, "img", "convert", "-O", "qcow2", top, out, check=True)
+    assert_clean(out)
+    assert_same(top, out)
+    assert "backing file" not in qimg("info", out).stdout
+    # Several sources are concatenated.
+    r1 = make_mixed_raw(tmp_path / "r1.raw", 1 * MiB, seed=2)
+    cat = tmp_path / "cat.qcow2"
+    run(ligero, "img", "convert", "-O", "qcow2", r1, top, cat, check=True)
+    theirs = tmp_path / "theirs.raw"
+    qimg("convert", "-O", "raw", r1, top, theirs, check=True)
+    assert_clean(cat)
+    assert_same(cat, theirs)
+
+
+def test_backing_writes_only_differences(ligero, tmp_path, mixed):
+    base = tmp_path / "base.qcow2"
+    qimg("convert", "-O", "qcow2", mixed, base, check=True)
+    changed = tmp_path / "changed.raw"
+    changed.write_bytes(mixed.read_bytes())
+    with open(changed, "r+b") as f:
+        f.seek(3 * MiB)
+        f.write(b"\xaa" * 70000)
+        f.seek(6 * MiB)
+        f.write(bytes(131072))  # zeroes over data: must hide the backing's bytes
+    out = tmp_path / "over.qcow2"
+    run(ligero, "img", "convert", "-O", "qcow2", "-B", base.name, "-F", "qcow2", changed, out,
+        check=True, cwd=tmp_path)
+    assert_clean(out)
+    assert_same(changed, out)
+    # Only the clusters that differ are allocated in the overlay.
+    p = qimg("map", "--output=json", out).stdout
+    import json
+    top = [e for e in json.loads(p) if e["depth"] == 0 and e["present"]]
+    assert 0 < sum(e["length"] for e in top) <= 6 * 65536
+
+
+def test_sparse_size_and_target_is_zero(ligero, tmp_path, mixed):
+    full = tmp_path / "full.qcow2"
+    run(ligero, "img", "convert", "-S", "0", "-O", "qcow2", mixed, full, check=True)
+    assert_clean(full)
+    assert_same(mixed, full)
+    # -S 0: every cluster allocated, like qemu-img -S 0.
+    theirs = tmp_path / "theirs.qcow2"
+    qimg("convert", "-S", "0", "-O", "qcow2", mixed, theirs, check=True)
+    assert guest_map(full) == guest_map(theirs)
+    tgt = tmp_path / "tgt.qcow2"
+    qimg("create", "-q", "-f", "qcow2", tgt, "8M", check=True)
+    run(ligero, "img", "convert", "-n", "--target-is-zero", "-O", "qcow2", mixed, tgt,
+        check=True)
+    assert_clean(tgt)
+    assert_same(mixed, tgt)
+    # -n into an image full of other data: zero runs must be written too.
+    dirty = tmp_path / "dirty.raw"
+    dirty.write_bytes(b"\x55" * (8 * MiB))
+    run(ligero, "img", "convert", "-n", "-O", "raw", mixed, dirty, check=True)
+    assert_same(mixed, dirty)
+
+
+def test_refusals_leave_nothing(ligero, tmp_path, mixed):
+    dst = tmp_path / "dst.qcow2"
+    line = one_error_line(run(ligero, "img", "convert", "-O", "qcow2", tmp_path / "nope", dst))
+    assert "nope" in line
+    assert not dst.exists()
+    # Destination exists: refused without -n/--force, untouched.
+    qimg("create", "-q", "-f", "qcow2", dst, "8M", check=True)
+    before = digest(dst)
+    line = one_error_line(run(ligero, "img", "convert", "-O", "qcow2", mixed, dst))
+    assert "exists" in line
+    assert digest(dst) == before
+    # Options the output format does not have.
+    raw = tmp_path / "out.raw"
+    line = one_error_line(run(ligero, "img", "convert", "-c", "-O", "raw", mixed, raw))
+    assert "compression" in line
+    line = one_error_line(run(ligero, "img", "convert", "-O", "raw", "-o", "cluster_size=4k",
+                              mixed, raw))
+    assert "raw" in line
+    line = one_error_line(run(ligero, "img", "convert", "-O", "qcow2", "-o", "bogus=1", mixed,
+                              tmp_path / "x.qcow2"))
+    assert "bogus" in line
+    assert not raw.exists() and not (tmp_path / "x.qcow2").exists()
+    # A target too small for -n.
+    small = tmp_path / "small.raw"
+    small.write_bytes(bytes(4096))
+    before = digest(small)
+    one_error_line(run(ligero, "img", "convert", "-n", "-O", "raw", mixed, small))
+    assert digest(small) == before
+    # --force replaces.
+    run(ligero, "img", "convert", "--force", "-O", "qcow2", mixed, dst, check=True)
+    assert_same(mixed, dst)
+
+
+def test_ctrl_c_removes_destination(ligero, tmp_path):
+    src = tmp_path / "big.raw"
+    # Random letters: compressible (so not skipped as random) but slow to deflate.
+    table = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
+    with open(src, "wb") as f:
+        for i in range(96):
+            f.write(os.urandom(MiB).translate(table))
+    dst = tmp_path / "big.qcow2"
+    p = subprocess.Popen([ligero, "img", "convert", "-c", "-m", "1", "-O", "qcow2", str(src),
+                          str(dst)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 10
+    while not dst.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0, "convert finished before the signal: make the source bigger"
+    assert "interrupted" in err
+    assert not dst.exists()
+    # With -n the target stays a consistent image.
+    qimg("create", "-q", "-f", "qcow2", dst, "96M", check=True)
+    p = subprocess.Popen([ligero, "img", "convert", "-n", "-c", "-m", "1", "-O", "qcow2",
+                          str(src), str(dst)], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert_clean(dst)
+
+
+def test_progress(ligero, tmp_path, mixed):
+    p = run(ligero, "img", "convert", "-p", "-O", "qcow2", mixed, tmp_path / "p.qcow2",
+            check=True)
+    assert "(100.00/100%)" in p.stderr
+    p = run(ligero, "img", "convert", "-O", "qcow2", mixed, tmp_path / "q.qcow2", check=True)
+    assert p.stderr == ""
+
+
+@pytest.mark.parametrize("ctype", ["zlib", "zstd"])
+def test_compressed_odd_size(ligero, tmp_path, ctype):
+    # The short last cluster must inflate to a whole cluster, as qemu-img reads it.
+    src = tmp_path / "odd.raw"
+    src.write_bytes(b"ligero " * 14285 + b"x" * 5)  # 100000 bytes
+    out = tmp_path / "odd.qcow2"
+    run(ligero, "img", "convert", "-c", "-O", "qcow2", "-o", f"compression_type={ctype}", src,
+        out, check=True)
+    assert_clean(out)
+    assert_same(src, out)
+    back = tmp_path / "back.raw"
+    run(ligero, "img", "convert", "-O", "raw", out, back, check=True)
+    assert back.read_bytes()[:100000] == src.read_bytes()
+    assert not any(back.read_bytes()[100000:])
+
+
+def test_compressed_into_larger_target_keeps_its_tail(ligero, tmp_path):
+    # -n -c into a bigger image: the short last cluster must not be zero-padded over the
+    # target's own bytes past the end of the source.
+    src = tmp_path / "s.raw"
+    src.write_bytes(b"a" * 100352)
+    tgt = make_qcow2(tmp_path / "t.qcow2", "1M", "write -P 0x55 0 1M")
+    run(ligero, "img", "convert", "-n", "-c", "-O", "qcow2", src, tgt, check=True)
+    assert_clean(tgt)
+    out = tmp_path / "t.raw"
+    qimg("convert", "-O", "raw", tgt, out, check=True)
+    data = out.read_bytes()
+    assert data[:100352] == src.read_bytes()
+    assert data[100352:] == b"\x55" * (MiB - 100352)
