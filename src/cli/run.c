@@ -1,6 +1,8 @@
 /* `ligero run`: boot a Linux kernel in a KVM virtual machine. */
 #include "cli/cli.h"
+#include "cli/run_devices.h"
 #include "vmm/vm.h"
+#include "vmm/virtio/vmdev.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -24,15 +26,16 @@ static void on_signal(int sig)
 
 static void run_usage(FILE *f)
 {
-	fputs(
-	    "usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	    "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
-	    "\n"
-	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	    "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
-	    "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
-	    "See docs/ligero-run.md.\n",
-	    f);
+	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
+	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n",
+	      f);
+	fputs(run_devices_usage, f);
+	fputs("\n"
+	      "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
+	      "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	      "See docs/ligero-run.md.\n",
+	      f);
 }
 
 static int parse_cpus(const char *s, unsigned *out)
@@ -82,6 +85,8 @@ int cmd_run(int argc, char **argv)
 	struct vm *vm;
 	int c, ret;
 
+	if (run_devices_options(&argc, argv, &cfg.devices))
+		return 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':

@@ -13,6 +13,7 @@
 #include "vmm/pm.h"
 #include "vmm/serial.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio/vmdev.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -39,6 +40,7 @@ struct vm {
 	struct bus io, mmio;
 	struct serial serial;
 	struct pci_host pci;
+	struct vm_devices *devices;
 	struct console con;
 	struct vcpu *vcpus;
 	unsigned ncpus;
@@ -231,7 +233,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	    (ret = vm_load(vm, cfg)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
 	    (ret = pm_init(&vm->io, vm)) < 0 ||
-	    (ret = pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
+	    (ret = cfg->devices ? vm_devices_attach(vm->devices = cfg->devices, vm->vm_fd, &vm->mem,
+						    &vm->io, &vm->mmio)
+				: pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
 	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0) {
 		vm_destroy(vm);
 		return ret;
@@ -317,6 +321,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; i < vm->ncpus && vm->vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	vm_devices_stop(vm->devices); /* device threads use guest RAM */
 	mem_unmap(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

@@ -24,6 +24,7 @@ struct vm_config {
 	int console_in;	 /* fd the guest's serial port reads, or -1 */
 	int console_out; /* fd the guest's serial port writes */
 	bool force;	 /* run even on a KVM that cannot run stock kernels */
+	struct vm_devices *devices; /* virtio devices and their PCI bus (virtio/vmdev.h), or NULL */
 };
 
 struct vm;

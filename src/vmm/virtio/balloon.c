@@ -1,0 +1,247 @@
+/*
+ * virtio-balloon: the guest hands back pages (inflate), takes them again (deflate), reports free
+ * pages (FREE_PAGE_REPORTING) and sends memory statistics. Inflated and reported pages are
+ * dropped with madvise(MADV_DONTNEED) (MADV_REMOVE for shared memory), so the VMM's RSS falls;
+ * a later guest access faults in a zero page. Page numbers come from the guest: each is checked
+ * against RAM, and invalid ones are skipped, never touched.
+ */
+#include "vmm/virtio/devices.h"
+#include "vmm/virtio/worker.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_ids.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define BALLOON_QUEUE_SIZE 128
+#define PAGE               4096ull
+#define Q_INFLATE 0
+#define Q_DEFLATE 1
+#define Q_STATS   2
+#define Q_REPORT  3
+#define STATS_EVERY_MS 2000
+
+struct balloon {
+	struct virtio_dev dev;
+	struct virtio_worker w;
+	struct virtq_elem e;
+	struct iovec iov[BALLOON_QUEUE_SIZE];
+	pthread_mutex_t cfg_lock;
+	struct virtio_balloon_config cfg;
+	int stats_head; /* kept stats buffer, -1 = none */
+	uint64_t stats[VIRTIO_BALLOON_S_NR];
+	uint64_t released_pages;
+};
+
+/* Give host memory back: the pages read as zero afterwards. */
+static void release(struct balloon *b, void *host, uint64_t len)
+{
+	if (madvise(host, len, MADV_DONTNEED) < 0)
+		madvise(host, len, MADV_REMOVE);
+	b->released_pages += len / PAGE;
+}
+
+/* Inflate: out buffers hold 32-bit page frame numbers. Runs of adjacent pages go in one call. */
+static int balloon_inflate(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+{
+	struct balloon *b = d->priv;
+	uint64_t n = e->out_len / 4, run_gpa = 0, run_len = 0;
+	uint8_t *run_host = NULL;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t pfn;
+		uint64_t gpa;
+		uint8_t *host;
+		iov_to_buf(e->iov, e->nout, i * 4, &pfn, 4);
+		gpa = (uint64_t)pfn * PAGE;
+		host = virtio_mem_range(d->mem, gpa, PAGE);
+		if (!host)
+			continue;
+		if (run_len && gpa == run_gpa + run_len && host == run_host + run_len) {
+			run_len += PAGE;
+			continue;
+		}
+		if (run_len)
+			release(b, run_host, run_len);
+		run_gpa = gpa;
+		run_host = host;
+		run_len = PAGE;
+	}
+	if (run_len)
+		release(b, run_host, run_len);
+	return 0;
+}
+
+static int balloon_deflate(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+{
+	return 0; /* the pages come back on first touch */
+}
+
+/* Reported free pages: device-writable buffers covering whole free pages. */
+static int balloon_report(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+{
+	struct balloon *b = d->priv;
+
+	for (unsigned i = e->nout; i < e->nout + e->nin; i++) {
+		uintptr_t s = (uintptr_t)e->iov[i].iov_base, end = s + e->iov[i].iov_len;
+		s = (s + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+		end &= ~(uintptr_t)(PAGE - 1);
+		if (end > s)
+			release(b, (void *)s, end - s);
+	}
+	return 0;
+}
+
+/* Statistics: {u16 tag, u64 value} records. Keep the buffer: returning it asks for new ones. */
+static int balloon_stats(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+{
+	struct balloon *b = d->priv;
+	struct virtio_balloon_stat st;
+
+	if (b->stats_head >= 0)
+		return 0; /* a second buffer while we hold one: give it straight back */
+	for (uint64_t off = 0; off + sizeof(st) <= e->out_len; off += sizeof(st)) {
+		iov_to_buf(e->iov, e->nout, off, &st, sizeof(st));
+		if (st.tag < VIRTIO_BALLOON_S_NR)
+			__atomic_store_n(&b->stats[st.tag], st.val, __ATOMIC_RELAXED);
+	}
+	b->stats_head = e->head;
+	return 1;
+}
+
+static void balloon_kick(struct virtio_worker *w, int idx)
+{
+	static virtio_elem_fn *const fns[] = {balloon_inflate, balloon_deflate, balloon_stats,
+					      balloon_report};
+	struct balloon *b = w->opaque;
+
+	virtio_eventfd_drain(w->fds[idx]);
+	virtio_queue_drain(&b->dev, idx, &b->e, fns[idx]);
+}
+
+static void balloon_tick(struct virtio_worker *w, int idx)
+{
+	struct balloon *b = w->opaque;
+	int head = b->stats_head;
+
+	if (head < 0 || !virtio_dev_has(&b->dev, VIRTIO_BALLOON_F_STATS_VQ))
+		return;
+	b->stats_head = -1;
+	virtio_queue_complete(&b->dev, Q_STATS, (uint16_t)head, 0);
+}
+
+static int balloon_activate(struct virtio_dev *d)
+{
+	struct balloon *b = d->priv;
+
+	b->stats_head = -1;
+	virtio_worker_init(&b->w, b);
+	for (int i = 0; i < 4; i++)
+		virtio_worker_add(&b->w, d->q[i].kick_fd, POLLIN, balloon_kick);
+	b->w.timeout_ms = STATS_EVERY_MS;
+	b->w.on_timeout = balloon_tick;
+	if (virtio_worker_start(&b->w, "virtio-balloon") < 0)
+		return -EIO;
+	return 0;
+}
+
+static void balloon_reset(struct virtio_dev *d)
+{
+	struct balloon *b = d->priv;
+	virtio_worker_stop(&b->w);
+	b->stats_head = -1;
+	pthread_mutex_lock(&b->cfg_lock);
+	b->cfg.actual = 0;
+	pthread_mutex_unlock(&b->cfg_lock);
+}
+
+static void balloon_cfg_read(struct virtio_dev *d, uint32_t off, void *data, unsigned len)
+{
+	struct balloon *b = d->priv;
+	pthread_mutex_lock(&b->cfg_lock);
+	memcpy(data, (uint8_t *)&b->cfg + off, len);
+	pthread_mutex_unlock(&b->cfg_lock);
+}
+
+static void balloon_cfg_write(struct virtio_dev *d, uint32_t off, const void *data, unsigned len)
+{
+	struct balloon *b = d->priv;
+
+	/* Only `actual` (and poison_val) belong to the driver. */
+	if (off == offsetof(struct virtio_balloon_config, actual) && len == 4) {
+		pthread_mutex_lock(&b->cfg_lock);
+		memcpy(&b->cfg.actual, data, 4);
+		pthread_mutex_unlock(&b->cfg_lock);
+	} else if (off == offsetof(struct virtio_balloon_config, poison_val) && len == 4) {
+		pthread_mutex_lock(&b->cfg_lock);
+		memcpy(&b->cfg.poison_val, data, 4);
+		pthread_mutex_unlock(&b->cfg_lock);
+	}
+}
+
+static const struct virtio_dev_ops balloon_ops = {
+	.name = "balloon",
+	.type = VIRTIO_ID_BALLOON,
+	.class_code = 0x00ff00,
+	.cfg_read = balloon_cfg_read,
+	.cfg_write = balloon_cfg_write,
+	.activate = balloon_activate,
+	.reset = balloon_reset,
+};
+
+void virtio_balloon_set_target(struct virtio_dev *d, uint64_t target_mib)
+{
+	struct balloon *b = d->priv;
+	uint64_t pages = target_mib * (1ull << 20) / PAGE;
+
+	pthread_mutex_lock(&b->cfg_lock);
+	b->cfg.num_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
+	pthread_mutex_unlock(&b->cfg_lock);
+	virtio_dev_config_changed(d);
+}
+
+uint64_t virtio_balloon_actual_mib(struct virtio_dev *d)
+{
+	struct balloon *b = d->priv;
+	uint64_t a;
+
+	pthread_mutex_lock(&b->cfg_lock);
+	a = b->cfg.actual;
+	pthread_mutex_unlock(&b->cfg_lock);
+	return a * PAGE >> 20;
+}
+
+int virtio_balloon_create(struct virtio_dev **out, uint64_t target_mib,
+			  const struct virtio_mem *mem, struct kvm_irq *irq)
+{
+	struct balloon *b = calloc(1, sizeof(*b));
+	uint64_t features = (1ull << VIRTIO_BALLOON_F_STATS_VQ) |
+			    (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+			    (1ull << VIRTIO_BALLOON_F_REPORTING);
+	uint64_t pages = target_mib * (1ull << 20) / PAGE;
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	b->e.iov = b->iov;
+	b->stats_head = -1;
+	pthread_mutex_init(&b->cfg_lock, NULL);
+	b->cfg.num_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
+	ret = virtio_dev_init(&b->dev, &balloon_ops, b, mem, irq, 4, BALLOON_QUEUE_SIZE, features,
+			      sizeof(b->cfg));
+	if (ret < 0) {
+		virtio_balloon_destroy(&b->dev);
+		return ret;
+	}
+	*out = &b->dev;
+	return 0;
+}
+
+void virtio_balloon_destroy(struct virtio_dev *d)
+{
+	virtio_dev_destroy(d);
+	free(d);
+}

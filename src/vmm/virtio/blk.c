@@ -1,0 +1,380 @@
+/*
+ * virtio-blk on a struct bdev. A dispatcher thread turns queue kicks into wake-ups of a small
+ * pool of I/O threads; each pops one request, does the I/O straight between the block layer and
+ * guest memory (no bounce buffer), completes it and takes the next, so up to BLK_THREADS
+ * requests are in flight. Every length comes from a validated chain and is checked against the
+ * disk size; the host allocates nothing per request.
+ */
+#include "vmm/virtio/devices.h"
+#include "vmm/virtio/worker.h"
+#include "block/block.h"
+#include "util/error.h"
+
+#include <errno.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLK_QUEUE_SIZE 128
+#define BLK_THREADS    4
+#define SECTOR         512ull
+
+struct blk;
+
+struct blk_thread {
+	struct blk *b;
+	pthread_t tid;
+	struct virtq_elem e;
+	struct iovec iov[BLK_QUEUE_SIZE];
+};
+
+struct blk {
+	struct virtio_dev dev;
+	struct bdev *bs;
+	bool readonly;
+	char serial[21];
+	struct virtio_blk_config cfg;
+	struct virtio_worker dispatcher;
+	pthread_cond_t wake; /* with dev.q[0].lock */
+	bool stopping;
+	struct blk_thread t[BLK_THREADS];
+};
+
+bool virtio_opt_next(char **s, char **key, char **val)
+{
+	char *p = *s, *comma;
+
+	if (!p || !*p)
+		return false;
+	comma = strchr(p, ',');
+	if (comma) {
+		*comma = '\0';
+		*s = comma + 1;
+	} else {
+		*s = p + strlen(p);
+	}
+	*key = p;
+	*val = strchr(p, '=');
+	if (*val)
+		*(*val)++ = '\0';
+	return true;
+}
+
+int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o)
+{
+	char *copy = strdup(arg), *s = copy, *k, *v;
+	int ret = 0;
+
+	memset(o, 0, sizeof(*o));
+	if (!copy)
+		return -ENOMEM;
+	if (!virtio_opt_next(&s, &k, &v) || v || !*k) {
+		free(copy);
+		return err_set(EINVAL, "--disk %s: the first item must be the image file", arg);
+	}
+	o->path = strdup(k);
+	while (!ret && virtio_opt_next(&s, &k, &v)) {
+		if (!v)
+			ret = err_set(EINVAL, "--disk: '%s' needs a value", k);
+		else if (!strcmp(k, "format") && (!strcmp(v, "raw") || !strcmp(v, "qcow2")))
+			o->format = strdup(v);
+		else if (!strcmp(k, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off")))
+			o->readonly = !strcmp(v, "on");
+		else if (!strcmp(k, "cache") && !strcmp(v, "writeback"))
+			o->bdev_flags = 0;
+		else if (!strcmp(k, "cache") && !strcmp(v, "none"))
+			o->bdev_flags = BDEV_O_DIRECT;
+		else if (!strcmp(k, "cache") && !strcmp(v, "writethrough"))
+			o->bdev_flags = BDEV_O_WRITETHROUGH;
+		else if (!strcmp(k, "cache") && !strcmp(v, "unsafe"))
+			o->bdev_flags = BDEV_O_UNSAFE;
+		else if (!strcmp(k, "serial") && strlen(v) <= 20)
+			snprintf(o->serial, sizeof(o->serial), "%s", v);
+		else
+			ret = err_set(EINVAL, "--disk: bad option %s=%s", k, v);
+	}
+	free(copy);
+	if (ret)
+		virtio_blk_opts_free(o);
+	return ret;
+}
+
+void virtio_blk_opts_free(struct virtio_blk_opts *o)
+{
+	free(o->path);
+	free(o->format);
+	o->path = o->format = NULL;
+}
+
+/* Move len bytes between the disk at off and the iovecs, starting skip bytes into them. */
+static int blk_rw(struct blk *b, const struct iovec *iov, unsigned n, size_t skip, uint64_t len,
+		  uint64_t off, bool write)
+{
+	for (unsigned i = 0; i < n && len; i++) {
+		size_t l = iov[i].iov_len;
+		uint8_t *p = iov[i].iov_base;
+		int ret;
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		p += skip;
+		l -= skip;
+		skip = 0;
+		if (l > len)
+			l = len;
+		ret = write ? bdev_write(b->bs, off, p, l) : bdev_read(b->bs, off, p, l);
+		if (ret < 0)
+			return ret;
+		off += l;
+		len -= l;
+	}
+	return 0;
+}
+
+/* Sector range inside the disk? Written not to overflow. */
+static bool in_disk(struct blk *b, uint64_t sector, uint64_t bytes)
+{
+	uint64_t size = b->bs->size;
+	return sector <= size / SECTOR && bytes <= size - sector * SECTOR;
+}
+
+static uint8_t blk_segments(struct blk *b, struct virtq_elem *e, uint32_t type)
+{
+	struct virtio_blk_discard_write_zeroes seg;
+	uint64_t data = e->out_len - sizeof(struct virtio_blk_outhdr);
+	int ret;
+
+	if (b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (data != sizeof(seg)) /* max_discard_seg = max_write_zeroes_seg = 1 */
+		return VIRTIO_BLK_S_UNSUPP;
+	iov_to_buf(e->iov, e->nout, sizeof(struct virtio_blk_outhdr), &seg, sizeof(seg));
+	if (!in_disk(b, seg.sector, (uint64_t)seg.num_sectors * SECTOR))
+		return VIRTIO_BLK_S_IOERR;
+	if (type == VIRTIO_BLK_T_DISCARD) {
+		if (seg.flags)
+			return VIRTIO_BLK_S_UNSUPP;
+		ret = bdev_discard(b->bs, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR);
+		/* discard is a hint: a format that cannot drop the range still succeeds */
+		return ret < 0 && ret != -ENOTSUP ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	}
+	if (seg.flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+		return VIRTIO_BLK_S_UNSUPP;
+	ret = bdev_write_zeroes(b->bs, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR,
+				(seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BDEV_ZERO_MAY_UNMAP
+										   : 0);
+	return ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+/* Execute one request; *written = bytes stored into the guest's in buffers. */
+static uint8_t blk_request(struct blk *b, struct virtq_elem *e, uint32_t *written)
+{
+	struct virtio_blk_outhdr h;
+	const struct iovec *in = e->iov + e->nout;
+	uint64_t data_in = e->in_len - 1, data_out = e->out_len - sizeof(h);
+
+	iov_to_buf(e->iov, e->nout, 0, &h, sizeof(h));
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+		if (data_in % SECTOR || !in_disk(b, h.sector, data_in))
+			return VIRTIO_BLK_S_IOERR;
+		if (blk_rw(b, in, e->nin, 0, data_in, h.sector * SECTOR, false) < 0)
+			return VIRTIO_BLK_S_IOERR;
+		*written = (uint32_t)(data_in > UINT32_MAX - 1 ? UINT32_MAX - 1 : data_in);
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_OUT:
+		if (b->readonly)
+			return VIRTIO_BLK_S_IOERR;
+		if (data_out % SECTOR || !in_disk(b, h.sector, data_out))
+			return VIRTIO_BLK_S_IOERR;
+		if (blk_rw(b, e->iov, e->nout, sizeof(h), data_out, h.sector * SECTOR, true) < 0)
+			return VIRTIO_BLK_S_IOERR;
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_FLUSH:
+		return bdev_flush(b->bs) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_GET_ID:
+		*written = (uint32_t)iov_from_buf(in, e->nin, 0, b->serial,
+						  data_in < VIRTIO_BLK_ID_BYTES ? data_in
+										: VIRTIO_BLK_ID_BYTES);
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return blk_segments(b, e, h.type);
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+static void *blk_thread_main(void *arg)
+{
+	struct blk_thread *t = arg;
+	struct blk *b = t->b;
+	struct virtio_queue *q = &b->dev.q[0];
+
+	pthread_mutex_lock(&q->lock);
+	while (!b->stopping) {
+		uint32_t written = 0;
+		uint8_t st;
+		int r = virtio_dev_broken(&b->dev) ? 0 : virtq_pop(&q->vq, &t->e);
+		if (r < 0)
+			virtio_dev_fail(&b->dev, err_msg());
+		if (r <= 0) {
+			if (r == 0 && !virtio_dev_broken(&b->dev) && virtq_notify_on(&q->vq))
+				continue;
+			pthread_cond_wait(&b->wake, &q->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&q->lock);
+		/* A header and a status byte at least; anything else is the guest's bug. */
+		if (t->e.out_len < sizeof(struct virtio_blk_outhdr) || t->e.in_len < 1)
+			st = 0xff;
+		else
+			st = blk_request(b, &t->e, &written);
+		if (st != 0xff)
+			iov_from_buf(t->e.iov + t->e.nout, t->e.nin, t->e.in_len - 1, &st, 1);
+		pthread_mutex_lock(&q->lock);
+		if (st == 0xff) {
+			virtio_dev_fail(&b->dev, "request without header or status byte");
+			continue;
+		}
+		virtq_push(&q->vq, t->e.head, written + 1);
+		virtio_dev_queue_done(&b->dev, 0);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+static void blk_kick(struct virtio_worker *w, int idx)
+{
+	struct blk *b = w->opaque;
+	struct virtio_queue *q = &b->dev.q[0];
+
+	virtio_eventfd_drain(w->fds[idx]);
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_broadcast(&b->wake);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void blk_stop(struct blk *b, int nthreads)
+{
+	struct virtio_queue *q = &b->dev.q[0];
+
+	virtio_worker_stop(&b->dispatcher);
+	pthread_mutex_lock(&q->lock);
+	b->stopping = true;
+	pthread_cond_broadcast(&b->wake);
+	pthread_mutex_unlock(&q->lock);
+	for (int i = 0; i < nthreads; i++)
+		pthread_join(b->t[i].tid, NULL);
+}
+
+static int blk_activate(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+	int i, ret;
+
+	b->stopping = false;
+	for (i = 0; i < BLK_THREADS; i++) {
+		ret = pthread_create(&b->t[i].tid, NULL, blk_thread_main, &b->t[i]);
+		if (ret) {
+			blk_stop(b, i);
+			return err_sys(ret, "virtio-blk: starting I/O threads");
+		}
+		pthread_setname_np(b->t[i].tid, "virtio-blk-io");
+	}
+	virtio_worker_init(&b->dispatcher, b);
+	virtio_worker_add(&b->dispatcher, d->q[0].kick_fd, POLLIN, blk_kick);
+	ret = virtio_worker_start(&b->dispatcher, "virtio-blk");
+	if (ret < 0) {
+		blk_stop(b, BLK_THREADS);
+		return ret;
+	}
+	/* buffers queued before DRIVER_OK */
+	blk_kick(&b->dispatcher, 0);
+	return 0;
+}
+
+static void blk_reset(struct virtio_dev *d)
+{
+	blk_stop(d->priv, BLK_THREADS);
+}
+
+static void blk_cfg_read(struct virtio_dev *d, uint32_t off, void *data, unsigned len)
+{
+	struct blk *b = d->priv;
+	memcpy(data, (uint8_t *)&b->cfg + off, len);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.name = "blk",
+	.type = VIRTIO_ID_BLOCK,
+	.class_code = 0x018000, /* mass storage, other */
+	.cfg_read = blk_cfg_read,
+	.activate = blk_activate,
+	.reset = blk_reset,
+};
+
+int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
+		      const struct virtio_mem *mem, struct kvm_irq *irq)
+{
+	struct blk *b = calloc(1, sizeof(*b));
+	uint64_t features;
+	uint32_t cl;
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	ret = bdev_open(&b->bs, o->path, o->format, (o->readonly ? 0 : BDEV_O_RDWR) | o->bdev_flags);
+	if (ret < 0) {
+		free(b);
+		return ret;
+	}
+	b->readonly = o->readonly || b->bs->read_only;
+	memcpy(b->serial, o->serial, sizeof(b->serial));
+	pthread_cond_init(&b->wake, NULL);
+	for (int i = 0; i < BLK_THREADS; i++) {
+		b->t[i].b = b;
+		b->t[i].e.iov = b->t[i].iov;
+	}
+	b->cfg.capacity = b->bs->size / SECTOR;
+	b->cfg.seg_max = BLK_QUEUE_SIZE - 2;
+	b->cfg.blk_size = 512;
+	b->cfg.num_queues = 1;
+	cl = bdev_cluster_size(b->bs);
+	b->cfg.max_discard_sectors = 1u << 22;
+	b->cfg.max_discard_seg = 1;
+	b->cfg.discard_sector_alignment = cl ? cl / SECTOR : 8;
+	b->cfg.max_write_zeroes_sectors = 1u << 22;
+	b->cfg.max_write_zeroes_seg = 1;
+	b->cfg.write_zeroes_may_unmap = 1;
+	features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+		   (1ull << VIRTIO_BLK_F_FLUSH);
+	if (b->readonly)
+		features |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	ret = virtio_dev_init(&b->dev, &blk_ops, b, mem, irq, 1, BLK_QUEUE_SIZE, features,
+			      sizeof(b->cfg));
+	if (ret < 0) {
+		virtio_blk_destroy(&b->dev);
+		return ret;
+	}
+	*out = &b->dev;
+	return 0;
+}
+
+void virtio_blk_destroy(struct virtio_dev *d)
+{
+	struct blk *b = (struct blk *)d; /* dev is the first member */
+
+	virtio_dev_destroy(d);
+	if (b->bs) {
+		bdev_flush(b->bs);
+		bdev_close(b->bs);
+	}
+	pthread_cond_destroy(&b->wake);
+	free(b);
+}

@@ -1,0 +1,275 @@
+/* Device options and assembly for one VM; see vmdev.h. */
+#include "vmm/virtio/vmdev.h"
+#include "vmm/virtio/devices.h"
+#include "vmm/bus.h"
+#include "vmm/memory.h"
+#include "vmm/pci.h"
+#include "vmm/pci_bus.h"
+#include "util/error.h"
+#include "util/size.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MAX_DISKS 8
+#define MAX_NETS  4
+
+struct vm_devices {
+	struct virtio_blk_opts disk[MAX_DISKS];
+	unsigned ndisks;
+	struct virtio_net_opts net[MAX_NETS];
+	unsigned nnets;
+	bool balloon, rng;
+	uint64_t balloon_mib;
+	unsigned balloon_after; /* seconds after start before the target applies */
+	char *balloon_trigger;  /* or: the target applies once this file exists */
+	char *seed;
+
+	struct virtio_mem mem;
+	struct kvm_irq irq;
+	struct pci_bus bus;
+	struct virtio_dev *dev[MAX_DISKS + MAX_NETS + 2];
+	void (*destroy[MAX_DISKS + MAX_NETS + 2])(struct virtio_dev *);
+	unsigned ndev;
+	pthread_t balloon_timer;
+	int timer_fd;
+	bool timer_running, attached;
+};
+
+struct vm_devices *vm_devices_new(void)
+{
+	struct vm_devices *v = calloc(1, sizeof(*v));
+	if (v)
+		v->timer_fd = -1;
+	return v;
+}
+
+int vm_devices_add_disk(struct vm_devices *v, const char *arg)
+{
+	if (v->ndisks == MAX_DISKS)
+		return err_set(EINVAL, "at most %d --disk", MAX_DISKS);
+	return virtio_blk_parse(arg, &v->disk[v->ndisks++]) < 0 ? (v->ndisks--, -EINVAL) : 0;
+}
+
+int vm_devices_add_net(struct vm_devices *v, const char *arg)
+{
+	if (v->nnets == MAX_NETS)
+		return err_set(EINVAL, "at most %d --net", MAX_NETS);
+	return virtio_net_parse(arg, &v->net[v->nnets++]) < 0 ? (v->nnets--, -EINVAL) : 0;
+}
+
+/* MiB[,after=SECONDS][,trigger=FILE]: until the control socket exists, a delayed target is how
+ * a script inflates the balloon of a running VM. */
+int vm_devices_set_balloon(struct vm_devices *v, const char *arg)
+{
+	char *copy = strdup(arg), *s = copy, *k, *val, *end;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	if (!virtio_opt_next(&s, &k, &val) || val) {
+		ret = err_set(EINVAL, "--balloon %s: expected MiB[,after=SECONDS]", arg);
+		goto out;
+	}
+	errno = 0;
+	v->balloon_mib = strtoull(k, &end, 10);
+	if (errno || *end || end == k || v->balloon_mib > (1ull << 32)) {
+		ret = err_set(EINVAL, "--balloon '%s' is not a size in MiB", k);
+		goto out;
+	}
+	while (!ret && virtio_opt_next(&s, &k, &val)) {
+		if (val && !strcmp(k, "after") && (v->balloon_after = (unsigned)strtoul(val, &end, 10),
+						   !*end && end != val))
+			continue;
+		if (val && !strcmp(k, "trigger") && *val) {
+			free(v->balloon_trigger);
+			v->balloon_trigger = strdup(val);
+			continue;
+		}
+		ret = err_set(EINVAL, "--balloon: bad option %s%s%s", k, val ? "=" : "",
+			      val ? val : "");
+	}
+	v->balloon = true;
+out:
+	free(copy);
+	return ret;
+}
+
+int vm_devices_add_rng(struct vm_devices *v)
+{
+	v->rng = true;
+	return 0;
+}
+
+void vm_devices_set_seed(struct vm_devices *v, const char *seed)
+{
+	free(v->seed);
+	v->seed = seed ? strdup(seed) : NULL;
+}
+
+/* ---- bus glue: the PCI bus on the VM's port I/O and MMIO buses ---- */
+
+static uint64_t pio_read(void *opaque, uint64_t off, unsigned size)
+{
+	uint64_t v = 0;
+	pci_bus_pio(opaque, (uint16_t)(PCI_CONFIG_IO + off), &v, size, false);
+	return v;
+}
+
+static void pio_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	pci_bus_pio(opaque, (uint16_t)(PCI_CONFIG_IO + off), &val, size, true);
+}
+
+static uint64_t ecam_read(void *opaque, uint64_t off, unsigned size)
+{
+	uint64_t v = ~0ull;
+	pci_bus_mmio(opaque, PCI_ECAM_BASE + off, &v, size, false);
+	return v;
+}
+
+static void ecam_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	pci_bus_mmio(opaque, PCI_ECAM_BASE + off, &val, size, true);
+}
+
+static uint64_t bar_read(void *opaque, uint64_t off, unsigned size)
+{
+	uint64_t v = ~0ull;
+	pci_bus_mmio(opaque, PCI_MMIO_BASE + off, &v, size, false);
+	return v;
+}
+
+static void bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	pci_bus_mmio(opaque, PCI_MMIO_BASE + off, &val, size, true);
+}
+
+static const struct bus_ops pio_ops = {pio_read, pio_write};
+static const struct bus_ops ecam_ops = {ecam_read, ecam_write};
+static const struct bus_ops bar_ops = {bar_read, bar_write};
+
+static int plug(struct vm_devices *v, struct virtio_dev *d, void (*destroy)(struct virtio_dev *))
+{
+	int ret;
+
+	v->dev[v->ndev] = d;
+	v->destroy[v->ndev++] = destroy;
+	ret = pci_bus_add(&v->bus, &d->pci);
+	return ret < 0 ? err_set(-ret, "no free PCI slot for virtio-%s", d->ops->name) : 0;
+}
+
+static void *balloon_timer(void *arg)
+{
+	struct vm_devices *v = arg;
+	struct pollfd p = {v->timer_fd, POLLIN, 0};
+
+	if (poll(&p, 1, (int)v->balloon_after * 1000) != 0)
+		return NULL;
+	while (v->balloon_trigger && access(v->balloon_trigger, F_OK) != 0)
+		if (poll(&p, 1, 200) != 0)
+			return NULL;
+	virtio_balloon_set_target(v->dev[v->ndev - 1], v->balloon_mib);
+	return NULL;
+}
+
+static int attach_devices(struct vm_devices *v)
+{
+	struct virtio_dev *d;
+	int ret;
+
+	for (unsigned i = 0; i < v->ndisks; i++) {
+		if ((ret = virtio_blk_create(&d, &v->disk[i], &v->mem, &v->irq)) < 0)
+			return err_prefix(ret, "--disk %s: ", v->disk[i].path);
+		if ((ret = plug(v, d, virtio_blk_destroy)) < 0)
+			return ret;
+	}
+	for (unsigned i = 0; i < v->nnets; i++) {
+		if (!v->net[i].mac_set)
+			virtio_net_default_mac(v->seed ? v->seed : (v->ndisks ? v->disk[0].path : ""),
+					       i, v->net[i].mac);
+		if ((ret = virtio_net_create(&d, &v->net[i], &v->mem, &v->irq)) < 0)
+			return err_prefix(ret, "--net: ");
+		if ((ret = plug(v, d, virtio_net_destroy)) < 0)
+			return ret;
+	}
+	if (v->rng) {
+		if ((ret = virtio_rng_create(&d, &v->mem, &v->irq)) < 0 ||
+		    (ret = plug(v, d, virtio_rng_destroy)) < 0)
+			return ret;
+	}
+	if (v->balloon) {
+		/* last device: balloon_timer finds it there */
+		if ((ret = virtio_balloon_create(&d, v->balloon_after || v->balloon_trigger ? 0 : v->balloon_mib, &v->mem,
+						 &v->irq)) < 0 ||
+		    (ret = plug(v, d, virtio_balloon_destroy)) < 0)
+			return ret;
+		if (v->balloon_after || v->balloon_trigger) {
+			v->timer_fd = eventfd(0, EFD_CLOEXEC);
+			if (v->timer_fd < 0 ||
+			    pthread_create(&v->balloon_timer, NULL, balloon_timer, v) != 0)
+				return err_sys(errno, "balloon timer");
+			v->timer_running = true;
+		}
+	}
+	return 0;
+}
+
+int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem,
+		      struct bus *io, struct bus *mmio)
+{
+	int ret;
+
+	v->mem.nregions = 0;
+	for (unsigned i = 0; i < mem->nregions && i < sizeof(mem->regions) / sizeof(mem->regions[0]) &&
+			     i < VIRTIO_MEM_MAX_REGIONS;
+	     i++, v->mem.nregions++)
+		v->mem.r[i] = (struct virtio_mem_region){mem->regions[i].gpa, mem->regions[i].size,
+							 mem->regions[i].host};
+	kvm_irq_init(&v->irq, vm_fd);
+	pci_bus_init(&v->bus, PCI_ECAM_BASE, PCI_MMIO_BASE, PCI_MMIO_END + 1 - PCI_MMIO_BASE);
+	v->attached = true;
+	if ((ret = bus_add(io, PCI_CONFIG_IO, 8, &pio_ops, &v->bus)) < 0 ||
+	    (ret = bus_add(mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, &v->bus)) < 0 ||
+	    (ret = bus_add(mmio, PCI_MMIO_BASE, PCI_MMIO_END + 1 - PCI_MMIO_BASE, &bar_ops,
+			   &v->bus)) < 0)
+		return err_set(-ret, "cannot place the PCI host bridge");
+	return attach_devices(v);
+}
+
+void vm_devices_stop(struct vm_devices *v)
+{
+	if (!v)
+		return;
+	if (v->timer_running) {
+		eventfd_write(v->timer_fd, 1);
+		pthread_join(v->balloon_timer, NULL);
+		v->timer_running = false;
+	}
+	if (v->timer_fd >= 0)
+		close(v->timer_fd);
+	v->timer_fd = -1;
+	for (unsigned i = v->ndev; i-- > 0;)
+		v->destroy[i](v->dev[i]);
+	v->ndev = 0;
+	if (v->attached)
+		pci_bus_destroy(&v->bus);
+	v->attached = false;
+}
+
+void vm_devices_free(struct vm_devices *v)
+{
+	if (!v)
+		return;
+	vm_devices_stop(v);
+	for (unsigned i = 0; i < v->ndisks; i++)
+		virtio_blk_opts_free(&v->disk[i]);
+	free(v->seed);
+	free(v->balloon_trigger);
+	free(v);
+}

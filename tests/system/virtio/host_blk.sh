@@ -1,0 +1,62 @@
+# L1 (emulated host) side of the blk/rng/balloon case: runs VM A and VM B side by side.
+cd /work
+L=./ligero; K="--kernel guest/vmlinuz --initrd guest/initrd.img --memory 256M"
+say() { echo "$*"; }
+truncate -s 100M /tmp/cache.raw
+sha256sum base.qcow2 | cut -c1-64 | sed 's/^/BASE-SHA-BEFORE=/'
+sha256sum ro.raw | cut -c1-64 | sed 's/^/RO-SHA-BEFORE=/'
+LIGERO_STATS=1 $L run $K --rng --disk ov.qcow2,serial=LIGERO-A --disk ov2.qcow2,format=qcow2 \
+	--disk ro.raw,format=raw,readonly=on --disk ext4.img,format=raw,readonly=on \
+	--disk guest_a.sh.img,format=raw,readonly=on \
+	--cmdline 'ligero.run="sh /dev/vde"' --console /tmp/a.log >/tmp/a.out 2>&1 &
+pa=$!
+$L run --kernel guest/vmlinuz --initrd guest/initrd.img --memory 128M --disk fsync.raw,format=raw,cache=writethrough --disk /tmp/cache.raw,format=raw,readonly=on \
+	--disk guest_b.sh.img,format=raw,readonly=on --balloon 96,trigger=/tmp/inflate \
+	--cmdline 'ligero.run="sh /dev/vdc"' --console /tmp/b.log >/tmp/b.out 2>&1 &
+pb=$!
+wait_for() { # PATTERN FILE SECONDS
+	i=0
+	while ! grep -q "$1" "$2" 2>/dev/null; do
+		i=$((i + 1)); [ $i -gt $(($3 * 2)) ] && return 1; sleep 0.5
+	done
+}
+rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pb/status; }
+say "STARTED $(cut -d' ' -f1 /proc/uptime)"
+if wait_for TOUCHED /tmp/b.log 600; then
+	say "B-TOUCHED $(cut -d' ' -f1 /proc/uptime)"
+	sleep 1
+	r1=$(rss); say "RSS-BEFORE-KB=$r1"
+	touch /tmp/inflate
+	i=0; r2=$r1
+	while [ $i -lt 120 ]; do
+		sleep 1; i=$((i + 1)); r2=$(rss)
+		[ $((r1 - r2)) -ge 49152 ] && break
+	done
+	say "RSS-AFTER-KB=$r2 (after ${i}s)"
+else
+	say "VM-B-NOT-READY"
+fi
+kill -9 $pb; wait $pb 2>/dev/null
+say "FSYNC-SHA=$(head -c 1048576 fsync.raw | sha256sum | cut -c1-64)"
+grep -q SYNCED /tmp/b.log && say "B-SYNCED=1"
+# bounded wait for VM A: a hang shows its console instead of eating the whole timeout
+i=0; while kill -0 $pa 2>/dev/null && [ $i -lt 300 ]; do i=$((i + 1)); sleep 1; done
+if kill -0 $pa 2>/dev/null; then
+	say "A-HUNG"; tr -d '\r' </tmp/a.log | tail -n 25 | sed 's/^/A-CONSOLE: /'; kill -9 $pa
+fi
+wait $pa; say "A-RC=$?"
+tr -d '\r' </tmp/a.log | grep -E '^[A-Z0-9-]+=|-OK$|LIGERO-RC|virtio|Read-only'
+say "A-STDERR: $(cat /tmp/a.out | tr '\n' ' ')"
+say "B-STDERR: $(cat /tmp/b.out | tr '\n' ' ')"
+sha256sum base.qcow2 | cut -c1-64 | sed 's/^/BASE-SHA-AFTER=/'
+sha256sum ro.raw | cut -c1-64 | sed 's/^/RO-SHA-AFTER=/'
+qemu-img check ov.qcow2 >/tmp/chk 2>&1; say "CHECK-OV-RC=$?"; sed 's/^/CHECK-OV: /' /tmp/chk
+qemu-img check ov2.qcow2 >/tmp/chk 2>&1; say "CHECK-OV2-RC=$?"
+qemu-img convert -O raw base.qcow2 /tmp/exp.raw
+yes ligero-pattern | head -c 4194304 | dd of=/tmp/exp.raw bs=1M seek=16 conv=notrunc 2>/dev/null
+qemu-img compare -f qcow2 -F raw ov.qcow2 /tmp/exp.raw >/tmp/cmp 2>&1; say "COMPARE-RC=$?"; sed 's/^/COMPARE: /' /tmp/cmp
+qemu-img map --output=json ov.qcow2 | tr -d ' \n' | sed 's/^/MAP=/'; echo
+qemu-img convert -O raw ov2.qcow2 /tmp/ext4.raw
+e2fsck -fn /tmp/ext4.raw >/tmp/fsck 2>&1; say "FSCK-RC=$?"
+say "EXT4-SEQ-SHA=$(debugfs -R 'cat /seq.txt' /tmp/ext4.raw 2>/dev/null | sha256sum | cut -c1-64)"
+exit 0
