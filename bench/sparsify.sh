@@ -44,7 +44,8 @@ build_image() {
 peak_du() { # dir pidfile-> prints peak
 	local dir=$1 pid=$2 peak=0 cur
 	while kill -0 "$pid" 2>/dev/null; do
-		cur=$(du -sb "$dir" 2>/dev/null | cut -f1)
+		# bytes of the files under dir (the directory entries themselves do not count)
+		cur=$(find "$dir" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}')
 		[ "${cur:-0}" -gt "$peak" ] && peak=$cur
 		sleep 0.2
 	done
