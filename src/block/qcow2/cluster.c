@@ -67,6 +67,14 @@ static int free_entry(struct qcow2 *s, uint64_t e)
 	return qcow2_free_clusters(s, e & QCOW2_L2E_OFFSET_MASK, s->cluster_size);
 }
 
+static int entry_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a & QCOW2_L2E_OFFSET_MASK;
+	uint64_t y = *(const uint64_t *)b & QCOW2_L2E_OFFSET_MASK;
+
+	return x < y ? -1 : x > y;
+}
+
 /* The L2 tables that no longer reference these clusters must be on disk first. */
 static int free_pending(struct qcow2 *s, struct free_list *fl)
 {
@@ -76,8 +84,22 @@ static int free_pending(struct qcow2 *s, struct free_list *fl)
 		ret = qcow2_cache_flush(s->l2_cache);
 		if (ret == 0)
 			ret = qcow2_sync(s);
-		for (size_t i = 0; i < fl->n && ret == 0; i++)
-			ret = free_entry(s, fl->e[i]);
+		/* Plain clusters in host order, so neighbours are freed (and punched) as one run. */
+		qsort(fl->e, fl->n, sizeof(*fl->e), entry_cmp);
+		for (size_t i = 0; i < fl->n && ret == 0;) {
+			uint64_t e = fl->e[i], host = e & QCOW2_L2E_OFFSET_MASK;
+			size_t j = i + 1;
+			if (cluster_type(e) != C_COMPRESSED) {
+				while (j < fl->n && cluster_type(fl->e[j]) != C_COMPRESSED &&
+				       (fl->e[j] & QCOW2_L2E_OFFSET_MASK) ==
+					       host + (j - i) * s->cluster_size)
+					j++;
+				ret = qcow2_free_clusters(s, host, (j - i) * s->cluster_size);
+			} else {
+				ret = free_entry(s, e);
+			}
+			i = j;
+		}
 	}
 	free(fl->e);
 	fl->e = NULL;

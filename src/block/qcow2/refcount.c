@@ -368,6 +368,13 @@ int64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len)
 	return (int64_t)off;
 }
 
+static void punch(struct qcow2 *s, uint64_t first, uint64_t n)
+{
+	if (n && !(s->bs->flags & BDEV_O_CHECK))
+		fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(first << s->cluster_bits), (off_t)(n << s->cluster_bits));
+}
+
 int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len)
 {
 	int ret = qcow2_refcount_update(s, off, len, -1);
@@ -375,7 +382,8 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len)
 
 	if (ret < 0)
 		return ret;
-	/* Give freed clusters back to the host file system. */
+	/* Give freed clusters back to the host file system, one hole per run of them. */
+	uint64_t run = 0, nrun = 0;
 	for (uint64_t c = off >> s->cluster_bits; c <= (off + len - 1) >> s->cluster_bits; c++) {
 		if (qcow2_refcount_get(s, c, &rc) < 0 || rc)
 			continue;
@@ -386,10 +394,15 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len)
 			s->zcache_offset = 0;
 		if (s->free_byte_offset >> s->cluster_bits == c)
 			s->free_byte_offset = 0;
-		if (!(s->bs->flags & BDEV_O_CHECK))
-			fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)co,
-				  (off_t)s->cluster_size);
+		if (nrun && run + nrun == c) {
+			nrun++;
+			continue;
+		}
+		punch(s, run, nrun);
+		run = c;
+		nrun = 1;
 	}
+	punch(s, run, nrun);
 	return 0;
 }
 
