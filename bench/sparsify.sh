@@ -83,6 +83,10 @@ rm -f "$out/l-copy.qcow2" "$out/v-copy.qcow2"
 read -r lt lp < <(run "$out/tmp-l" "$L" sparsify --compress "$img" "$out/l-copy.qcow2")
 ls_=$(stat -c %s "$out/l-copy.qcow2")
 line "ligero copy --compress" "$lt" "$ls_" "$lp"
+rm -f "$out/l-zstd.qcow2"
+read -r zt zp < <(run "$out/tmp-l" "$L" sparsify --compress -o compression_type=zstd "$img" "$out/l-zstd.qcow2")
+zs=$(stat -c %s "$out/l-zstd.qcow2")
+line "ligero copy --compress zstd" "$zt" "$zs" "$zp"
 if [ $have_virt = 1 ]; then
 	read -r vt vp < <(run "$out/tmp-v" virt-sparsify --compress "$img" "$out/v-copy.qcow2")
 	vs=$(stat -c %s "$out/v-copy.qcow2")
@@ -101,6 +105,8 @@ if [ $have_virt = 1 ]; then
 	echo
 	printf 'copy --compress: ligero %.1fx faster, output %.2fx of virt-sparsify'\''s, temp space %s vs %s bytes\n' \
 		"$(echo "$vt / $lt" | bc -l)" "$(echo "$ls_ / $vs" | bc -l)" "$lp" "$vp"
+	printf 'copy, zstd:      ligero %.1fx faster, output %.2fx of virt-sparsify'\''s (zlib)\n' \
+		"$(echo "$vt / $zt" | bc -l)" "$(echo "$zs / $vs" | bc -l)"
 	printf 'in place:        ligero %.1fx faster, file %.2fx of virt-sparsify'\''s (on-disk bytes)\n' \
 		"$(echo "$vit / $lit" | bc -l)" "$(echo "$lis / $vis" | bc -l)"
 fi
