@@ -3,6 +3,7 @@
 #define LIGERO_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Print "ligero: <message>" on stderr; returns the exit code 1 for `return cli_fail(...)`. */
@@ -19,6 +20,10 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 		      const char **backing, uint64_t *size, bool *has_size);
 /* Refuse qcow2-only options for raw; returns 0 or an exit code. */
 int cli_check_format_options(const char *fmt, const char *file, const struct bdev_create_opts *o);
+
+/* Print str as a JSON string the way QEMU does: ASCII only, upper-case \uXXXX escapes, invalid
+ * UTF-8 as U+FFFD, "/" not escaped. */
+void cli_json_string(FILE *f, const char *str);
 
 int cmd_img(int argc, char **argv);
 int cmd_sparsify(int argc, char **argv);

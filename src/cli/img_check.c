@@ -21,64 +21,6 @@ struct check_opts {
 	int flags;
 };
 
-/* A JSON string as QEMU writes it: ASCII only, \uXXXX for control and non-ASCII characters. */
-static void json_string(FILE *f, const char *str)
-{
-	const unsigned char *p = (const unsigned char *)str;
-
-	fputc('"', f);
-	while (*p) {
-		unsigned cp = *p++, extra = 0;
-		if (cp >= 0xf0 && cp < 0xf8)
-			extra = 3, cp &= 0x07;
-		else if (cp >= 0xe0)
-			extra = cp < 0xf0 ? 2 : 0, cp &= 0x0f;
-		else if (cp >= 0xc0)
-			extra = 1, cp &= 0x1f;
-		else if (cp >= 0x80)
-			cp = 0xfffd;
-		for (; extra; extra--) {
-			if ((*p & 0xc0) != 0x80) {
-				cp = 0xfffd;
-				break;
-			}
-			cp = (cp << 6) | (*p++ & 0x3f);
-		}
-		switch (cp) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\b':
-			fputs("\\b", f);
-			break;
-		case '\f':
-			fputs("\\f", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
-			if (cp >= 0x20 && cp < 0x7f)
-				fputc((int)cp, f);
-			else if (cp >= 0x10000)
-				fprintf(f, "\\u%04X\\u%04X", 0xd800 + ((cp - 0x10000) >> 10),
-					0xdc00 + ((cp - 0x10000) & 0x3ff));
-			else
-				fprintf(f, "\\u%04X", cp);
-		}
-	}
-	fputc('"', f);
-}
-
 /*
  * qemu-img prints a QDict, whose order is its hash buckets'. This is that order for these keys;
  * zero-valued optional counters are left out, as qemu-img leaves them out.
@@ -111,9 +53,9 @@ static void print_json(const char *filename, const char *format, const struct bd
 		printf("%s    \"%s\": ", sep, keys[i].key);
 		sep = ",\n";
 		if (!strcmp(keys[i].key, "filename"))
-			json_string(stdout, filename);
+			cli_json_string(stdout, filename);
 		else if (!strcmp(keys[i].key, "format"))
-			json_string(stdout, format);
+			cli_json_string(stdout, format);
 		else
 			printf("%" PRId64, keys[i].val);
 	}
