@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RAM_GPA  0x10000ull
+#define RAM_GPA	 0x10000ull
 #define RAM_SIZE 0x4000u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 static const struct bdev_driver *const drivers[] = {
-	&bdev_qcow2_driver,
-	&bdev_raw_driver,
+    &bdev_qcow2_driver,
+    &bdev_raw_driver,
 };
 
 const struct bdev_driver *bdev_find_driver(const char *name)
@@ -93,7 +93,8 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	if (fmt) {
 		drv = bdev_find_driver(fmt);
 		if (!drv)
-			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path,
+				       fmt);
 	}
 	bs = calloc(1, sizeof(*bs));
 	if (!bs)
@@ -112,8 +113,10 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	if (flags & BDEV_O_DIRECT) {
 		bs->dfd = open(path, oflags | O_DIRECT);
 		if (bs->dfd < 0) {
-			ret = err_sys(errno, "%s: cache=none needs O_DIRECT, which this file "
-				      "system refuses", path);
+			ret = err_sys(errno,
+				      "%s: cache=none needs O_DIRECT, which this file "
+				      "system refuses",
+				      path);
 			goto fail;
 		}
 	}
@@ -195,7 +198,8 @@ static int base_check_writable(struct bdev *bs)
 	if (n <= 0 || fstat(bs->fd, &st) < 0)
 		return 0;
 	list[n] = '\0';
-	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p;
+	     p = strtok_r(NULL, "\n", &save)) {
 		if (!overlay_uses(p, &st))
 			continue;
 		if (!live++)
@@ -215,7 +219,8 @@ static int base_check_writable(struct bdev *bs)
 	if ((size_t)n != kept)
 		fsetxattr(bs->fd, BASE_XATTR, keep, kept, 0);
 	err_clear();
-	return err_set(EPERM, "%s: image is the backing file of %zu overlay%s (%s); writing to it "
+	return err_set(EPERM,
+		       "%s: image is the backing file of %zu overlay%s (%s); writing to it "
 		       "would corrupt them (commit into it, or pass the base-write option)",
 		       bs->filename, live, live == 1 ? "" : "s", first);
 }
@@ -372,10 +377,10 @@ static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
 		return err_set(EROFS, "%s: image is opened read-only%s%s", bs->filename,
 			       bs->ro_reason ? ": " : "", bs->ro_reason ? bs->ro_reason : "");
 	if (off > bs->size || len > bs->size - off)
-		return err_set(EINVAL,
-			       "%s: request at offset %llu length %llu is past the end (%llu bytes)",
-			       bs->filename, (unsigned long long)off, (unsigned long long)len,
-			       (unsigned long long)bs->size);
+		return err_set(
+		    EINVAL, "%s: request at offset %llu length %llu is past the end (%llu bytes)",
+		    bs->filename, (unsigned long long)off, (unsigned long long)len,
+		    (unsigned long long)bs->size);
 	return 0;
 }
 
@@ -531,8 +536,8 @@ uint32_t bdev_cluster_size(struct bdev *bs)
 int64_t bdev_compress(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len)
 {
 	if (!bs->drv->compress)
-		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
-			       bs->drv->name);
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data",
+			       bs->filename, bs->drv->name);
 	return bs->drv->compress(bs, dst, dst_len, src, len);
 }
 
@@ -543,8 +548,8 @@ int bdev_write_compressed(struct bdev *bs, uint64_t off, const void *cdata, size
 	if (ret < 0)
 		return ret;
 	if (!bs->drv->write_compressed)
-		return err_set(ENOTSUP, "%s: format %s does not store compressed data", bs->filename,
-			       bs->drv->name);
+		return err_set(ENOTSUP, "%s: format %s does not store compressed data",
+			       bs->filename, bs->drv->name);
 	return bs->drv->write_compressed(bs, off, cdata, clen);
 }
 
@@ -600,15 +605,15 @@ int bdev_set_backing(struct bdev *bs, const char *name, const char *fmt)
 	return bs->drv->set_backing(bs, name, fmt);
 }
 
-#define SNAP_OP(fn, op)                                                                          \
-	int fn(struct bdev *bs, const char *name)                                                \
-	{                                                                                        \
-		if (!bs->drv->op)                                                                \
-			return err_set(ENOTSUP, "%s: format %s has no internal snapshots",       \
-				       bs->filename, bs->drv->name);                             \
-		if (bs->read_only)                                                               \
-			return err_set(EROFS, "%s: image is opened read-only", bs->filename);    \
-		return bs->drv->op(bs, name);                                                    \
+#define SNAP_OP(fn, op)                                                                            \
+	int fn(struct bdev *bs, const char *name)                                                  \
+	{                                                                                          \
+		if (!bs->drv->op)                                                                  \
+			return err_set(ENOTSUP, "%s: format %s has no internal snapshots",         \
+				       bs->filename, bs->drv->name);                               \
+		if (bs->read_only)                                                                 \
+			return err_set(EROFS, "%s: image is opened read-only", bs->filename);      \
+		return bs->drv->op(bs, name);                                                      \
 	}
 SNAP_OP(bdev_snapshot_create, snapshot_create)
 SNAP_OP(bdev_snapshot_apply, snapshot_apply)

@@ -14,63 +14,68 @@
 
 /* Open flags. */
 enum {
-	BDEV_O_RDWR = 1 << 0,        /* open for writing (the backing chain stays read-only) */
-	BDEV_O_NO_BACKING = 1 << 1,  /* do not open the backing chain (unallocated reads fail) */
-	BDEV_O_FORCE_SHARE = 1 << 2, /* take no image locks, like qemu-img -U (read-only only) */
-	BDEV_O_DIRECT = 1 << 3,      /* O_DIRECT on the image files (cache=none) */
-	BDEV_O_UNSAFE = 1 << 4,      /* flush is a no-op (cache=unsafe) */
-	BDEV_O_WRITETHROUGH = 1 << 5,/* every write is followed by a flush */
-	BDEV_O_BASE_WRITE = 1 << 6,  /* allow writing an image that was named as another's backing */
-	BDEV_O_NO_REPAIR = 1 << 7,   /* do not repair a dirty lazy-refcounts image when opening rw */
-	BDEV_O_CHECK = 1 << 8,       /* opened by check: tolerate (and report) broken metadata */
-	BDEV_O_PROBED = 1 << 9,      /* internal: the format came from probing, not the caller */
-	BDEV_O_BACKING = 1 << 10,    /* internal: this bdev is some image's backing file */
+	BDEV_O_RDWR = 1 << 0,	      /* open for writing (the backing chain stays read-only) */
+	BDEV_O_NO_BACKING = 1 << 1,   /* do not open the backing chain (unallocated reads fail) */
+	BDEV_O_FORCE_SHARE = 1 << 2,  /* take no image locks, like qemu-img -U (read-only only) */
+	BDEV_O_DIRECT = 1 << 3,	      /* O_DIRECT on the image files (cache=none) */
+	BDEV_O_UNSAFE = 1 << 4,	      /* flush is a no-op (cache=unsafe) */
+	BDEV_O_WRITETHROUGH = 1 << 5, /* every write is followed by a flush */
+	BDEV_O_BASE_WRITE = 1 << 6, /* allow writing an image that was named as another's backing */
+	BDEV_O_NO_REPAIR = 1 << 7,  /* do not repair a dirty lazy-refcounts image when opening rw */
+	BDEV_O_CHECK = 1 << 8,	    /* opened by check: tolerate (and report) broken metadata */
+	BDEV_O_PROBED = 1 << 9,	    /* internal: the format came from probing, not the caller */
+	BDEV_O_BACKING = 1 << 10,   /* internal: this bdev is some image's backing file */
 };
 
 /* block_status flags of an extent. */
 enum {
-	BDEV_ST_DATA = 1 << 0,      /* reads come from stored data (not known to be zero) */
-	BDEV_ST_ZERO = 1 << 1,      /* reads return zeroes */
-	BDEV_ST_ALLOCATED = 1 << 2, /* this layer decides the content (not passed to backing) */
-	BDEV_ST_OFFSET = 1 << 3,    /* host_offset is valid: the bytes are at that file offset */
-	BDEV_ST_COMPRESSED = 1 << 4,/* stored compressed (no host_offset) */
+	BDEV_ST_DATA = 1 << 0,	     /* reads come from stored data (not known to be zero) */
+	BDEV_ST_ZERO = 1 << 1,	     /* reads return zeroes */
+	BDEV_ST_ALLOCATED = 1 << 2,  /* this layer decides the content (not passed to backing) */
+	BDEV_ST_OFFSET = 1 << 3,     /* host_offset is valid: the bytes are at that file offset */
+	BDEV_ST_COMPRESSED = 1 << 4, /* stored compressed (no host_offset) */
 };
 
 struct bdev_extent {
-	uint64_t offset;      /* guest offset of the extent */
-	uint64_t length;      /* bytes; at least 1 */
-	unsigned flags;       /* BDEV_ST_* */
-	int depth;            /* 0 = the image asked, 1 = its backing file, ... */
-	uint64_t host_offset; /* with BDEV_ST_OFFSET */
+	uint64_t offset;	 /* guest offset of the extent */
+	uint64_t length;	 /* bytes; at least 1 */
+	unsigned flags;		 /* BDEV_ST_* */
+	int depth;		 /* 0 = the image asked, 1 = its backing file, ... */
+	uint64_t host_offset;	 /* with BDEV_ST_OFFSET */
 	const struct bdev *file; /* the image that holds the extent (for map's "filename") */
 };
 
 /* Options for creating an image; zero-initialise, then set what you need. */
 struct bdev_create_opts {
-	uint64_t size;               /* virtual size; 0 with a backing file = the backing's size */
-	const char *backing_file;    /* recorded as given (relative names stay relative) */
-	const char *backing_fmt;     /* NULL: probed once now and recorded */
-	uint32_t cluster_size;       /* qcow2: 0 = 64 KiB */
-	int compat;                  /* qcow2: 2 (0.10) or 3 (1.1); 0 = 3 */
-	int refcount_bits;           /* qcow2: 0 = 16 */
-	int compression_type;        /* qcow2: 0 = zlib, 1 = zstd */
+	uint64_t size;		  /* virtual size; 0 with a backing file = the backing's size */
+	const char *backing_file; /* recorded as given (relative names stay relative) */
+	const char *backing_fmt;  /* NULL: probed once now and recorded */
+	uint32_t cluster_size;	  /* qcow2: 0 = 64 KiB */
+	int compat;		  /* qcow2: 2 (0.10) or 3 (1.1); 0 = 3 */
+	int refcount_bits;	  /* qcow2: 0 = 16 */
+	int compression_type;	  /* qcow2: 0 = zlib, 1 = zstd */
 	bool lazy_refcounts;
-	int prealloc;                /* enum bdev_prealloc */
-	bool force;                  /* overwrite an existing file */
+	int prealloc; /* enum bdev_prealloc */
+	bool force;   /* overwrite an existing file */
 };
 
-enum bdev_prealloc { BDEV_PREALLOC_OFF, BDEV_PREALLOC_METADATA, BDEV_PREALLOC_FALLOC, BDEV_PREALLOC_FULL };
+enum bdev_prealloc {
+	BDEV_PREALLOC_OFF,
+	BDEV_PREALLOC_METADATA,
+	BDEV_PREALLOC_FALLOC,
+	BDEV_PREALLOC_FULL
+};
 
 /* What a consistency check found (and fixed), with qemu-img check's meaning. */
 struct bdev_check_result {
-	int64_t corruptions;       /* problems that make data unreliable */
-	int64_t leaks;             /* clusters with a refcount but no reference */
+	int64_t corruptions; /* problems that make data unreliable */
+	int64_t leaks;	     /* clusters with a refcount but no reference */
 	int64_t corruptions_fixed;
 	int64_t leaks_fixed;
-	int64_t check_errors;      /* checks that could not run (I/O errors) */
+	int64_t check_errors;	   /* checks that could not run (I/O errors) */
 	uint64_t image_end_offset; /* end of the last used cluster */
 	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
-	char **messages;           /* one line per finding */
+	char **messages; /* one line per finding */
 	size_t nmessages;
 };
 enum { BDEV_CHECK_FIX_LEAKS = 1, BDEV_CHECK_FIX_ERRORS = 2 };
@@ -89,7 +94,7 @@ struct bdev_snapshot {
 
 /* What `img amend -o` may change; -1 / NULL means leave as is. */
 struct bdev_amend_opts {
-	int compat;         /* 2 or 3 */
+	int compat;	    /* 2 or 3 */
 	int lazy_refcounts; /* 0 or 1 */
 };
 
@@ -119,7 +124,8 @@ struct bdev_driver {
 	/* qemu-img info's "format-specific" object (json-c), or NULL. */
 	struct json_object *(*info_specific)(struct bdev *bs);
 	/* Compressed clusters (NULL: the format stores none). compress is thread-safe. */
-	int64_t (*compress)(struct bdev *bs, void *dst, size_t dst_len, const void *src, size_t len);
+	int64_t (*compress)(struct bdev *bs, void *dst, size_t dst_len, const void *src,
+			    size_t len);
 	int (*write_compressed)(struct bdev *bs, uint64_t off, const void *cdata, size_t clen);
 	/* Rewrite the recorded backing file name and format (NULL name: no backing file). */
 	int (*set_backing)(struct bdev *bs, const char *name, const char *fmt);
@@ -140,21 +146,21 @@ enum { BDEV_ZERO_MAY_UNMAP = 1 };
 
 struct bdev {
 	const struct bdev_driver *drv;
-	char *filename;       /* as the user or the overlay named it */
-	int fd;               /* buffered: metadata, and data the direct fd cannot take */
-	int dfd;              /* O_DIRECT twin of fd for aligned data I/O (cache=none), or -1 */
-	int flags;            /* BDEV_O_* it was opened with */
+	char *filename; /* as the user or the overlay named it */
+	int fd;		/* buffered: metadata, and data the direct fd cannot take */
+	int dfd;	/* O_DIRECT twin of fd for aligned data I/O (cache=none), or -1 */
+	int flags;	/* BDEV_O_* it was opened with */
 	bool read_only;
 	const char *ro_reason; /* why a writable open became read-only (static text), or NULL */
-	uint64_t size;        /* virtual size in bytes */
-	uint32_t align;       /* smallest useful I/O unit for this layer (cluster size or 512) */
-	struct bdev *backing; /* NULL at the bottom of the chain */
-	char *backing_name;   /* the backing file name recorded in the image, or NULL */
-	char *backing_path;   /* backing_name resolved against this image's directory */
-	char *backing_fmt;    /* recorded backing format, or NULL */
-	int lock_perm;        /* image lock state (lock.c) */
+	uint64_t size;	       /* virtual size in bytes */
+	uint32_t align;	       /* smallest useful I/O unit for this layer (cluster size or 512) */
+	struct bdev *backing;  /* NULL at the bottom of the chain */
+	char *backing_name;    /* the backing file name recorded in the image, or NULL */
+	char *backing_path;    /* backing_name resolved against this image's directory */
+	char *backing_fmt;     /* recorded backing format, or NULL */
+	int lock_perm;	       /* image lock state (lock.c) */
 	int lock_shared;
-	void *opaque;         /* the driver's state */
+	void *opaque; /* the driver's state */
 };
 
 /* Data I/O on one layer's file (for drivers): through the O_DIRECT descriptor when the layer

@@ -75,7 +75,8 @@ static int raw_flush(struct bdev *bs)
 
 static int raw_punch(struct bdev *bs, uint64_t off, uint64_t len)
 {
-	if (fallocate(bs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+	if (fallocate(bs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+	    0)
 		return 0;
 	return -errno;
 }
@@ -84,13 +85,17 @@ static int raw_discard(struct bdev *bs, uint64_t off, uint64_t len)
 {
 	int ret = raw_punch(bs, off, len);
 	/* Discard is a hint: a file system without hole punching simply keeps the data. */
-	return (ret == -EOPNOTSUPP || ret == -ENOSYS) ? 0 : (ret < 0 ? err_sys(-ret,
-		"%s: discard failed at offset %llu", bs->filename, (unsigned long long)off) : 0);
+	return (ret == -EOPNOTSUPP || ret == -ENOSYS)
+		   ? 0
+		   : (ret < 0 ? err_sys(-ret, "%s: discard failed at offset %llu", bs->filename,
+					(unsigned long long)off)
+			      : 0);
 }
 
 static int raw_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags)
 {
-	if (fallocate(bs->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+	if (fallocate(bs->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+	    0)
 		return 0;
 	if ((flags & BDEV_ZERO_MAY_UNMAP) && raw_punch(bs, off, len) == 0)
 		return 0;
@@ -150,7 +155,8 @@ static int raw_create(const char *path, const struct bdev_create_opts *opts)
 {
 	if (opts->backing_file)
 		return err_set(EINVAL, "%s: format raw has no backing file (use -f qcow2)", path);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (opts->force ? O_TRUNC : O_EXCL), 0644);
+	int fd =
+	    open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (opts->force ? O_TRUNC : O_EXCL), 0644);
 	if (fd < 0)
 		return err_sys(errno, "%s: could not create", path);
 	int ret = 0;
@@ -168,15 +174,15 @@ static int raw_create(const char *path, const struct bdev_create_opts *opts)
 }
 
 const struct bdev_driver bdev_raw_driver = {
-	.name = "raw",
-	.probe = NULL,
-	.open = raw_open,
-	.read = raw_read,
-	.write = raw_write,
-	.flush = raw_flush,
-	.discard = raw_discard,
-	.write_zeroes = raw_write_zeroes,
-	.block_status = raw_block_status,
-	.truncate = raw_truncate,
-	.create = raw_create,
+    .name = "raw",
+    .probe = NULL,
+    .open = raw_open,
+    .read = raw_read,
+    .write = raw_write,
+    .flush = raw_flush,
+    .discard = raw_discard,
+    .write_zeroes = raw_write_zeroes,
+    .block_status = raw_block_status,
+    .truncate = raw_truncate,
+    .create = raw_create,
 };

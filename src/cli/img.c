@@ -9,20 +9,20 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } verbs[] = {
-	{"create", img_create_main, "create [-f fmt] [-b backing [-F fmt]] [-o opts] FILE [SIZE]"},
-	{"info", img_info_main, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] FILE"},
-	{"check", img_check_main, "check [-f fmt] [-r leaks|all] [--output=human|json] [-U] FILE"},
-	{"io", img_io_main, "io [-f fmt] [-U] -c CMD [-c CMD ...] FILE   (qemu-io's commands)"},
-	{"convert", img_convert_main,
-	 "convert [-f fmt] [-O fmt] [-c] [-o opts] [-B backing [-F fmt]] [-S size] [-p]\n"
-	 "          [-m N] [-W] [-n] [--target-is-zero] SRC... DST"},
-	{"map", img_map_main, "map [-f fmt] [--output=human|json] [-U] FILE"},
-	{"compare", img_compare_main, "compare [-f fmt] [-F fmt] [-s] [-p] [-U] FILE1 FILE2"},
-	{"commit", img_commit_main, "commit [-f fmt] [-b base] [-d] [-p] FILE"},
-	{"rebase", img_rebase_main, "rebase [-f fmt] [-u] -b backing [-F fmt] [-p] FILE"},
-	{"resize", img_resize_main, "resize [-f fmt] [--shrink] FILE [+|-]SIZE"},
-	{"snapshot", img_snapshot_main, "snapshot [-U] -l|-c NAME|-a NAME|-d NAME FILE"},
-	{"amend", img_amend_main, "amend [-f fmt] -o compat=...,lazy_refcounts=... FILE"},
+    {"create", img_create_main, "create [-f fmt] [-b backing [-F fmt]] [-o opts] FILE [SIZE]"},
+    {"info", img_info_main, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] FILE"},
+    {"check", img_check_main, "check [-f fmt] [-r leaks|all] [--output=human|json] [-U] FILE"},
+    {"io", img_io_main, "io [-f fmt] [-U] -c CMD [-c CMD ...] FILE   (qemu-io's commands)"},
+    {"convert", img_convert_main,
+     "convert [-f fmt] [-O fmt] [-c] [-o opts] [-B backing [-F fmt]] [-S size] [-p]\n"
+     "          [-m N] [-W] [-n] [--target-is-zero] SRC... DST"},
+    {"map", img_map_main, "map [-f fmt] [--output=human|json] [-U] FILE"},
+    {"compare", img_compare_main, "compare [-f fmt] [-F fmt] [-s] [-p] [-U] FILE1 FILE2"},
+    {"commit", img_commit_main, "commit [-f fmt] [-b base] [-d] [-p] FILE"},
+    {"rebase", img_rebase_main, "rebase [-f fmt] [-u] -b backing [-F fmt] [-p] FILE"},
+    {"resize", img_resize_main, "resize [-f fmt] [--shrink] FILE [+|-]SIZE"},
+    {"snapshot", img_snapshot_main, "snapshot [-U] -l|-c NAME|-a NAME|-d NAME FILE"},
+    {"amend", img_amend_main, "amend [-f fmt] -o compat=...,lazy_refcounts=... FILE"},
 };
 
 static void img_usage(FILE *f)

@@ -87,7 +87,8 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 		else if (!strcmp(v, "full"))
 			o->prealloc = BDEV_PREALLOC_FULL;
 		else
-			return cli_fail("preallocation '%s' is not off, metadata, falloc or full", v);
+			return cli_fail("preallocation '%s' is not off, metadata, falloc or full",
+					v);
 	} else if (!strcmp(kv, "backing_file")) {
 		*backing = v;
 	} else if (!strcmp(kv, "backing_fmt")) {
@@ -116,16 +117,17 @@ int cli_check_format_options(const char *fmt, const char *file, const struct bde
 	    o->refcount_bits || o->prealloc == BDEV_PREALLOC_METADATA)
 		return cli_fail("%s: format raw has no such option (cluster_size, compat, "
 				"compression_type, lazy_refcounts, refcount_bits, "
-				"preallocation=metadata are qcow2 options)", file);
+				"preallocation=metadata are qcow2 options)",
+				file);
 	return 0;
 }
 
 int img_create_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"force", no_argument, NULL, 'O'},
-		{NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},
+	    {"force", no_argument, NULL, 'O'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct bdev_create_opts o = {0};
 	const char *fmt = "raw", *backing = NULL, *bfmt = NULL;
@@ -160,12 +162,14 @@ int img_create_main(int argc, char **argv)
 			/* Split argv's own string in place: the backing names point into it, and
 			 * it lives as long as the process. */
 			char *save = NULL;
-			for (char *kv = strtok_r(optarg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+			for (char *kv = strtok_r(optarg, ",", &save); kv;
+			     kv = strtok_r(NULL, ",", &save)) {
 				if (!strcmp(kv, "help")) {
 					create_usage(stdout);
 					return 0;
 				}
-				int r = cli_create_option(kv, &o, &bfmt, &backing, &size, &has_size);
+				int r =
+				    cli_create_option(kv, &o, &bfmt, &backing, &size, &has_size);
 				if (r)
 					return r;
 			}

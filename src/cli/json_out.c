@@ -81,4 +81,3 @@ void cli_json_string(FILE *f, const char *str)
 	}
 	fputc('"', f);
 }
-

@@ -55,10 +55,10 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } groups[] = {
-	{"img", cmd_img},
-	{"fs", cmd_fs},
-	{"sparsify", cmd_sparsify},
-	{"run", cmd_run},
+    {"img", cmd_img},
+    {"fs", cmd_fs},
+    {"sparsify", cmd_sparsify},
+    {"run", cmd_run},
 };
 
 int main(int argc, char **argv)

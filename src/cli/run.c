@@ -30,12 +30,13 @@ static void run_usage(FILE *f)
 	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n",
 	      f);
 	fputs(run_devices_usage, f);
-	fputs("\n"
-	      "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	      "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
-	      "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
-	      "See docs/ligero-run.md.\n",
-	      f);
+	fputs(
+	    "\n"
+	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	    "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
+	    "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	    "See docs/ligero-run.md.\n",
+	    f);
 }
 
 static int parse_cpus(const char *s, unsigned *out)

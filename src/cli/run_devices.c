@@ -11,10 +11,10 @@
 #include <string.h>
 
 const char run_devices_usage[] =
-	"       [--disk FILE[,format=raw|qcow2][,readonly=on]\n"
-	"               [,cache=writeback|none|writethrough|unsafe][,serial=ID]]...\n"
-	"       [--net tap=NAME|bridge=BR[,mac=52:54:00:xx:xx:xx]]... [--rng]\n"
-	"       [--balloon MiB[,after=SECONDS][,trigger=FILE]]\n";
+    "       [--disk FILE[,format=raw|qcow2][,readonly=on]\n"
+    "               [,cache=writeback|none|writethrough|unsafe][,serial=ID]]...\n"
+    "       [--net tap=NAME|bridge=BR[,mac=52:54:00:xx:xx:xx]]... [--rng]\n"
+    "       [--balloon MiB[,after=SECONDS][,trigger=FILE]]\n";
 
 /* Match --name VALUE or --name=VALUE at argv[*i]; sets *val and advances *i past it. */
 static int take(int argc, char **argv, int *i, const char *name, const char **val)

@@ -55,18 +55,19 @@ static void print_report(const char *src, const char *dst, uint64_t vsize, int64
 			json_object_array_add(arr, e);
 		}
 		json_object_object_add(o, "areas", arr);
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n", json_object_to_json_string_ext(
+				   o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
 		return;
 	}
 	printf("virtual size: %s; on disk before: %s; after: %s\n", size_human(vsize, a, sizeof(a)),
-	       size_human((uint64_t)before, b, sizeof(b)), size_human((uint64_t)after, c, sizeof(c)));
+	       size_human((uint64_t)before, b, sizeof(b)),
+	       size_human((uint64_t)after, c, sizeof(c)));
 	for (size_t i = 0; i < p->nareas; i++) {
 		const struct sparsify_area *ar = &p->areas[i];
-		printf("  %-24s %-6s %10s dropped of %s%s%s\n", ar->where, ar->type[0] ? ar->type : "-",
-		       size_human(ar->dropped, a, sizeof(a)), size_human(ar->size, b, sizeof(b)),
-		       ar->note[0] ? ": " : "", ar->note);
+		printf("  %-24s %-6s %10s dropped of %s%s%s\n", ar->where,
+		       ar->type[0] ? ar->type : "-", size_human(ar->dropped, a, sizeof(a)),
+		       size_human(ar->size, b, sizeof(b)), ar->note[0] ? ": " : "", ar->note);
 	}
 }
 
@@ -78,13 +79,13 @@ static void progress_cb(void *opaque, uint64_t done, uint64_t total)
 int cmd_sparsify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"in-place", no_argument, NULL, 'i'},
-		{"compress", no_argument, NULL, 'c'},
-		{"zero-check", no_argument, NULL, 'z'},
-		{"force", no_argument, NULL, 'F'},
-		{"output", required_argument, NULL, 'J'},
-		{NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},
+	    {"in-place", no_argument, NULL, 'i'},
+	    {"compress", no_argument, NULL, 'c'},
+	    {"zero-check", no_argument, NULL, 'z'},
+	    {"force", no_argument, NULL, 'F'},
+	    {"output", required_argument, NULL, 'J'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct bdev_create_opts co = {0};
 	const char *ofmt = "qcow2", *bfmt = NULL, *backing = NULL;
@@ -99,13 +100,26 @@ int cmd_sparsify(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case 'i': in_place = true; break;
-		case 'c': compress = true; break;
-		case 'z': zero_check = true; break;
-		case 'F': force = true; break;
-		case 'p': show_progress = true; break;
-		case 'f': break; /* the source format is probed; kept for symmetry */
-		case 'O': ofmt = optarg; break;
+		case 'i':
+			in_place = true;
+			break;
+		case 'c':
+			compress = true;
+			break;
+		case 'z':
+			zero_check = true;
+			break;
+		case 'F':
+			force = true;
+			break;
+		case 'p':
+			show_progress = true;
+			break;
+		case 'f':
+			break; /* the source format is probed; kept for symmetry */
+		case 'O':
+			ofmt = optarg;
+			break;
 		case 'J':
 			if (!strcmp(optarg, "json"))
 				json = true;
@@ -113,9 +127,12 @@ int cmd_sparsify(int argc, char **argv)
 				return cli_fail("--output must be human or json, not '%s'", optarg);
 			break;
 		case 'o': {
-			char *save = NULL; /* split argv's string in place: it outlives the options */
-			for (char *kv = strtok_r(optarg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-				int r = cli_create_option(kv, &co, &bfmt, &backing, &size, &has_size);
+			char *save =
+			    NULL; /* split argv's string in place: it outlives the options */
+			for (char *kv = strtok_r(optarg, ",", &save); kv;
+			     kv = strtok_r(NULL, ",", &save)) {
+				int r =
+				    cli_create_option(kv, &co, &bfmt, &backing, &size, &has_size);
 				if (r)
 					return r;
 			}
@@ -139,7 +156,8 @@ int cmd_sparsify(int argc, char **argv)
 	if (in_place && (compress || co.cluster_size || co.compat))
 		return cli_fail("sparsify: --compress and -o apply to a new image, not --in-place");
 	if (backing || has_size)
-		return cli_fail("sparsify: -o backing_file and size do not apply (the copy is whole)");
+		return cli_fail(
+		    "sparsify: -o backing_file and size do not apply (the copy is whole)");
 	if (!in_place && !bdev_find_driver(ofmt))
 		return cli_fail("%s: unknown format '%s' (known: qcow2, raw)", dst, ofmt);
 	if (compress && strcmp(ofmt, "qcow2"))
@@ -163,8 +181,10 @@ int cmd_sparsify(int argc, char **argv)
 	struct progress pg;
 	progress_init(&pg, show_progress, json);
 	progress_catch_signals();
-	struct sparsify_opts so = {.zero_check = zero_check, .progress = progress_cb,
-				   .opaque = &pg, .stop = progress_stop_flag()};
+	struct sparsify_opts so = {.zero_check = zero_check,
+				   .progress = progress_cb,
+				   .opaque = &pg,
+				   .stop = progress_stop_flag()};
 	int64_t after = 0;
 	if (in_place) {
 		uint64_t done;
@@ -174,7 +194,8 @@ int cmd_sparsify(int argc, char **argv)
 		ret = sparsify_copy(bs, &plan, dst, ofmt, &co, compress, &so);
 		if (ret == 0) {
 			struct bdev *out;
-			if (bdev_open(&out, dst, ofmt, BDEV_O_NO_BACKING | BDEV_O_FORCE_SHARE) == 0) {
+			if (bdev_open(&out, dst, ofmt, BDEV_O_NO_BACKING | BDEV_O_FORCE_SHARE) ==
+			    0) {
 				after = bdev_actual_size(out);
 				bdev_close(out);
 			}

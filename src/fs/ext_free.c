@@ -13,11 +13,14 @@ int extfs_free_ranges(struct extfs *fs, uint64_t base, uint64_t window, struct r
 	errcode_t err;
 
 	if (extfs_warning(fs))
-		return err_set(EBUSY, "%s: free space not trusted: %s", fs->name, extfs_warning(fs));
+		return err_set(EBUSY, "%s: free space not trusted: %s", fs->name,
+			       extfs_warning(fs));
 	if (ext2fs_has_feature_journal_needs_recovery(e->super) ||
 	    !(e->super->s_state & EXT2_VALID_FS) || (e->super->s_state & EXT2_ERROR_FS))
-		return err_set(EBUSY, "%s: filesystem was not cleanly unmounted; its free-block "
-			       "bitmaps may be stale", fs->name);
+		return err_set(EBUSY,
+			       "%s: filesystem was not cleanly unmounted; its free-block "
+			       "bitmaps may be stale",
+			       fs->name);
 	err = ext2fs_read_block_bitmap(e);
 	if (err)
 		return ext_err(fs, err, "reading block bitmaps");

@@ -190,7 +190,7 @@ static errcode_t bio_write_byte(io_channel ch, unsigned long offset, int size, c
 		return EXT2_ET_LLSEEK_FAILED;
 	cache_drop(ch->private_data, offset / ch->block_size,
 		   (offset % ch->block_size + (unsigned long)size + ch->block_size - 1) /
-			   ch->block_size);
+		       ch->block_size);
 	if (bdev_write(io->bs, io->off + offset, data, (size_t)size) < 0) {
 		io->failed = true;
 		return EXT2_ET_SHORT_WRITE;

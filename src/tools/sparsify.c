@@ -66,7 +66,8 @@ static int plan_window(struct bdev *bs, const char *where, uint64_t start, uint6
 			return 0;
 		}
 	} else if (!strcmp(probe.type, "swap")) {
-		if (size > SWAP_KEEP && ranges_add(&p->drop, start + SWAP_KEEP, size - SWAP_KEEP) < 0)
+		if (size > SWAP_KEEP &&
+		    ranges_add(&p->drop, start + SWAP_KEEP, size - SWAP_KEEP) < 0)
 			return err_set(ENOMEM, "%s: out of memory", where);
 	} else {
 		snprintf(a->note, sizeof(a->note), "%s not read by ligero: only zeroes are dropped",
@@ -183,8 +184,9 @@ static int zero_scan(struct bdev *bs, struct range_list *out, volatile sig_atomi
 			break;
 		if ((ext.flags & BDEV_ST_DATA) && !(ext.flags & BDEV_ST_COMPRESSED)) {
 			for (uint64_t o = off; o < off + ext.length && ret == 0; o += unit) {
-				size_t n = off + ext.length - o < unit ? (size_t)(off + ext.length - o)
-								       : unit;
+				size_t n = off + ext.length - o < unit
+					       ? (size_t)(off + ext.length - o)
+					       : unit;
 				ret = bdev_read(bs, o, buf, n);
 				if (ret == 0 && buf[0] == 0 && !memcmp(buf, buf + 1, n - 1))
 					ret = ranges_add(out, o, n) < 0 ? -ENOMEM : 0;
@@ -198,8 +200,8 @@ static int zero_scan(struct bdev *bs, struct range_list *out, volatile sig_atomi
 	return ret;
 }
 
-int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p,
-		      const struct sparsify_opts *o, uint64_t *done)
+int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p, const struct sparsify_opts *o,
+		      uint64_t *done)
 {
 	struct range_list all = {0};
 	int ret = 0;
@@ -226,8 +228,10 @@ int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p,
 		if (o->progress)
 			o->progress(o->opaque, *done, total);
 		if (ret == 0 && o->stop && *o->stop)
-			ret = err_set(EINTR, "%s: interrupted (what was discarded stays discarded; the "
-				      "image is consistent)", bs->filename);
+			ret = err_set(EINTR,
+				      "%s: interrupted (what was discarded stays discarded; the "
+				      "image is consistent)",
+				      bs->filename);
 	}
 	if (ret == 0)
 		ret = bdev_flush(bs);
@@ -283,8 +287,7 @@ static int filter_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
 	return 0;
 }
 
-static int filter_block_status(struct bdev *bs, uint64_t off, uint64_t len,
-			       struct bdev_extent *ext)
+static int filter_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
 {
 	struct drop_filter *f = bs->opaque;
 	const struct range *r = drop_next(f, off);
@@ -304,9 +307,9 @@ static int filter_block_status(struct bdev *bs, uint64_t off, uint64_t len,
 }
 
 static const struct bdev_driver drop_filter_driver = {
-	.name = "sparsify-filter",
-	.read = filter_read,
-	.block_status = filter_block_status,
+    .name = "sparsify-filter",
+    .read = filter_read,
+    .block_status = filter_block_status,
 };
 
 int sparsify_copy(struct bdev *src, const struct sparsify_plan *p, const char *dst_path,
@@ -331,17 +334,22 @@ int sparsify_copy(struct bdev *src, const struct sparsify_plan *p, const char *d
 	/* A new image without backing reads as zero: free ranges and zero runs are simply not
 	 * written, so they take no space at all. */
 	struct drop_filter f = {.src = src, .drop = &p->drop};
-	struct bdev filter = {.drv = &drop_filter_driver, .filename = src->filename, .fd = -1,
-			      .dfd = -1, .read_only = true, .size = src->size, .align = src->align,
+	struct bdev filter = {.drv = &drop_filter_driver,
+			      .filename = src->filename,
+			      .fd = -1,
+			      .dfd = -1,
+			      .read_only = true,
+			      .size = src->size,
+			      .align = src->align,
 			      .opaque = &f};
 	struct bdev *in = &filter;
 	struct convert_opts cv = {
-		.min_sparse = 4096,
-		.compress = compress,
-		.target_is_zero = true,
-		.progress = o->progress,
-		.opaque = o->opaque,
-		.stop = o->stop,
+	    .min_sparse = 4096,
+	    .compress = compress,
+	    .target_is_zero = true,
+	    .progress = o->progress,
+	    .opaque = o->opaque,
+	    .stop = o->stop,
 	};
 	ret = convert_run(&in, 1, dst, &cv);
 	int r2 = bdev_flush(dst);

@@ -17,11 +17,11 @@ struct bdev;
 
 /* What was found in one partition (or the whole disk, or the unpartitioned space). */
 struct sparsify_area {
-	char where[256]; /* "disk.qcow2:1", "disk.qcow2", "unpartitioned" */
-	char type[16];   /* "ext4", "swap", "xfs", "" */
-	uint64_t size;   /* bytes of the area */
-	uint64_t dropped;/* bytes found free */
-	char note[160];  /* why nothing was dropped, when that is the case */
+	char where[256];  /* "disk.qcow2:1", "disk.qcow2", "unpartitioned" */
+	char type[16];	  /* "ext4", "swap", "xfs", "" */
+	uint64_t size;	  /* bytes of the area */
+	uint64_t dropped; /* bytes found free */
+	char note[160];	  /* why nothing was dropped, when that is the case */
 };
 
 struct sparsify_plan {
@@ -45,10 +45,8 @@ struct sparsify_opts {
 
 /* Discard the planned ranges in bs itself (opened read-write): qcow2 frees whole clusters,
  * raw files get holes punched. Reports the bytes discarded in *done. */
-int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p,
-		      const struct sparsify_opts *o, uint64_t *done);
-
-
+int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p, const struct sparsify_opts *o,
+		      uint64_t *done);
 
 struct bdev_create_opts;
 

@@ -10,14 +10,22 @@
 static int size_shift(char c)
 {
 	switch (tolower((unsigned char)c)) {
-	case 'b': return 0;
-	case 'k': return 10;
-	case 'm': return 20;
-	case 'g': return 30;
-	case 't': return 40;
-	case 'p': return 50;
-	case 'e': return 60;
-	default: return -1;
+	case 'b':
+		return 0;
+	case 'k':
+		return 10;
+	case 'm':
+		return 20;
+	case 'g':
+		return 30;
+	case 't':
+		return 40;
+	case 'p':
+		return 50;
+	case 'e':
+		return 60;
+	default:
+		return -1;
 	}
 }
 

@@ -8,9 +8,9 @@
 #include <errno.h>
 #include <string.h>
 
-#define PCI_COMMAND        0x04
+#define PCI_COMMAND	   0x04
 #define PCI_COMMAND_MEMORY 0x2
-#define PCI_BAR0           0x10
+#define PCI_BAR0	   0x10
 
 void pci_dev_init(struct pci_dev *d, const struct pci_dev_ops *ops, uint16_t vendor,
 		  uint16_t device, uint32_t class_code, uint16_t subsys_vendor, uint16_t subsys_id)
@@ -31,7 +31,7 @@ void pci_dev_init(struct pci_dev *d, const struct pci_dev_ops *ops, uint16_t ven
 
 void pci_dev_set_bar(struct pci_dev *d, int bar, uint64_t size)
 {
-	uint32_t mask = (uint32_t)~(size - 1) & ~0xfu;
+	uint32_t mask = (uint32_t) ~(size - 1) & ~0xfu;
 
 	d->bar_size[bar] = size;
 	for (int i = 0; i < 4; i++)
@@ -113,8 +113,8 @@ int pci_bus_add(struct pci_bus *bus, struct pci_dev *d)
 }
 
 /* Configuration access to bus 0, device/function devfn. Only function 0 exists. */
-static void cfg_access(struct pci_bus *bus, unsigned devfn, unsigned reg, void *data,
-		       unsigned len, bool is_write)
+static void cfg_access(struct pci_bus *bus, unsigned devfn, unsigned reg, void *data, unsigned len,
+		       bool is_write)
 {
 	struct pci_dev *d = (devfn & 7) ? NULL : bus->dev[devfn >> 3];
 	uint32_t v = 0;

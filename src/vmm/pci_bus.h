@@ -14,10 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PCI_BUS_SLOTS    32
-#define PCI_CFG_SIZE     4096 /* extended configuration space, reachable through ECAM */
+#define PCI_BUS_SLOTS	 32
+#define PCI_CFG_SIZE	 4096	    /* extended configuration space, reachable through ECAM */
 #define PCI_BUS_ECAM_LEN (1u << 20) /* bus 0 only: 32 devices x 8 functions x 4 KiB */
-#define PCI_NUM_BARS     6
+#define PCI_NUM_BARS	 6
 
 struct pci_dev;
 
@@ -36,9 +36,9 @@ struct pci_dev_ops {
 struct pci_dev {
 	const struct pci_dev_ops *ops;
 	uint8_t cfg[PCI_CFG_SIZE];
-	uint8_t wmask[PCI_CFG_SIZE]; /* bits the guest may change */
+	uint8_t wmask[PCI_CFG_SIZE];	 /* bits the guest may change */
 	uint64_t bar_size[PCI_NUM_BARS]; /* 0 = BAR unused; 32-bit memory BARs only */
-	uint64_t bar_gpa[PCI_NUM_BARS];  /* where the BAR decodes now (0 = nowhere) */
+	uint64_t bar_gpa[PCI_NUM_BARS];	 /* where the BAR decodes now (0 = nowhere) */
 	int slot;
 	struct pci_bus *bus;
 };

@@ -21,9 +21,9 @@ struct vm_config {
 	const char *cmdline; /* the user's part; the VMM appends its own (see boot.h) */
 	uint64_t mem_size;
 	unsigned cpus;
-	int console_in;	 /* fd the guest's serial port reads, or -1 */
-	int console_out; /* fd the guest's serial port writes */
-	bool force;	 /* run even on a KVM that cannot run stock kernels */
+	int console_in;		    /* fd the guest's serial port reads, or -1 */
+	int console_out;	    /* fd the guest's serial port writes */
+	bool force;		    /* run even on a KVM that cannot run stock kernels */
 	struct vm_devices *devices; /* virtio devices and their PCI bus (virtio/vmdev.h), or NULL */
 };
 

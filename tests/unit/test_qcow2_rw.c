@@ -83,8 +83,10 @@ static void run_case(const struct rw_case *c)
 	snprintf(base, sizeof(base), "%s/base.qcow2", dir);
 	if (c->backing)
 		fill_backing(base, model, size);
-	struct bdev_create_opts o = {.size = size, .cluster_size = c->cluster_size,
-				     .compat = c->compat, .refcount_bits = c->refcount_bits,
+	struct bdev_create_opts o = {.size = size,
+				     .cluster_size = c->cluster_size,
+				     .compat = c->compat,
+				     .refcount_bits = c->refcount_bits,
 				     .lazy_refcounts = c->lazy,
 				     .backing_file = c->backing ? "base.qcow2" : NULL};
 	if (bdev_create(top, "qcow2", &o) < 0)
@@ -104,7 +106,8 @@ static void run_case(const struct rw_case *c)
 				fail_msg("write: %s", err_msg());
 			memcpy(model + off, data, len);
 		} else if (kind < 9) {
-			if (bdev_write_zeroes(bs, off, len, kind == 8 ? BDEV_ZERO_MAY_UNMAP : 0) < 0)
+			if (bdev_write_zeroes(bs, off, len, kind == 8 ? BDEV_ZERO_MAY_UNMAP : 0) <
+			    0)
 				fail_msg("write_zeroes: %s", err_msg());
 			memset(model + off, 0, len);
 		} else {
@@ -137,12 +140,12 @@ static void run_case(const struct rw_case *c)
 	free(data);
 }
 
-#define CASE(name, ...)                                                                          \
-	static void name(void **state)                                                           \
-	{                                                                                        \
-		(void)state;                                                                     \
-		struct rw_case c = {__VA_ARGS__};                                                \
-		run_case(&c);                                                                    \
+#define CASE(name, ...)                                                                            \
+	static void name(void **state)                                                             \
+	{                                                                                          \
+		(void)state;                                                                       \
+		struct rw_case c = {__VA_ARGS__};                                                  \
+		run_case(&c);                                                                      \
 	}
 
 CASE(v3_64k, .cluster_size = 65536, .compat = 3, .refcount_bits = 16)
@@ -154,16 +157,15 @@ CASE(v2_64k, .cluster_size = 65536, .compat = 2, .refcount_bits = 16)
 /* 512-byte clusters with 64-bit refcounts: a refcount block covers 32 KiB and the first table
  * 2 MiB, so this grows the refcount table several times. */
 CASE(v3_512_rc64_grow, .cluster_size = 512, .compat = 3, .refcount_bits = 64)
-CASE(v3_lazy, .cluster_size = 4096, .compat = 3, .refcount_bits = 8, .lazy = true,
-     .backing = true)
+CASE(v3_lazy, .cluster_size = 4096, .compat = 3, .refcount_bits = 8, .lazy = true, .backing = true)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(v3_64k),        cmocka_unit_test(v3_4k_backing),
-		cmocka_unit_test(v3_512_rc1),    cmocka_unit_test(v3_2m_rc64),
-		cmocka_unit_test(v2_4k_backing), cmocka_unit_test(v2_64k),
-		cmocka_unit_test(v3_lazy),       cmocka_unit_test(v3_512_rc64_grow),
+	    cmocka_unit_test(v3_64k),	     cmocka_unit_test(v3_4k_backing),
+	    cmocka_unit_test(v3_512_rc1),    cmocka_unit_test(v3_2m_rc64),
+	    cmocka_unit_test(v2_4k_backing), cmocka_unit_test(v2_64k),
+	    cmocka_unit_test(v3_lazy),	     cmocka_unit_test(v3_512_rc64_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,9 +51,9 @@ static void human(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(parse_units),
-		cmocka_unit_test(parse_rejects),
-		cmocka_unit_test(human),
+	    cmocka_unit_test(parse_units),
+	    cmocka_unit_test(parse_rejects),
+	    cmocka_unit_test(human),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,15 +25,15 @@
 #include "vmm/pci_bus.h"
 #include "vmm/virtio/devices.h"
 
-#define RAM_GPA  0x0ull
+#define RAM_GPA	 0x0ull
 #define RAM_SIZE 0x100000ull
-#define ECAM     0xe0000000ull
-#define MMIO     0xc0000000ull
-#define DESC     0x10000ull
-#define AVAIL    0x11000ull
-#define USED     0x12000ull
-#define BUF      0x20000ull
-#define QSZ      16
+#define ECAM	 0xe0000000ull
+#define MMIO	 0xc0000000ull
+#define DESC	 0x10000ull
+#define AVAIL	 0x11000ull
+#define USED	 0x12000ull
+#define BUF	 0x20000ull
+#define QSZ	 16
 
 struct fix {
 	uint8_t *ram;
@@ -146,7 +146,7 @@ static void driver_ok(struct fix *f)
 {
 	wr(f, VIRTIO_PCI_COMMON_STATUS, 1,
 	   VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
-		   VIRTIO_CONFIG_S_DRIVER_OK);
+	       VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
 static void msix_on(struct fix *f)
@@ -210,7 +210,7 @@ static void config_space(void **state)
 	pci_bus_pio(&f->bus, 0xcf8, &v, 4, true);
 	pci_bus_pio(&f->bus, 0xcfc, &v, 4, false);
 	assert_int_equal(v, 0x10441af4); /* rng: 0x1040 + 4 */
-	v = 0x80000000u | 31 << 11; /* empty slot */
+	v = 0x80000000u | 31 << 11;	 /* empty slot */
 	pci_bus_pio(&f->bus, 0xcf8, &v, 4, true);
 	pci_bus_pio(&f->bus, 0xcfc, &v, 4, false);
 	assert_int_equal(v, 0xffffffff);
@@ -226,7 +226,7 @@ static void config_space(void **state)
 	assert_int_equal(types, 0x3e); /* common, notify, ISR, device, PCI cfg access */
 	/* BAR sizing: all ones reads back the size mask, then the BAR moves */
 	cfg_wr(f, 0x10, 4, 0xffffffff);
-	assert_int_equal(cfg_rd(f, 0x10, 4), (uint32_t)~(VIRTIO_BAR_SIZE - 1));
+	assert_int_equal(cfg_rd(f, 0x10, 4), (uint32_t) ~(VIRTIO_BAR_SIZE - 1));
 	cfg_wr(f, 0x10, 4, 0xd0000000);
 	f->bar = 0xd0000000;
 	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_NUMQ, 2), 1);
@@ -366,7 +366,8 @@ static int setup_blk_common(void **state, bool ro)
 		assert_int_equal(write(fd, sec, 512), 512);
 	}
 	close(fd);
-	snprintf(arg, sizeof(arg), "%s,format=raw,serial=SER42%s", f->disk, ro ? ",readonly=on" : "");
+	snprintf(arg, sizeof(arg), "%s,format=raw,serial=SER42%s", f->disk,
+		 ro ? ",readonly=on" : "");
 	assert_int_equal(virtio_blk_parse(arg, &o), 0);
 	assert_int_equal(virtio_blk_create(&f->d, &o, &f->mem, &f->irq), 0);
 	virtio_blk_opts_free(&o);
@@ -493,15 +494,15 @@ static void opts_parse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(config_space, setup_rng, teardown),
-		cmocka_unit_test_setup_teardown(feature_negotiation, setup_rng, teardown),
-		cmocka_unit_test_setup_teardown(queue_frozen_and_rng_works, setup_rng, teardown),
-		cmocka_unit_test_setup_teardown(malformed_chain_needs_reset, setup_rng, teardown),
-		cmocka_unit_test_setup_teardown(bad_ring_address, setup_rng, teardown),
-		cmocka_unit_test_setup_teardown(blk_read_write, setup_blk, teardown),
-		cmocka_unit_test_setup_teardown(blk_readonly, setup_blk_ro, teardown),
-		cmocka_unit_test_setup_teardown(blk_no_status_byte, setup_blk, teardown),
-		cmocka_unit_test(opts_parse),
+	    cmocka_unit_test_setup_teardown(config_space, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(feature_negotiation, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(queue_frozen_and_rng_works, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(malformed_chain_needs_reset, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(bad_ring_address, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(blk_read_write, setup_blk, teardown),
+	    cmocka_unit_test_setup_teardown(blk_readonly, setup_blk_ro, teardown),
+	    cmocka_unit_test_setup_teardown(blk_no_status_byte, setup_blk, teardown),
+	    cmocka_unit_test(opts_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,14 +11,14 @@
 
 #include "vmm/virtio/queue.h"
 
-#define RAM_GPA  0x100000ull
+#define RAM_GPA	 0x100000ull
 #define RAM_SIZE 0x40000ull
-#define QSIZE    8
-#define DESC     (RAM_GPA + 0x0000)
-#define AVAIL    (RAM_GPA + 0x1000)
-#define USED     (RAM_GPA + 0x2000)
-#define BUF      (RAM_GPA + 0x10000)
-#define ITABLE   (RAM_GPA + 0x8000)
+#define QSIZE	 8
+#define DESC	 (RAM_GPA + 0x0000)
+#define AVAIL	 (RAM_GPA + 0x1000)
+#define USED	 (RAM_GPA + 0x2000)
+#define BUF	 (RAM_GPA + 0x10000)
+#define ITABLE	 (RAM_GPA + 0x8000)
 
 struct fix {
 	uint8_t *ram;
@@ -437,31 +437,31 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
-		T(normal_chain),
-		T(buffer_at_end_of_ram),
-		T(indirect_chain),
-		T(index_wraparound),
-		T(bad_addr_len_overflow),
-		T(bad_addr_wraps_into_ram),
-		T(bad_out_of_ram),
-		T(bad_straddles_end),
-		T(bad_below_ram),
-		T(bad_loop),
-		T(bad_self_loop),
-		T(bad_chain_longer_than_queue),
-		T(full_length_chain_ok),
-		T(bad_indirect_loop),
-		T(bad_indirect_in_indirect),
-		T(bad_indirect_shapes),
-		T(bad_indirect_not_negotiated),
-		T(bad_head_index),
-		T(bad_next_index),
-		T(bad_avail_idx_jump),
-		T(bad_readable_after_writable),
-		T(bad_layout),
-		T(event_idx),
-		T(no_interrupt_flag),
-		cmocka_unit_test(iov_copy),
+	    T(normal_chain),
+	    T(buffer_at_end_of_ram),
+	    T(indirect_chain),
+	    T(index_wraparound),
+	    T(bad_addr_len_overflow),
+	    T(bad_addr_wraps_into_ram),
+	    T(bad_out_of_ram),
+	    T(bad_straddles_end),
+	    T(bad_below_ram),
+	    T(bad_loop),
+	    T(bad_self_loop),
+	    T(bad_chain_longer_than_queue),
+	    T(full_length_chain_ok),
+	    T(bad_indirect_loop),
+	    T(bad_indirect_in_indirect),
+	    T(bad_indirect_shapes),
+	    T(bad_indirect_not_negotiated),
+	    T(bad_head_index),
+	    T(bad_next_index),
+	    T(bad_avail_idx_jump),
+	    T(bad_readable_after_writable),
+	    T(bad_layout),
+	    T(event_idx),
+	    T(no_interrupt_flag),
+	    cmocka_unit_test(iov_copy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

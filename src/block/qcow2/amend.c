@@ -70,9 +70,9 @@ static int expand_zero_clusters(struct qcow2 *s)
 				if (host)
 					ret = qcow2_free_clusters(s, host, s->cluster_size);
 			}
-			if (ret == 0 && ne && pwrite(s->fd, zero, s->cluster_size,
-						     (off_t)(ne & QCOW2_L2E_OFFSET_MASK)) !=
-						      (ssize_t)s->cluster_size)
+			if (ret == 0 && ne &&
+			    pwrite(s->fd, zero, s->cluster_size,
+				   (off_t)(ne & QCOW2_L2E_OFFSET_MASK)) != (ssize_t)s->cluster_size)
 				ret = err_sys(errno, "%s: could not write zeroes", s->bs->filename);
 			if (ret == 0) {
 				t[j] = __builtin_bswap64(ne);
@@ -92,8 +92,9 @@ static int downgrade(struct qcow2 *s)
 	int ret;
 
 	if (s->refcount_bits != 16)
-		return err_set(ENOTSUP, "%s: compat=0.10 needs refcount_bits=16 (this image has %u)",
-			       fn, s->refcount_bits);
+		return err_set(ENOTSUP,
+			       "%s: compat=0.10 needs refcount_bits=16 (this image has %u)", fn,
+			       s->refcount_bits);
 	if (s->compression_type != QCOW2_COMPRESSION_ZLIB)
 		return err_set(ENOTSUP, "%s: compat=0.10 cannot hold zstd-compressed clusters", fn);
 	if (s->nb_snapshots)

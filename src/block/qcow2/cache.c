@@ -171,8 +171,10 @@ static int cache_do_get(struct qcow2_cache *c, uint64_t off, void **table, bool 
 					       s->bs->filename, c->what, (unsigned long long)off);
 			if ((uint64_t)n < s->cluster_size) {
 				if (!(s->bs->flags & BDEV_O_CHECK))
-					return err_set(EIO, "%s: %s at offset %llu is past the end "
-						       "of the file", s->bs->filename, c->what,
+					return err_set(EIO,
+						       "%s: %s at offset %llu is past the end "
+						       "of the file",
+						       s->bs->filename, c->what,
 						       (unsigned long long)off);
 				memset((uint8_t *)e->table + n, 0, s->cluster_size - (uint64_t)n);
 			}

@@ -84,7 +84,8 @@ static int free_pending(struct qcow2 *s, struct free_list *fl)
 		ret = qcow2_cache_flush(s->l2_cache);
 		if (ret == 0)
 			ret = qcow2_sync(s);
-		/* Plain clusters in host order, so neighbours are freed (and punched) as one run. */
+		/* Plain clusters in host order, so neighbours are freed (and punched) as one run.
+		 */
 		qsort(fl->e, fl->n, sizeof(*fl->e), entry_cmp);
 		for (size_t i = 0; i < fl->n && ret == 0;) {
 			uint64_t e = fl->e[i], host = e & QCOW2_L2E_OFFSET_MASK;
@@ -92,7 +93,7 @@ static int free_pending(struct qcow2 *s, struct free_list *fl)
 			if (cluster_type(e) != C_COMPRESSED) {
 				while (j < fl->n && cluster_type(fl->e[j]) != C_COMPRESSED &&
 				       (fl->e[j] & QCOW2_L2E_OFFSET_MASK) ==
-					       host + (j - i) * s->cluster_size)
+					   host + (j - i) * s->cluster_size)
 					j++;
 				ret = qcow2_free_clusters(s, host, (j - i) * s->cluster_size);
 			} else {
@@ -112,13 +113,16 @@ static int check_host_offset(struct qcow2 *s, uint64_t e, uint64_t guest_off)
 	uint64_t host = e & QCOW2_L2E_OFFSET_MASK;
 
 	if (host & (s->cluster_size - 1))
-		return qcow2_signal_corruption(s, "L2 entry for guest offset %llu points at "
+		return qcow2_signal_corruption(s,
+					       "L2 entry for guest offset %llu points at "
 					       "unaligned host offset %llu",
 					       (unsigned long long)guest_off,
 					       (unsigned long long)host);
 	if (host < s->cluster_size)
-		return qcow2_signal_corruption(s, "L2 entry for guest offset %llu points into "
-					       "the header", (unsigned long long)guest_off);
+		return qcow2_signal_corruption(s,
+					       "L2 entry for guest offset %llu points into "
+					       "the header",
+					       (unsigned long long)guest_off);
 	return 0;
 }
 
@@ -201,8 +205,8 @@ static int read_in_cluster(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t n
 		ret = check_host_offset(s, e, off);
 		if (ret < 0)
 			return ret;
-		return pread_full(s, buf, n, (e & QCOW2_L2E_OFFSET_MASK) +
-						  (off & (s->cluster_size - 1)));
+		return pread_full(s, buf, n,
+				  (e & QCOW2_L2E_OFFSET_MASK) + (off & (s->cluster_size - 1)));
 	}
 	return 0;
 }
@@ -350,8 +354,9 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 		memset(tmp, 0, s->cluster_size);
 		memcpy(tmp + in, buf, n);
 		ret = pwrite_full(s, tmp, s->cluster_size, e & QCOW2_L2E_OFFSET_MASK);
-		return ret < 0 ? ret : set_entry(s, off, (e & QCOW2_L2E_OFFSET_MASK) |
-								QCOW2_OFLAG_COPIED);
+		return ret < 0
+			   ? ret
+			   : set_entry(s, off, (e & QCOW2_L2E_OFFSET_MASK) | QCOW2_OFLAG_COPIED);
 	}
 	/* Copy-on-write into a new cluster: old content (backing, compressed, zero, shared)
 	 * around the written bytes, then the bytes. */
@@ -583,8 +588,8 @@ static int zero_partial(struct qcow2 *s, uint64_t off, uint64_t len, unsigned fl
 			struct free_list *fl)
 {
 	uint64_t cstart = off & ~(s->cluster_size - 1), e;
-	uint64_t cend = cstart + s->cluster_size < s->bs->size ? cstart + s->cluster_size
-							       : s->bs->size;
+	uint64_t cend =
+	    cstart + s->cluster_size < s->bs->size ? cstart + s->cluster_size : s->bs->size;
 	int ret;
 
 	if (s->version >= 3) {
@@ -616,7 +621,8 @@ static int do_write_zeroes(struct qcow2 *s, uint64_t off, uint64_t len, unsigned
 		return ret;
 	whole_clusters(s, off, len, &first, &end);
 	if (off < first)
-		ret = zero_partial(s, off, (first < off + len ? first : off + len) - off, flags, &fl);
+		ret =
+		    zero_partial(s, off, (first < off + len ? first : off + len) - off, flags, &fl);
 	for (uint64_t c = first; c < end && ret == 0; c += s->cluster_size) {
 		if (s->version >= 3) {
 			ret = zero_cluster(s, c, flags, &fl);
@@ -701,11 +707,16 @@ int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len)
 static unsigned status_flags(enum ctype t)
 {
 	switch (t) {
-	case C_UNALLOC: return 0;
-	case C_ZERO_PLAIN: return BDEV_ST_ALLOCATED | BDEV_ST_ZERO;
-	case C_ZERO_ALLOC: return BDEV_ST_ALLOCATED | BDEV_ST_ZERO | BDEV_ST_OFFSET;
-	case C_NORMAL: return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_OFFSET;
-	case C_COMPRESSED: return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_COMPRESSED;
+	case C_UNALLOC:
+		return 0;
+	case C_ZERO_PLAIN:
+		return BDEV_ST_ALLOCATED | BDEV_ST_ZERO;
+	case C_ZERO_ALLOC:
+		return BDEV_ST_ALLOCATED | BDEV_ST_ZERO | BDEV_ST_OFFSET;
+	case C_NORMAL:
+		return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_OFFSET;
+	case C_COMPRESSED:
+		return BDEV_ST_ALLOCATED | BDEV_ST_DATA | BDEV_ST_COMPRESSED;
 	}
 	return 0;
 }
@@ -733,8 +744,7 @@ static int do_block_status(struct qcow2 *s, uint64_t off, uint64_t len, struct b
 			return ret;
 		if (cluster_type(ne) != t)
 			break;
-		if ((ext->flags & BDEV_ST_OFFSET) &&
-		    (ne & QCOW2_L2E_OFFSET_MASK) != host + in + n)
+		if ((ext->flags & BDEV_ST_OFFSET) && (ne & QCOW2_L2E_OFFSET_MASK) != host + in + n)
 			break;
 		n += cs;
 	}
@@ -907,8 +917,8 @@ int qcow2_preallocate(struct qcow2 *s, int mode)
 				return err_sys(e, "%s: could not preallocate", s->bs->filename);
 		}
 		for (uint64_t i = 0; i < n && ret == 0; i++)
-			ret = set_entry(s, off + i * cs, ((uint64_t)host + i * cs) |
-							 QCOW2_OFLAG_COPIED);
+			ret = set_entry(s, off + i * cs,
+					((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
 		off = stop;
 	}
 	if (ret == 0 && s->file_end > 0) {

@@ -82,7 +82,8 @@ int qcow2_decompress_cluster(struct qcow2 *s, uint64_t l2e)
 		ret = zlib_decompress(s->zcache, s->cluster_size, s->zbuf, len);
 	if (ret < 0) {
 		s->zcache_offset = 0;
-		return err_set(EIO, "%s: compressed cluster at offset %llu does not decompress (%s)",
+		return err_set(EIO,
+			       "%s: compressed cluster at offset %llu does not decompress (%s)",
 			       s->bs->filename, (unsigned long long)off,
 			       s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
 	}

@@ -21,18 +21,23 @@ static int validate_opts(const char *path, const struct bdev_create_opts *o, int
 	if (*version != 2 && *version != 3)
 		return err_set(EINVAL, "%s: compat must be 0.10 or 1.1", path);
 	if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
-		return err_set(EINVAL, "%s: cluster size must be a power of two between 512 and "
-			       "2M, not %u", path, cs);
+		return err_set(EINVAL,
+			       "%s: cluster size must be a power of two between 512 and "
+			       "2M, not %u",
+			       path, cs);
 	if (rb < 1 || rb > 64 || (rb & (rb - 1)))
-		return err_set(EINVAL, "%s: refcount_bits must be a power of two from 1 to 64, not "
-			       "%d", path, rb);
+		return err_set(EINVAL,
+			       "%s: refcount_bits must be a power of two from 1 to 64, not "
+			       "%d",
+			       path, rb);
 	if (*version == 2) {
 		if (rb != 16)
 			return err_set(EINVAL, "%s: compat=0.10 requires refcount_bits=16", path);
 		if (o->lazy_refcounts)
 			return err_set(EINVAL, "%s: lazy refcounts require compat=1.1", path);
 		if (o->compression_type)
-			return err_set(EINVAL, "%s: compression_type=zstd requires compat=1.1", path);
+			return err_set(EINVAL, "%s: compression_type=zstd requires compat=1.1",
+				       path);
 	}
 	if (o->compression_type < 0 || o->compression_type > QCOW2_COMPRESSION_ZSTD)
 		return err_set(EINVAL, "%s: unknown compression type", path);
@@ -95,8 +100,10 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 	uint64_t per_l1 = cs * (cs / 8);
 	uint64_t l1_size = (size + per_l1 - 1) / per_l1;
 	if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-		ret = err_set(EFBIG, "%s: size needs an L1 table larger than %u MiB; use a larger "
-			      "cluster_size", path, QCOW2_MAX_L1_BYTES >> 20);
+		ret = err_set(EFBIG,
+			      "%s: size needs an L1 table larger than %u MiB; use a larger "
+			      "cluster_size",
+			      path, QCOW2_MAX_L1_BYTES >> 20);
 		goto out;
 	}
 	/* Layout: header, refcount table (T), refcount blocks (B), L1 (L), to a fixed point. */
@@ -118,12 +125,19 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 	}
 	uint64_t rt_off = cs, rb_off = (1 + T) * cs, l1_off = (1 + T + B) * cs;
 	struct qcow2_header_fields f = {
-		.version = version, .cluster_bits = cbits, .refcount_order = rorder,
-		.incompat = o->compression_type ? QCOW2_INCOMPAT_COMPRESSION : 0,
-		.compat = o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0,
-		.compression_type = (uint8_t)o->compression_type, .size = size,
-		.l1_size = (uint32_t)l1_size, .l1_offset = l1_off, .rt_offset = rt_off,
-		.rt_clusters = (uint32_t)T, .backing_name = o->backing_file, .backing_fmt = bfmt,
+	    .version = version,
+	    .cluster_bits = cbits,
+	    .refcount_order = rorder,
+	    .incompat = o->compression_type ? QCOW2_INCOMPAT_COMPRESSION : 0,
+	    .compat = o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0,
+	    .compression_type = (uint8_t)o->compression_type,
+	    .size = size,
+	    .l1_size = (uint32_t)l1_size,
+	    .l1_offset = l1_off,
+	    .rt_offset = rt_off,
+	    .rt_clusters = (uint32_t)T,
+	    .backing_name = o->backing_file,
+	    .backing_fmt = bfmt,
 	};
 	ret = qcow2_header_build(path, buf, cs, &f);
 	if (ret < 0)
@@ -134,20 +148,34 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 		uint8_t *blk = buf + rb_off + (c / per_block) * cs;
 		uint64_t i = c % per_block;
 		switch (rorder) {
-		case 0: blk[i / 8] |= (uint8_t)(1u << (i % 8)); break;
-		case 1: blk[i / 4] |= (uint8_t)(1u << (2 * (i % 4))); break;
-		case 2: blk[i / 2] |= (uint8_t)(1u << (4 * (i % 2))); break;
-		case 3: blk[i] = 1; break;
-		case 4: be16_put(blk + 2 * i, 1); break;
-		case 5: be32_put(blk + 4 * i, 1); break;
-		default: be64_put(blk + 8 * i, 1); break;
+		case 0:
+			blk[i / 8] |= (uint8_t)(1u << (i % 8));
+			break;
+		case 1:
+			blk[i / 4] |= (uint8_t)(1u << (2 * (i % 4)));
+			break;
+		case 2:
+			blk[i / 2] |= (uint8_t)(1u << (4 * (i % 2)));
+			break;
+		case 3:
+			blk[i] = 1;
+			break;
+		case 4:
+			be16_put(blk + 2 * i, 1);
+			break;
+		case 5:
+			be32_put(blk + 4 * i, 1);
+			break;
+		default:
+			be64_put(blk + 8 * i, 1);
+			break;
 		}
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (o->force ? O_TRUNC : O_EXCL), 0644);
 	if (fd < 0) {
-		ret = errno == EEXIST ? err_set(EEXIST, "%s: file exists (use --force to overwrite)",
-						path)
-				      : err_sys(errno, "%s: could not create", path);
+		ret = errno == EEXIST
+			  ? err_set(EEXIST, "%s: file exists (use --force to overwrite)", path)
+			  : err_sys(errno, "%s: could not create", path);
 		goto out;
 	}
 	ret = write_all(fd, buf, (1 + T + B) * cs, 0, path);

@@ -77,8 +77,7 @@ int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	va_end(ap);
 	/* Mark the image so nobody writes to it again before a check: only when a write found
 	 * the damage (a reader changes nothing), and never while checking. */
-	if (s->in_write && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) &&
-	    s->version >= 3) {
+	if (s->in_write && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) && s->version >= 3) {
 		qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, s->incompat | QCOW2_INCOMPAT_CORRUPT);
 		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
 		s->corrupt = true;
@@ -92,10 +91,9 @@ static const struct {
 	uint8_t type, bit;
 	const char *name;
 } features[] = {
-	{0, 0, "dirty bit"},           {0, 1, "corrupt bit"},
-	{0, 2, "external data file"},  {0, 3, "compression type"},
-	{0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
-	{2, 0, "bitmaps"},             {2, 1, "raw external data"},
+    {0, 0, "dirty bit"},	{0, 1, "corrupt bit"},	       {0, 2, "external data file"},
+    {0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
+    {2, 0, "bitmaps"},		{2, 1, "raw external data"},
 };
 #define NFEATURES (sizeof(features) / sizeof(features[0]))
 
@@ -138,10 +136,13 @@ int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
 		return err_set(EINVAL, "%s: backing file name is longer than %d bytes", path,
 			       QCOW2_MAX_BACKING_NAME);
 	size_t bflen = f->backing_fmt ? strlen(f->backing_fmt) : 0;
-	size_t need = hl + (bflen ? 8 + ((bflen + 7) & ~(size_t)7) : 0) + f->ext_keep_len + 8 + blen;
+	size_t need =
+	    hl + (bflen ? 8 + ((bflen + 7) & ~(size_t)7) : 0) + f->ext_keep_len + 8 + blen;
 	if (need > cs)
-		return err_set(EINVAL, "%s: header, extensions and backing file name do not fit "
-			       "in a %llu-byte cluster", path, (unsigned long long)cs);
+		return err_set(EINVAL,
+			       "%s: header, extensions and backing file name do not fit "
+			       "in a %llu-byte cluster",
+			       path, (unsigned long long)cs);
 	if (bflen)
 		off = ext_add(h, off, QCOW2_EXT_BACKING_FMT, f->backing_fmt, (uint32_t)bflen);
 	/* The feature-name table helps other tools name our bits; like QEMU, it is left out
@@ -177,15 +178,24 @@ int qcow2_header_rewrite(struct qcow2 *s)
 	if (!h)
 		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
 	struct qcow2_header_fields f = {
-		.version = (int)s->version, .cluster_bits = s->cluster_bits,
-		.refcount_order = s->refcount_order, .incompat = s->incompat,
-		.compat = s->compat, .autoclear = s->autoclear,
-		.compression_type = s->compression_type, .size = s->bs->size,
-		.l1_size = s->l1_size, .l1_offset = s->l1_offset, .rt_offset = s->rt_offset,
-		.rt_clusters = s->rt_clusters, .nb_snapshots = s->nb_snapshots,
-		.snapshots_offset = s->snapshots_offset, .backing_name = s->bs->backing_name,
-		.backing_fmt = s->bs->backing_name ? s->bs->backing_fmt : NULL,
-		.ext_keep = s->ext_keep, .ext_keep_len = s->ext_keep_len,
+	    .version = (int)s->version,
+	    .cluster_bits = s->cluster_bits,
+	    .refcount_order = s->refcount_order,
+	    .incompat = s->incompat,
+	    .compat = s->compat,
+	    .autoclear = s->autoclear,
+	    .compression_type = s->compression_type,
+	    .size = s->bs->size,
+	    .l1_size = s->l1_size,
+	    .l1_offset = s->l1_offset,
+	    .rt_offset = s->rt_offset,
+	    .rt_clusters = s->rt_clusters,
+	    .nb_snapshots = s->nb_snapshots,
+	    .snapshots_offset = s->snapshots_offset,
+	    .backing_name = s->bs->backing_name,
+	    .backing_fmt = s->bs->backing_name ? s->bs->backing_fmt : NULL,
+	    .ext_keep = s->ext_keep,
+	    .ext_keep_len = s->ext_keep_len,
 	};
 	ret = qcow2_header_build(s->bs->filename, h, s->cluster_size, &f);
 	if (ret == 0)
@@ -199,10 +209,9 @@ int qcow2_header_rewrite(struct qcow2 *s)
 }
 
 static const char *const default_feature_names[3][8] = {
-	{"dirty bit", "corrupt bit", "external data file", "compression type",
-	 "extended L2 entries"},
-	{"lazy refcounts"},
-	{"bitmaps", "raw external data"},
+    {"dirty bit", "corrupt bit", "external data file", "compression type", "extended L2 entries"},
+    {"lazy refcounts"},
+    {"bitmaps", "raw external data"},
 };
 
 static const char *feature_name(const struct qcow2 *s, int type, int bit)
@@ -239,14 +248,16 @@ static int read_extensions(struct qcow2 *s, const uint8_t *hdr, uint64_t start, 
 		if (type == QCOW2_EXT_END)
 			return 0;
 		if (len > end - off)
-			return err_set(EINVAL, "%s: header extension 0x%08x (length %u) runs past the "
-				       "end of the header cluster", fn, type, len);
+			return err_set(EINVAL,
+				       "%s: header extension 0x%08x (length %u) runs past the "
+				       "end of the header cluster",
+				       fn, type, len);
 		const uint8_t *d = hdr + off;
 		switch (type) {
 		case QCOW2_EXT_BACKING_FMT:
 			if (len > 31)
-				return err_set(EINVAL, "%s: backing format name too long (%u bytes)",
-					       fn, len);
+				return err_set(
+				    EINVAL, "%s: backing format name too long (%u bytes)", fn, len);
 			free(s->bs->backing_fmt);
 			s->bs->backing_fmt = strndup((const char *)d, len);
 			break;
@@ -256,8 +267,10 @@ static int read_extensions(struct qcow2 *s, const uint8_t *hdr, uint64_t start, 
 		case QCOW2_EXT_CRYPTO:
 			return err_set(ENOTSUP, "%s: encrypted images are not supported", fn);
 		case QCOW2_EXT_DATA_FILE:
-			return err_set(ENOTSUP, "%s: images with an external data file are not "
-				       "supported", fn);
+			return err_set(ENOTSUP,
+				       "%s: images with an external data file are not "
+				       "supported",
+				       fn);
 		default: {
 			/* Kept verbatim so header rewrites do not lose them. */
 			size_t add = 8 + ((len + 7ULL) & ~7ULL);
@@ -350,8 +363,9 @@ static int validate_header(struct qcow2 *s, const uint8_t *h, uint64_t file_size
 		return err_set(EINVAL, "%s: refcount table offset %llu is invalid", fn,
 			       (unsigned long long)s->rt_offset);
 	if ((uint64_t)s->rt_clusters * cs > QCOW2_MAX_RT_BYTES || !s->rt_clusters)
-		return err_set(EFBIG, "%s: refcount table of %u clusters is invalid (at most %u MiB)",
-			       fn, s->rt_clusters, QCOW2_MAX_RT_BYTES >> 20);
+		return err_set(EFBIG,
+			       "%s: refcount table of %u clusters is invalid (at most %u MiB)", fn,
+			       s->rt_clusters, QCOW2_MAX_RT_BYTES >> 20);
 	if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
 		return err_set(EFBIG, "%s: %u snapshots is more than %u", fn, s->nb_snapshots,
 			       QCOW2_MAX_SNAPSHOTS);
@@ -371,11 +385,15 @@ static int validate_header(struct qcow2 *s, const uint8_t *h, uint64_t file_size
 		return err_set(EINVAL, "%s: L1 table overlaps the refcount table", fn);
 	if (!(s->bs->flags & BDEV_O_CHECK)) {
 		if (s->rt_offset + rt_bytes > file_size + cs)
-			return err_set(EINVAL, "%s: refcount table at offset %llu is past the end of "
-				       "the file", fn, (unsigned long long)s->rt_offset);
+			return err_set(EINVAL,
+				       "%s: refcount table at offset %llu is past the end of "
+				       "the file",
+				       fn, (unsigned long long)s->rt_offset);
 		if (l1_bytes && s->l1_offset + l1_bytes > file_size)
-			return err_set(EINVAL, "%s: L1 table at offset %llu is past the end of the "
-				       "file", fn, (unsigned long long)s->l1_offset);
+			return err_set(EINVAL,
+				       "%s: L1 table at offset %llu is past the end of the "
+				       "file",
+				       fn, (unsigned long long)s->l1_offset);
 	}
 	(void)h;
 	return 0;
@@ -432,8 +450,10 @@ static int read_snapshots(struct qcow2 *s, uint64_t file_size)
 	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
 		struct qcow2_snapshot *sn = &s->snapshots[i];
 		if (off + 40 > file_size || pread(s->fd, e, 40, (off_t)off) != 40)
-			return err_set(EINVAL, "%s: snapshot table entry %u is past the end of the "
-				       "file", fn, i);
+			return err_set(EINVAL,
+				       "%s: snapshot table entry %u is past the end of the "
+				       "file",
+				       fn, i);
 		sn->l1_offset = be64_get(e);
 		sn->l1_size = be32_get(e + 8);
 		uint16_t id_len = be16_get(e + 12), name_len = be16_get(e + 14);
@@ -444,8 +464,10 @@ static int read_snapshots(struct qcow2 *s, uint64_t file_size)
 		uint32_t extra_len = be32_get(e + 36);
 		sn->icount = UINT64_MAX;
 		if (extra_len > sizeof(extra))
-			return err_set(EINVAL, "%s: snapshot %u has %u bytes of extra data (at most "
-				       "1024)", fn, i, extra_len);
+			return err_set(EINVAL,
+				       "%s: snapshot %u has %u bytes of extra data (at most "
+				       "1024)",
+				       fn, i, extra_len);
 		if (pread(s->fd, extra, extra_len, (off_t)(off + 40)) != (ssize_t)extra_len)
 			return err_set(EINVAL, "%s: snapshot %u is truncated", fn, i);
 		if (extra_len >= 8)
@@ -463,8 +485,8 @@ static int read_snapshots(struct qcow2 *s, uint64_t file_size)
 		    pread(s->fd, sn->name, name_len, (off_t)(p + id_len)) != name_len)
 			return err_set(EINVAL, "%s: snapshot %u is truncated", fn, i);
 		if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES)
-			return err_set(EFBIG, "%s: snapshot %u has an L1 table of %u entries", fn, i,
-				       sn->l1_size);
+			return err_set(EFBIG, "%s: snapshot %u has an L1 table of %u entries", fn,
+				       i, sn->l1_size);
 		if (sn->l1_offset & (s->cluster_size - 1))
 			return err_set(EINVAL, "%s: snapshot %u L1 table offset is not aligned", fn,
 				       i);
@@ -627,8 +649,8 @@ int qcow2_open(struct bdev *bs)
 	ret = parse_header(s, h, (uint64_t)n, (uint64_t)st.st_size);
 	if (ret < 0)
 		goto fail;
-	uint64_t hlen = (uint64_t)n < (1ULL << s->cluster_bits) ? (uint64_t)n
-								 : (1ULL << s->cluster_bits);
+	uint64_t hlen =
+	    (uint64_t)n < (1ULL << s->cluster_bits) ? (uint64_t)n : (1ULL << s->cluster_bits);
 	ret = qcow2_open_tables(s, h, hlen, (uint64_t)st.st_size);
 	if (ret < 0)
 		goto fail;
@@ -659,8 +681,10 @@ int qcow2_open(struct bdev *bs)
 		if (ret < 0)
 			goto fail;
 		if (bad) {
-			ret = err_set(EIO, "%s: image was not closed cleanly and could not be "
-				      "repaired; run 'ligero img check -r all'", bs->filename);
+			ret = err_set(EIO,
+				      "%s: image was not closed cleanly and could not be "
+				      "repaired; run 'ligero img check -r all'",
+				      bs->filename);
 			goto fail;
 		}
 		ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
@@ -707,11 +731,12 @@ static struct json_object *qcow2_info_specific(struct bdev *bs)
 	struct json_object *o = json_object_new_object(), *d = json_object_new_object();
 
 	json_object_object_add(o, "type", json_object_new_string("qcow2"));
-	json_object_object_add(d, "compat", json_object_new_string(s->version >= 3 ? "1.1"
-										   : "0.10"));
+	json_object_object_add(d, "compat",
+			       json_object_new_string(s->version >= 3 ? "1.1" : "0.10"));
 	json_object_object_add(d, "compression-type",
 			       json_object_new_string(s->compression_type == QCOW2_COMPRESSION_ZSTD
-							      ? "zstd" : "zlib"));
+							  ? "zstd"
+							  : "zlib"));
 	if (s->version >= 3)
 		json_object_object_add(d, "lazy-refcounts",
 				       json_object_new_boolean(s->lazy_refcounts));
@@ -762,35 +787,34 @@ static int64_t qcow2_compress_op(struct bdev *bs, void *dst, size_t dst_len, con
 			      len);
 }
 
-static int qcow2_write_compressed_op(struct bdev *bs, uint64_t off, const void *cdata,
-				     size_t clen)
+static int qcow2_write_compressed_op(struct bdev *bs, uint64_t off, const void *cdata, size_t clen)
 {
 	return qcow2_write_compressed(bs->opaque, off, cdata, clen);
 }
 
 const struct bdev_driver bdev_qcow2_driver = {
-	.name = "qcow2",
-	.probe = qcow2_probe,
-	.open = qcow2_open,
-	.close = qcow2_close,
-	.read = qcow2_read,
-	.write = qcow2_write,
-	.flush = qcow2_flush_op,
-	.discard = qcow2_discard,
-	.write_zeroes = qcow2_write_zeroes,
-	.block_status = qcow2_block_status,
-	.truncate = qcow2_truncate,
-	.create = qcow2_create,
-	.check = qcow2_check_op,
-	.info_specific = qcow2_info_specific,
-	.compress = qcow2_compress_op,
-	.write_compressed = qcow2_write_compressed_op,
-	.cluster_size = qcow2_cluster_size_op,
-	.set_backing = qcow2_set_backing,
-	.snapshot_list = qcow2_snapshot_list,
-	.snapshot_create = qcow2_snapshot_create,
-	.snapshot_apply = qcow2_snapshot_apply,
-	.snapshot_delete = qcow2_snapshot_delete,
-	.amend = qcow2_amend,
-	.unmap = qcow2_unmap,
+    .name = "qcow2",
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .read = qcow2_read,
+    .write = qcow2_write,
+    .flush = qcow2_flush_op,
+    .discard = qcow2_discard,
+    .write_zeroes = qcow2_write_zeroes,
+    .block_status = qcow2_block_status,
+    .truncate = qcow2_truncate,
+    .create = qcow2_create,
+    .check = qcow2_check_op,
+    .info_specific = qcow2_info_specific,
+    .compress = qcow2_compress_op,
+    .write_compressed = qcow2_write_compressed_op,
+    .cluster_size = qcow2_cluster_size_op,
+    .set_backing = qcow2_set_backing,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .amend = qcow2_amend,
+    .unmap = qcow2_unmap,
 };

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 static const char *const meta_names[] = {
-	"guest data", "the header", "the L1 table", "the refcount table", "a refcount block",
-	"an L2 table", "snapshot metadata", "two tables at once",
+    "guest data",	"the header",  "the L1 table",	    "the refcount table",
+    "a refcount block", "an L2 table", "snapshot metadata", "two tables at once",
 };
 
 static int meta_grow(struct qcow2 *s, uint64_t n)

@@ -16,48 +16,48 @@
 #define QCOW2_MAGIC 0x514649fbU
 
 /* Header byte offsets we rewrite in place (so unknown header extensions survive untouched). */
-#define QCOW2_HDR_SIZE 24
-#define QCOW2_HDR_L1_SIZE 36
-#define QCOW2_HDR_L1_OFFSET 40
-#define QCOW2_HDR_RT_OFFSET 48
-#define QCOW2_HDR_RT_CLUSTERS 56
-#define QCOW2_HDR_NB_SNAPSHOTS 60
+#define QCOW2_HDR_SIZE		   24
+#define QCOW2_HDR_L1_SIZE	   36
+#define QCOW2_HDR_L1_OFFSET	   40
+#define QCOW2_HDR_RT_OFFSET	   48
+#define QCOW2_HDR_RT_CLUSTERS	   56
+#define QCOW2_HDR_NB_SNAPSHOTS	   60
 #define QCOW2_HDR_SNAPSHOTS_OFFSET 64
-#define QCOW2_HDR_INCOMPAT 72
-#define QCOW2_HDR_COMPAT 80
-#define QCOW2_HDR_AUTOCLEAR 88
+#define QCOW2_HDR_INCOMPAT	   72
+#define QCOW2_HDR_COMPAT	   80
+#define QCOW2_HDR_AUTOCLEAR	   88
 
-#define QCOW2_V2_HEADER_LEN 72
-#define QCOW2_V3_HEADER_LEN 112 /* with compression_type and its padding, as QEMU writes */
+#define QCOW2_V2_HEADER_LEN	72
+#define QCOW2_V3_HEADER_LEN	112 /* with compression_type and its padding, as QEMU writes */
 #define QCOW2_V3_MIN_HEADER_LEN 104
 
 /* Incompatible feature bits. */
-#define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
-#define QCOW2_INCOMPAT_CORRUPT (1ULL << 1)
-#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define QCOW2_INCOMPAT_DIRTY	   (1ULL << 0)
+#define QCOW2_INCOMPAT_CORRUPT	   (1ULL << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ULL << 2)
 #define QCOW2_INCOMPAT_COMPRESSION (1ULL << 3)
-#define QCOW2_INCOMPAT_EXTL2 (1ULL << 4)
-#define QCOW2_INCOMPAT_SUPPORTED                                                                  \
+#define QCOW2_INCOMPAT_EXTL2	   (1ULL << 4)
+#define QCOW2_INCOMPAT_SUPPORTED                                                                   \
 	(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_COMPRESSION)
 /* Compatible and autoclear bits. */
-#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
-#define QCOW2_AUTOCLEAR_BITMAPS (1ULL << 0)
+#define QCOW2_COMPAT_LAZY_REFCOUNTS   (1ULL << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS	      (1ULL << 0)
 #define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ULL << 1)
 
 /* Header extension types. */
-#define QCOW2_EXT_END 0
-#define QCOW2_EXT_BACKING_FMT 0xe2792acaU
+#define QCOW2_EXT_END		0
+#define QCOW2_EXT_BACKING_FMT	0xe2792acaU
 #define QCOW2_EXT_FEATURE_TABLE 0x6803f857U
-#define QCOW2_EXT_BITMAPS 0x23852875U
-#define QCOW2_EXT_CRYPTO 0x0537be77U
-#define QCOW2_EXT_DATA_FILE 0x44415441U
+#define QCOW2_EXT_BITMAPS	0x23852875U
+#define QCOW2_EXT_CRYPTO	0x0537be77U
+#define QCOW2_EXT_DATA_FILE	0x44415441U
 
 /* L1/L2 entry bits. */
-#define QCOW2_OFLAG_COPIED (1ULL << 63)
+#define QCOW2_OFLAG_COPIED     (1ULL << 63)
 #define QCOW2_OFLAG_COMPRESSED (1ULL << 62)
-#define QCOW2_OFLAG_ZERO (1ULL << 0)
-#define QCOW2_L1E_OFFSET_MASK 0x00fffffffffffe00ULL
-#define QCOW2_L2E_OFFSET_MASK 0x00fffffffffffe00ULL
+#define QCOW2_OFLAG_ZERO       (1ULL << 0)
+#define QCOW2_L1E_OFFSET_MASK  0x00fffffffffffe00ULL
+#define QCOW2_L2E_OFFSET_MASK  0x00fffffffffffe00ULL
 #define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ULL
 
 #define QCOW2_COMPRESSION_ZLIB 0
@@ -69,19 +69,19 @@
  */
 #define QCOW2_MIN_CLUSTER_BITS 9
 #define QCOW2_MAX_CLUSTER_BITS 21
-#define QCOW2_MAX_L1_BYTES (32U << 20)        /* 32 MiB of L1 table */
-#define QCOW2_MAX_RT_BYTES (8U << 20)         /* 8 MiB of refcount table */
-#define QCOW2_MAX_SNAPSHOTS 65536
-#define QCOW2_MAX_EXT_BYTES (1U << 20)        /* all header extensions together */
+#define QCOW2_MAX_L1_BYTES     (32U << 20) /* 32 MiB of L1 table */
+#define QCOW2_MAX_RT_BYTES     (8U << 20)  /* 8 MiB of refcount table */
+#define QCOW2_MAX_SNAPSHOTS    65536
+#define QCOW2_MAX_EXT_BYTES    (1U << 20) /* all header extensions together */
 #define QCOW2_MAX_BACKING_NAME 1023
-#define QCOW2_MAX_VIRTUAL_SIZE (1ULL << 55)   /* 32 PiB */
+#define QCOW2_MAX_VIRTUAL_SIZE (1ULL << 55) /* 32 PiB */
 
 /* A table-sized metadata cache (L2 tables, refcount blocks). Write-back, LRU. */
 struct qcow2_cache_entry {
 	uint64_t offset; /* host offset of the table, 0 = empty slot */
 	void *table;
 	uint64_t lru;
-	int ref;         /* >0 while a caller holds the table */
+	int ref; /* >0 while a caller holds the table */
 	bool dirty;
 };
 
@@ -119,22 +119,22 @@ struct qcow2 {
 	uint32_t header_length;
 	uint32_t cluster_bits;
 	uint64_t cluster_size;
-	uint32_t l2_bits;   /* log2 of entries per L2 table */
-	uint64_t l2_size;   /* entries per L2 table */
+	uint32_t l2_bits; /* log2 of entries per L2 table */
+	uint64_t l2_size; /* entries per L2 table */
 	uint32_t crypt_method;
 
 	uint64_t l1_offset;
 	uint32_t l1_size;
-	uint64_t *l1;       /* host order, l1_size entries (allocated for at least 1) */
+	uint64_t *l1; /* host order, l1_size entries (allocated for at least 1) */
 
 	uint64_t rt_offset;
 	uint32_t rt_clusters;
-	uint64_t rt_size;   /* entries in the refcount table */
-	uint64_t *rt;       /* host order */
+	uint64_t rt_size; /* entries in the refcount table */
+	uint64_t *rt;	  /* host order */
 
 	uint32_t refcount_order;
 	uint32_t refcount_bits;
-	uint32_t rb_bits;   /* log2 of refcount entries per refcount block */
+	uint32_t rb_bits; /* log2 of refcount entries per refcount block */
 	uint64_t refcount_max;
 
 	uint64_t incompat, compat, autoclear;
@@ -149,18 +149,18 @@ struct qcow2 {
 	struct qcow2_cache *rb_cache;
 
 	uint64_t free_cluster_index; /* no free cluster below this one */
-	uint64_t file_end;           /* end of the last cluster in use by metadata or data */
+	uint64_t file_end;	     /* end of the last cluster in use by metadata or data */
 	/* Cluster ranges being handed out right now: nested allocations (refcount blocks) skip
 	 * them, since their refcounts are not written yet. A stack, nested at most a few deep. */
 	uint64_t resv[8][2];
 	int nresv;
-	uint64_t free_byte_offset;   /* where the next compressed cluster may start, 0 = none */
+	uint64_t free_byte_offset; /* where the next compressed cluster may start, 0 = none */
 
 	bool lazy_refcounts; /* compat bit set: refcounts may lag until close */
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
-	bool corrupt;        /* the corrupt bit is set: opened read-only */
-	bool in_write;       /* inside a metadata-changing request (see signal_corruption) */
+	bool corrupt;  /* the corrupt bit is set: opened read-only */
+	bool in_write; /* inside a metadata-changing request (see signal_corruption) */
 	/* What each host cluster holds (enum qcow2_meta), built on the first write: every write
 	 * is checked against it, so a hostile table entry can never aim data at metadata. */
 	uint8_t *meta;
@@ -176,7 +176,7 @@ struct qcow2 {
 	/* The last cluster decompressed (host offset of its compressed data) and its bytes. */
 	uint64_t zcache_offset;
 	uint8_t *zcache;
-	uint8_t *zbuf;        /* compressed input buffer (2 clusters) */
+	uint8_t *zbuf; /* compressed input buffer (2 clusters) */
 	void *zstd_dctx;
 };
 
@@ -194,7 +194,7 @@ int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool set);
 /* Mark the image corrupt (bit 1) and return -EIO with a message; used when metadata is found
  * pointing somewhere impossible during a write. */
 int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Rewrite the whole header cluster from the state in s (version, tables, snapshots, backing
  * name and format in s->bs, kept extensions). Fails before writing if it would not fit. */
@@ -226,8 +226,8 @@ enum qcow2_meta {
 	QCOW2_META_RT,
 	QCOW2_META_RB,
 	QCOW2_META_L2,
-	QCOW2_META_SNAP,      /* snapshot table, snapshot L1 tables */
-	QCOW2_META_CONFLICT,  /* claimed twice: no write may touch it */
+	QCOW2_META_SNAP,     /* snapshot table, snapshot L1 tables */
+	QCOW2_META_CONFLICT, /* claimed twice: no write may touch it */
 };
 /* Build the map from the header, L1, refcount structures and snapshots (once per open). */
 int qcow2_meta_build(struct qcow2 *s);

@@ -24,13 +24,20 @@ static uint64_t rb_entry_get(const struct qcow2 *s, const void *rb, uint64_t i)
 	const uint8_t *p = rb;
 
 	switch (s->refcount_order) {
-	case 0: return (p[i / 8] >> (i % 8)) & 1;
-	case 1: return (p[i / 4] >> (2 * (i % 4))) & 3;
-	case 2: return (p[i / 2] >> (4 * (i % 2))) & 15;
-	case 3: return p[i];
-	case 4: return be16_get(p + 2 * i);
-	case 5: return be32_get(p + 4 * i);
-	default: return be64_get(p + 8 * i);
+	case 0:
+		return (p[i / 8] >> (i % 8)) & 1;
+	case 1:
+		return (p[i / 4] >> (2 * (i % 4))) & 3;
+	case 2:
+		return (p[i / 2] >> (4 * (i % 2))) & 15;
+	case 3:
+		return p[i];
+	case 4:
+		return be16_get(p + 2 * i);
+	case 5:
+		return be32_get(p + 4 * i);
+	default:
+		return be64_get(p + 8 * i);
 	}
 }
 
@@ -39,13 +46,27 @@ static void rb_entry_set(const struct qcow2 *s, void *rb, uint64_t i, uint64_t v
 	uint8_t *p = rb;
 
 	switch (s->refcount_order) {
-	case 0: p[i / 8] = (uint8_t)((p[i / 8] & ~(1u << (i % 8))) | (v << (i % 8))); break;
-	case 1: p[i / 4] = (uint8_t)((p[i / 4] & ~(3u << (2 * (i % 4)))) | (v << (2 * (i % 4)))); break;
-	case 2: p[i / 2] = (uint8_t)((p[i / 2] & ~(15u << (4 * (i % 2)))) | (v << (4 * (i % 2)))); break;
-	case 3: p[i] = (uint8_t)v; break;
-	case 4: be16_put(p + 2 * i, (uint16_t)v); break;
-	case 5: be32_put(p + 4 * i, (uint32_t)v); break;
-	default: be64_put(p + 8 * i, v); break;
+	case 0:
+		p[i / 8] = (uint8_t)((p[i / 8] & ~(1u << (i % 8))) | (v << (i % 8)));
+		break;
+	case 1:
+		p[i / 4] = (uint8_t)((p[i / 4] & ~(3u << (2 * (i % 4)))) | (v << (2 * (i % 4))));
+		break;
+	case 2:
+		p[i / 2] = (uint8_t)((p[i / 2] & ~(15u << (4 * (i % 2)))) | (v << (4 * (i % 2))));
+		break;
+	case 3:
+		p[i] = (uint8_t)v;
+		break;
+	case 4:
+		be16_put(p + 2 * i, (uint16_t)v);
+		break;
+	case 5:
+		be32_put(p + 4 * i, (uint32_t)v);
+		break;
+	default:
+		be64_put(p + 8 * i, v);
+		break;
 	}
 }
 
@@ -62,7 +83,8 @@ int qcow2_refcount_init(struct qcow2 *s)
 	if (n < 0)
 		return err_sys(errno, "%s: could not read the refcount table", s->bs->filename);
 	if ((uint64_t)n < bytes && !(s->bs->flags & BDEV_O_CHECK))
-		return err_set(EINVAL, "%s: refcount table at offset %llu is past the end of the file",
+		return err_set(EINVAL,
+			       "%s: refcount table at offset %llu is past the end of the file",
 			       s->bs->filename, (unsigned long long)s->rt_offset);
 	for (uint64_t i = 0; i < s->rt_size; i++)
 		s->rt[i] = __builtin_bswap64(s->rt[i]);
@@ -144,8 +166,10 @@ static int find_free(struct qcow2 *s, uint64_t n, uint64_t *first)
 	while (run < n) {
 		uint64_t rc = 0;
 		if (c >= ((QCOW2_L2E_OFFSET_MASK + 1) >> s->cluster_bits))
-			return err_set(ENOSPC, "%s: image file would exceed the largest offset qcow2 "
-				       "can address", s->bs->filename);
+			return err_set(ENOSPC,
+				       "%s: image file would exceed the largest offset qcow2 "
+				       "can address",
+				       s->bs->filename);
 		int ret = qcow2_refcount_get(s, c, &rc);
 		if (ret < 0)
 			return ret;
@@ -223,7 +247,8 @@ static int rb_ensure(struct qcow2 *s, uint64_t idx)
 	if (ret < 0)
 		return ret;
 	if (idx >= s->rt_size) /* the table grew again while we allocated */
-		return err_set(EIO, "%s: refcount table changed during allocation", s->bs->filename);
+		return err_set(EIO, "%s: refcount table changed during allocation",
+			       s->bs->filename);
 	s->rt[idx] = off;
 	return rt_entry_write(s, idx);
 }
@@ -271,8 +296,10 @@ int qcow2_refcount_update(struct qcow2 *s, uint64_t off, uint64_t len, int64_t d
 			return ret;
 		if ((delta < 0 && rc < (uint64_t)-delta) ||
 		    (delta > 0 && rc + (uint64_t)delta > s->refcount_max))
-			return qcow2_signal_corruption(s, "refcount of cluster %llu is %llu, cannot "
-						       "add %lld", (unsigned long long)c,
+			return qcow2_signal_corruption(s,
+						       "refcount of cluster %llu is %llu, cannot "
+						       "add %lld",
+						       (unsigned long long)c,
 						       (unsigned long long)rc, (long long)delta);
 	}
 	for (uint64_t c = first; c <= last; c++) {
@@ -359,7 +386,8 @@ int64_t qcow2_alloc_bytes(struct qcow2 *s, uint64_t len)
 		uint64_t end = (last + 1) << s->cluster_bits;
 		if (end > s->file_end)
 			s->file_end = end;
-		if (last >= s->free_cluster_index && (off >> s->cluster_bits) < s->free_cluster_index)
+		if (last >= s->free_cluster_index &&
+		    (off >> s->cluster_bits) < s->free_cluster_index)
 			s->free_cluster_index = last + 1;
 	}
 	s->free_byte_offset = off + len;
@@ -475,8 +503,8 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	qcow2_meta_mark(s, (start + nblocks) << s->cluster_bits, tclusters << s->cluster_bits,
 			QCOW2_META_RT);
 	size_t bbytes = nblocks * s->cluster_size;
-	if (bbytes && pwrite(s->fd, blocks, bbytes, (off_t)(start << s->cluster_bits)) !=
-			      (ssize_t)bbytes) {
+	if (bbytes &&
+	    pwrite(s->fd, blocks, bbytes, (off_t)(start << s->cluster_bits)) != (ssize_t)bbytes) {
 		ret = err_sys(errno, "%s: could not write new refcount blocks", s->bs->filename);
 		goto out;
 	}

@@ -90,7 +90,8 @@ int qcow2_fix_copied(struct qcow2 *s)
 			if ((e & QCOW2_OFLAG_COMPRESSED) || !host)
 				continue;
 			ret = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
-			uint64_t ne = rc == 1 ? (e | QCOW2_OFLAG_COPIED) : (e & ~QCOW2_OFLAG_COPIED);
+			uint64_t ne =
+			    rc == 1 ? (e | QCOW2_OFLAG_COPIED) : (e & ~QCOW2_OFLAG_COPIED);
 			if (ret == 0 && ne != e) {
 				t[j] = __builtin_bswap64(ne);
 				qcow2_cache_mark_dirty(s->l2_cache, t);
@@ -146,7 +147,8 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 			return (int)toff;
 		}
 		if (pwrite(s->fd, buf, size, (off_t)toff) != (ssize_t)size)
-			ret = err_sys(errno, "%s: could not write the snapshot table", s->bs->filename);
+			ret = err_sys(errno, "%s: could not write the snapshot table",
+				      s->bs->filename);
 	}
 	free(buf);
 	if (ret == 0)
@@ -282,7 +284,7 @@ static int load_l1(struct qcow2 *s, const struct qcow2_snapshot *sn, uint64_t **
 	if (!l1)
 		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
 	if (sn->l1_size && pread(s->fd, l1, (size_t)sn->l1_size * 8, (off_t)sn->l1_offset) !=
-				   (ssize_t)sn->l1_size * 8) {
+			       (ssize_t)sn->l1_size * 8) {
 		free(l1);
 		return err_set(EIO, "%s: could not read the L1 table of snapshot '%s'",
 			       s->bs->filename, sn->name);
@@ -388,15 +390,15 @@ static int do_delete(struct qcow2 *s, const char *name)
 	return ret;
 }
 
-#define LOCKED_NAME_OP(fn, impl)                                                                 \
-	int fn(struct bdev *bs, const char *name)                                                \
-	{                                                                                        \
-		struct qcow2 *s = bs->opaque;                                                    \
-		pthread_mutex_lock(&s->lock);                                                    \
-		int ret = impl(s, name);                                                         \
-		s->meta_built = false; /* tables moved: map them again on the next write */     \
-		pthread_mutex_unlock(&s->lock);                                                  \
-		return ret;                                                                      \
+#define LOCKED_NAME_OP(fn, impl)                                                                   \
+	int fn(struct bdev *bs, const char *name)                                                  \
+	{                                                                                          \
+		struct qcow2 *s = bs->opaque;                                                      \
+		pthread_mutex_lock(&s->lock);                                                      \
+		int ret = impl(s, name);                                                           \
+		s->meta_built = false; /* tables moved: map them again on the next write */        \
+		pthread_mutex_unlock(&s->lock);                                                    \
+		return ret;                                                                        \
 	}
 LOCKED_NAME_OP(qcow2_snapshot_create, do_create)
 LOCKED_NAME_OP(qcow2_snapshot_apply, do_apply)

@@ -17,12 +17,12 @@
 #include <sys/mman.h>
 
 #define BALLOON_QUEUE_SIZE 128
-#define PAGE               4096ull
-#define Q_INFLATE 0
-#define Q_DEFLATE 1
-#define Q_STATS   2
-#define Q_REPORT  3
-#define STATS_EVERY_MS 2000
+#define PAGE		   4096ull
+#define Q_INFLATE	   0
+#define Q_DEFLATE	   1
+#define Q_STATS		   2
+#define Q_REPORT	   3
+#define STATS_EVERY_MS	   2000
 
 struct balloon {
 	struct virtio_dev dev;
@@ -183,13 +183,13 @@ static void balloon_cfg_write(struct virtio_dev *d, uint32_t off, const void *da
 }
 
 static const struct virtio_dev_ops balloon_ops = {
-	.name = "balloon",
-	.type = VIRTIO_ID_BALLOON,
-	.class_code = 0x00ff00,
-	.cfg_read = balloon_cfg_read,
-	.cfg_write = balloon_cfg_write,
-	.activate = balloon_activate,
-	.reset = balloon_reset,
+    .name = "balloon",
+    .type = VIRTIO_ID_BALLOON,
+    .class_code = 0x00ff00,
+    .cfg_read = balloon_cfg_read,
+    .cfg_write = balloon_cfg_write,
+    .activate = balloon_activate,
+    .reset = balloon_reset,
 };
 
 void virtio_balloon_set_target(struct virtio_dev *d, uint64_t target_mib)

@@ -19,7 +19,7 @@
 
 #define BLK_QUEUE_SIZE 128
 #define BLK_THREADS    4
-#define SECTOR         512ull
+#define SECTOR	       512ull
 
 struct blk;
 
@@ -163,9 +163,9 @@ static uint8_t blk_segments(struct blk *b, struct virtq_elem *e, uint32_t type)
 	}
 	if (seg.flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
 		return VIRTIO_BLK_S_UNSUPP;
-	ret = bdev_write_zeroes(b->bs, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR,
-				(seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BDEV_ZERO_MAY_UNMAP
-										   : 0);
+	ret = bdev_write_zeroes(
+	    b->bs, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR,
+	    (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BDEV_ZERO_MAY_UNMAP : 0);
 	return ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 }
 
@@ -196,9 +196,9 @@ static uint8_t blk_request(struct blk *b, struct virtq_elem *e, uint32_t *writte
 	case VIRTIO_BLK_T_FLUSH:
 		return bdev_flush(b->bs) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
-		*written = (uint32_t)iov_from_buf(in, e->nin, 0, b->serial,
-						  data_in < VIRTIO_BLK_ID_BYTES ? data_in
-										: VIRTIO_BLK_ID_BYTES);
+		*written = (uint32_t)iov_from_buf(
+		    in, e->nin, 0, b->serial,
+		    data_in < VIRTIO_BLK_ID_BYTES ? data_in : VIRTIO_BLK_ID_BYTES);
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
@@ -309,12 +309,12 @@ static void blk_cfg_read(struct virtio_dev *d, uint32_t off, void *data, unsigne
 }
 
 static const struct virtio_dev_ops blk_ops = {
-	.name = "blk",
-	.type = VIRTIO_ID_BLOCK,
-	.class_code = 0x018000, /* mass storage, other */
-	.cfg_read = blk_cfg_read,
-	.activate = blk_activate,
-	.reset = blk_reset,
+    .name = "blk",
+    .type = VIRTIO_ID_BLOCK,
+    .class_code = 0x018000, /* mass storage, other */
+    .cfg_read = blk_cfg_read,
+    .activate = blk_activate,
+    .reset = blk_reset,
 };
 
 int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
@@ -327,7 +327,8 @@ int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 
 	if (!b)
 		return -ENOMEM;
-	ret = bdev_open(&b->bs, o->path, o->format, (o->readonly ? 0 : BDEV_O_RDWR) | o->bdev_flags);
+	ret =
+	    bdev_open(&b->bs, o->path, o->format, (o->readonly ? 0 : BDEV_O_RDWR) | o->bdev_flags);
 	if (ret < 0) {
 		free(b);
 		return ret;

@@ -30,7 +30,7 @@ void virtio_blk_destroy(struct virtio_dev *d);
 
 /* --net tap=NAME | bridge=BR [,mac=52:54:..] */
 struct virtio_net_opts {
-	char tap[16];    /* existing tap to use, or the name to create ("" = kernel picks) */
+	char tap[16];	 /* existing tap to use, or the name to create ("" = kernel picks) */
 	char bridge[16]; /* bridge the created tap joins ("" = none) */
 	uint8_t mac[6];
 	bool mac_set;

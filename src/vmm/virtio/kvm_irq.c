@@ -45,8 +45,8 @@ static int commit(struct kvm_irq *k)
 		if (gsi < 16) {
 			r->entries[n].gsi = gsi;
 			r->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-			r->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
-								  : KVM_IRQCHIP_PIC_SLAVE;
+			r->entries[n].u.irqchip.irqchip =
+			    gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
 			r->entries[n].u.irqchip.pin = gsi % 8;
 			n++;
 		}

@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 #define NET_QUEUE_SIZE 256
-#define Q_RX 0
-#define Q_TX 1
-#define HDR_LEN sizeof(struct virtio_net_hdr_v1)
-#define PKT_MAX (HDR_LEN + 65536 + 14 + 4)
+#define Q_RX	       0
+#define Q_TX	       1
+#define HDR_LEN	       sizeof(struct virtio_net_hdr_v1)
+#define PKT_MAX	       (HDR_LEN + 65536 + 14 + 4)
 
 struct net {
 	struct virtio_dev dev;
@@ -43,7 +43,10 @@ struct net {
 	uint8_t pkt[PKT_MAX];
 	size_t pkt_len, pkt_off;
 	unsigned nheld;
-	struct { uint16_t head; uint32_t len; } held[NET_QUEUE_SIZE];
+	struct {
+		uint16_t head;
+		uint32_t len;
+	} held[NET_QUEUE_SIZE];
 	struct iovec first_hdr[2]; /* where the first buffer's header lives (num_buffers) */
 	uint64_t rx_packets, tx_packets, rx_dropped;
 };
@@ -64,8 +67,10 @@ int virtio_net_parse(const char *arg, struct virtio_net_opts *o)
 			snprintf(o->tap, sizeof(o->tap), "%s", v);
 		else if (!strcmp(k, "bridge") && strlen(v) < sizeof(o->bridge) && *v)
 			snprintf(o->bridge, sizeof(o->bridge), "%s", v);
-		else if (!strcmp(k, "mac") && sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2],
-						     &m[3], &m[4], &m[5]) == 6 && strlen(v) == 17) {
+		else if (!strcmp(k, "mac") &&
+			 sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4],
+				&m[5]) == 6 &&
+			 strlen(v) == 17) {
 			for (int i = 0; i < 6; i++)
 				o->mac[i] = (uint8_t)m[i];
 			if (o->mac[0] & 1)
@@ -296,12 +301,12 @@ static void net_cfg_read(struct virtio_dev *d, uint32_t off, void *data, unsigne
 }
 
 static const struct virtio_dev_ops net_ops = {
-	.name = "net",
-	.type = VIRTIO_ID_NET,
-	.class_code = 0x020000,
-	.cfg_read = net_cfg_read,
-	.activate = net_activate,
-	.reset = net_reset,
+    .name = "net",
+    .type = VIRTIO_ID_NET,
+    .class_code = 0x020000,
+    .cfg_read = net_cfg_read,
+    .activate = net_activate,
+    .reset = net_reset,
 };
 
 int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o,

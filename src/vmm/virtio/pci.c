@@ -11,18 +11,18 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define CAP_MSIX   0x40
-#define CAP_COMMON 0x4c
-#define CAP_ISR    0x5c
-#define CAP_DEVICE 0x6c
-#define CAP_NOTIFY 0x7c
-#define CAP_PCICFG 0x90
-#define MSIX_CTRL  (CAP_MSIX + 2)
-#define MSIX_ENABLE 0x8000
+#define CAP_MSIX     0x40
+#define CAP_COMMON   0x4c
+#define CAP_ISR	     0x5c
+#define CAP_DEVICE   0x6c
+#define CAP_NOTIFY   0x7c
+#define CAP_PCICFG   0x90
+#define MSIX_CTRL    (CAP_MSIX + 2)
+#define MSIX_ENABLE  0x8000
 #define MSIX_MASKALL 0x4000
 
 #define TRANSPORT_FEATURES                                                                         \
-	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_EVENT_IDX) |                          \
+	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_EVENT_IDX) |                        \
 	 (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 
 static struct virtio_dev *to_vdev(struct pci_dev *p)
@@ -200,7 +200,8 @@ static void status_write(struct virtio_dev *d, uint8_t v)
 		uint64_t offered = d->host_features | TRANSPORT_FEATURES;
 		if ((d->driver_features & ~offered) ||
 		    !(d->driver_features & (1ull << VIRTIO_F_VERSION_1)))
-			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK; /* the driver reads back: refused */
+			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK; /* the driver reads back:
+								       refused */
 		else
 			d->features = d->driver_features;
 	}
@@ -368,8 +369,7 @@ static void msix_table_access(struct virtio_dev *d, uint64_t off, void *data, un
 	pthread_mutex_unlock(&d->msix_lock);
 }
 
-static void bar_access(struct virtio_dev *d, uint64_t off, void *data, unsigned len,
-		       bool is_write)
+static void bar_access(struct virtio_dev *d, uint64_t off, void *data, unsigned len, bool is_write)
 {
 	uint64_t v = 0;
 
@@ -439,7 +439,8 @@ static void vp_bar_moved(struct pci_dev *p, int bar, uint64_t old_gpa, uint64_t 
 	if (!new_gpa)
 		return;
 	for (unsigned i = 0; i < d->nqueues; i++)
-		if (kvm_ioeventfd(d->irq->vm_fd, new_gpa + VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * i,
+		if (kvm_ioeventfd(d->irq->vm_fd,
+				  new_gpa + VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * i,
 				  d->q[i].kick_fd, true) < 0)
 			fprintf(stderr, "ligero: virtio-%s: %s (notifications will exit)\n",
 				d->ops->name, err_msg());
@@ -484,11 +485,11 @@ static void vp_cfg_written(struct pci_dev *p, unsigned off, unsigned len)
 }
 
 static const struct pci_dev_ops virtio_pci_ops = {
-	.cfg_reading = vp_cfg_reading,
-	.cfg_written = vp_cfg_written,
-	.bar_moved = vp_bar_moved,
-	.bar_read = vp_bar_read,
-	.bar_write = vp_bar_write,
+    .cfg_reading = vp_cfg_reading,
+    .cfg_written = vp_cfg_written,
+    .bar_moved = vp_bar_moved,
+    .bar_read = vp_bar_read,
+    .bar_write = vp_bar_write,
 };
 
 /* ---- setup ---- */

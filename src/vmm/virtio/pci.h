@@ -8,7 +8,8 @@
  * A device supplies a struct virtio_dev_ops; the transport negotiates features, keeps the queue
  * configuration (frozen once a queue is enabled or DRIVER_OK is set), starts the device on
  * DRIVER_OK and stops it on reset. A device that meets a malformed request calls virtio_dev_fail:
- * the device is then broken (DEVICE_NEEDS_RESET) until the driver resets it, and one line is logged.
+ * the device is then broken (DEVICE_NEEDS_RESET) until the driver resets it, and one line is
+ * logged.
  */
 #ifndef LIGERO_VMM_VIRTIO_PCI_H
 #define LIGERO_VMM_VIRTIO_PCI_H
@@ -21,17 +22,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES   4
 #define VIRTIO_MSIX_VECTORS (VIRTIO_MAX_QUEUES + 1)
-#define VIRTIO_NO_VECTOR 0xffff
+#define VIRTIO_NO_VECTOR    0xffff
 
 struct virtio_dev;
 
 struct virtio_dev_ops {
 	const char *name;    /* "blk", "net", ... for log lines */
-	uint16_t type;       /* virtio device ID (VIRTIO_ID_*) */
+	uint16_t type;	     /* virtio device ID (VIRTIO_ID_*) */
 	uint32_t class_code; /* PCI class */
-	/* Device configuration space (struct virtio_blk_config ...), bounds checked by the caller. */
+	/* Device configuration space (struct virtio_blk_config ...), bounds checked by the caller.
+	 */
 	void (*cfg_read)(struct virtio_dev *d, uint32_t off, void *data, unsigned len);
 	void (*cfg_write)(struct virtio_dev *d, uint32_t off, const void *data, unsigned len);
 	/* DRIVER_OK: queues are started; begin work (threads). Nonzero marks the device broken. */
@@ -42,11 +44,11 @@ struct virtio_dev_ops {
 
 /* Transport state of one queue. */
 struct virtio_queue {
-	struct virtq vq;      /* ring configuration and parser state */
-	uint16_t max_size;    /* what the device offers */
+	struct virtq vq;   /* ring configuration and parser state */
+	uint16_t max_size; /* what the device offers */
 	uint16_t msix_vector;
 	bool enabled;
-	int kick_fd;          /* eventfd: the guest notified this queue */
+	int kick_fd;	      /* eventfd: the guest notified this queue */
 	pthread_mutex_t lock; /* held by the device while it pops or pushes */
 };
 
@@ -57,11 +59,11 @@ struct virtio_dev {
 	const struct virtio_mem *mem;
 	struct kvm_irq *irq;
 	unsigned nqueues;
-	uint32_t cfg_size;      /* bytes of device configuration space */
+	uint32_t cfg_size;	/* bytes of device configuration space */
 	uint64_t host_features; /* offered (the transport adds VERSION_1 and the ring features) */
 
-	pthread_mutex_t lock;   /* everything below */
-	uint64_t features;      /* negotiated (valid once FEATURES_OK) */
+	pthread_mutex_t lock; /* everything below */
+	uint64_t features;    /* negotiated (valid once FEATURES_OK) */
 	uint64_t driver_features;
 	uint32_t dfselect, gfselect;
 	uint16_t queue_select;
@@ -106,13 +108,13 @@ bool virtio_dev_has(const struct virtio_dev *d, unsigned bit);
 void virtio_dev_config_changed(struct virtio_dev *d);
 
 /* Layout of BAR 0 (exposed for tests). */
-#define VIRTIO_BAR_SIZE    0x8000
+#define VIRTIO_BAR_SIZE	   0x8000
 #define VIRTIO_COMMON_OFF  0x0000
-#define VIRTIO_ISR_OFF     0x1000
+#define VIRTIO_ISR_OFF	   0x1000
 #define VIRTIO_DEVCFG_OFF  0x2000
 #define VIRTIO_NOTIFY_OFF  0x3000
 #define VIRTIO_NOTIFY_MULT 4
-#define VIRTIO_MSIX_OFF    0x4000
-#define VIRTIO_PBA_OFF     0x5000
+#define VIRTIO_MSIX_OFF	   0x4000
+#define VIRTIO_PBA_OFF	   0x5000
 
 #endif

@@ -165,8 +165,10 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 
 	for (;;) {
 		if (++count > q->size)
-			return err_set(EINVAL, "descriptor chain from %u is longer than the queue "
-					       "size %u (loop?)", head, q->size);
+			return err_set(EINVAL,
+				       "descriptor chain from %u is longer than the queue "
+				       "size %u (loop?)",
+				       head, q->size);
 		desc_load(table + (size_t)i * DESC_SIZE, &d);
 		if (d.flags & VRING_DESC_F_INDIRECT) {
 			table = indirect_table(q, &d, in_indirect, &tsize);
@@ -199,8 +201,8 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	if (pending == 0)
 		return 0;
 	if (pending > q->size)
-		return err_set(EINVAL, "avail index %u is %u entries past ours (queue size %u)", idx,
-			       pending, q->size);
+		return err_set(EINVAL, "avail index %u is %u entries past ours (queue size %u)",
+			       idx, pending, q->size);
 	if (q->inflight >= q->size)
 		return err_set(EINVAL, "more than %u chains in flight", q->size);
 	head = ld16(q->avail + 4 + 2 * (size_t)(q->last_avail & (q->size - 1)));

@@ -29,17 +29,17 @@ struct virtq {
 	uint16_t size;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
-	bool indirect;  /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 
 	/* Run state (virtq_start resets it). */
 	bool started;
 	const struct virtio_mem *mem;
 	uint8_t *desc, *avail, *used; /* validated host pointers to the three areas */
-	uint16_t last_avail;          /* next avail ring entry to take */
-	uint16_t used_idx;            /* our copy of used->idx (the guest may scribble on theirs) */
+	uint16_t last_avail;	      /* next avail ring entry to take */
+	uint16_t used_idx;	      /* our copy of used->idx (the guest may scribble on theirs) */
 	uint16_t signalled_used;      /* used_idx at the last interrupt (EVENT_IDX) */
 	bool signalled_valid;
-	uint32_t inflight;            /* popped, not yet pushed */
+	uint32_t inflight; /* popped, not yet pushed */
 };
 
 /* One descriptor chain: out (device-readable) buffers first, then in (device-writable). */
@@ -47,7 +47,7 @@ struct virtq_elem {
 	uint16_t head;
 	unsigned nout, nin;
 	uint64_t out_len, in_len; /* byte totals */
-	struct iovec *iov;        /* nout + nin entries used, capacity = queue size */
+	struct iovec *iov;	  /* nout + nin entries used, capacity = queue size */
 };
 
 /* Validate the layout (size a power of two <= VIRTQ_MAX_SIZE, areas aligned and inside RAM) and

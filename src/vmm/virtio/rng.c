@@ -65,11 +65,11 @@ static void rng_reset(struct virtio_dev *d)
 }
 
 static const struct virtio_dev_ops rng_ops = {
-	.name = "rng",
-	.type = VIRTIO_ID_RNG,
-	.class_code = 0x00ff00,
-	.activate = rng_activate,
-	.reset = rng_reset,
+    .name = "rng",
+    .type = VIRTIO_ID_RNG,
+    .class_code = 0x00ff00,
+    .activate = rng_activate,
+    .reset = rng_reset,
 };
 
 int virtio_rng_create(struct virtio_dev **out, const struct virtio_mem *mem, struct kvm_irq *irq)

@@ -27,7 +27,7 @@ struct vm_devices {
 	bool balloon, rng;
 	uint64_t balloon_mib;
 	unsigned balloon_after; /* seconds after start before the target applies */
-	char *balloon_trigger;  /* or: the target applies once this file exists */
+	char *balloon_trigger;	/* or: the target applies once this file exists */
 	char *seed;
 
 	struct virtio_mem mem;
@@ -83,8 +83,8 @@ int vm_devices_set_balloon(struct vm_devices *v, const char *arg)
 		goto out;
 	}
 	while (!ret && virtio_opt_next(&s, &k, &val)) {
-		if (val && !strcmp(k, "after") && (v->balloon_after = (unsigned)strtoul(val, &end, 10),
-						   !*end && end != val))
+		if (val && !strcmp(k, "after") &&
+		    (v->balloon_after = (unsigned)strtoul(val, &end, 10), !*end && end != val))
 			continue;
 		if (val && !strcmp(k, "trigger") && *val) {
 			free(v->balloon_trigger);
@@ -191,7 +191,8 @@ static int attach_devices(struct vm_devices *v)
 	}
 	for (unsigned i = 0; i < v->nnets; i++) {
 		if (!v->net[i].mac_set)
-			virtio_net_default_mac(v->seed ? v->seed : (v->ndisks ? v->disk[0].path : ""),
+			virtio_net_default_mac(v->seed ? v->seed
+						       : (v->ndisks ? v->disk[0].path : ""),
 					       i, v->net[i].mac);
 		if ((ret = virtio_net_create(&d, &v->net[i], &v->mem, &v->irq)) < 0)
 			return err_prefix(ret, "--net: ");
@@ -205,8 +206,9 @@ static int attach_devices(struct vm_devices *v)
 	}
 	if (v->balloon) {
 		/* last device: balloon_timer finds it there */
-		if ((ret = virtio_balloon_create(&d, v->balloon_after || v->balloon_trigger ? 0 : v->balloon_mib, &v->mem,
-						 &v->irq)) < 0 ||
+		if ((ret = virtio_balloon_create(
+			 &d, v->balloon_after || v->balloon_trigger ? 0 : v->balloon_mib, &v->mem,
+			 &v->irq)) < 0 ||
 		    (ret = plug(v, d, virtio_balloon_destroy)) < 0)
 			return ret;
 		if (v->balloon_after || v->balloon_trigger) {
@@ -220,14 +222,15 @@ static int attach_devices(struct vm_devices *v)
 	return 0;
 }
 
-int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem,
-		      struct bus *io, struct bus *mmio)
+int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
+		      struct bus *mmio)
 {
 	int ret;
 
 	v->mem.nregions = 0;
-	for (unsigned i = 0; i < mem->nregions && i < sizeof(mem->regions) / sizeof(mem->regions[0]) &&
-			     i < VIRTIO_MEM_MAX_REGIONS;
+	for (unsigned i = 0;
+	     i < mem->nregions && i < sizeof(mem->regions) / sizeof(mem->regions[0]) &&
+	     i < VIRTIO_MEM_MAX_REGIONS;
 	     i++, v->mem.nregions++)
 		v->mem.r[i] = (struct virtio_mem_region){mem->regions[i].gpa, mem->regions[i].size,
 							 mem->regions[i].host};

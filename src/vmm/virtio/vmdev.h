@@ -23,8 +23,8 @@ int vm_devices_add_rng(struct vm_devices *v);
 /* Seed for default MAC addresses (stable per VM): the VM name or its first disk. */
 void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 
-int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem,
-		      struct bus *io, struct bus *mmio);
+int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
+		      struct bus *mmio);
 void vm_devices_stop(struct vm_devices *v);
 void vm_devices_free(struct vm_devices *v);
 

@@ -24,7 +24,7 @@ struct virtio_worker {
 	int fds[VIRTIO_WORKER_FDS];
 	short events[VIRTIO_WORKER_FDS];
 	virtio_worker_fn *fn[VIRTIO_WORKER_FDS];
-	int timeout_ms;          /* -1: none; else on_timeout runs after this much quiet */
+	int timeout_ms; /* -1: none; else on_timeout runs after this much quiet */
 	virtio_worker_fn *on_timeout;
 };
 
@@ -36,8 +36,6 @@ void virtio_worker_stop(struct virtio_worker *w);
 
 /* Consume an eventfd's count (non-blocking). */
 void virtio_eventfd_drain(int fd);
-
-
 
 #include "vmm/virtio/pci.h"
 
