@@ -46,9 +46,13 @@ def case_script():
         lines += [
             f"echo '=== CASE {name}'",
             "t0=$(cut -d' ' -f1 /proc/uptime)",
-            f"timeout 300 ./ligero run --kernel $K --initrd $I {' '.join(args)} "
-            f"--cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err",
-            "rc=$?",
+            # A boot that has not ended after 150 s is stuck (they take 5-30 s here, ASan
+            # included): it is reported and tried once more, so one rare hang (issue 4 is
+            # open on it) does not hide what the other boots show. Two hangs fail the case.
+            f"for try in 1 2; do timeout 150 ./ligero run --kernel $K --initrd $I "
+            f"{' '.join(args)} --cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err; "
+            "rc=$?; [ $rc -eq 124 ] || break; echo \"=== HUNG attempt $try\"; "
+            "rm -f /tmp/console.txt; done",
             "echo \"=== TIME $t0 $(cut -d' ' -f1 /proc/uptime)\"",
             "if [ -f /tmp/console.txt ]; then echo \"=== STDOUT-BYTES $(wc -c </tmp/out)\";"
             " cat /tmp/console.txt >>/tmp/out; rm /tmp/console.txt; fi",
