@@ -5,6 +5,7 @@ live files and the blocks of deleted files (random data the bitmaps call free), 
 partition full of old pages, and unpartitioned space with stale bytes.
 """
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -144,6 +145,23 @@ def test_copy_compress_smaller_than_qemu_img(ligero, vm_disk, tmp_path):
     sh("qemu-img", "convert", "-c", "-O", "qcow2", qcow, ref)
     assert out.stat().st_size < ref.stat().st_size / 2, (out.stat().st_size,
                                                         ref.stat().st_size)
+
+
+@need
+@pytest.mark.parametrize("opts,want", [([], "zstd"), (["-o", "compression_type=zlib"], "zlib"),
+                                       (["-o", "compat=0.10"], "zlib")])
+def test_copy_compress_codec(ligero, vm_disk, tmp_path, opts, want):
+    """--compress writes zstd unless told zlib, or compat=0.10 (which cannot record zstd)."""
+    d, qcow, live = vm_disk
+    out = tmp_path / "c.qcow2"
+    sh(ligero, "sparsify", "--compress", *opts, qcow, out)
+    sh("qemu-img", "check", out)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(out)],
+                                     capture_output=True, text=True, check=True).stdout)
+    spec = info["format-specific"]["data"]
+    assert spec.get("compression-type") == want, spec
+    assert spec["compat"] == ("0.10" if "compat=0.10" in opts else "1.1"), spec
+    check_same_files(out, tmp_path, "c", live)
 
 
 @need

@@ -3,6 +3,8 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,27 +93,97 @@ int qcow2_decompress_cluster(struct qcow2 *s, uint64_t l2e)
 	return 0;
 }
 
+/*
+ * Compression contexts are kept per thread and reused from cluster to cluster: QEMU builds a
+ * fresh deflate state or ZSTD_CCtx for every cluster, and for zstd that setup costs as much as
+ * compressing a cluster of random data. The output is the same either way.
+ */
+struct cctx {
+	z_stream z;
+	bool z_ready;
+	ZSTD_CCtx *zc;
+};
+
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static bool cctx_key_ok;
+
+static void cctx_free(void *p)
+{
+	struct cctx *c = p;
+
+	if (c->z_ready)
+		deflateEnd(&c->z);
+	ZSTD_freeCCtx(c->zc);
+	free(c);
+}
+
+static void cctx_key_init(void)
+{
+	cctx_key_ok = pthread_key_create(&cctx_key, cctx_free) == 0;
+}
+
+/* This thread's contexts, or NULL when memory or the key is short (callers then use
+ * one-shot contexts). */
+static struct cctx *cctx_get(void)
+{
+	pthread_once(&cctx_once, cctx_key_init);
+	if (!cctx_key_ok)
+		return NULL;
+	struct cctx *c = pthread_getspecific(cctx_key);
+	if (c)
+		return c;
+	c = calloc(1, sizeof(*c));
+	if (c && pthread_setspecific(cctx_key, c)) {
+		free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/* Raw deflate, level 6 (zlib's default), window 4 KiB, memLevel 9: QEMU's parameters, which its
+ * reader's window requires. */
 static int64_t zlib_compress(void *dst, size_t dst_len, const void *src, size_t src_len)
 {
-	z_stream z = {0};
+	struct cctx *c = cctx_get();
+	z_stream one = {0}, *z = &one;
 	int ret;
 
-	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-		return -ENOMEM;
-	z.next_in = (uint8_t *)src;
-	z.avail_in = (uInt)src_len;
-	z.next_out = dst;
-	z.avail_out = (uInt)dst_len;
-	ret = deflate(&z, Z_FINISH);
-	int64_t out = ret == Z_STREAM_END ? (int64_t)(dst_len - z.avail_out) : -ENOSPC;
-	deflateEnd(&z);
+	if (c && c->z_ready) {
+		z = &c->z;
+		if (deflateReset(z) != Z_OK)
+			return -ENOMEM;
+	} else {
+		if (c)
+			z = &c->z;
+		if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+				 Z_DEFAULT_STRATEGY) != Z_OK)
+			return -ENOMEM;
+		if (c)
+			c->z_ready = true;
+	}
+	z->next_in = (uint8_t *)src;
+	z->avail_in = (uInt)src_len;
+	z->next_out = dst;
+	z->avail_out = (uInt)dst_len;
+	ret = deflate(z, Z_FINISH);
+	int64_t out = ret == Z_STREAM_END ? (int64_t)(dst_len - z->avail_out) : -ENOSPC;
+	if (!c)
+		deflateEnd(z);
 	return out;
 }
 
 static int64_t zstd_compress(void *dst, size_t dst_len, const void *src, size_t src_len)
 {
-	size_t r = ZSTD_compress(dst, dst_len, src, src_len, ZSTD_CLEVEL_DEFAULT);
+	struct cctx *c = cctx_get();
+	size_t r;
 
+	if (c && !c->zc)
+		c->zc = ZSTD_createCCtx();
+	if (c && c->zc)
+		r = ZSTD_compressCCtx(c->zc, dst, dst_len, src, src_len, ZSTD_CLEVEL_DEFAULT);
+	else
+		r = ZSTD_compress(dst, dst_len, src, src_len, ZSTD_CLEVEL_DEFAULT);
 	if (ZSTD_isError(r))
 		return -ENOSPC;
 	return (int64_t)r;
