@@ -331,7 +331,19 @@ static int check_once(struct qcow2 *s, int fix, struct bdev_check_result *res, b
 		}
 	}
 	/* After a rebuild the flags are checked by the repair pass that follows, against
-	 * refcounts without the old structure's double counts. */
+	 * refcounts without the old structure's double counts; that pass also rewrites the
+	 * snapshot table. */
+	if (!c.rebuilt && c.snap_incomplete) {
+		/* Like QEMU: after the refcounts are right, a new table replaces the old. */
+		ret = qcow2_snapshot_table_rewrite(s);
+		if (ret < 0) {
+			chk_msg(&c, "ERROR could not write the snapshot table: %s", err_msg());
+			res->corruptions += c.snap_incomplete;
+			res->check_errors++;
+			goto out;
+		}
+		res->corruptions_fixed += c.snap_incomplete;
+	}
 	if (!c.rebuilt)
 		ret = check_copied(&c);
 out:

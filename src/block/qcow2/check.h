@@ -25,7 +25,8 @@ struct chk {
 	uint8_t *bad_rb;  /* per refcount table entry: the block cannot be read */
 	bool rebuild;	  /* the refcount structure itself is broken: no in-place repair */
 	bool rebuilt;	  /* so it was replaced by a new one */
-	uint64_t *buf;	  /* an L2 table that cannot go through the cache */
+	uint32_t snap_incomplete; /* snapshot entries to write again with their extra data */
+	uint64_t *buf;		  /* an L2 table that cannot go through the cache */
 	uint64_t next_contiguous;
 };
 

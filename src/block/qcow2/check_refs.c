@@ -235,7 +235,10 @@ static void check_snapshot_extra(struct chk *c)
 		if (pread(s->fd, e, sizeof(e), (off_t)off) != (ssize_t)sizeof(e))
 			return;
 		uint32_t extra = be32_get(e + 36);
-		if (extra < 16) {
+		if (extra < 16 && (c->fix & BDEV_CHECK_FIX_ERRORS) && !s->bs->read_only) {
+			chk_msg(c, "Repairing snapshot table entry %u is incomplete", i);
+			c->snap_incomplete++;
+		} else if (extra < 16) {
 			chk_msg(c, "ERROR snapshot table entry %u is incomplete", i);
 			c->res->corruptions++;
 		}

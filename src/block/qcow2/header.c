@@ -474,6 +474,8 @@ static int read_snapshots(struct qcow2 *s, uint64_t file_size)
 			sn->vm_state_size = be64_get(extra);
 		if (extra_len >= 16)
 			sn->disk_size = be64_get(extra + 8);
+		else /* an incomplete entry (check reports it): QEMU assumes today's size */
+			sn->disk_size = s->bs->size;
 		if (extra_len >= 24)
 			sn->icount = be64_get(extra + 16);
 		uint64_t p = off + 40 + extra_len;

@@ -245,6 +245,8 @@ int qcow2_snapshot_apply(struct bdev *bs, const char *name);
 int qcow2_snapshot_delete(struct bdev *bs, const char *name);
 /* Set or clear the COPIED flag of every active L1 and L2 entry to match refcount == 1. */
 int qcow2_fix_copied(struct qcow2 *s);
+/* Write the snapshot table again from s->snapshots (every entry with its full extra data). */
+int qcow2_snapshot_table_rewrite(struct qcow2 *s);
 /* amend.c */
 int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o);
 int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt);

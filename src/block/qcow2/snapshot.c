@@ -173,6 +173,11 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 	return ret;
 }
 
+int qcow2_snapshot_table_rewrite(struct qcow2 *s)
+{
+	return table_replace(s, s->snapshots, s->nb_snapshots);
+}
+
 int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
 {
 	struct qcow2 *s = bs->opaque;
