@@ -16,6 +16,10 @@ int cli_parse_size(const char *what, const char *s, uint64_t *out);
 struct bdev_create_opts;
 /* Parse one key=value of -o (img create's options) into o; returns 0 or an exit code. backing,
  * fmt_backing, size and has_size receive backing_file=, backing_fmt= and size=. */
+/* compat=0.10|v2|1.1|v3 -> 2 or 3 */
+int cli_parse_compat(const char *v, int *out);
+/* on|off (and true/false, yes/no) for option key */
+int cli_parse_onoff(const char *key, const char *v, bool *out);
 int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_backing,
 		      const char **backing, uint64_t *size, bool *has_size);
 /* Refuse qcow2-only options for raw; returns 0 or an exit code. */

@@ -25,19 +25,12 @@ static int parse_kv(char *kv, struct bdev_amend_opts *o)
 		return cli_fail("option '%s' needs a value (key=value)", kv);
 	*v++ = '\0';
 	if (!strcmp(kv, "compat")) {
-		if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
-			o->compat = 2;
-		else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
-			o->compat = 3;
-		else
-			return cli_fail("compat '%s' is not 0.10 or 1.1", v);
+		return cli_parse_compat(v, &o->compat);
 	} else if (!strcmp(kv, "lazy_refcounts")) {
-		if (!strcmp(v, "on"))
-			o->lazy_refcounts = 1;
-		else if (!strcmp(v, "off"))
-			o->lazy_refcounts = 0;
-		else
-			return cli_fail("lazy_refcounts '%s' is not on or off", v);
+		bool on;
+		if (cli_parse_onoff(kv, v, &on))
+			return 1;
+		o->lazy_refcounts = on;
 	} else if (!strcmp(kv, "cluster_size") || !strcmp(kv, "compression_type") ||
 		   !strcmp(kv, "refcount_bits") || !strcmp(kv, "preallocation") ||
 		   !strcmp(kv, "size") || !strcmp(kv, "backing_file") ||

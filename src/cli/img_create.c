@@ -29,7 +29,18 @@ static void create_usage(FILE *f)
 	      f);
 }
 
-static int parse_bool(const char *key, const char *v, bool *out)
+int cli_parse_compat(const char *v, int *out)
+{
+	if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
+		*out = 2;
+	else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
+		*out = 3;
+	else
+		return cli_fail("compat '%s' is not 0.10 or 1.1", v);
+	return 0;
+}
+
+int cli_parse_onoff(const char *key, const char *v, bool *out)
 {
 	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes"))
 		*out = true;
@@ -56,12 +67,7 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 			return cli_fail("cluster_size '%s' is too large", v);
 		o->cluster_size = (uint32_t)n;
 	} else if (!strcmp(kv, "compat")) {
-		if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
-			o->compat = 2;
-		else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
-			o->compat = 3;
-		else
-			return cli_fail("compat '%s' is not 0.10 or 1.1", v);
+		return cli_parse_compat(v, &o->compat);
 	} else if (!strcmp(kv, "compression_type")) {
 		if (!strcmp(v, "zlib"))
 			o->compression_type = 0;
@@ -70,7 +76,7 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 		else
 			return cli_fail("compression_type '%s' is not zlib or zstd", v);
 	} else if (!strcmp(kv, "lazy_refcounts")) {
-		return parse_bool(kv, v, &o->lazy_refcounts);
+		return cli_parse_onoff(kv, v, &o->lazy_refcounts);
 	} else if (!strcmp(kv, "refcount_bits")) {
 		char *end;
 		long r = strtol(v, &end, 10);
@@ -99,7 +105,7 @@ int cli_create_option(char *kv, struct bdev_create_opts *o, const char **fmt_bac
 		*has_size = true;
 	} else if (!strcmp(kv, "extended_l2")) {
 		bool on;
-		if (parse_bool(kv, v, &on))
+		if (cli_parse_onoff(kv, v, &on))
 			return 1;
 		if (on)
 			return cli_fail("extended_l2=on is not supported");
