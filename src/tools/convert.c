@@ -15,7 +15,6 @@
 #include "util/error.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,48 +226,6 @@ static int fill_slot(struct engine *e, struct slot *s, uint64_t off)
 	return 0;
 }
 
-/*
- * Random-looking data (already compressed files, encrypted data) costs deflate as much as text
- * and never shrinks. A cluster whose byte histogram is flat (order-0 entropy of a 16 KiB sample
- * above 7.98 bits per byte; a uniform source scores ~7.989 on that many bytes) cannot lose a
- * byte to Huffman coding, and when none of 64 sampled 8-byte strings repeats within the 4 KiB
- * window before it, LZ77 has nothing to match either: such a cluster is stored plainly without
- * trying. Costs ~10 us per 64 KiB cluster, against ~1 ms of zlib.
- */
-static bool looks_incompressible(const uint8_t *p, size_t len)
-{
-	uint32_t h[4][256] = {{0}};
-	size_t sample = 0;
-	double bits = 0;
-
-	if (len < 16384)
-		return false;
-	/* Four 4 KiB blocks spread over the cluster, four histograms to keep stores apart. */
-	for (size_t b = 0; b < 4; b++) {
-		const uint8_t *q = p + b * (len / 4);
-		for (size_t i = 0; i < 4096; i += 4) {
-			h[0][q[i]]++;
-			h[1][q[i + 1]]++;
-			h[2][q[i + 2]]++;
-			h[3][q[i + 3]]++;
-		}
-		sample += 4096;
-	}
-	for (int i = 0; i < 256; i++) {
-		uint32_t n = h[0][i] + h[1][i] + h[2][i] + h[3][i];
-		if (!n)
-			return false;
-		double f = (double)n / (double)sample;
-		bits -= f * log2(f);
-	}
-	if (bits < 7.98)
-		return false;
-	for (size_t at = 4096; at + 8 <= len; at += len / 64)
-		if (memmem(p + at - 4096, 4096 + 8, p + at, 8) != p + at)
-			return false;
-	return true;
-}
-
 static void *worker_main(void *arg)
 {
 	struct engine *e = arg;
@@ -294,12 +251,9 @@ static void *worker_main(void *arg)
 		}
 		pthread_mutex_unlock(&e->lock);
 		uint64_t at = j * e->unit;
-		size_t ulen = s->len - at < e->unit ? s->len - at : e->unit;
 		/* A short last cluster is compressed zero-padded to a whole one: readers
 		 * (QEMU's too) inflate every compressed cluster to the full cluster size. */
-		int64_t n = looks_incompressible(s->in + at, ulen)
-				? -ENOSPC
-				: bdev_compress(e->dst, s->out + at, e->unit, s->in + at, e->unit);
+		int64_t n = bdev_compress(e->dst, s->out + at, e->unit, s->in + at, e->unit);
 		pthread_mutex_lock(&e->lock);
 		if (n < 0 && n != -ENOSPC) {
 			fail_locked(e, (int)n);
