@@ -32,7 +32,7 @@ static void convert_usage(FILE *f)
 	fputs(
 	    "usage: ligero img convert [-f fmt] [-O fmt] [-c] [-o options] [-B backing [-F fmt]]\n"
 	    "                          [-S size] [-p] [-q] [-m N] [-W] [-n] [--target-is-zero]\n"
-	    "                          [-U] [--force] SRC [SRC...] DST\n"
+	    "                          [-U] [--force] [--salvage] SRC [SRC...] DST\n"
 	    "\n"
 	    "  -c              compress clusters (qcow2; -o compression_type=zlib|zstd)\n"
 	    "  -B FILE         the output gets FILE as backing file; only what differs from it\n"
@@ -43,6 +43,8 @@ static void convert_usage(FILE *f)
 	    "  -t CACHE        DST cache mode: unsafe (default, as qemu-img), writeback,\n"
 	    "                  writethrough, none, directsync\n"
 	    "  --force         replace an existing DST\n"
+	    "  --salvage       take source sectors that cannot be read as zeroes (with a\n"
+	    "                  warning for each range) instead of failing\n"
 	    "Several sources are concatenated. -o takes img create's options.\n",
 	    f);
 }
@@ -112,11 +114,9 @@ static int parse_cache(const char *mode, int *flags)
 static int parse_args(int argc, char **argv, struct convert_args *a)
 {
 	static const struct option longopts[] = {
-	    {"help", no_argument, NULL, 'h'},
-	    {"force", no_argument, NULL, 'X'},
-	    {"force-share", no_argument, NULL, 'U'},
-	    {"target-is-zero", no_argument, NULL, 'Z'},
-	    {NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},	     {"force", no_argument, NULL, 'X'},
+	    {"force-share", no_argument, NULL, 'U'}, {"target-is-zero", no_argument, NULL, 'Z'},
+	    {"salvage", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -146,7 +146,7 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 			a->progress = true;
 			break;
 		case 'q':
-			a->quiet = true;
+			a->quiet = a->conv.quiet = true;
 			break;
 		case 'n':
 			a->no_create = true;
@@ -159,6 +159,9 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 			break;
 		case 'Z':
 			a->target_is_zero = true;
+			break;
+		case 'V':
+			a->conv.salvage = true;
 			break;
 		case 'W':
 			break; /* writes are always pipelined; the output stays in order */

@@ -111,6 +111,43 @@ static bool is_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* --salvage: read [off, off+n) of b sector by sector after a failed read; sectors that fail
+ * again read as zeroes. Each run of failed sectors gets one warning, like qemu-img's (which
+ * warns per sector). */
+static int read_salvage(const struct convert_opts *o, struct bdev *b, uint64_t off, uint8_t *p,
+			uint64_t n)
+{
+	uint64_t bad_start = 0, bad_len = 0;
+	char why[160] = "";
+
+	for (uint64_t done = 0; done < n;) {
+		uint64_t step = 512 - (off + done) % 512;
+		if (step > n - done)
+			step = n - done;
+		int ret = bdev_read(b, off + done, p + done, step);
+		if (ret < 0) {
+			if (!bad_len) {
+				bad_start = off + done;
+				snprintf(why, sizeof(why), "%s", err_msg());
+			}
+			bad_len += step;
+			memset(p + done, 0, step);
+		}
+		done += step;
+		if (bad_len && (ret == 0 || done == n)) {
+			if (!o->quiet)
+				fprintf(stderr,
+					"ligero: warning: %s; %llu bytes from offset %llu taken as "
+					"zeroes\n",
+					why, (unsigned long long)bad_len,
+					(unsigned long long)bad_start);
+			bad_len = 0;
+		}
+	}
+	err_clear();
+	return 0;
+}
+
 /* Read [off, off+len) of the concatenated sources into buf, marking units that block status
  * reports as zero so they need neither a read nor a scan. */
 static int read_sources(struct engine *e, struct slot *s)
@@ -148,6 +185,8 @@ static int read_sources(struct engine *e, struct slot *s)
 				s->u[j].zero_known = true;
 		} else {
 			int ret = bdev_read(b, soff, p, n);
+			if (ret < 0 && e->o->salvage)
+				ret = read_salvage(e->o, b, soff, p, n);
 			if (ret < 0)
 				return ret;
 		}

@@ -25,6 +25,11 @@ struct convert_opts {
 	/* The target has a backing file: read what it shows now and write only the clusters that
 	 * differ (-B). */
 	bool diff_target;
+	/* --salvage: a source range that cannot be read is retried sector by sector, and sectors
+	 * that still fail are taken as zeroes (a warning names each failed range) instead of
+	 * ending the copy. */
+	bool salvage;
+	bool quiet; /* no salvage warnings */
 	/* Called from the engine's thread with bytes done so far (may be NULL). */
 	void (*progress)(void *opaque, uint64_t done, uint64_t total);
 	void *opaque;
