@@ -1,4 +1,5 @@
 /* Compressed clusters: zlib raw deflate (window 4 KiB, as QEMU) and zstd frames. */
+#include "block/qcow2/deflate.h"
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
 
@@ -100,9 +101,14 @@ int qcow2_decompress_cluster(struct qcow2 *s, uint64_t l2e)
  * compressing a cluster of random data. The output is the same either way.
  */
 struct cctx {
-	z_stream z;
+	z_stream z; /* zlib's deflate: the fallback */
 	bool z_ready;
 	ZSTD_CCtx *zc;
+	struct dfl *dfl; /* ligero's deflate (deflate.c) */
+	z_stream inf;	 /* inflate, to check what dfl wrote */
+	bool inf_ready;
+	uint8_t *check; /* inflated copy */
+	size_t check_size;
 };
 
 static pthread_key_t cctx_key;
@@ -115,7 +121,11 @@ static void cctx_free(void *p)
 
 	if (c->z_ready)
 		deflateEnd(&c->z);
+	if (c->inf_ready)
+		inflateEnd(&c->inf);
 	ZSTD_freeCCtx(c->zc);
+	dfl_free(c->dfl);
+	free(c->check);
 	free(c);
 }
 
@@ -185,6 +195,48 @@ static bool looks_incompressible(const uint8_t *p, size_t len)
 	return true;
 }
 
+/*
+ * ligero's encoder (deflate.c: zlib level 6's parse, faster, output no larger on the bench
+ * data), then a full inflate of what it wrote, compared with the input: a wrong stream would
+ * be a corrupt backup, so one is never stored, whatever the encoder does. -EAGAIN: use zlib.
+ */
+static int64_t dfl_deflate_checked(struct cctx *c, void *dst, size_t dst_len, const void *src,
+				   size_t src_len)
+{
+	if (!c->dfl)
+		c->dfl = dfl_new();
+	if (!c->dfl)
+		return -EAGAIN;
+	if (c->check_size < src_len) {
+		uint8_t *b = realloc(c->check, src_len);
+		if (!b)
+			return -EAGAIN;
+		c->check = b;
+		c->check_size = src_len;
+	}
+	if (!c->inf_ready) {
+		if (inflateInit2(&c->inf, -12) != Z_OK)
+			return -EAGAIN;
+		c->inf_ready = true;
+	} else if (inflateReset(&c->inf) != Z_OK) {
+		return -EAGAIN;
+	}
+	int64_t n = dfl_compress(c->dfl, dst, dst_len, src, src_len);
+	if (n == -ENOSPC)
+		return n;
+	if (n < 0)
+		return -EAGAIN;
+	c->inf.next_in = dst;
+	c->inf.avail_in = (uInt)n;
+	c->inf.next_out = c->check;
+	c->inf.avail_out = (uInt)src_len;
+	int r = inflate(&c->inf, Z_FINISH);
+	if (r == Z_STREAM_END && c->inf.avail_out == 0 && c->inf.avail_in == 0 &&
+	    !memcmp(c->check, src, src_len))
+		return n;
+	return -EAGAIN;
+}
+
 /* Raw deflate, level 6 (zlib's default), window 4 KiB, memLevel 9: QEMU's parameters, which its
  * reader's window requires. */
 static int64_t zlib_compress(void *dst, size_t dst_len, const void *src, size_t src_len)
@@ -195,6 +247,11 @@ static int64_t zlib_compress(void *dst, size_t dst_len, const void *src, size_t 
 
 	if (looks_incompressible(src, src_len))
 		return -ENOSPC;
+	if (c) {
+		int64_t n = dfl_deflate_checked(c, dst, dst_len, src, src_len);
+		if (n != -EAGAIN)
+			return n;
+	}
 	if (c && c->z_ready) {
 		z = &c->z;
 		if (deflateReset(z) != Z_OK)
