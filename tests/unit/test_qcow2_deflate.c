@@ -91,7 +91,7 @@ static void fill(uint8_t *p, size_t len, int kind)
 		break;
 	case 3: /* a random block repeated at exactly the window's distance, and one byte past */
 		for (; i < len; i++)
-			p[i] = i < 4096 ? (uint8_t)rnd() : p[i - 4096 - ((i / 4096) % 2)];
+			p[i] = i <= 4096 ? (uint8_t)rnd() : p[i - 4096 - ((i / 4096) % 2)];
 		break;
 	case 4: /* short periods and long runs mixed with noise */
 		for (; i < len; i++)
