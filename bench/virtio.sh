@@ -87,7 +87,7 @@ ligero_net() {
 qemu_net() {
 	qemu-system-x86_64 -M q35 -accel kvm -cpu host -m 256M -smp 1 -nodefaults -display none -no-reboot \
 		-kernel $K -initrd $I -serial file:/tmp/n$1.log -append 'console=ttyS0 quiet ligero.run="sh /dev/vda"' \
-		-netdev tap,id=n0,script=/tmp/ifup,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:$2 \
+		-netdev tap,id=n0,script=/tmp/ifup,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:$2,romfile= \
 		-drive file=g_$1.img,if=none,id=d0,format=raw,readonly=on -device virtio-blk-pci,drive=d0 \
 		-drive file=vbench.img,if=none,id=d1,format=raw,readonly=on -device virtio-blk-pci,drive=d1 >/dev/null 2>&1
 }

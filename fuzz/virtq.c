@@ -2,7 +2,8 @@
  * libFuzzer target: random guest RAM (descriptor tables, avail ring, indirect tables, buffers)
  * and random ring placement fed to the virtqueue parser. RAM is an exact-size heap block so ASan
  * catches any access the parser lets through outside it; every iovec it returns is read and
- * written in full to prove it lies inside RAM.
+ * written in full to prove it lies inside RAM. The iovec array is an exact-size heap block of
+ * `size` entries too, as the devices size theirs, so a chain of more buffers is caught.
  */
 #include "vmm/virtio/queue.h"
 
@@ -27,10 +28,10 @@ static uint64_t take64(const uint8_t **d, size_t *n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct iovec iov[VIRTQ_MAX_SIZE];
 	struct virtio_mem mem = {0};
 	struct virtq q = {0};
-	struct virtq_elem e = {.iov = iov};
+	struct virtq_elem e;
+	struct iovec *iov;
 	uint64_t cfg = take64(&data, &size);
 	uint8_t *ram = calloc(1, RAM_SIZE);
 	uint8_t sink[64];
@@ -42,6 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mem.r[0] = (struct virtio_mem_region){RAM_GPA, RAM_SIZE, ram};
 	/* Mostly plausible ring placement, sometimes arbitrary. */
 	q.size = (uint16_t)(1u << (cfg & 7));
+	iov = malloc(q.size * sizeof(*iov));
+	if (!iov) {
+		free(ram);
+		return 0;
+	}
+	e.iov = iov;
 	q.event_idx = cfg & 8;
 	q.indirect = cfg & 16;
 	if (cfg & 32) {
@@ -71,6 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			virtq_notify_on(&q);
 		}
 	}
+	free(iov);
 	free(ram);
 	return 0;
 }

@@ -1,7 +1,7 @@
 """Issue 5 proof: the paravirtual devices driven by a stock guest kernel inside the emulated host
-(tests/vmhost/vmhost.sh, a QEMU/TCG machine with nested KVM). Two emulated-host boots: one runs
-the blk/rng VM and the fsync/balloon VM side by side, the other two VMs on a bridge. Every
-assertion is about what the guest itself printed or what qemu-img / e2fsck say afterwards."""
+(tests/vmhost/vmhost.sh, a QEMU/TCG machine with nested KVM). One emulated-host boot runs the
+blk/rng VM and the fsync/balloon VM side by side, then two VMs on a bridge. Every assertion is
+about what the guest itself printed or what qemu-img / e2fsck say afterwards."""
 import hashlib
 import json
 import os
@@ -19,12 +19,17 @@ VMHOST = os.environ.get("LIGERO_VMHOST", os.path.join(ROOT, "tests", "vmhost", "
 MiB = 1 << 20
 
 pytestmark = [
-    # A blk guest intermittently hangs after its marker inside the emulated host (seen in the
-    # lead's run: 6 of 8 cases failed on the bounded wait). Until that is found, the device
-    # tests run on request only, so CI stays meaningful; issue 5 stays open.
+    # The blk hang was the virtqueue's false loop on a full indirect table (fixed; the blk/rng
+    # VM passed every run since). Most failures left are outside virtio: in the emulated host
+    # about one VM boot in eight (5 of ~40 here) triple-faults in early kernel init, before any
+    # virtio driver has probed (device status 0, MSI-X never enabled; also seen with no device
+    # at all): issue 4. With four VMs that is a red run about 40% of the time. Two net runs are
+    # unexplained: in one both VMs pinged, then 100 MiB over TCP did not finish within the 400 s
+    # bound; in the other the server VM never answered a ping (its console was cut off).
+    # Until these are fixed the file runs on request.
     pytest.mark.skipif(os.environ.get("LIGERO_VIRTIO") != "1",
-                       reason="virtio guest tests are opt-in (LIGERO_VIRTIO=1) until an "
-                              "intermittent blk hang in the emulated host is fixed"),
+                       reason="virtio guest tests are opt-in (LIGERO_VIRTIO=1) until the "
+                              "early-boot triple fault in the emulated host (issue 4) is fixed"),
     pytest.mark.skipif(not os.path.exists(VMHOST),
                        reason="needs issue 4's emulated host (tests/vmhost/vmhost.sh), "
                               "not in this branch yet"),
@@ -104,7 +109,7 @@ def prepare_blk(d):
 
 
 def show(kv):
-    return kv["_out"][-4000:]
+    return kv["_out"][-8000:]
 
 
 def test_blk_qcow2_overlay_pattern(blk):
@@ -194,10 +199,8 @@ def results(tmp_path_factory):
     script = d / "host_all.sh"
     with open(script, "w") as f:
         f.write("sh /work/host_blk.sh 2>&1 | sed 's/^/BLK:/'\n")
-        if NET_ENABLED:
-            f.write("sh /work/host_net.sh 2>&1 | sed 's/^/NET:/'\n")
-    if NET_ENABLED:
-        files += prepare_net(d)
+        f.write("sh /work/host_net.sh 2>&1 | sed 's/^/NET:/'\n")
+    files += prepare_net(d)
     files += [os.path.join(HERE, "host_blk.sh"), os.path.join(HERE, "host_net.sh")]
     bins = [shutil.which(b) for b in ("qemu-img", "e2fsck", "debugfs")]
     out = run_vmhost(str(script), files, bins, int(os.environ.get("LIGERO_VIRTIO_TIMEOUT", 1800)))
@@ -216,18 +219,8 @@ def blk(results):
     return results["BLK"]
 
 
-# The net case passed end to end once (ping both ways, 100 MiB over TCP with matching
-# checksums, taps gone after exit); in the run after merging vmm de034f7 the sending guest
-# triple-faulted mid-transfer (KVM_EXIT_SHUTDOWN). Until that is understood it runs only on
-# request, so that it cannot pass by accident nor block CI.
-NET_ENABLED = os.environ.get("LIGERO_VIRTIO_NET") == "1"
-
-
 @pytest.fixture(scope="module")
 def net(results):
-    if not NET_ENABLED:
-        pytest.skip("virtio-net system test: a sending guest triple-faulted in the last run "
-                    "(unexplained); set LIGERO_VIRTIO_NET=1 to run it")
     return results["NET"]
 
 

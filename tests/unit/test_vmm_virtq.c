@@ -255,6 +255,54 @@ static void full_length_chain_ok(void **state)
 	assert_int_equal(f->e.nout, QSIZE);
 }
 
+/* Linux's virtio_blk fills one indirect table with seg_max + 2 = queue size entries (header,
+ * segments, status): one ring descriptor plus a full table is a legal chain of `size` buffers.
+ * Counting the indirect descriptor as well once marked such a request a loop and the device
+ * broken, and the guest hung on the request forever. */
+static void indirect_full_table_ok(void **state)
+{
+	struct fix *f = *state;
+
+	set_desc(f, ITABLE, 0, BUF, 16, VRING_DESC_F_NEXT, 1);
+	for (unsigned i = 1; i < QSIZE - 1; i++)
+		set_desc(f, ITABLE, i, BUF + 4096 * i, 4096, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
+			 i + 1);
+	set_desc(f, ITABLE, QSIZE - 1, BUF + 100, 1, VRING_DESC_F_WRITE, 0);
+	set_desc(f, DESC, 5, ITABLE, 16 * QSIZE, VRING_DESC_F_INDIRECT, 0);
+	publish(f, 5);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+	assert_int_equal(f->e.head, 5);
+	assert_int_equal(f->e.nout, 1);
+	assert_int_equal(f->e.nin, QSIZE - 1);
+	assert_int_equal(f->e.in_len, 4096 * (QSIZE - 2) + 1);
+	assert_int_equal(virtq_push(&f->q, 5, 1), 0);
+}
+
+/* A direct descriptor in front of a full indirect table: more buffers than the queue size (and
+ * than the iovec array holds). */
+static void bad_direct_plus_full_indirect(void **state)
+{
+	struct fix *f = *state;
+
+	for (unsigned i = 0; i < QSIZE; i++)
+		set_desc(f, ITABLE, i, BUF, 8, i + 1 < QSIZE ? VRING_DESC_F_NEXT : 0, i + 1);
+	set_desc(f, DESC, 0, BUF, 8, VRING_DESC_F_NEXT, 1);
+	set_desc(f, DESC, 1, ITABLE, 16 * QSIZE, VRING_DESC_F_INDIRECT, 0);
+	expect_bad(f, 0);
+}
+
+/* Zero-length descriptors carry no buffer but still count towards the loop bound. */
+static void bad_zero_length_loop(void **state)
+{
+	struct fix *f = *state;
+	set_desc(f, DESC, 0, BUF, 0, VRING_DESC_F_NEXT, 1);
+	set_desc(f, DESC, 1, BUF, 0, VRING_DESC_F_NEXT, 0);
+	expect_bad(f, 0);
+	set_desc(f, ITABLE, 0, BUF, 0, VRING_DESC_F_NEXT, 0);
+	set_desc(f, DESC, 0, ITABLE, 16, VRING_DESC_F_INDIRECT, 0);
+	expect_bad(f, 0);
+}
+
 static void bad_indirect_loop(void **state)
 {
 	struct fix *f = *state;
@@ -450,6 +498,9 @@ int main(void)
 	    T(bad_self_loop),
 	    T(bad_chain_longer_than_queue),
 	    T(full_length_chain_ok),
+	    T(indirect_full_table_ok),
+	    T(bad_direct_plus_full_indirect),
+	    T(bad_zero_length_loop),
 	    T(bad_indirect_loop),
 	    T(bad_indirect_in_indirect),
 	    T(bad_indirect_shapes),

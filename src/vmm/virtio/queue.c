@@ -111,7 +111,10 @@ static int elem_add(struct virtq *q, struct virtq_elem *e, const struct desc *d)
 		return err_set(EINVAL, "device-readable descriptor after a writable one");
 	if (d->len == 0)
 		return 0;
-	/* Cannot overflow: the caller counts descriptors against q->size = iov capacity. */
+	/* The iovec array holds q->size entries: a chain of more buffers is the guest's error. */
+	if (e->nout + e->nin >= q->size)
+		return err_set(EINVAL, "descriptor chain from %u has more than %u buffers", e->head,
+			       q->size);
 	v = &e->iov[e->nout + e->nin];
 	v->iov_base = p;
 	v->iov_len = d->len;
@@ -154,7 +157,13 @@ static uint8_t *indirect_table(struct virtq *q, const struct desc *d, bool neste
 	return t;
 }
 
-/* Walk the chain starting at head. At most q->size descriptors in all: a loop ends there. */
+/*
+ * Walk the chain starting at head. Loops are bounded per table: at most tsize descriptors are
+ * read from the table being walked (the ring's, then an indirect one, which ends the chain).
+ * The indirect descriptor itself is no buffer and counts only in the ring's table: Linux's
+ * virtio_blk puts seg_max + 2 = queue size entries in one indirect table, which is legal.
+ * Buffers are bounded separately, by elem_add.
+ */
 static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 {
 	const uint8_t *table = q->desc;
@@ -164,17 +173,18 @@ static int walk_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
 	int ret;
 
 	for (;;) {
-		if (++count > q->size)
+		if (++count > tsize)
 			return err_set(EINVAL,
-				       "descriptor chain from %u is longer than the queue "
-				       "size %u (loop?)",
-				       head, q->size);
+				       "descriptor chain from %u has more than %u descriptors in "
+				       "one table (loop?)",
+				       head, tsize);
 		desc_load(table + (size_t)i * DESC_SIZE, &d);
 		if (d.flags & VRING_DESC_F_INDIRECT) {
 			table = indirect_table(q, &d, in_indirect, &tsize);
 			if (!table)
 				return -EINVAL;
 			in_indirect = true;
+			count = 0;
 			i = 0;
 			continue;
 		}

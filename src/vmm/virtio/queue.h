@@ -4,10 +4,11 @@
  * Everything in the rings belongs to the guest and may change under our feet, so each value is
  * read once into a local and validated there: the descriptor table, avail and used rings must lie
  * in guest RAM (checked at start), every index read from the avail ring is checked against the
- * queue size on every use, and every buffer [addr, addr + len) must lie wholly inside RAM. A chain
- * has at most `size` descriptors in total (direct plus indirect), which bounds loops; indirect
- * tables are at most `size` entries and may not nest. Nothing here allocates: the caller's
- * element carries an iovec array of `size` entries, fixed when the queue starts.
+ * queue size on every use, and every buffer [addr, addr + len) must lie wholly inside RAM. Loops
+ * are bounded per table: at most `size` descriptors from the ring's table, and at most the table's
+ * entries from an indirect table (at most `size`, never nested). A chain holds at most `size`
+ * buffers in all. Nothing here allocates: the caller's element carries an iovec array of `size`
+ * entries, fixed when the queue starts.
  *
  * Not thread-safe: one queue is driven by one thread at a time (the device holds a lock).
  */

@@ -14,15 +14,17 @@ $L run --kernel guest/vmlinuz --initrd guest/initrd.img --memory 128M --disk fsy
 	--disk guest_b.sh.img,format=raw,readonly=on --balloon 96,trigger=/tmp/inflate \
 	--cmdline 'ligero.run="sh /dev/vdc"' --console /tmp/b.log >/tmp/b.out 2>&1 &
 pb=$!
-wait_for() { # PATTERN FILE SECONDS
+wait_for() { # PATTERN FILE SECONDS PID: gives up early when the VM has exited
 	i=0
 	while ! grep -q "$1" "$2" 2>/dev/null; do
-		i=$((i + 1)); [ $i -gt $(($3 * 2)) ] && return 1; sleep 0.5
+		i=$((i + 1)); [ $i -gt $(($3 * 2)) ] && return 1
+		kill -0 "$4" 2>/dev/null || return 1
+		sleep 0.5
 	done
 }
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pb/status; }
 say "STARTED $(cut -d' ' -f1 /proc/uptime)"
-if wait_for TOUCHED /tmp/b.log 600; then
+if wait_for TOUCHED /tmp/b.log 600 $pb; then
 	say "B-TOUCHED $(cut -d' ' -f1 /proc/uptime)"
 	sleep 1
 	r1=$(rss); say "RSS-BEFORE-KB=$r1"
@@ -34,7 +36,7 @@ if wait_for TOUCHED /tmp/b.log 600; then
 	done
 	say "RSS-AFTER-KB=$r2 (after ${i}s)"
 else
-	say "VM-B-NOT-READY"
+	say "VM-B-NOT-READY"; tr -d '\r' </tmp/b.log | tail -n 25 | sed 's/^/B-CONSOLE: /'
 fi
 kill -9 $pb; wait $pb 2>/dev/null
 say "FSYNC-SHA=$(head -c 1048576 fsync.raw | sha256sum | cut -c1-64)"

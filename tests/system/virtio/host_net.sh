@@ -25,4 +25,7 @@ tr -d "\r" </tmp/n1.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N1-/"
 tr -d "\r" </tmp/n2.log | grep -E "^[A-Z0-9-]+=|-OK$|LIGERO-RC" | sed "s/^/N2-/"
 echo "N1-STDERR: $(cat /tmp/n1.out | tr "\n" " ")"
 echo "N2-STDERR: $(cat /tmp/n2.out | tr "\n" " ")"
+for n in 1 2; do
+	grep -q LIGERO-RC=0 /tmp/n$n.log || tr -d "\r" </tmp/n$n.log | tail -n 15 | sed "s/^/N$n-CONSOLE: /"
+done
 '
