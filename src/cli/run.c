@@ -139,7 +139,7 @@ int cmd_run(int argc, char **argv)
 	ret = vm_run(vm, &why, &msg);
 	running = NULL;
 	if (getenv("LIGERO_STATS"))
-		fprintf(stderr, "ligero: %lu exits to user space\n", vm_user_exits(vm));
+		vm_print_stats(vm, stderr);
 	if (ret < 0) {
 		vm_destroy(vm);
 		return cli_fail_err(ret);

@@ -7,6 +7,7 @@
 #include "vmm/boot.h"
 #include "vmm/console.h"
 #include "vmm/cpuid.h"
+#include "vmm/exitstat.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
 #include "vmm/pci.h"
@@ -41,6 +42,7 @@ struct vm {
 	struct serial serial;
 	struct pci_host pci;
 	struct vm_devices *devices;
+	struct exitstat *stat; /* LIGERO_STATS=1 only */
 	struct console con;
 	struct vcpu *vcpus;
 	unsigned ncpus;
@@ -168,6 +170,7 @@ static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
 		return err_sys(errno, "KVM_CREATE_IRQCHIP");
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_sys(errno, "KVM_CREATE_PIT2");
+	exitstat_mark(vm->stat, "KVM VM created");
 	return 0;
 }
 
@@ -192,6 +195,7 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 		vm->vcpus[i].vm = vm;
 		vm->vcpus[i].io = &vm->io;
 		vm->vcpus[i].mmio = &vm->mmio;
+		vm->vcpus[i].stat = vm->stat;
 	}
 	vm->ncpus = n;
 	for (unsigned i = 0; i < n && ret == 0; i++)
@@ -206,10 +210,13 @@ static int vm_load(struct vm *vm, const struct vm_config *cfg)
 {
 	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START;
 	uint8_t *acpi = mem_ptr(&vm->mem, BOOT_BIOS_START, cap);
+	int ret;
 
 	if (!acpi || acpi_build(acpi, cap, BOOT_BIOS_START, cfg->cpus) == 0)
 		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
-	return boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	ret = boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	exitstat_mark(vm->stat, "kernel loaded");
+	return ret;
 }
 
 int vm_create(const struct vm_config *cfg, struct vm **out)
@@ -226,6 +233,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		free(vm);
 		return err_sys(errno, "eventfd");
 	}
+	vm->stat = exitstat_new();
+	exitstat_mark(vm->stat, "vm_create");
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
 	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 ||
@@ -240,8 +249,15 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		vm_destroy(vm);
 		return ret;
 	}
+	exitstat_mark(vm->stat, "VM ready");
 	*out = vm;
 	return 0;
+}
+
+void vm_print_stats(const struct vm *vm, FILE *f)
+{
+	fprintf(f, "ligero: %lu exits to user space\n", vm_user_exits(vm));
+	exitstat_print(vm->stat, f);
 }
 
 static void on_kick(int sig)
@@ -328,5 +344,6 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	close(vm->stop_fd);
+	exitstat_free(vm->stat);
 	free(vm);
 }
