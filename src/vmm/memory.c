@@ -50,7 +50,7 @@ static void *map_aligned(uint64_t size)
 	return (void *)start;
 }
 
-int mem_map(struct guest_mem *mem, int vm_fd)
+int mem_alloc(struct guest_mem *mem)
 {
 	void *p = map_aligned(mem->size);
 	uint64_t off = 0;
@@ -65,15 +65,22 @@ int mem_map(struct guest_mem *mem, int vm_fd)
 	(void)madvise(p, mem->size, MADV_MERGEABLE);
 	(void)madvise(p, mem->size, MADV_HUGEPAGE);
 	for (unsigned i = 0; i < mem->nregions; i++) {
-		struct mem_region *r = &mem->regions[i];
+		mem->regions[i].host = mem->base + off;
+		off += mem->regions[i].size;
+	}
+	return 0;
+}
+
+int mem_register(const struct guest_mem *mem, int vm_fd)
+{
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		const struct mem_region *r = &mem->regions[i];
 		struct kvm_userspace_memory_region kr = {
 		    .slot = i,
 		    .guest_phys_addr = r->gpa,
 		    .memory_size = r->size,
-		    .userspace_addr = (uintptr_t)(mem->base + off),
+		    .userspace_addr = (uintptr_t)r->host,
 		};
-		r->host = mem->base + off;
-		off += r->size;
 		if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0)
 			return err_sys(errno, "KVM_SET_USER_MEMORY_REGION");
 	}

@@ -24,9 +24,10 @@ struct guest_mem {
 
 /* Lay out `size` bytes of guest RAM (regions only; no allocation). */
 int mem_layout(struct guest_mem *mem, uint64_t size);
-/* Map the RAM (MAP_NORESERVE, MADV_MERGEABLE, MEM_HUGE_ALIGN-aligned) and register it with
- * the KVM VM. */
-int mem_map(struct guest_mem *mem, int vm_fd);
+/* Map the RAM (MAP_NORESERVE, MADV_MERGEABLE, MEM_HUGE_ALIGN-aligned); sets regions[].host. */
+int mem_alloc(struct guest_mem *mem);
+/* Register the mapped RAM with the KVM VM, one memory slot per region. */
+int mem_register(const struct guest_mem *mem, int vm_fd);
 /* Unmap. */
 void mem_unmap(struct guest_mem *mem);
 /* Host pointer to [gpa, gpa+len) if it lies wholly in one RAM region, else NULL. */

@@ -30,10 +30,10 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#define VM_MAX_CPUS	254 /* xAPIC IDs, 255 being broadcast */
-#define TSS_ADDR	0xfffbd000ull
-#define IDENT_MAP_ADDR	0xfffbc000ull
-#define VCPU_STACK_SIZE (1u << 20)
+#define VM_MAX_CPUS	  254 /* xAPIC IDs, 255 being broadcast */
+#define TSS_ADDR	  0xfffbd000ull
+#define IDENT_MAP_ADDR	  0xfffbc000ull
+#define THREAD_STACK_SIZE (1u << 20)
 
 struct vm {
 	int kvm_fd, vm_fd, stop_fd;
@@ -44,6 +44,12 @@ struct vm {
 	struct pci_host pci;
 	struct vm_devices *devices;
 	struct exitstat *stat; /* LIGERO_STATS=1 only */
+	/* the kernel, initrd and ACPI tables are loaded on a thread of their own (vm_load_start) */
+	const struct vm_config *load_cfg;
+	pthread_t loader;
+	bool loading;
+	int load_ret;
+	char load_msg[512];
 	struct console con;
 	struct vcpu *vcpus;
 	unsigned ncpus;
@@ -146,9 +152,9 @@ static int check_config(const struct vm_config *cfg)
 	return 0;
 }
 
-static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
+/* /dev/kvm and its limits: cheap, and where an unusable KVM is refused. */
+static int vm_open_kvm(struct vm *vm, const struct vm_config *cfg)
 {
-	struct kvm_pit_config pit = {.flags = 0}; /* with the speaker port 0x61, for calibration */
 	int max;
 
 	if ((vm->kvm_fd = kvm_open("/dev/kvm", cfg->force)) < 0)
@@ -161,6 +167,13 @@ static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if ((ssize_t)vm->run_size < (ssize_t)sizeof(struct kvm_run))
 		return err_sys(errno, "KVM_GET_VCPU_MMAP_SIZE");
+	return 0;
+}
+
+static int vm_create_kvm(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0}; /* with the speaker port 0x61, for calibration */
+
 	if ((vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0)) < 0)
 		return err_sys(errno, "KVM_CREATE_VM");
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0)
@@ -220,6 +233,51 @@ static int vm_load(struct vm *vm, const struct vm_config *cfg)
 	return ret;
 }
 
+static void *vm_loader(void *arg)
+{
+	struct vm *vm = arg;
+	int ret = vm_load(vm, vm->load_cfg);
+
+	if (ret < 0) /* error messages are per thread: carry it over */
+		snprintf(vm->load_msg, sizeof(vm->load_msg), "%s", err_msg_or(ret));
+	vm->load_ret = ret;
+	return NULL;
+}
+
+/* Loading the kernel into guest RAM (page faults, zeroing and a copy of some 15 MB) takes as
+ * long as creating the KVM VM and its vCPUs, and the two do not depend on each other: with a
+ * second host CPU free, doing them side by side starts the guest sooner. */
+static int vm_load_start(struct vm *vm, const struct vm_config *cfg)
+{
+	pthread_attr_t attr;
+	int ret;
+
+	vm->load_cfg = cfg;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+	ret = pthread_create(&vm->loader, &attr, vm_loader, vm);
+	pthread_attr_destroy(&attr);
+	if (ret != 0)
+		return vm_load(vm, cfg);
+	vm->loading = true;
+	return 0;
+}
+
+static void vm_load_join(struct vm *vm)
+{
+	if (vm->loading)
+		pthread_join(vm->loader, NULL);
+	vm->loading = false;
+}
+
+static int vm_load_wait(struct vm *vm)
+{
+	vm_load_join(vm);
+	if (vm->load_ret < 0)
+		return err_set(-vm->load_ret, "%s", vm->load_msg);
+	return 0;
+}
+
 int vm_create(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -238,15 +296,15 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	exitstat_mark(vm->stat, "vm_create");
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
-	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 ||
-	    (ret = vm_create_kvm(vm, cfg)) < 0 || (ret = mem_map(&vm->mem, vm->vm_fd)) < 0 ||
-	    (ret = vm_load(vm, cfg)) < 0 ||
+	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
+	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
+	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
 	    (ret = pm_init(&vm->io, vm)) < 0 ||
 	    (ret = cfg->devices ? vm_devices_attach(vm->devices = cfg->devices, vm->vm_fd, &vm->mem,
 						    &vm->io, &vm->mmio)
 				: pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
-	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0) {
+	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0 || (ret = vm_load_wait(vm)) < 0) {
 		vm_destroy(vm);
 		return ret;
 	}
@@ -313,9 +371,9 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
 		return ret;
 	/* The default stack (8 MiB) holds a 2 MiB-aligned range that transparent huge pages turn
-	 * into 2 MiB of RSS at the first touch; a vCPU thread needs far less. */
+	 * into 2 MiB of RSS at the first touch; our threads need far less. */
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, VCPU_STACK_SIZE);
+	pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		if ((ret =
 			 pthread_create(&vm->vcpus[i].thread, &attr, vcpu_thread, &vm->vcpus[i]))) {
@@ -341,6 +399,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	vm_load_join(vm); /* the loader writes guest RAM */
 	for (unsigned i = 0; i < vm->ncpus && vm->vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
