@@ -8,7 +8,10 @@
 #           /sys/kernel/debug/kvm/exits (which counts live VMs only, so it is read at the marker)
 #   rss     the VMM's RSS at the marker, in KiB, without the guest-RAM mapping (what guest RAM
 #           the guest touched is the guest's, not the VMM's)
-# Emulation slows everything: the ratios are the figure. Usage: bench/boot.sh [RUNS]
+# Emulation slows everything: the ratios are the figure. The headline ratio is of the medians;
+# a second one takes, round by round (one boot of each VMM, back to back, so under about the same
+# load from whatever else shares the machine), ligero's marker time over the fastest QEMU's of
+# that round, and prints the median of those. Usage: bench/boot.sh [RUNS]
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
@@ -82,7 +85,8 @@ function median(list,   n, a, i, j, t) {
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 $1 == "RUN" { m[$2] = m[$2] " " $3; x[$2] = x[$2] " " $4; e[$2] = e[$2] " " $5; r[$2] = r[$2] " " $6
-	if ($7 != 0) bad[$2]++; order[$2] = ++n }
+	if ($7 != 0) bad[$2]++; order[$2] = ++n
+	if ($2 == "ligero") { round++; mine[round] = $3 } else if (!(round in peer) || $3 < peer[round]) peer[round] = $3 }
 END {
 	printf "%-14s %10s %10s %10s %10s   (medians of runs in the emulated host)\n", "vmm", "marker s", "exit s", "exits", "rss KiB"
 	for (v in order) {
@@ -92,4 +96,8 @@ END {
 	for (v in mm) if (v != "ligero" && (best == "" || mm[v] < mm[best])) best = v
 	if (best != "" && mm["ligero"] > 0)
 		printf "boot-to-marker: ligero / %s (fastest QEMU) = %.2f (target <= 0.50)\n", best, mm["ligero"] / mm[best]
+	pairs = ""
+	for (i = 1; i <= round; i++) if (peer[i] > 0) pairs = pairs " " sprintf("%.3f", mine[i] / peer[i])
+	if (pairs != "")
+		printf "boot-to-marker, round by round: median of ligero / fastest QEMU of the round = %.2f (rounds:%s)\n", median(pairs), pairs
 }'
