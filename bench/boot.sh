@@ -148,7 +148,8 @@ function median(list,   n, a, i, j, t) {
 }
 $1 == "RUN" { m[$2] = m[$2] " " $3; x[$2] = x[$2] " " $4; e[$2] = e[$2] " " $5; r[$2] = r[$2] " " $6
 	if ($7 != 0) bad[$2]++; order[$2] = ++n
-	if ($2 == "ligero") { round++; mine[round] = $3 } else if (!(round in peer) || $3 < peer[round]) peer[round] = $3 }
+	if ($2 == "ligero") { round++; mine[round] = $3 } else if (!(round in peer) || $3 < peer[round]) peer[round] = $3
+	line[round] = line[round] sprintf(" %s %.2f", $2, $3) }
 END {
 	printf "%-14s %10s %10s %10s %10s   (medians of runs in the emulated host)\n", "vmm", "marker s", "exit s", "exits", "rss KiB"
 	for (v in order) {
@@ -159,6 +160,7 @@ END {
 	if (best != "" && mm["ligero"] > 0)
 		printf "boot-to-marker: ligero / %s (fastest QEMU) = %.2f (target <= 0.50)\n", best, mm["ligero"] / mm[best]
 	pairs = ""
+	for (i = 1; i <= round; i++) printf "round %d, seconds to the marker:%s\n", i, line[i]
 	for (i = 1; i <= round; i++) if (peer[i] > 0) pairs = pairs " " sprintf("%.3f", mine[i] / peer[i])
 	if (pairs != "")
 		printf "boot-to-marker, round by round: median of ligero / fastest QEMU of the round = %.2f (rounds:%s)\n", median(pairs), pairs
