@@ -8,10 +8,11 @@
 #           /sys/kernel/debug/kvm/exits (which counts live VMs only, so it is read at the marker)
 #   rss     the VMM's RSS at the marker, in KiB, without the guest-RAM mapping (what guest RAM
 #           the guest touched is the guest's, not the VMM's)
-# Emulation slows everything: the ratios are the figure. The headline ratio is of the medians;
-# a second one takes, round by round (one boot of each VMM, back to back, so under about the same
-# load from whatever else shares the machine), ligero's marker time over the fastest QEMU's of
-# that round, and prints the median of those.
+# Each round boots every VMM once, starting with the next one in turn, with 2 s of rest before
+# each boot. Emulation slows everything: the ratios are the figure. The headline ratio is of the
+# medians; a second one takes, round by round (the boots of a round run back to back, so under
+# about the same load from whatever else shares the machine), ligero's marker time over the
+# fastest QEMU's of that round, and prints the median of those.
 # With --exits, one round only, and the VM exits up to the marker by exit reason (AMD SVM codes:
 # the emulated host's CPU is an EPYC), counted by L1's kvm:kvm_exit tracepoint with a histogram
 # trigger, and the port I/O exits by port (kvm:kvm_pio; ports with fewer than 20 exits in all
@@ -82,18 +83,26 @@ one() { # name, command...
 	[ $why = 0 ] || { hist off; cat /tmp/why 2>/dev/null; }
 	[ -f /tmp/marker ] || { echo "# $name: no marker (rc $rc)"; cat /tmp/err; return; }
 	echo "RUN $name $(awk -v a=$t0 -v b=$(cat /tmp/marker) 'BEGIN{printf "%.2f", b-a}') \
-$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') $(cat /tmp/exits) $(cat /tmp/rss) $rc"
+$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') $(cat /tmp/exits) $(cat /tmp/rss) $rc $((i + 1))"
 }
 append="console=ttyS0 quiet panic=-1"
 i=0
+boot() { # name
+	sleep 2 # what the last VMM's exit left to the host kernel (freeing its RAM) is done by now
+	case $1 in
+	ligero) one ligero ./ligero run --kernel $K --initrd $I --memory ${mem}M --cmdline quiet ;;
+	qemu-*) one $1 qemu-system-x86_64 -M ${1#qemu-} -accel kvm -cpu host -m $mem -smp 1 \
+		-nodefaults -no-user-config -display none -serial stdio -no-reboot \
+		-kernel $K -initrd $I -append "$append" ;;
+	esac
+}
+# Each round starts with the next VMM in turn, so that none always follows the same one.
 while [ $i -lt $runs ]; do
-	one ligero ./ligero run --kernel $K --initrd $I --memory ${mem}M --cmdline quiet
-	one qemu-microvm qemu-system-x86_64 -M microvm -accel kvm -cpu host -m $mem -smp 1 \
-		-nodefaults -no-user-config -display none -serial stdio -no-reboot \
-		-kernel $K -initrd $I -append "$append"
-	one qemu-q35 qemu-system-x86_64 -M q35 -accel kvm -cpu host -m $mem -smp 1 \
-		-nodefaults -no-user-config -display none -serial stdio -no-reboot \
-		-kernel $K -initrd $I -append "$append"
+	case $((i % 3)) in
+	0) boot ligero; boot qemu-microvm; boot qemu-q35 ;;
+	1) boot qemu-microvm; boot qemu-q35; boot ligero ;;
+	2) boot qemu-q35; boot ligero; boot qemu-microvm ;;
+	esac
 	i=$((i + 1))
 done
 INNER
@@ -148,8 +157,9 @@ function median(list,   n, a, i, j, t) {
 }
 $1 == "RUN" { m[$2] = m[$2] " " $3; x[$2] = x[$2] " " $4; e[$2] = e[$2] " " $5; r[$2] = r[$2] " " $6
 	if ($7 != 0) bad[$2]++; order[$2] = ++n
-	if ($2 == "ligero") { round++; mine[round] = $3 } else if (!(round in peer) || $3 < peer[round]) peer[round] = $3
-	line[round] = line[round] sprintf(" %s %.2f", $2, $3) }
+	rd = $8; if (rd > round) round = rd
+	if ($2 == "ligero") mine[rd] = $3; else if (!(rd in peer) || $3 < peer[rd]) peer[rd] = $3
+	line[rd] = line[rd] sprintf(" %s %.2f", $2, $3) }
 END {
 	printf "%-14s %10s %10s %10s %10s   (medians of runs in the emulated host)\n", "vmm", "marker s", "exit s", "exits", "rss KiB"
 	for (v in order) {
@@ -161,7 +171,7 @@ END {
 		printf "boot-to-marker: ligero / %s (fastest QEMU) = %.2f (target <= 0.50)\n", best, mm["ligero"] / mm[best]
 	pairs = ""
 	for (i = 1; i <= round; i++) printf "round %d, seconds to the marker:%s\n", i, line[i]
-	for (i = 1; i <= round; i++) if (peer[i] > 0) pairs = pairs " " sprintf("%.3f", mine[i] / peer[i])
+	for (i = 1; i <= round; i++) if (peer[i] > 0 && mine[i] > 0) pairs = pairs " " sprintf("%.3f", mine[i] / peer[i])
 	if (pairs != "")
 		printf "boot-to-marker, round by round: median of ligero / fastest QEMU of the round = %.2f (rounds:%s)\n", median(pairs), pairs
 }'
