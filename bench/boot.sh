@@ -82,8 +82,11 @@ one() { # name, command...
 	t2=$(up)
 	[ $why = 0 ] || { hist off; cat /tmp/why 2>/dev/null; }
 	[ -f /tmp/marker ] || { echo "# $name: no marker (rc $rc)"; cat /tmp/err; return; }
+	# a field that could not be read is 0, so that the others keep their places
+	ex=$(cat /tmp/exits 2>/dev/null)
+	rs=$(cat /tmp/rss 2>/dev/null)
 	echo "RUN $name $(awk -v a=$t0 -v b=$(cat /tmp/marker) 'BEGIN{printf "%.2f", b-a}') \
-$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') $(cat /tmp/exits) $(cat /tmp/rss) $rc $((i + 1))"
+$(awk -v a=$t0 -v b=$t2 'BEGIN{printf "%.2f", b-a}') ${ex:-0} ${rs:-0} $rc $((i + 1))"
 }
 append="console=ttyS0 quiet panic=-1"
 i=0
