@@ -24,6 +24,25 @@ static void on_signal(int sig)
 		vm_request_stop(running, VM_EXIT_QUIT);
 }
 
+/* LIGERO_STATS=1 prints the VM's exit and start-up statistics on stderr; LIGERO_STATS=/PATH
+ * appends them to PATH instead, which keeps stderr for the guest's verdict. */
+static void print_stats(const struct vm *vm)
+{
+	const char *to = getenv("LIGERO_STATS");
+	FILE *f;
+
+	if (!to || !*to)
+		return;
+	if (to[0] != '/') {
+		vm_print_stats(vm, stderr);
+		return;
+	}
+	if ((f = fopen(to, "a"))) {
+		vm_print_stats(vm, f);
+		fclose(f);
+	}
+}
+
 static void run_usage(FILE *f)
 {
 	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
@@ -138,8 +157,7 @@ int cmd_run(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* a console reader that goes away must not kill the VMM */
 	ret = vm_run(vm, &why, &msg);
 	running = NULL;
-	if (getenv("LIGERO_STATS"))
-		fprintf(stderr, "ligero: %lu exits to user space\n", vm_user_exits(vm));
+	print_stats(vm);
 	if (ret < 0) {
 		vm_destroy(vm);
 		return cli_fail_err(ret);

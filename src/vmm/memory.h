@@ -8,6 +8,7 @@
 #define MEM_HOLE_START 0xC0000000ull  /* RAM below 4 GiB ends here at most */
 #define MEM_HOLE_END   0x100000000ull /* RAM past MEM_HOLE_START resumes here */
 #define MEM_MIN_SIZE   (32ull << 20)
+#define MEM_HUGE_ALIGN (2ull << 20) /* where guest RAM starts in the host's address space */
 
 struct mem_region {
 	uint64_t gpa, size;
@@ -23,8 +24,10 @@ struct guest_mem {
 
 /* Lay out `size` bytes of guest RAM (regions only; no allocation). */
 int mem_layout(struct guest_mem *mem, uint64_t size);
-/* Map the RAM (MAP_NORESERVE, MADV_MERGEABLE) and register it with the KVM VM. */
-int mem_map(struct guest_mem *mem, int vm_fd);
+/* Map the RAM (MAP_NORESERVE, MADV_MERGEABLE, MEM_HUGE_ALIGN-aligned); sets regions[].host. */
+int mem_alloc(struct guest_mem *mem);
+/* Register the mapped RAM with the KVM VM, one memory slot per region. */
+int mem_register(const struct guest_mem *mem, int vm_fd);
 /* Unmap. */
 void mem_unmap(struct guest_mem *mem);
 /* Host pointer to [gpa, gpa+len) if it lies wholly in one RAM region, else NULL. */

@@ -199,12 +199,27 @@ static int vcpu_mmio(struct vcpu *v)
 	return 0;
 }
 
+static void vcpu_count_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	if (run->exit_reason == KVM_EXIT_IO)
+		exitstat_count(v->stat, EXITSTAT_PIO, run->io.port,
+			       run->io.direction == KVM_EXIT_IO_OUT);
+	else if (run->exit_reason == KVM_EXIT_MMIO)
+		exitstat_count(v->stat, EXITSTAT_MMIO, run->mmio.phys_addr, run->mmio.is_write);
+	else
+		exitstat_count(v->stat, EXITSTAT_OTHER, run->exit_reason, 0);
+}
+
 /* Handle one exit; returns 0 to continue, or stops the VM and returns 1. */
 static int vcpu_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 
 	v->exits++;
+	if (v->stat)
+		vcpu_count_exit(v);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		if (vcpu_io(v) == 0)
@@ -248,6 +263,8 @@ void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 
+	if (v->id == 0)
+		exitstat_mark(v->stat, "boot vCPU enters the guest");
 	while (!vm_stopping(v->vm)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)

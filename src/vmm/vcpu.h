@@ -3,6 +3,7 @@
 #define LIGERO_VMM_VCPU_H
 
 #include "vmm/bus.h"
+#include "vmm/exitstat.h"
 
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -19,7 +20,8 @@ struct vcpu {
 	int started;
 	struct vm *vm;
 	const struct bus *io, *mmio;
-	unsigned long exits; /* exits handled in user space */
+	unsigned long exits;   /* exits handled in user space */
+	struct exitstat *stat; /* or NULL */
 };
 
 /* Create vCPU `id` of `ncpus` and set its CPUID, MSRs, FPU and LAPIC. cpuid is scratch space

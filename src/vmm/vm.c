@@ -7,6 +7,7 @@
 #include "vmm/boot.h"
 #include "vmm/console.h"
 #include "vmm/cpuid.h"
+#include "vmm/exitstat.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
 #include "vmm/pci.h"
@@ -29,9 +30,10 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
-#define VM_MAX_CPUS    254 /* xAPIC IDs, 255 being broadcast */
-#define TSS_ADDR       0xfffbd000ull
-#define IDENT_MAP_ADDR 0xfffbc000ull
+#define VM_MAX_CPUS	  254 /* xAPIC IDs, 255 being broadcast */
+#define TSS_ADDR	  0xfffbd000ull
+#define IDENT_MAP_ADDR	  0xfffbc000ull
+#define THREAD_STACK_SIZE (1u << 20)
 
 struct vm {
 	int kvm_fd, vm_fd, stop_fd;
@@ -41,6 +43,13 @@ struct vm {
 	struct serial serial;
 	struct pci_host pci;
 	struct vm_devices *devices;
+	struct exitstat *stat; /* LIGERO_STATS=1 only */
+	/* the kernel, initrd and ACPI tables are loaded on a thread of their own (vm_load_start) */
+	const struct vm_config *load_cfg;
+	pthread_t loader;
+	bool loading;
+	int load_ret;
+	char load_msg[512];
 	struct console con;
 	struct vcpu *vcpus;
 	unsigned ncpus;
@@ -143,9 +152,9 @@ static int check_config(const struct vm_config *cfg)
 	return 0;
 }
 
-static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
+/* /dev/kvm and its limits: cheap, and where an unusable KVM is refused. */
+static int vm_open_kvm(struct vm *vm, const struct vm_config *cfg)
 {
-	struct kvm_pit_config pit = {.flags = 0}; /* with the speaker port 0x61, for calibration */
 	int max;
 
 	if ((vm->kvm_fd = kvm_open("/dev/kvm", cfg->force)) < 0)
@@ -158,6 +167,13 @@ static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if ((ssize_t)vm->run_size < (ssize_t)sizeof(struct kvm_run))
 		return err_sys(errno, "KVM_GET_VCPU_MMAP_SIZE");
+	return 0;
+}
+
+static int vm_create_kvm(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0}; /* with the speaker port 0x61, for calibration */
+
 	if ((vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0)) < 0)
 		return err_sys(errno, "KVM_CREATE_VM");
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0)
@@ -168,6 +184,7 @@ static int vm_create_kvm(struct vm *vm, const struct vm_config *cfg)
 		return err_sys(errno, "KVM_CREATE_IRQCHIP");
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return err_sys(errno, "KVM_CREATE_PIT2");
+	exitstat_mark(vm->stat, "KVM VM created");
 	return 0;
 }
 
@@ -192,6 +209,7 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 		vm->vcpus[i].vm = vm;
 		vm->vcpus[i].io = &vm->io;
 		vm->vcpus[i].mmio = &vm->mmio;
+		vm->vcpus[i].stat = vm->stat;
 	}
 	vm->ncpus = n;
 	for (unsigned i = 0; i < n && ret == 0; i++)
@@ -206,10 +224,58 @@ static int vm_load(struct vm *vm, const struct vm_config *cfg)
 {
 	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START;
 	uint8_t *acpi = mem_ptr(&vm->mem, BOOT_BIOS_START, cap);
+	int ret;
 
 	if (!acpi || acpi_build(acpi, cap, BOOT_BIOS_START, cfg->cpus) == 0)
 		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
-	return boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	ret = boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	exitstat_mark(vm->stat, "kernel loaded");
+	return ret;
+}
+
+static void *vm_loader(void *arg)
+{
+	struct vm *vm = arg;
+	int ret = vm_load(vm, vm->load_cfg);
+
+	if (ret < 0) /* error messages are per thread: carry it over */
+		snprintf(vm->load_msg, sizeof(vm->load_msg), "%s", err_msg_or(ret));
+	vm->load_ret = ret;
+	return NULL;
+}
+
+/* Loading the kernel into guest RAM (page faults, zeroing and a copy of some 15 MB) takes as
+ * long as creating the KVM VM and its vCPUs, and the two do not depend on each other: with a
+ * second host CPU free, doing them side by side starts the guest sooner. */
+static int vm_load_start(struct vm *vm, const struct vm_config *cfg)
+{
+	pthread_attr_t attr;
+	int ret;
+
+	vm->load_cfg = cfg;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+	ret = pthread_create(&vm->loader, &attr, vm_loader, vm);
+	pthread_attr_destroy(&attr);
+	if (ret != 0)
+		return vm_load(vm, cfg);
+	vm->loading = true;
+	return 0;
+}
+
+static void vm_load_join(struct vm *vm)
+{
+	if (vm->loading)
+		pthread_join(vm->loader, NULL);
+	vm->loading = false;
+}
+
+static int vm_load_wait(struct vm *vm)
+{
+	vm_load_join(vm);
+	if (vm->load_ret < 0)
+		return err_set(-vm->load_ret, "%s", vm->load_msg);
+	return 0;
 }
 
 int vm_create(const struct vm_config *cfg, struct vm **out)
@@ -226,22 +292,31 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		free(vm);
 		return err_sys(errno, "eventfd");
 	}
+	vm->stat = exitstat_new();
+	exitstat_mark(vm->stat, "vm_create");
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
-	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 ||
-	    (ret = vm_create_kvm(vm, cfg)) < 0 || (ret = mem_map(&vm->mem, vm->vm_fd)) < 0 ||
-	    (ret = vm_load(vm, cfg)) < 0 ||
+	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
+	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
+	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
 	    (ret = pm_init(&vm->io, vm)) < 0 ||
 	    (ret = cfg->devices ? vm_devices_attach(vm->devices = cfg->devices, vm->vm_fd, &vm->mem,
 						    &vm->io, &vm->mmio)
 				: pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
-	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0) {
+	    (ret = vm_create_vcpus(vm, cfg->cpus)) < 0 || (ret = vm_load_wait(vm)) < 0) {
 		vm_destroy(vm);
 		return ret;
 	}
+	exitstat_mark(vm->stat, "VM ready");
 	*out = vm;
 	return 0;
+}
+
+void vm_print_stats(const struct vm *vm, FILE *f)
+{
+	fprintf(f, "ligero: %lu exits to user space\n", vm_user_exits(vm));
+	exitstat_print(vm->stat, f);
 }
 
 static void on_kick(int sig)
@@ -284,6 +359,7 @@ static void vm_console_loop(struct vm *vm)
 int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 {
 	struct sigaction sa = {.sa_handler = on_kick};
+	pthread_attr_t attr;
 	sigset_t kick;
 	int ret;
 
@@ -294,14 +370,19 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
 		return ret;
+	/* The default stack (8 MiB) holds a 2 MiB-aligned range that transparent huge pages turn
+	 * into 2 MiB of RSS at the first touch; our threads need far less. */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		if ((ret =
-			 pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]))) {
+			 pthread_create(&vm->vcpus[i].thread, &attr, vcpu_thread, &vm->vcpus[i]))) {
 			vm_fail(vm, "cannot start vCPU %u's thread: %s", i, strerror(ret));
 			break;
 		}
 		vm->vcpus[i].started = 1;
 	}
+	pthread_attr_destroy(&attr);
 	vm_console_loop(vm);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
@@ -318,6 +399,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	vm_load_join(vm); /* the loader writes guest RAM */
 	for (unsigned i = 0; i < vm->ncpus && vm->vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
@@ -328,5 +410,6 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	close(vm->stop_fd);
+	exitstat_free(vm->stat);
 	free(vm);
 }

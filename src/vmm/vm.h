@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Why a VM stopped. */
 enum vm_exit {
@@ -41,6 +42,9 @@ bool vm_stopping(struct vm *vm);
 void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Exits handled in user space so far, all vCPUs together (KVM handles the rest itself). */
 unsigned long vm_user_exits(const struct vm *vm);
+/* With LIGERO_STATS=1: the user-space exit count, then start-up times and exits by kind and
+ * address (vmm/exitstat.h); without: the count alone. */
+void vm_print_stats(const struct vm *vm, FILE *f);
 /* Free everything vm_create made. */
 void vm_destroy(struct vm *vm);
 /* Short English name for an exit reason. */
