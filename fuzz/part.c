@@ -17,6 +17,8 @@
 #include "fs/part.h"
 #include "util/error.h"
 
+#include "memdisk.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -26,14 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64];
 	struct bdev *bs;
 
-	int fd = memfd_create("disk", 0);
+	int fd = memdisk_open(data, size, path, sizeof(path));
 	if (fd < 0)
 		return 0;
-	if (write(fd, data, size) != (ssize_t)size) {
-		close(fd);
-		return 0;
-	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (bdev_open(&bs, path, "raw", BDEV_O_FORCE_SHARE) == 0) {
 		(void)fs_detect(bs, 0, bs->size, &probe);
 		if (part_read(bs, &t) == 0) {

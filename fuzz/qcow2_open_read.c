@@ -15,6 +15,8 @@
 #include "block/block.h"
 #include "util/error.h"
 
+#include "memdisk.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { READ_MAX = 64 * 1024, STATUS_STEPS = 4096 };
@@ -67,14 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64];
 	struct bdev *bs;
 
-	int fd = memfd_create("qcow2", 0);
+	int fd = memdisk_open(data, size, path, sizeof(path));
 	if (fd < 0)
 		return 0;
-	if (write(fd, data, size) != (ssize_t)size) {
-		close(fd);
-		return 0;
-	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (bdev_open(&bs, path, "qcow2", BDEV_O_NO_BACKING | BDEV_O_FORCE_SHARE) == 0) {
 		read_some(bs, buf);
 		walk_status(bs);
