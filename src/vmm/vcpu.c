@@ -286,6 +286,46 @@ void vcpu_kick(struct vcpu *v)
 		pthread_kill(v->thread, SIGUSR1);
 }
 
+/* The highest vector set in one of the LAPIC's 256-bit registers (ISR at 0x100, IRR at 0x200),
+ * or -1. */
+static int lapic_top(const struct kvm_lapic_state *l, unsigned reg)
+{
+	for (int i = 7; i >= 0; i--) {
+		uint32_t w;
+		memcpy(&w, l->regs + reg + i * 16, 4);
+		if (w)
+			return i * 32 + 31 - __builtin_clz(w);
+	}
+	return -1;
+}
+
+void vcpu_print_state(const struct vcpu *v, FILE *f)
+{
+	struct kvm_regs r;
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events ev;
+	struct kvm_lapic_state l;
+	uint32_t tpr = 0, timer = 0, tmcct = 0;
+
+	if (v->fd < 0 || ioctl(v->fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	    ioctl(v->fd, KVM_GET_LAPIC, &l) < 0) {
+		fprintf(f, "ligero: vCPU %u: state unavailable: %s\n", v->id, strerror(errno));
+		return;
+	}
+	memcpy(&tpr, l.regs + 0x80, 4);
+	memcpy(&timer, l.regs + 0x320, 4);
+	memcpy(&tmcct, l.regs + 0x390, 4);
+	fprintf(f,
+		"ligero: vCPU %u: %lu exits, rip %#llx rsp %#llx rflags %#llx mp_state %u "
+		"irq-pending %u/%u nmi %u/%u shadow %u exception %u/%u isr %d irr %d tpr %#x "
+		"lvt-timer %#x timer-count %u\n",
+		v->id, v->exits, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		(unsigned long long)r.rflags, mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
+		ev.nmi.injected, ev.nmi.pending, ev.interrupt.shadow, ev.exception.injected,
+		ev.exception.nr, lapic_top(&l, 0x100), lapic_top(&l, 0x200), tpr, timer, tmcct);
+}
+
 void vcpu_destroy(struct vcpu *v)
 {
 	if (v->run)

@@ -8,6 +8,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct vm;
 
@@ -34,6 +35,9 @@ int vcpu_setup_boot(struct vcpu *v);
 void *vcpu_thread(void *arg);
 /* Make a vCPU's KVM_RUN return now (call with the VM stopping). */
 void vcpu_kick(struct vcpu *v);
+/* Print where the vCPU is (registers, run state, pending events, in-service and requested
+ * interrupts) on one line; for LIGERO_STATS, after its thread has stopped. */
+void vcpu_print_state(const struct vcpu *v, FILE *f);
 /* Close the fd and unmap the run area. */
 void vcpu_destroy(struct vcpu *v);
 

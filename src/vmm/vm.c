@@ -317,6 +317,9 @@ void vm_print_stats(const struct vm *vm, FILE *f)
 {
 	fprintf(f, "ligero: %lu exits to user space\n", vm_user_exits(vm));
 	exitstat_print(vm->stat, f);
+	if (vm->stat)
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			vcpu_print_state(&vm->vcpus[i], f);
 }
 
 static void on_kick(int sig)
