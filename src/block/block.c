@@ -371,6 +371,74 @@ int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static bool direct_okv(const struct bdev *bs, const struct iovec *iov, int n, uint64_t off)
+{
+	uintptr_t bits = (uintptr_t)off;
+
+	if (bs->dfd < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		bits |= (uintptr_t)iov[i].iov_base | iov[i].iov_len;
+	return !(bits & 511);
+}
+
+/* Step past done bytes of the iovecs: *first and *skip say where the rest starts. */
+static void iov_advance(const struct iovec *iov, int n, int *first, size_t *skip, size_t done)
+{
+	done += *skip;
+	while (*first < n && done >= iov[*first].iov_len) {
+		done -= iov[*first].iov_len;
+		(*first)++;
+	}
+	*skip = done;
+}
+
+/* preadv/pwritev until len bytes moved; a read that meets EOF zero-fills the rest. */
+static int file_rwv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off,
+		    bool write)
+{
+	int fd = direct_okv(bs, iov, n, off) ? bs->dfd : bs->fd, first = 0;
+	size_t skip = 0;
+	struct iovec part[BDEV_IOV_MAX];
+
+	if (n > BDEV_IOV_MAX)
+		return err_set(EINVAL, "%s: %d pieces in one request", bs->filename, n);
+	while (len) {
+		int m = n - first;
+		ssize_t r;
+		memcpy(part, iov + first, (size_t)m * sizeof(*part));
+		part[0].iov_base = (uint8_t *)part[0].iov_base + skip;
+		part[0].iov_len -= skip;
+		r = write ? pwritev(fd, part, m, (off_t)off) : preadv(fd, part, m, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return err_sys(errno, "%s: %s error at offset %llu", bs->filename,
+				       write ? "write" : "read", (unsigned long long)off);
+		if (r == 0 && !write) { /* past EOF: zeroes, as QEMU reads them */
+			for (int i = 0; i < m; i++)
+				memset(part[i].iov_base, 0, part[i].iov_len);
+			return 0;
+		}
+		if (fd == bs->dfd && (r & 511))
+			fd = bs->fd;
+		iov_advance(iov, n, &first, &skip, (size_t)r);
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off)
+{
+	return file_rwv(bs, iov, n, len, off, false);
+}
+
+int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off)
+{
+	return file_rwv(bs, iov, n, len, off, true);
+}
+
 static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)
 {
 	if (write && bs->read_only)
@@ -398,6 +466,60 @@ int bdev_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
 	if (ret < 0 || !len)
 		return ret;
 	ret = bs->drv->write(bs, off, buf, len);
+	if (ret == 0 && (bs->flags & BDEV_O_WRITETHROUGH))
+		ret = bdev_flush(bs);
+	return ret;
+}
+
+bool bdev_vectored(const struct bdev *bs)
+{
+	return bs->drv->readv && bs->drv->writev;
+}
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	return len;
+}
+
+static int iov_check(struct bdev *bs, int n, uint64_t off, size_t len, bool write)
+{
+	if (n < 0 || n > BDEV_IOV_MAX)
+		return err_set(EINVAL, "%s: %d pieces in one request", bs->filename, n);
+	return check_range(bs, off, len, write);
+}
+
+int bdev_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n)
+{
+	size_t len = iov_total(iov, n);
+	int ret = iov_check(bs, n, off, len, false);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (bs->drv->readv)
+		return bs->drv->readv(bs, off, iov, n, len);
+	for (int i = 0; i < n && ret == 0; off += iov[i++].iov_len)
+		if (iov[i].iov_len)
+			ret = bs->drv->read(bs, off, iov[i].iov_base, iov[i].iov_len);
+	return ret;
+}
+
+int bdev_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n)
+{
+	size_t len = iov_total(iov, n);
+	int ret = iov_check(bs, n, off, len, true);
+
+	if (ret < 0 || !len)
+		return ret;
+	if (bs->drv->writev)
+		ret = bs->drv->writev(bs, off, iov, n, len);
+	else
+		for (int i = 0; i < n && ret == 0; off += iov[i++].iov_len)
+			if (iov[i].iov_len)
+				ret = bs->drv->write(bs, off, iov[i].iov_base, iov[i].iov_len);
 	if (ret == 0 && (bs->flags & BDEV_O_WRITETHROUGH))
 		ret = bdev_flush(bs);
 	return ret;

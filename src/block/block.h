@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Open flags. */
 enum {
@@ -111,6 +112,10 @@ struct bdev_driver {
 	/* Read this layer; ranges the layer does not hold are read from bs->backing (or zero). */
 	int (*read)(struct bdev *bs, uint64_t off, void *buf, size_t len);
 	int (*write)(struct bdev *bs, uint64_t off, const void *buf, size_t len);
+	/* Optional: the same with the bytes scattered over n iovecs (len in all); drivers whose
+	 * layout maps a guest range to one file range (raw) do it in one system call. */
+	int (*readv)(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len);
+	int (*writev)(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len);
 	int (*flush)(struct bdev *bs);
 	int (*discard)(struct bdev *bs, uint64_t off, uint64_t len);
 	/* flags: BDEV_ZERO_MAY_UNMAP lets the driver deallocate when reads still return zero. */
@@ -168,6 +173,10 @@ struct bdev {
  * buffered (Linux keeps the two coherent). Short reads past EOF return zeroes. */
 int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off);
 int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off);
+/* The same with n iovecs holding len bytes in all (preadv/pwritev; direct when every piece is
+ * aligned). n is at most BDEV_IOV_MAX. */
+int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off);
+int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off);
 
 /* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);
@@ -176,6 +185,13 @@ void bdev_close(struct bdev *bs);
 int bdev_read(struct bdev *bs, uint64_t off, void *buf, size_t len);
 int bdev_write(struct bdev *bs, uint64_t off, const void *buf, size_t len);
 int bdev_flush(struct bdev *bs);
+/* Scatter-gather I/O: the n iovecs (n <= BDEV_IOV_MAX) hold the bytes of [off, off + their
+ * total length). One call into the driver when it takes vectors, else one per iovec;
+ * bdev_vectored() tells which, so a caller with many small pieces can gather them itself. */
+#define BDEV_IOV_MAX 1024
+int bdev_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n);
+int bdev_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n);
+bool bdev_vectored(const struct bdev *bs);
 int bdev_discard(struct bdev *bs, uint64_t off, uint64_t len);
 int bdev_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
 int bdev_truncate(struct bdev *bs, uint64_t size);

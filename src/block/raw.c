@@ -64,6 +64,22 @@ static int raw_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
 	return raw_pwrite_full(bs, off, buf, len);
 }
 
+static int raw_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len)
+{
+	return bdev_file_preadv(bs, iov, n, len, off);
+}
+
+static int raw_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len)
+{
+	if ((bs->flags & BDEV_O_PROBED) && off < 512) { /* raw_write's header check, per piece */
+		int ret = 0;
+		for (int i = 0; i < n && ret == 0; off += iov[i++].iov_len)
+			ret = raw_write(bs, off, iov[i].iov_base, iov[i].iov_len);
+		return ret;
+	}
+	return bdev_file_pwritev(bs, iov, n, len, off);
+}
+
 static int raw_flush(struct bdev *bs)
 {
 	if (bs->flags & BDEV_O_UNSAFE)
@@ -179,6 +195,8 @@ const struct bdev_driver bdev_raw_driver = {
     .open = raw_open,
     .read = raw_read,
     .write = raw_write,
+    .readv = raw_readv,
+    .writev = raw_writev,
     .flush = raw_flush,
     .discard = raw_discard,
     .write_zeroes = raw_write_zeroes,
