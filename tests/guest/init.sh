@@ -4,6 +4,9 @@
 # the kernel command line as ligero.run="..." (or the demo), prints its exit code, then ends
 # the VM as ligero.exit=poweroff|reboot|panic|shell says (default poweroff).
 export PATH=/bin
+# Before any module (so before any virtio driver): a boot that fails without printing this died
+# in the kernel's own early start (docs/ligero-run.md: the emulated host's own failures).
+echo "LIGERO-INIT"
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null

@@ -1,6 +1,6 @@
 """Issue 5 proof: the paravirtual devices driven by a stock guest kernel inside the emulated host
 (tests/vmhost/vmhost.sh, a QEMU/TCG machine with nested KVM). One emulated-host boot runs the
-blk/rng VM and the fsync/balloon VM side by side, then two VMs on a bridge. Every assertion is
+blk/rng VM, then the fsync/balloon VM, then two VMs on a bridge. Every assertion is
 about what the guest itself printed or what qemu-img / e2fsck say afterwards."""
 import hashlib
 import json
@@ -19,17 +19,13 @@ VMHOST = os.environ.get("LIGERO_VMHOST", os.path.join(ROOT, "tests", "vmhost", "
 MiB = 1 << 20
 
 pytestmark = [
-    # The blk hang was the virtqueue's false loop on a full indirect table (fixed; the blk/rng
-    # VM passed every run since). Most failures left are outside virtio: in the emulated host
-    # about one VM boot in eight (5 of ~40 here) triple-faults in early kernel init, before any
-    # virtio driver has probed (device status 0, MSI-X never enabled; also seen with no device
-    # at all): issue 4. With four VMs that is a red run about 40% of the time. Two net runs are
-    # unexplained: in one both VMs pinged, then 100 MiB over TCP did not finish within the 400 s
-    # bound; in the other the server VM never answered a ping (its console was cut off).
-    # Until these are fixed the file runs on request.
-    pytest.mark.skipif(os.environ.get("LIGERO_VIRTIO") != "1",
-                       reason="virtio guest tests are opt-in (LIGERO_VIRTIO=1) until the "
-                              "early-boot triple fault in the emulated host (issue 4) is fixed"),
+    # The emulated host (QEMU 7.2 TCG with nested SVM) has failures of its own when two VMs run
+    # at once (docs/ligero-run.md): VMs die in the kernel's early start, at random points
+    # before any virtio driver (3 of 10 in pairs, 1 of 16 with each VM pinned to its own
+    # emulated CPU, 0 of 30 alone), and the emulated host's kernel itself has crashed, with
+    # QEMU's VMs as with ours. So VM A and VM B run one after the other, the two net VMs each
+    # on its own emulated CPU, and a VM that dies before its init starts is booted again
+    # (EARLY-BOOT-RETRIES in the output counts it).
     pytest.mark.skipif(not os.path.exists(VMHOST),
                        reason="needs issue 4's emulated host (tests/vmhost/vmhost.sh), "
                               "not in this branch yet"),
@@ -65,8 +61,12 @@ def run_vmhost(script, files, bins, timeout):
         cmd += ["--bin", b]
     cmd.append(script)
     env = dict(os.environ, LIGERO=LIGERO, LIGERO_BUILD=BUILD)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       env=env, timeout=timeout + 120)
+    for attempt in (1, 2):  # an emulated host that crashed itself is booted once more
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env, timeout=timeout + 120)
+        if p.returncode != 125:
+            break
+        print("emulated host failed (attempt %d):\n%s" % (attempt, p.stderr[-3000:]))
     if "can't open '/work/script.sh'" in p.stdout:
         # vmhost.sh appends its per-run cpio right after the gzipped base one; when the base's
         # size is not a multiple of 4 the kernel rejects the second archive ("invalid magic").

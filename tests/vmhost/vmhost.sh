@@ -105,7 +105,7 @@ rm -rf "$root"
 
 : >"$run/console.log"
 : >"$run/results.log"
-timeout "$timeout" qemu-system-x86_64 -accel tcg -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
+timeout "$timeout" qemu-system-x86_64 -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
 	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2" \
