@@ -5,7 +5,8 @@
  * as QEMU does ("Preventing invalid write on metadata").
  *
  * The map costs one byte per host cluster (16 MiB for a 1 TiB file of 64 KiB clusters) and is
- * built once, on the first write after open, by walking the tables: O(L1 + L2 + refcount table).
+ * built once, on the first write or metadata change after open, by walking the tables:
+ * O(L1 + L2 + refcount table).
  */
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
@@ -36,7 +37,12 @@ static int meta_grow(struct qcow2 *s, uint64_t n)
 
 void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, enum qcow2_meta t)
 {
-	if (!s->meta_built || !len)
+	if (!len)
+		return;
+	/* Build the map before recording the change, never after: the change is made to tables
+	 * that are not switched in yet (a refcount table or L1 table being replaced), so a map
+	 * built later in the same operation, from the old tables, would not know the new ones. */
+	if (!s->meta_built && qcow2_meta_build(s) < 0)
 		return;
 	uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
 	/* A table entry far past the end of the file (a damaged or hostile image) is not mapped:

@@ -231,7 +231,8 @@ enum qcow2_meta {
 };
 /* Build the map from the header, L1, refcount structures and snapshots (once per open). */
 int qcow2_meta_build(struct qcow2 *s);
-/* Record that [off, off+len) now holds metadata of type t (NONE when freed). */
+/* Record that [off, off+len) now holds metadata of type t (NONE when freed). Builds the map
+ * first if it is not built yet, so that no change made before the first check is lost. */
 void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, enum qcow2_meta t);
 /* Refuse (marking the image corrupt) a write of type t (NONE = guest data) to [off, off+len)
  * when any cluster there holds something else. */

@@ -499,6 +499,9 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	}
 	for (uint64_t i = 0; i < nblocks; i++)
 		qcow2_cache_discard(s->rb_cache, (start + i) << s->cluster_bits);
+	/* The map covers clusters up to about twice file_end: extend it before marking. */
+	if (area_end << s->cluster_bits > s->file_end)
+		s->file_end = area_end << s->cluster_bits;
 	qcow2_meta_mark(s, start << s->cluster_bits, nblocks << s->cluster_bits, QCOW2_META_RB);
 	qcow2_meta_mark(s, (start + nblocks) << s->cluster_bits, tclusters << s->cluster_bits,
 			QCOW2_META_RT);
@@ -517,8 +520,6 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	}
 	for (uint64_t i = 0; i < entries; i++)
 		newrt[i] = __builtin_bswap64(newrt[i]);
-	if (area_end << s->cluster_bits > s->file_end)
-		s->file_end = area_end << s->cluster_bits;
 	ret = qcow2_cache_flush(s->rb_cache);
 	if (ret == 0)
 		ret = qcow2_sync(s);
