@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "vmm/pci_bus.h"
 #include "vmm/virtio/devices.h"
 
@@ -349,10 +350,13 @@ static void bad_ring_address(void **state)
 
 /* ---- virtio-blk on a raw file ---- */
 
-static int setup_blk_common(void **state, bool ro)
+/* A 1 MiB disk whose sector i is filled with the byte i & 0xff; qcow2 or raw. */
+static int setup_blk_fmt(void **state, bool ro, const char *fmt)
 {
 	struct fix *f = calloc(1, sizeof(*f));
 	struct virtio_blk_opts o;
+	struct bdev_create_opts co = {.size = 2048 * 512, .force = true};
+	struct bdev *bs;
 	char arg[128];
 	uint8_t sec[512];
 	int fd;
@@ -361,12 +365,15 @@ static int setup_blk_common(void **state, bool ro)
 	snprintf(f->disk, sizeof(f->disk), "/tmp/ligero-vblk-XXXXXX");
 	fd = mkstemp(f->disk);
 	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(bdev_create(f->disk, fmt, &co), 0);
+	assert_int_equal(bdev_open(&bs, f->disk, fmt, BDEV_O_RDWR), 0);
 	for (int i = 0; i < 2048; i++) {
 		memset(sec, i & 0xff, sizeof(sec));
-		assert_int_equal(write(fd, sec, 512), 512);
+		assert_int_equal(bdev_write(bs, (uint64_t)i * 512, sec, 512), 0);
 	}
-	close(fd);
-	snprintf(arg, sizeof(arg), "%s,format=raw,serial=SER42%s", f->disk,
+	bdev_close(bs);
+	snprintf(arg, sizeof(arg), "%s,format=%s,serial=SER42%s", f->disk, fmt,
 		 ro ? ",readonly=on" : "");
 	assert_int_equal(virtio_blk_parse(arg, &o), 0);
 	assert_int_equal(virtio_blk_create(&f->d, &o, &f->mem, &f->irq), 0);
@@ -382,12 +389,17 @@ static int setup_blk_common(void **state, bool ro)
 
 static int setup_blk(void **state)
 {
-	return setup_blk_common(state, false);
+	return setup_blk_fmt(state, false, "raw");
 }
 
 static int setup_blk_ro(void **state)
 {
-	return setup_blk_common(state, true);
+	return setup_blk_fmt(state, true, "raw");
+}
+
+static int setup_blk_qcow2(void **state)
+{
+	return setup_blk_fmt(state, false, "qcow2");
 }
 
 /* A request: header at BUF, data at BUF+0x100 (len), status at BUF+0x80. */
@@ -438,6 +450,56 @@ static void blk_read_write(void **state)
 	assert_int_equal(blk_req(f, VIRTIO_BLK_T_IN, 0, 100, true), VIRTIO_BLK_S_IOERR);
 	assert_int_equal(blk_req(f, 99, 0, 0, false), VIRTIO_BLK_S_UNSUPP);
 	assert_false(rd(f, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/* Data scattered over descriptors of odd sizes, the header sharing its descriptor with the
+ * first data bytes on a write and the status byte sharing one with the last on a read: the
+ * bytes land where the chain says, on raw (one pwritev/preadv) and qcow2 (gathered). */
+static void blk_scatter(void **state)
+{
+	struct fix *f = *state;
+	struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = 10};
+	uint8_t data[2048], got[2048];
+	struct bdev *bs;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	memcpy(f->ram + BUF, &h, sizeof(h));
+	memcpy(f->ram + BUF + sizeof(h), data, 512);
+	memcpy(f->ram + BUF + 0x1000, data + 512, 1024);
+	memcpy(f->ram + BUF + 0x3000, data + 1536, 512);
+	f->ram[BUF + 0x4000] = 0xaa;
+	desc(f, 0, BUF, sizeof(h) + 512, VRING_DESC_F_NEXT, 1);
+	desc(f, 1, BUF + 0x1000, 1024, VRING_DESC_F_NEXT, 2);
+	desc(f, 2, BUF + 0x3000, 512, VRING_DESC_F_NEXT, 3);
+	desc(f, 3, BUF + 0x4000, 1, VRING_DESC_F_WRITE, 0);
+	assert_true(submit(f, 0));
+	assert_int_equal(f->ram[BUF + 0x4000], VIRTIO_BLK_S_OK);
+
+	h.type = VIRTIO_BLK_T_IN;
+	memcpy(f->ram + BUF, &h, sizeof(h));
+	memset(f->ram + BUF + 0x5000, 0xee, 0x2000);
+	desc(f, 0, BUF, sizeof(h), VRING_DESC_F_NEXT, 1);
+	desc(f, 1, BUF + 0x5000, 700, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
+	desc(f, 2, BUF + 0x6000, 1348 + 1, VRING_DESC_F_WRITE, 0);
+	assert_true(submit(f, 0));
+	assert_int_equal(f->ram[BUF + 0x6000 + 1348], VIRTIO_BLK_S_OK);
+	assert_memory_equal(f->ram + BUF + 0x5000, data, 700);
+	assert_memory_equal(f->ram + BUF + 0x6000, data + 700, 1348);
+	assert_int_equal(f->ram[BUF + 0x5000 + 700], 0xee);
+
+	/* and the image holds them, with the neighbours untouched */
+	virtio_blk_destroy(f->d);
+	f->d = NULL;
+	assert_int_equal(bdev_open(&bs, f->disk, NULL, 0), 0);
+	assert_int_equal(bdev_read(bs, 10 * 512, got, sizeof(got)), 0);
+	assert_memory_equal(got, data, sizeof(data));
+	assert_int_equal(bdev_read(bs, 9 * 512, got, 512), 0);
+	assert_int_equal(got[0], 9);
+	assert_int_equal(got[511], 9);
+	assert_int_equal(bdev_read(bs, 14 * 512, got, 512), 0);
+	assert_int_equal(got[0], 14);
+	bdev_close(bs);
 }
 
 static void blk_readonly(void **state)
@@ -500,6 +562,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(malformed_chain_needs_reset, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(bad_ring_address, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(blk_read_write, setup_blk, teardown),
+	    cmocka_unit_test_setup_teardown(blk_scatter, setup_blk, teardown),
+	    cmocka_unit_test_setup_teardown(blk_scatter, setup_blk_qcow2, teardown),
 	    cmocka_unit_test_setup_teardown(blk_readonly, setup_blk_ro, teardown),
 	    cmocka_unit_test_setup_teardown(blk_no_status_byte, setup_blk, teardown),
 	    cmocka_unit_test(opts_parse),

@@ -1,9 +1,10 @@
 /*
  * virtio-blk on a struct bdev. A dispatcher thread turns queue kicks into wake-ups of a small
  * pool of I/O threads; each pops one request, does the I/O straight between the block layer and
- * guest memory (no bounce buffer), completes it and takes the next, so up to BLK_THREADS
+ * guest memory (blk_rw), completes it and takes the next, so up to BLK_THREADS
  * requests are in flight. Every length comes from a validated chain and is checked against the
- * disk size; the host allocates nothing per request.
+ * disk size; the host allocates nothing per request (each I/O thread's bounce buffer, for formats
+ * without vectored I/O, is allocated once).
  */
 #include "vmm/virtio/devices.h"
 #include "vmm/virtio/worker.h"
@@ -18,6 +19,8 @@
 #include <string.h>
 
 #define BLK_QUEUE_SIZE 128
+/* Requests of formats without vectored I/O go through one buffer per I/O thread up to this size. */
+#define BLK_BOUNCE_MAX (1u << 20)
 #define BLK_THREADS    4
 #define SECTOR	       512ull
 
@@ -28,6 +31,8 @@ struct blk_thread {
 	pthread_t tid;
 	struct virtq_elem e;
 	struct iovec iov[BLK_QUEUE_SIZE];
+	struct iovec part[BLK_QUEUE_SIZE]; /* the data pieces of the current request */
+	uint8_t *bounce;		   /* BLK_BOUNCE_MAX bytes, page-aligned, on first use */
 };
 
 struct blk {
@@ -108,30 +113,46 @@ void virtio_blk_opts_free(struct virtio_blk_opts *o)
 	o->path = o->format = NULL;
 }
 
-/* Move len bytes between the disk at off and the iovecs, starting skip bytes into them. */
-static int blk_rw(struct blk *b, const struct iovec *iov, unsigned n, size_t skip, uint64_t len,
-		  uint64_t off, bool write)
+/* Move len bytes between the disk at off and the iovecs, starting skip bytes into them: one
+ * vectored call where the format takes vectors (raw: one preadv/pwritev for the whole request),
+ * else gathered through the thread's bounce buffer into one block-layer call (qcow2 maps a whole
+ * request at once), else one call per piece. */
+static int blk_rw(struct blk_thread *t, const struct iovec *iov, unsigned n, size_t skip,
+		  uint64_t len, uint64_t off, bool write)
 {
-	for (unsigned i = 0; i < n && len; i++) {
+	struct bdev *bs = t->b->bs;
+	unsigned m = 0;
+	uint64_t left = len;
+
+	for (unsigned i = 0; i < n && left; i++) {
 		size_t l = iov[i].iov_len;
-		uint8_t *p = iov[i].iov_base;
-		int ret;
 		if (skip >= l) {
 			skip -= l;
 			continue;
 		}
-		p += skip;
 		l -= skip;
+		if (l > left)
+			l = left;
+		t->part[m].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		t->part[m++].iov_len = l;
 		skip = 0;
-		if (l > len)
-			l = len;
-		ret = write ? bdev_write(b->bs, off, p, l) : bdev_read(b->bs, off, p, l);
-		if (ret < 0)
-			return ret;
-		off += l;
-		len -= l;
+		left -= l;
 	}
-	return 0;
+	if (left)
+		return -EINVAL; /* the chain is shorter than the request (checked by the caller) */
+	if (m > 1 && !bdev_vectored(bs) && len <= BLK_BOUNCE_MAX) {
+		if (!t->bounce && !(t->bounce = aligned_alloc(4096, BLK_BOUNCE_MAX)))
+			return -ENOMEM;
+		if (write) {
+			iov_to_buf(t->part, m, 0, t->bounce, len);
+			return bdev_write(bs, off, t->bounce, len);
+		}
+		int ret = bdev_read(bs, off, t->bounce, len);
+		if (ret == 0)
+			iov_from_buf(t->part, m, 0, t->bounce, len);
+		return ret;
+	}
+	return write ? bdev_writev(bs, off, t->part, (int)m) : bdev_readv(bs, off, t->part, (int)m);
 }
 
 /* Sector range inside the disk? Written not to overflow. */
@@ -170,8 +191,9 @@ static uint8_t blk_segments(struct blk *b, struct virtq_elem *e, uint32_t type)
 }
 
 /* Execute one request; *written = bytes stored into the guest's in buffers. */
-static uint8_t blk_request(struct blk *b, struct virtq_elem *e, uint32_t *written)
+static uint8_t blk_request(struct blk_thread *t, struct virtq_elem *e, uint32_t *written)
 {
+	struct blk *b = t->b;
 	struct virtio_blk_outhdr h;
 	const struct iovec *in = e->iov + e->nout;
 	uint64_t data_in = e->in_len - 1, data_out = e->out_len - sizeof(h);
@@ -181,7 +203,7 @@ static uint8_t blk_request(struct blk *b, struct virtq_elem *e, uint32_t *writte
 	case VIRTIO_BLK_T_IN:
 		if (data_in % SECTOR || !in_disk(b, h.sector, data_in))
 			return VIRTIO_BLK_S_IOERR;
-		if (blk_rw(b, in, e->nin, 0, data_in, h.sector * SECTOR, false) < 0)
+		if (blk_rw(t, in, e->nin, 0, data_in, h.sector * SECTOR, false) < 0)
 			return VIRTIO_BLK_S_IOERR;
 		*written = (uint32_t)(data_in > UINT32_MAX - 1 ? UINT32_MAX - 1 : data_in);
 		return VIRTIO_BLK_S_OK;
@@ -190,7 +212,7 @@ static uint8_t blk_request(struct blk *b, struct virtq_elem *e, uint32_t *writte
 			return VIRTIO_BLK_S_IOERR;
 		if (data_out % SECTOR || !in_disk(b, h.sector, data_out))
 			return VIRTIO_BLK_S_IOERR;
-		if (blk_rw(b, e->iov, e->nout, sizeof(h), data_out, h.sector * SECTOR, true) < 0)
+		if (blk_rw(t, e->iov, e->nout, sizeof(h), data_out, h.sector * SECTOR, true) < 0)
 			return VIRTIO_BLK_S_IOERR;
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_FLUSH:
@@ -232,7 +254,7 @@ static void *blk_thread_main(void *arg)
 		if (t->e.out_len < sizeof(struct virtio_blk_outhdr) || t->e.in_len < 1)
 			st = 0xff;
 		else
-			st = blk_request(b, &t->e, &written);
+			st = blk_request(t, &t->e, &written);
 		if (st != 0xff)
 			iov_from_buf(t->e.iov + t->e.nout, t->e.nin, t->e.in_len - 1, &st, 1);
 		pthread_mutex_lock(&q->lock);
@@ -377,5 +399,7 @@ void virtio_blk_destroy(struct virtio_dev *d)
 		bdev_close(b->bs);
 	}
 	pthread_cond_destroy(&b->wake);
+	for (int i = 0; i < BLK_THREADS; i++)
+		free(b->t[i].bounce);
 	free(b);
 }
