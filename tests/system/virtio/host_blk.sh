@@ -5,11 +5,13 @@ say() { echo "$*"; }
 truncate -s 100M /tmp/cache.raw
 sha256sum base.qcow2 | cut -c1-64 | sed 's/^/BASE-SHA-BEFORE=/'
 sha256sum ro.raw | cut -c1-64 | sed 's/^/RO-SHA-BEFORE=/'
-wait_for() { # PATTERN FILE SECONDS PID: gives up early when the VM has exited
+wait_for() { # PATTERN FILE SECONDS PID: gives up early when the VM has exited, or when it
+	# has not reached its init after 150 s (see early below)
 	i=0
 	while ! grep -q "$1" "$2" 2>/dev/null; do
 		i=$((i + 1)); [ $i -gt $(($3 * 2)) ] && return 1
 		kill -0 "$4" 2>/dev/null || return 1
+		[ $i -ge 300 ] && early "$2" && return 1
 		sleep 0.5
 	done
 }
@@ -26,10 +28,15 @@ for try in 1 2 3; do
 		--cmdline 'ligero.run="sh /dev/vde"' --console /tmp/a.log >/tmp/a.out 2>&1 &
 	pa=$!
 	# bounded wait: a hang shows its console instead of eating the whole timeout
-	i=0; while kill -0 $pa 2>/dev/null && [ $i -lt 300 ]; do i=$((i + 1)); sleep 1; done
-	if kill -0 $pa 2>/dev/null; then
-		say "A-HUNG"; tr -d '\r' </tmp/a.log | tail -n 25 | sed 's/^/A-CONSOLE: /'; kill -9 $pa
+	# (and one still short of its init after 150 s is stalled there: a boot takes 5-30 s)
+	i=0; while kill -0 $pa 2>/dev/null && [ $i -lt 300 ]; do
+		i=$((i + 1)); sleep 1
+		[ $i -ge 150 ] && early /tmp/a.log && [ $try -lt 3 ] && break
+	done
+	if kill -0 $pa 2>/dev/null && ! early /tmp/a.log; then
+		say "A-HUNG"; tr -d '\r' </tmp/a.log | tail -n 25 | sed 's/^/A-CONSOLE: /'
 	fi
+	kill -9 $pa 2>/dev/null
 	wait $pa; rc_a=$?
 	early /tmp/a.log && [ $try -lt 3 ] || break
 	retries=$((retries + 1)); say "A-EARLY-BOOT-FAILURE: $(tr '\n' ' ' </tmp/a.out | tail -c 200)"
@@ -42,8 +49,9 @@ for try in 1 2 3; do
 	pb=$!
 	say "STARTED $(cut -d' ' -f1 /proc/uptime)"
 	wait_for TOUCHED /tmp/b.log 600 $pb && break
-	kill -0 $pb 2>/dev/null || ! early /tmp/b.log || [ $try -eq 3 ] && break
-	wait $pb; retries=$((retries + 1)); say "B-EARLY-BOOT-FAILURE: $(tr '\n' ' ' </tmp/b.out | tail -c 200)"
+	! early /tmp/b.log || [ $try -eq 3 ] && break
+	kill -9 $pb 2>/dev/null; wait $pb
+	retries=$((retries + 1)); say "B-EARLY-BOOT-FAILURE: $(tr '\n' ' ' </tmp/b.out | tail -c 200)"
 done
 say "EARLY-BOOT-RETRIES=$retries"
 rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$pb/status; }

@@ -25,15 +25,18 @@ for try in 1 2 3; do
 	i=0; while { kill -0 $p1 || kill -0 $p2; } 2>/dev/null && [ $i -lt 400 ]; do
 		i=$((i + 1)); sleep 1
 		# a VM that died early leaves its peer waiting for it: end the try now
+		# and one still short of its init after 150 s is stalled there (a boot takes 5-30 s)
 		for n in 1 2; do
 			eval p=\$p$n
-			kill -0 $p 2>/dev/null || ! early /tmp/n$n.log || [ $try -eq 3 ] || i=400
+			{ kill -0 $p 2>/dev/null && [ $i -lt 150 ]; } || ! early /tmp/n$n.log ||
+				[ $try -eq 3 ] || i=400
 		done
 	done
 	for p in $p1 $p2; do kill -0 $p 2>/dev/null && { echo "NET-STOPPED $p"; kill -9 $p; }; done
 	wait $p1; rc1=$?
 	wait $p2; rc2=$?
 	{ early /tmp/n1.log || early /tmp/n2.log; } && [ $try -lt 3 ] || break
+	echo "EARLY-BOOT-CONSOLES: $(tail -c 300 /tmp/n1.log | tr -d '\r' | tr '\n' ' ') /// $(tail -c 300 /tmp/n2.log | tr -d '\r' | tr '\n' ' ')"
 	retries=$((retries + 1))
 	echo "EARLY-BOOT-FAILURE: $(cat /tmp/n1.out /tmp/n2.out | grep -v '^ligero: ' | tr '\n' ' ' | tail -c 200)"
 	sleep 1 # the taps of the killed VMs leave the bridge
