@@ -7,8 +7,11 @@
 # The guest has no fio: bench/vbench.c is built static here and carried in on a disk.
 # Absolute figures are those of nested KVM under TCG emulation; only the ratios mean something.
 #
-# usage: bench/virtio.sh            env: LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh)
+# usage: bench/virtio.sh [blk|net]  (default both)
+#        env: LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh)
 set -eu
+what=${1:-all}
+case $what in blk | net | all) ;; *) echo "usage: bench/virtio.sh [blk|net]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LIGERO_BUILD:-$root/build}
 vmhost=${LIGERO_VMHOST:-$root/tests/vmhost/vmhost.sh}
@@ -75,9 +78,12 @@ qemu_blk() {
 		>/dev/null 2>&1
 	tr -d '\r' </tmp/q.log | grep -E '^(DISK|[A-Z_]+=)' | sed 's/^/qemu /'
 }
-fresh; ligero_blk
-fresh; qemu_blk
-rm -f raw.img base.qcow2 ov.qcow2
+if [ "$WHAT" != net ]; then
+	fresh; ligero_blk
+	fresh; qemu_blk
+	rm -f raw.img base.qcow2 ov.qcow2
+fi
+[ "$WHAT" != blk ] || exit 0
 brctl addbr br0; ip link set br0 up
 printf '#!/bin/sh\nip link set "$1" up\nbrctl addif br0 "$1"\n' >/tmp/ifup; chmod +x /tmp/ifup
 ligero_net() {
@@ -96,6 +102,7 @@ tr -d '\r' </tmp/nsrv.log | grep -E '^TCP_MBS=' | sed 's/^/ligero NET /'
 qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
 tr -d '\r' </tmp/nsrv.log | grep -E '^TCP_MBS=' | sed 's/^/qemu NET /'
 L1
+sed -i "1i WHAT=$what" "$tmp/l1.sh"
 
 # The emulated host loads only KVM: carry tun and bridge (and what they need) in.
 mods=$build/guest/modules
