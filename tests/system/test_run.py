@@ -77,7 +77,7 @@ def cases(vmhost):
     # guest RAM than the host has)
     res = vmhost(case_script(), timeout=1500, mem="4G")
     (vh.build_dir() / "vmhost" / "test_run.log").write_text(res.output + res.log)
-    assert res.rc != vh.HOST_FAILED, "emulated host failed:\n" + res.log[-4000:]
+    vh.skip_if_host_failed(res)
     if "=== RETRY" in res.output:
         warnings.warn("a boot hung or died early and was retried; its console tail and "
                       "LIGERO_STATS are in "

@@ -61,9 +61,24 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G"):
     for t in trees:
         cmd += ["--tree", t]
     env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()))
+    log = ""
     try:
-        out = subprocess.run(cmd + [str(path)], env=env, capture_output=True, text=True,
-                             errors="replace", timeout=timeout + 120)
+        for attempt in (1, 2):  # an emulated host whose own kernel failed gets one more boot
+            out = subprocess.run(cmd + [str(path)], env=env, capture_output=True, text=True,
+                                 errors="replace", timeout=timeout + 120)
+            log += out.stderr
+            if out.returncode != HOST_FAILED:
+                break
+            log += f"\nvmhost: attempt {attempt} failed (emulated host)\n"
     finally:
         path.unlink(missing_ok=True)
-    return VmhostResult(out.returncode, out.stdout, out.stderr)
+    return VmhostResult(out.returncode, out.stdout, log)
+
+
+def skip_if_host_failed(res):
+    """Skip (with the reason) when the emulated host itself failed twice: its kernel locked up
+    or crashed under the emulator (docs/ligero-run.md), which says nothing about ligero."""
+    import pytest
+    if res.rc == HOST_FAILED:
+        pytest.skip("the emulated host itself failed twice (QEMU TCG nested SVM; see "
+                    "docs/ligero-run.md): " + " | ".join(res.log.strip().splitlines()[-3:]))

@@ -109,8 +109,20 @@ timeout "$timeout" qemu-system-x86_64 -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu 
 	-nodefaults -display none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
 	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2" \
-	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null ||
-	echo "vmhost: qemu exited with status $? (timeout ${timeout}s?)" >>"$run/console.log"
+	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null &
+qemu=$!
+# L1's own kernel can lock up or oops under the emulator (docs/ligero-run.md): stop at once
+# instead of waiting for the timeout; the script then did not finish (status 125).
+while kill -0 $qemu 2>/dev/null; do
+	if grep -q -a -E 'soft lockup|Kernel panic|BUG: |Oops' "$run/console.log"; then
+		sleep 2 # the rest of the report
+		echo "vmhost: the emulated host's kernel failed (see above); stopped" >>"$run/console.log"
+		kill $qemu 2>/dev/null
+		break
+	fi
+	sleep 2
+done
+wait $qemu || echo "vmhost: qemu exited with status $? (timeout ${timeout}s?)" >>"$run/console.log"
 
 tr -d '\r' <"$run/results.log" | grep -v '^VMHOST-RC=\|^VMHOST-UP ' || true
 rc=$(tr -d '\r' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
