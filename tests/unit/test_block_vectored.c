@@ -78,7 +78,8 @@ static void open_image(struct bdev **bs, const char *name, const char *fmt, int 
 /* Write with pieces, read back whole; write whole, read back with other pieces. */
 static void round_trip(struct bdev *bs, const size_t *sizes, int nsizes, uint64_t off, size_t len)
 {
-	uint8_t *src = aligned_alloc(4096, len), *dst = aligned_alloc(4096, len);
+	size_t alloc = (len + 4095) & ~(size_t)4095; /* aligned_alloc: a multiple of 4096 */
+	uint8_t *src = aligned_alloc(4096, alloc), *dst = aligned_alloc(4096, alloc);
 	struct iovec iov[BDEV_IOV_MAX];
 	int n;
 
