@@ -320,6 +320,57 @@ void bdev_close(struct bdev *bs)
 	}
 }
 
+static bool direct_ok(const struct bdev *bs, const void *buf, size_t len, uint64_t off)
+{
+	return bs->dfd >= 0 && !(((uintptr_t)buf | len | off) & 511);
+}
+
+int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off)
+{
+	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: read error at offset %llu", bs->filename,
+				       (unsigned long long)off);
+		if (n == 0) { /* past EOF: zeroes, as QEMU reads them */
+			memset(p, 0, len);
+			return 0;
+		}
+		if (fd == bs->dfd && (n & 511))
+			fd = bs->fd; /* a short direct read left us unaligned */
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off)
+{
+	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(errno, "%s: write error at offset %llu", bs->filename,
+				       (unsigned long long)off);
+		if (fd == bs->dfd && (n & 511))
+			fd = bs->fd;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static bool direct_okv(const struct bdev *bs, const struct iovec *iov, int n, uint64_t off)
 {
 	uintptr_t bits = (uintptr_t)off;
@@ -376,20 +427,6 @@ static int file_rwv(struct bdev *bs, const struct iovec *iov, int n, size_t len,
 		len -= (size_t)r;
 	}
 	return 0;
-}
-
-int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off)
-{
-	struct iovec one = {buf, len};
-
-	return file_rwv(bs, &one, 1, len, off, false);
-}
-
-int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off)
-{
-	struct iovec one = {(void *)buf, len};
-
-	return file_rwv(bs, &one, 1, len, off, true);
 }
 
 int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off)
