@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
 
-if ! command -v meson >/dev/null || ! pkg-config --exists ext2fs fuse3 json-c libzstd 2>/dev/null; then
+if ! command -v meson >/dev/null || ! pkg-config --exists ext2fs fuse3 json-c libzstd libdeflate 2>/dev/null; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "demo: run as root once so the packages in .ci/packages can be installed" >&2
 		exit 1

@@ -9,6 +9,7 @@
  */
 #include "block/qcow2/deflate.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 #define MAX_MATCH 258
 #define HASH_BITS 13 /* 8K chain heads for a 4K window: the table stays in cache */
 #define NIL	  (-1)
+#define WSIZE_DIST_CODES 24 /* distance codes 0-23 reach back at most 4096 bytes */
 
 /* zlib's level 6, but a quarter of its chain: with the window 7% wider than zlib's (4096
  * bytes against its 3834) the output still comes out no larger than zlib's on text and
@@ -77,7 +79,7 @@ static void tables_init(void)
 		for (int l = len_base[c]; l < len_base[c] + (1 << len_extra[c]); l++)
 			len_code[l - 3] = (uint8_t)c;
 	len_code[255] = 28;
-	for (int c = 0; c < 24; c++)
+	for (int c = 0; c < WSIZE_DIST_CODES; c++)
 		for (int d = dist_base[c]; d < dist_base[c] + (1 << dist_extra[c]) && d <= 4096;
 		     d++)
 			dist_code[d - 1] = (uint8_t)c;
@@ -90,19 +92,18 @@ struct bits {
 	uint64_t acc;
 	unsigned n; /* bits in acc */
 	bool overflow;
+	bool far; /* a block header announced distance codes beyond the 4 KiB window */
 };
 
-static inline void put(struct bits *b, uint32_t v, unsigned len)
+/* Append len <= 32 bits of v (LSB first). */
+static inline void put(struct bits *b, uint64_t v, unsigned len)
 {
-	b->acc |= (uint64_t)v << b->n;
+	b->acc |= v << b->n;
 	b->n += len;
 	if (b->n >= 32) {
 		if (b->end - b->p >= 4) {
-			uint32_t w = (uint32_t)b->acc;
-			b->p[0] = (uint8_t)w;
-			b->p[1] = (uint8_t)(w >> 8);
-			b->p[2] = (uint8_t)(w >> 16);
-			b->p[3] = (uint8_t)(w >> 24);
+			uint32_t w = htole32((uint32_t)b->acc);
+			memcpy(b->p, &w, 4);
 			b->p += 4;
 		} else {
 			b->overflow = true;
@@ -250,6 +251,12 @@ static void write_block(struct bits *b, const uint32_t *syms, size_t nsyms, bool
 		hlit--;
 	while (hdist > 1 && !dl[hdist - 1])
 		hdist--;
+	/* Codes 24-29 are distances past 4096, which QEMU's reader refuses: the stream must not
+	 * even declare them (compress.c's check relies on it). */
+	if (hdist > WSIZE_DIST_CODES) {
+		b->far = true;
+		return;
+	}
 
 	/* The code lengths of both alphabets, run-length coded (16: repeat the previous 3-6
 	 * times, 17: 3-10 zeros, 18: 11-138 zeros). Each entry: symbol | extra << 8. */
@@ -318,12 +325,11 @@ static void write_block(struct bits *b, const uint32_t *syms, size_t nsyms, bool
 		if (s & MATCH) {
 			unsigned lx = (s >> 16) & 0xff, d = s & 0xffff;
 			unsigned c = len_code[lx], dcd = dist_code[d - 1];
-			put(b, lc[257 + c], ll[257 + c]);
-			if (len_extra[c])
-				put(b, lx + 3 - len_base[c], len_extra[c]);
-			put(b, dc[dcd], dl[dcd]);
-			if (dist_extra[dcd])
-				put(b, d - dist_base[dcd], dist_extra[dcd]);
+			/* code and extra bits in one go: at most 15 + 5 and 15 + 10 bits */
+			put(b, lc[257 + c] | (uint64_t)(lx + 3 - len_base[c]) << ll[257 + c],
+			    ll[257 + c] + len_extra[c]);
+			put(b, dc[dcd] | (uint64_t)(d - dist_base[dcd]) << dl[dcd],
+			    dl[dcd] + dist_extra[dcd]);
 		} else {
 			put(b, lc[s], ll[s]);
 		}
@@ -435,9 +441,9 @@ int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src
 			/* Emit the previous position's match; insert the strings it covers. */
 			d->syms[nsyms++] = MATCH | (prev_len - MIN_MATCH) << 16 | prev_dist;
 			int32_t end = p - 1 + (int32_t)prev_len;
-			for (int32_t q = p + 1; q < end; q++)
-				if (q + MIN_MATCH <= n)
-					insert(d, src, q);
+			int32_t stop = end < n - MIN_MATCH + 1 ? end : n - MIN_MATCH + 1;
+			for (int32_t q = p + 1; q < stop; q++)
+				insert(d, src, q);
 			p = end;
 			avail = false;
 			prev_len = MIN_MATCH - 1;
@@ -452,6 +458,8 @@ int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src
 		if (nsyms >= BLOCK_SYMS - 2) {
 			write_block(&b, d->syms, nsyms, false);
 			nsyms = 0;
+			if (b.far)
+				return -EPROTO;
 			if (b.overflow)
 				return -ENOSPC;
 		}
@@ -460,6 +468,8 @@ int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src
 		d->syms[nsyms++] = src[n - 1];
 	write_block(&b, d->syms, nsyms, true);
 	flush_bytes(&b);
+	if (b.far)
+		return -EPROTO;
 	if (b.overflow)
 		return -ENOSPC;
 	return b.p - dst;

@@ -15,7 +15,9 @@ struct dfl *dfl_new(void);
 void dfl_free(struct dfl *d);
 
 /* Compress src[0..len) into dst[0..cap) as one complete raw deflate stream. Returns the
- * stream's length, or -ENOSPC when it does not fit in cap, -ENOMEM when out of memory. */
+ * stream's length, or -ENOSPC when it does not fit in cap, -ENOMEM when out of memory, -EPROTO
+ * when a block would declare distance codes past the 4 KiB window (never, by construction;
+ * checked because the caller's decode check does not enforce the window). */
 int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src, size_t len);
 
 #endif
