@@ -5,10 +5,11 @@
 #   raw -> qcow2;  qcow2 -> qcow2 -c (zlib);  qcow2 -> qcow2 -c -o compression_type=zstd
 # qemu-img runs with its defaults and with -m 16 -W (its fastest); ligero with its defaults
 # (-m = online CPUs). Runs are interleaved round by round (qemu-img, qemu-img -m16 -W, ligero,
-# then again), so load that drifts on a shared machine hits every tool alike; hyperfine runs
-# one command's repetitions back to back, which is why it is not used here. Prints median wall
-# times, the speedup against qemu-img's best setting, CPU time (user+sys) ratio and output size
-# ratio. Usage: bench/convert.sh [path/to/ligero]   (RUNS=3 by default)
+# each round starting with the next one in turn), so load that drifts on a shared machine hits
+# every tool alike; hyperfine runs one command's repetitions back to back, which is why it is
+# not used here. Prints median wall times, the speedup against qemu-img's best setting, CPU
+# time (user+sys) ratio and output size ratio, then the median of the round-by-round speedups
+# (the fastest qemu-img of each round over ligero of that round). Usage: bench/convert.sh [path/to/ligero]   (RUNS=3 by default)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 LIGERO=${1:-${LIGERO:-$here/../build/ligero}}
@@ -45,9 +46,14 @@ bench() {
 	i=0
 	while [ $i -lt "$RUNS" ]; do
 		rm -f "$q" "$qw" "$l"
-		timed "$out/$name.q.log" qemu-img convert -O qcow2 "$@" "$in" "$q"
-		timed "$out/$name.qw.log" qemu-img convert -O qcow2 -m 16 -W "$@" "$in" "$qw"
-		timed "$out/$name.l.log" "$LIGERO" img convert -O qcow2 "$@" "$in" "$l"
+		# each round starts with the next tool in turn, so none always runs after the same one
+		for t in $(echo "q qw l q qw" | cut -d' ' -f$((i % 3 + 1))-$((i % 3 + 3))); do
+			case $t in
+			q) timed "$out/$name.q.log" qemu-img convert -O qcow2 "$@" "$in" "$q" ;;
+			qw) timed "$out/$name.qw.log" qemu-img convert -O qcow2 -m 16 -W "$@" "$in" "$qw" ;;
+			l) timed "$out/$name.l.log" "$LIGERO" img convert -O qcow2 "$@" "$in" "$l" ;;
+			esac
+		done
 		if [ -n "$EXTRA_M" ]; then
 			rm -f "$l"
 			timed "$out/$name.lm.log" "$LIGERO" img convert -O qcow2 -m "$EXTRA_M" "$@" "$in" "$l"
@@ -71,6 +77,12 @@ print(f"{os.path.basename(base):<10} qemu-img {wall['q']:6.2f}s  -m16 -W {wall['
       f"  ligero {wall['l']:6.2f}s | speedup vs {label}: {wall[best] / wall['l']:4.2f}x"
       f" | cpu {cpu['l']:6.2f}s vs {cpu[best]:6.2f}s ({cpu[best] / cpu['l']:4.2f}x less)"
       f" | size {size['l'] / size[best]:5.3f} ({size['l'] >> 20} vs {size[best] >> 20} MiB)")
+# round by round (the runs of a round are back to back, so under about the same load from
+# whatever else shares the machine): qemu-img's best setting of the round over ligero's
+rounds = {t: [float(l.split()[0]) for l in open(f"{base}.{t}.log")] for t in ("q", "qw", "l")}
+per = sorted(min(q, qw) / l for q, qw, l in zip(rounds["q"], rounds["qw"], rounds["l"]))
+print(f"{'':<10} round by round, qemu-img's best / ligero: median {per[len(per) // 2]:4.2f}x"
+      f" (rounds: {' '.join(f'{r:.2f}' for r in per)})")
 if os.path.exists(f"{base}.lm.log"):
     w, c = med("lm", 0), med("lm", 1)
     print(f"{'':<10} ligero -m {os.environ['EXTRA_M']}: {w:6.2f}s | speedup vs {label}: "
