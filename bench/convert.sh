@@ -9,7 +9,8 @@
 # every tool alike; hyperfine runs one command's repetitions back to back, which is why it is
 # not used here. Prints median wall times, the speedup against qemu-img's best setting, CPU
 # time (user+sys) ratio and output size ratio, then the median of the round-by-round speedups
-# (the fastest qemu-img of each round over ligero of that round). Usage: bench/convert.sh [path/to/ligero]   (RUNS=3 by default)
+# (the fastest qemu-img of each round over ligero of that round).
+# Usage: bench/convert.sh [path/to/ligero]   (RUNS=3 by default)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 LIGERO=${1:-${LIGERO:-$here/../build/ligero}}
