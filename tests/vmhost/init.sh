@@ -15,6 +15,9 @@ while read -r m; do
 done </etc/modules.order
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 echo "VMHOST-UP $(cut -d' ' -f1 /proc/uptime)" >/dev/ttyS1
+# A heartbeat on the console: vmhost.sh stops an emulated host that has gone silent (its
+# kernel stalled without a report) instead of waiting for the whole timeout.
+(while :; do echo "VMHOST-ALIVE $(cut -d' ' -f1 /proc/uptime)" >/dev/ttyS0; sleep 10; done) &
 cd /work
 sh /work/script.sh >/dev/ttyS1 2>&1 </dev/null
 echo "VMHOST-RC=$?" >/dev/ttyS1

@@ -11,7 +11,9 @@
 #
 # usage: vmhost.sh [--file SRC[:DEST]]... [--bin PATH]... [--tree DIR]... [--timeout SECONDS]
 #                  [--smp N] [--mem SIZE] SCRIPT
-# env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console
+# env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console,
+#        VMHOST_STALL=SECONDS (default 180; 0 = off): stop an emulated host whose console has
+#        printed nothing, not even init's 10-second heartbeat, for that long (status 125)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${LIGERO_BUILD:-build}
@@ -112,11 +114,27 @@ timeout "$timeout" qemu-system-x86_64 -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu 
 	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null &
 qemu=$!
 # L1's own kernel can lock up or oops under the emulator (docs/ligero-run.md): stop at once
-# instead of waiting for the timeout; the script then did not finish (status 125).
+# instead of waiting for the timeout; the script then did not finish (status 125). It can also
+# stall without a word: once init's heartbeat has started, a console silent for $stall seconds
+# means the same.
+stall=${VMHOST_STALL:-180}
+last_size=0
+last_change=$(date +%s)
 while kill -0 $qemu 2>/dev/null; do
 	if grep -q -a -E 'soft lockup|Kernel panic|BUG: |Oops' "$run/console.log"; then
 		sleep 2 # the rest of the report
 		echo "vmhost: the emulated host's kernel failed (see above); stopped" >>"$run/console.log"
+		kill $qemu 2>/dev/null
+		break
+	fi
+	now=$(date +%s)
+	size=$(wc -c <"$run/console.log")
+	if [ "$size" != "$last_size" ]; then
+		last_size=$size
+		last_change=$now
+	elif [ "$stall" -gt 0 ] && [ $((now - last_change)) -ge "$stall" ] &&
+		grep -q -a '^VMHOST-ALIVE' "$run/console.log"; then
+		echo "vmhost: the emulated host stopped responding (no heartbeat for ${stall}s); stopped" >>"$run/console.log"
 		kill $qemu 2>/dev/null
 		break
 	fi
@@ -128,7 +146,7 @@ tr -d '\r' <"$run/results.log" | grep -v '^VMHOST-RC=\|^VMHOST-UP ' || true
 rc=$(tr -d '\r' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
 if [ -z "$rc" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
 	echo "---- emulated host console ----" >&2
-	tail -n 60 "$run/console.log" >&2
+	tr -d '\r' <"$run/console.log" | grep -v '^VMHOST-ALIVE ' | tail -n 60 >&2
 fi
 [ -n "$rc" ] || fail "the emulated host did not finish the script"
 exit "$rc"
