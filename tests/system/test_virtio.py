@@ -179,7 +179,17 @@ def prepare_net(d):
                 "ADDR=10.0.0.1 PEER=10.0.0.2 ROLE=server\n")
     script_disk(os.path.join(HERE, "guest_net.sh"), d / "net2.img",
                 "ADDR=10.0.0.2 PEER=10.0.0.1 ROLE=client\n")
-    # The emulated host loads only KVM: bring tun and bridge (and their dependencies) along.
+    return [str(d / "net1.img"), str(d / "net2.img")] + net_modules()
+
+
+def prepare_net1(d):
+    script_disk(os.path.join(HERE, "guest_net1.sh"), d / "net1.img",
+                "ADDR=10.0.1.2 PEER=10.0.1.1\n")
+    return [str(d / "net1.img")] + net_modules()
+
+
+def net_modules():
+    """The emulated host loads only KVM: tun and bridge (and their dependencies), as files."""
     mods = os.path.join(BUILD, "guest", "modules")
     if not os.path.isdir(mods):
         subprocess.run(["sh", os.path.join(ROOT, "tests", "guest", "build.sh"),
@@ -187,10 +197,8 @@ def prepare_net(d):
     order = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "guest", "modules.py"),
                             mods, "tun", "bridge"], check=True, stdout=subprocess.PIPE,
                            text=True).stdout.split()
-    files = [str(d / "net1.img"), str(d / "net2.img")]
-    files += ["%s:mods/%02d-%s" % (os.path.join(mods, m), i, os.path.basename(m))
-              for i, m in enumerate(order)]
-    return files
+    return ["%s:mods/%02d-%s" % (os.path.join(mods, m), i, os.path.basename(m))
+            for i, m in enumerate(order)]
 
 
 def run_part(d, name, files):
@@ -212,6 +220,43 @@ def blk(tmp_path_factory):
     kv = run_part(d, "blk", prepare_blk(d))
     kv["_base_sha"] = sha(open(d / "base.qcow2", "rb").read())
     return kv
+
+
+@pytest.fixture(scope="module")
+def net1(tmp_path_factory):
+    """One emulated-host boot: one VM on a bridge that carries the emulated host's own address;
+    TCP both ways between them. One VM at a time, so it runs by default, in CI too."""
+    d = tmp_path_factory.mktemp("virtio-net1")
+    kv = run_part(d, "net1", prepare_net1(d))
+    if kv.get("EMU-GAVE-UP") == "1":
+        # three tries, each ended by the emulated host (the guest's own clock stopped, a triple
+        # fault, or death before init): says nothing about ligero, so never a pass
+        pytest.skip("the emulated host stopped the net guest in all three tries (QEMU TCG nested "
+                    "SVM; QEMU's own guest fails the same way, docs/virtio.md): " +
+                    " | ".join(l for l in kv["_out"].splitlines() if "FAILURE" in l)[-400:])
+    return kv
+
+
+def test_net_vm_to_host_both_ways(net1):
+    assert net1.get("TAPS-IN-BRIDGE") == "1", show(net1)
+    assert "C-PING-OK" in net1["_out"], show(net1)
+    # guest TX -> host: what the host received is what the guest sent
+    assert net1.get("HOST-RX-SHA") == sha(pattern("ligero-net-tx", 16 * MiB)), show(net1)
+    # host -> guest RX, through mergeable receive buffers
+    assert net1.get("C-RX-SHA") == sha(pattern("ligero-net-rx", 16 * MiB)), show(net1)
+    assert net1.get("C-LIGERO-RC") == "0" and net1.get("C-RC") == "0", show(net1)
+    # the default MAC is QEMU's locally administered prefix
+    assert net1.get("C-MAC", "").startswith("52:54:00:"), show(net1)
+    # what the guest's driver negotiated (its sysfs bit string, bit 0 first): checksum and TSO
+    # both ways, mergeable RX buffers, EVENT_IDX, INDIRECT_DESC, VERSION_1
+    bits = net1.get("C-VIRTIO-FEATURES", "")
+    for bit in (0, 1, 7, 11, 15, 28, 29, 32):
+        assert len(bits) > bit and bits[bit] == "1", "feature bit %d: %r" % (bit, bits)
+
+
+def test_net_tap_gone_after_exit_one_vm(net1):
+    assert net1.get("C-RC") == "0", show(net1)
+    assert net1.get("TAPS-LEFT") == "0", show(net1)
 
 
 @pytest.fixture(scope="module")
