@@ -7,9 +7,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /tmp /dev/shm /run
 mount -t tmpfs tmpfs /tmp
+# vmhost.npt=0 (VMHOST_NPT=0): shadow paging for the L2 guests instead of the emulated NPT
+npt=1
+for a in $(cat /proc/cmdline); do case "$a" in vmhost.npt=0) npt=0 ;; esac; done
 while read -r m; do
 	case "$m" in
-	*/kvm-amd.ko) insmod "/lib/modules/$m" nested=1 npt=1 ;;
+	*/kvm-amd.ko) insmod "/lib/modules/$m" nested=1 npt=$npt ;;
 	*) insmod "/lib/modules/$m" ;;
 	esac
 done </etc/modules.order

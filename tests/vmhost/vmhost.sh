@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run a shell script inside an emulated host that has a real KVM: QEMU in software emulation
 # (TCG) with an AMD CPU that has SVM and nested paging boots the guest kernel as L1, whose
-# initramfs loads kvm.ko and kvm-amd.ko (nested=1, npt=1). The script runs in /work with
+# initramfs loads kvm.ko and kvm-amd.ko (nested=1, npt=1 or VMHOST_NPT). The script runs in /work with
 #   /work/ligero           the ligero binary ($LIGERO, default $LIGERO_BUILD/ligero), plus the
 #                          shared libraries it links, at their host paths
 #   /work/guest/vmlinuz    the test guest (tests/guest/build.sh), also /work/guest/initrd.img
@@ -14,6 +14,7 @@
 # env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console,
 #        VMHOST_STALL=SECONDS (default 180; 0 = off): stop an emulated host whose console has
 #        printed nothing, not even init's 10-second heartbeat, for that long (status 125)
+#        VMHOST_NPT=0: L1's kvm-amd without nested paging (shadow paging for L2; docs/virtio.md)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${LIGERO_BUILD:-build}
@@ -110,7 +111,7 @@ rm -rf "$root"
 timeout "$timeout" qemu-system-x86_64 -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
-	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2" \
+	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2 vmhost.npt=${VMHOST_NPT:-1}" \
 	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null &
 qemu=$!
 # L1's own kernel can lock up or oops under the emulator (docs/ligero-run.md): stop at once
