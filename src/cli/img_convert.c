@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,35 @@ static int open_destination(struct convert_args *a, uint64_t total, struct bdev 
 	return 0;
 }
 
+/* The copy reads whole clusters of the sources through a mapping of their files (see
+ * tools/convert.c). A source that shrinks underneath it (another program truncating it; sources
+ * are read-locked, but -U lifts that) turns the next access into SIGBUS: end with one line and
+ * remove the destination if this run created it, rather than crash and leave half a file. Only
+ * async-signal-safe calls here. */
+static const char *bus_dst, *bus_src;
+static volatile sig_atomic_t bus_created;
+
+static void say(const char *s)
+{
+	if (write(2, s, strlen(s)) < 0) {
+		/* stderr is gone: nothing more to say */
+	}
+}
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	say("ligero: ");
+	say(bus_src ? bus_src : "a source file");
+	say(" shrank while it was being read (SIGBUS); ");
+	say(bus_created ? "removed the partial image " : "partial copy in ");
+	say(bus_dst);
+	say("\n");
+	if (bus_created)
+		unlink(bus_dst);
+	_exit(1);
+}
+
 static int run(struct convert_args *a, struct bdev **src)
 {
 	struct bdev *dst = NULL;
@@ -316,12 +346,18 @@ static int run(struct convert_args *a, struct bdev **src)
 	rc = open_destination(a, total, &dst, &created);
 	if (rc)
 		goto out;
+	bus_dst = a->dst;
+	bus_src = a->nsrc == 1 ? a->srcs[0] : NULL;
+	bus_created = created;
+	struct sigaction sa = {.sa_handler = on_sigbus}, old_bus;
+	sigaction(SIGBUS, &sa, &old_bus);
 	a->conv.diff_target = dst->backing != NULL;
 	a->conv.target_is_zero = a->target_is_zero || (created && !dst->backing);
 	progress_init(&prog, a->progress, a->quiet);
 	a->conv.progress = on_progress;
 	a->conv.opaque = &prog;
 	ret = convert_run(src, a->nsrc, dst, &a->conv);
+	sigaction(SIGBUS, &old_bus, NULL);
 	progress_end(&prog);
 	bdev_close(dst);
 	if (ret == -EINTR)

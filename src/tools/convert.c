@@ -9,6 +9,12 @@
  * order, so the output is as compact as a sequential writer makes it. One mutex guards the ring;
  * it is taken once per cluster (about a millisecond of zlib work), so it is never contended
  * enough to matter.
+ *
+ * No copy where none is needed: a whole unit that block status places at a file offset (raw
+ * data, a plain qcow2 cluster) is read where it lies, through a read-only mapping of that file,
+ * and a whole unit that block status calls zero points at one shared zero unit; only the rest
+ * is read (or cleared) into the slot's buffer. The writer drops a slot's mapped pages once the
+ * slot is written, so the process does not keep the source's page cache mapped.
  */
 #include "tools/convert.h"
 #include "block/block.h"
@@ -19,10 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BATCH_BYTES (4u << 20)
 #define MAX_SLOTS   16
+#define MAX_MAPS    8 /* source files mapped at once (one per layer of the chains read) */
 
 enum unit_kind {
 	U_SKIP, /* nothing to write: the target already reads these bytes */
@@ -35,6 +45,7 @@ struct unit {
 	uint8_t kind;
 	bool zero_known; /* block status said zero: no need to scan */
 	int64_t clen;	 /* U_COMP: compressed length, or -ENOSPC to write plainly */
+	const uint8_t *src; /* the unit's bytes when not in the slot's buffer (mapped, or zero) */
 };
 
 struct slot {
@@ -44,6 +55,15 @@ struct slot {
 	size_t nunits;
 	size_t *comp; /* indexes of the U_COMP units */
 	size_t ncomp, next_claim, pending;
+	struct iovec *mapped; /* the mapped ranges its units point into, dropped once written */
+	size_t nmapped;
+};
+
+/* A source file mapped whole (read-only), for units read where they lie. */
+struct fmap {
+	const struct bdev *file;
+	const uint8_t *p; /* NULL: the file cannot be mapped */
+	uint64_t len;
 };
 
 struct engine {
@@ -65,7 +85,16 @@ struct engine {
 	/* The source extent last looked up (a cache: one lookup serves many batches). */
 	int ext_src;
 	struct bdev_extent ext;
+	struct fmap maps[MAX_MAPS];
+	int nmaps;
+	uint8_t *zero_unit; /* e->unit zero bytes */
 };
+
+/* The bytes of unit j of a slot, wherever they are. */
+static const uint8_t *unit_data(const struct engine *e, const struct slot *s, size_t j)
+{
+	return s->u[j].src ? s->u[j].src : s->in + j * e->unit;
+}
 
 int convert_default_workers(void)
 {
@@ -148,8 +177,65 @@ static int read_salvage(const struct convert_opts *o, struct bdev *b, uint64_t o
 	return 0;
 }
 
-/* Read [off, off+len) of the concatenated sources into buf, marking units that block status
- * reports as zero so they need neither a read nor a scan. */
+/* The whole of file mapped read-only, or NULL (not mappable: read it instead). Reader only. */
+static const uint8_t *file_map(struct engine *e, const struct bdev *file, uint64_t *len)
+{
+	struct stat st;
+
+	for (int i = 0; i < e->nmaps; i++)
+		if (e->maps[i].file == file) {
+			*len = e->maps[i].len;
+			return e->maps[i].p;
+		}
+	if (e->nmaps == MAX_MAPS)
+		return NULL;
+	struct fmap *m = &e->maps[e->nmaps++];
+	m->file = file;
+	m->p = NULL;
+	m->len = 0;
+	if (file->fd >= 0 && fstat(file->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    (uint64_t)st.st_size <= SIZE_MAX) {
+		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, file->fd, 0);
+		if (p != MAP_FAILED) {
+			madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+			m->p = p;
+			m->len = (uint64_t)st.st_size;
+		}
+	}
+	*len = m->len;
+	return m->p;
+}
+
+/* Point the whole units inside [pos, pos+n) (data of extent e->ext) at the mapped file; returns
+ * the number of leading bytes of the piece before the first such unit, or n if none could be
+ * mapped. Units after the last mapped one are left for the caller to read (tail). */
+static uint64_t map_units(struct engine *e, struct slot *s, uint64_t pos, uint64_t n,
+			  uint64_t soff, uint64_t *tail)
+{
+	const struct bdev_extent *x = &e->ext;
+	uint64_t flen, rel = pos - s->off;
+	uint64_t first = (rel + e->unit - 1) / e->unit, last = (rel + n) / e->unit;
+
+	*tail = 0;
+	if (e->o->salvage || !(x->flags & BDEV_ST_OFFSET) || (x->flags & BDEV_ST_COMPRESSED) ||
+	    !x->file || first >= last)
+		return n;
+	const uint8_t *base = file_map(e, x->file, &flen);
+	uint64_t host = x->host_offset + (soff - x->offset); /* where pos lies in the file */
+	if (!base || host > flen || n > flen - host)
+		return n;
+	for (uint64_t j = first; j < last; j++)
+		s->u[j].src = base + host + (j * e->unit - rel);
+	s->mapped[s->nmapped].iov_base = (void *)(base + host + (first * e->unit - rel));
+	s->mapped[s->nmapped].iov_len = (last - first) * e->unit;
+	s->nmapped++;
+	*tail = rel + n - last * e->unit;
+	return first * e->unit - rel;
+}
+
+/* Read [off, off+len) of the concatenated sources into the slot: whole units of data that lie
+ * at a file offset are mapped rather than read, and units that block status reports as zero
+ * are marked so that they need neither a read nor a scan. */
 static int read_sources(struct engine *e, struct slot *s)
 {
 	uint64_t pos = s->off, end = s->off + s->len, base = 0;
@@ -176,17 +262,29 @@ static int read_sources(struct engine *e, struct slot *s)
 			n = slen;
 		uint8_t *p = s->in + (pos - s->off);
 		if (e->ext.flags & BDEV_ST_ZERO) {
-			memset(p, 0, n);
-			uint64_t first = (pos - s->off + e->unit - 1) / e->unit;
-			uint64_t last = (pos + n - s->off) / e->unit;
+			uint64_t rel = pos - s->off;
+			uint64_t first = (rel + e->unit - 1) / e->unit;
+			uint64_t last = (rel + n) / e->unit;
+			/* whole units point at the shared zero unit; only partial ones are cleared */
+			if (first >= last) {
+				memset(p, 0, n);
+			} else {
+				memset(p, 0, first * e->unit - rel);
+				memset(s->in + last * e->unit, 0, rel + n - last * e->unit);
+			}
+			for (uint64_t j = first; j < last; j++)
+				s->u[j].src = e->zero_unit;
 			if (pos + n == s->off + s->len)
 				last = s->nunits;
 			for (uint64_t j = first; j < last; j++)
 				s->u[j].zero_known = true;
 		} else {
-			int ret = bdev_read(b, soff, p, n);
+			uint64_t tail, head = map_units(e, s, pos, n, soff, &tail);
+			int ret = bdev_read(b, soff, p, head);
 			if (ret < 0 && e->o->salvage)
-				ret = read_salvage(e->o, b, soff, p, n);
+				ret = read_salvage(e->o, b, soff, p, head);
+			if (ret == 0 && head < n && tail)
+				ret = bdev_read(b, soff + n - tail, p + n - tail, tail);
 			if (ret < 0)
 				return ret;
 		}
@@ -228,6 +326,7 @@ static int fill_slot(struct engine *e, struct slot *s, uint64_t off)
 	s->len = e->total - off < e->batch ? e->total - off : e->batch;
 	s->nunits = (s->len + e->unit - 1) / e->unit;
 	s->ncomp = s->next_claim = s->pending = 0;
+	s->nmapped = 0;
 	memset(s->u, 0, s->nunits * sizeof(*s->u));
 	ret = read_sources(e, s);
 	if (ret == 0 && o->diff_target)
@@ -238,9 +337,9 @@ static int fill_slot(struct engine *e, struct slot *s, uint64_t off)
 		uint64_t at = j * e->unit;
 		size_t ulen = s->len - at < e->unit ? s->len - at : e->unit;
 		struct unit *u = &s->u[j];
-		bool zero = u->zero_known || is_zero(s->in + at, ulen);
+		bool zero = u->zero_known || is_zero(unit_data(e, s, j), ulen);
 		u->zero_known = zero;
-		if (o->diff_target && !memcmp(s->in + at, s->cur + at, ulen))
+		if (o->diff_target && !memcmp(unit_data(e, s, j), s->cur + at, ulen))
 			u->kind = U_SKIP;
 		else if (zero)
 			u->kind = o->target_is_zero && !o->diff_target ? U_SKIP : U_ZERO;
@@ -292,7 +391,7 @@ static void *worker_main(void *arg)
 		uint64_t at = j * e->unit;
 		/* A short last cluster is compressed zero-padded to a whole one: readers
 		 * (QEMU's too) inflate every compressed cluster to the full cluster size. */
-		int64_t n = bdev_compress(e->dst, s->out + at, e->unit, s->in + at, e->unit);
+		int64_t n = bdev_compress(e->dst, s->out + at, e->unit, unit_data(e, s, j), e->unit);
 		pthread_mutex_lock(&e->lock);
 		if (n < 0 && n != -ENOSPC) {
 			fail_locked(e, (int)n);
@@ -319,17 +418,34 @@ static int64_t write_run(struct engine *e, struct slot *s, size_t j)
 		if (u->clen >= 0)
 			ret = bdev_write_compressed(e->dst, off, s->out + at, (size_t)u->clen);
 		else
-			ret = bdev_write(e->dst, off, s->in + at, ulen);
+			ret = bdev_write(e->dst, off, unit_data(e, s, j), ulen);
 		return ret < 0 ? ret : 1;
+	}
+	if (u->kind == U_DATA) { /* one vectored write; pieces adjacent in memory are merged */
+		struct iovec iov[64];
+		int n = 0;
+		size_t m = j;
+		for (; m < s->nunits && s->u[m].kind == U_DATA; m++) {
+			const uint8_t *p = unit_data(e, s, m);
+			uint64_t mat = m * e->unit;
+			size_t ulen = s->len - mat < e->unit ? (size_t)(s->len - mat) : e->unit;
+			if (n && p != e->zero_unit &&
+			    (const uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
+				iov[n - 1].iov_len += ulen;
+			else if (n < 64)
+				iov[n++] = (struct iovec){(void *)p, ulen};
+			else
+				break;
+		}
+		ret = bdev_writev(e->dst, off, iov, n);
+		return ret < 0 ? ret : (int64_t)(m - j);
 	}
 	while (k < s->nunits && s->u[k].kind == u->kind)
 		k++;
 	uint64_t len = (k - j) * e->unit;
 	if (at + len > s->len)
 		len = s->len - at;
-	if (u->kind == U_DATA)
-		ret = bdev_write(e->dst, off, s->in + at, len);
-	else if (u->kind == U_ZERO)
+	if (u->kind == U_ZERO)
 		ret = bdev_write_zeroes(e->dst, off, len,
 					e->o->diff_target ? 0 : BDEV_ZERO_MAY_UNMAP);
 	return ret < 0 ? ret : (int64_t)(k - j);
@@ -353,6 +469,12 @@ static void *writer_main(void *arg)
 		int64_t r = 0;
 		for (size_t j = 0; j < s->nunits && r >= 0; j += (size_t)r)
 			r = write_run(e, s, j);
+		/* done with the mapped source pages: unmap them (the page cache keeps them) */
+		for (size_t i = 0; i < s->nmapped; i++) {
+			uintptr_t a = (uintptr_t)s->mapped[i].iov_base & ~(uintptr_t)4095;
+			madvise((void *)a, (uintptr_t)s->mapped[i].iov_base + s->mapped[i].iov_len - a,
+				MADV_DONTNEED);
+		}
 		pthread_mutex_lock(&e->lock);
 		if (r < 0) {
 			fail_locked(e, (int)r);
@@ -374,13 +496,21 @@ static void free_slots(struct engine *e)
 		free(e->slots[i].cur);
 		free(e->slots[i].u);
 		free(e->slots[i].comp);
+		free(e->slots[i].mapped);
 	}
+	for (int i = 0; i < e->nmaps; i++)
+		if (e->maps[i].p)
+			munmap((void *)e->maps[i].p, (size_t)e->maps[i].len);
+	free(e->zero_unit);
 }
 
 static int alloc_slots(struct engine *e, int workers)
 {
 	size_t nunits = e->batch / e->unit;
 
+	e->zero_unit = calloc(1, e->unit);
+	if (!e->zero_unit)
+		return err_set(ENOMEM, "out of memory");
 	e->nslots = workers * 2 + 2;
 	if (e->nslots < 3)
 		e->nslots = 3;
@@ -393,7 +523,8 @@ static int alloc_slots(struct engine *e, int workers)
 		s->cur = e->o->diff_target ? aligned_alloc(4096, e->batch) : NULL;
 		s->u = calloc(nunits, sizeof(*s->u));
 		s->comp = calloc(nunits, sizeof(*s->comp));
-		if (!s->in || !s->u || !s->comp || (e->o->compress && !s->out) ||
+		s->mapped = calloc(nunits, sizeof(*s->mapped));
+		if (!s->in || !s->u || !s->comp || !s->mapped || (e->o->compress && !s->out) ||
 		    (e->o->diff_target && !s->cur))
 			return err_set(ENOMEM, "out of memory for %zu-byte copy buffers", e->batch);
 	}
