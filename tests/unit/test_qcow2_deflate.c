@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include "block/qcow2/deflate.h"
@@ -152,11 +153,34 @@ static void test_empty_and_seeded(void **state)
 	dfl_free(d);
 }
 
+/* Input that ends right where readable memory ends, as a cluster read through a mapping of the
+ * last page of a file does: a read one byte past the input faults here. */
+static void test_input_ends_at_unmapped_page(void **state)
+{
+	const size_t room = 128 << 10;
+	struct dfl *d = dfl_new();
+	(void)state;
+	uint8_t *m = mmap(NULL, room + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mprotect(m + room, 4096, PROT_NONE), 0);
+	static const size_t sizes[] = {3, 4, 5, 130, 258, 259, 4096, 65536};
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+		for (int kind = 0; kind < 6; kind++) {
+			uint8_t *p = m + room - sizes[s];
+			fill(p, sizes[s], kind);
+			round_trip(d, p, sizes[s]);
+		}
+	munmap(m, room + 4096);
+	dfl_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trips),
 	    cmocka_unit_test(test_empty_and_seeded),
+	    cmocka_unit_test(test_input_ends_at_unmapped_page),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,10 +348,25 @@ static inline uint32_t hash3(const uint8_t *p)
 	return (v * 2654435761u) >> (32 - HASH_BITS);
 }
 
+/* hash3 of p, reading 4 bytes (p[3] must exist) */
+static inline uint32_t hash3_4(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return (le32toh(v) & 0xffffff) * 2654435761u >> (32 - HASH_BITS);
+}
+
 static inline uint64_t load64(const uint8_t *p)
 {
 	uint64_t v;
 	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint16_t load16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
 	return v;
 }
 
@@ -385,16 +400,19 @@ static unsigned longest(struct dfl *d, const uint8_t *src, size_t len, int32_t p
 
 	if (best >= max)
 		return 0;
+	uint16_t start2 = load16(s), end2 = load16(s + best - 1);
 	while (cand >= limit && cand >= 0) {
 		const uint8_t *m = src + cand;
-		if (m[best] == s[best] && m[best - 1] == s[best - 1] && m[0] == s[0] &&
-		    m[1] == s[1]) {
+		/* zlib's quick rejection: the two bytes where a longer match must end, and the
+		 * first two, as one 16-bit compare each */
+		if (load16(m + best - 1) == end2 && load16(m) == start2) {
 			unsigned l = common(m, s, max);
 			if (l > best) {
 				best = l;
 				*dist = (unsigned)(p - cand);
 				if (l >= nice)
 					break;
+				end2 = load16(s + best - 1); /* best < nice <= max: inside src */
 			}
 		}
 		if (--chain == 0)
@@ -404,9 +422,9 @@ static unsigned longest(struct dfl *d, const uint8_t *src, size_t len, int32_t p
 	return best > prev_len ? best : 0;
 }
 
-static inline int32_t insert(struct dfl *d, const uint8_t *src, int32_t p)
+static inline int32_t insert(struct dfl *d, const uint8_t *src, int32_t p, int32_t n)
 {
-	uint32_t h = hash3(src + p);
+	uint32_t h = p + 4 <= n ? hash3_4(src + p) : hash3(src + p);
 	int32_t old = d->head[h];
 	d->prev[p & (WSIZE - 1)] = old;
 	d->head[h] = p;
@@ -431,7 +449,7 @@ int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src
 	while (p < n) {
 		unsigned mlen = MIN_MATCH - 1, mdist = 0;
 		if (p + MIN_MATCH <= n) {
-			int32_t cand = insert(d, src, p);
+			int32_t cand = insert(d, src, p, n);
 			if (cand != NIL && prev_len < MAX_LAZY && p - cand <= WSIZE) {
 				unsigned l = longest(d, src, len, p, cand, prev_len, &mdist);
 				if (l)
@@ -444,7 +462,7 @@ int64_t dfl_compress(struct dfl *d, uint8_t *dst, size_t cap, const uint8_t *src
 			int32_t end = p - 1 + (int32_t)prev_len;
 			int32_t stop = end < n - MIN_MATCH + 1 ? end : n - MIN_MATCH + 1;
 			for (int32_t q = p + 1; q < stop; q++)
-				insert(d, src, q);
+				insert(d, src, q, n);
 			p = end;
 			avail = false;
 			prev_len = MIN_MATCH - 1;
