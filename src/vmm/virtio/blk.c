@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLK_QUEUE_SIZE 128
+/* QEMU's size: seg_max = 254 lets the guest put a 1 MiB buffer of scattered pages in two requests
+ * (with 128 it took three) */
+#define BLK_QUEUE_SIZE 256
 /* Requests of formats without vectored I/O go through one buffer per I/O thread up to this size. */
 #define BLK_BOUNCE_MAX (1u << 20)
 #define BLK_THREADS    4
@@ -249,6 +251,10 @@ static void *blk_thread_main(void *arg)
 			pthread_cond_wait(&b->wake, &q->lock);
 			continue;
 		}
+		/* More waiting: wake one more thread (a kick wakes one, so idle threads are not all
+		 * woken for a single request) */
+		if (virtq_has_avail(&q->vq))
+			pthread_cond_signal(&b->wake);
 		pthread_mutex_unlock(&q->lock);
 		/* A header and a status byte at least; anything else is the guest's bug. */
 		if (t->e.out_len < sizeof(struct virtio_blk_outhdr) || t->e.in_len < 1)
@@ -276,7 +282,7 @@ static void blk_kick(struct virtio_worker *w, int idx)
 
 	virtio_eventfd_drain(w->fds[idx]);
 	pthread_mutex_lock(&q->lock);
-	pthread_cond_broadcast(&b->wake);
+	pthread_cond_signal(&b->wake);
 	pthread_mutex_unlock(&q->lock);
 }
 
