@@ -174,13 +174,19 @@ def test_refusals_leave_nothing(ligero, tmp_path, mixed):
     assert_same(mixed, dst)
 
 
-def test_ctrl_c_removes_destination(ligero, tmp_path):
+def slow_source(tmp_path):
+    """96 MiB of random letters: compressible (so not skipped as random) but slow to deflate,
+    so that a compressed convert of it is still running when the test intervenes."""
     src = tmp_path / "big.raw"
-    # Random letters: compressible (so not skipped as random) but slow to deflate.
     table = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
     with open(src, "wb") as f:
         for i in range(96):
             f.write(os.urandom(MiB).translate(table))
+    return src
+
+
+def test_ctrl_c_removes_destination(ligero, tmp_path):
+    src = slow_source(tmp_path)
     dst = tmp_path / "big.qcow2"
     p = subprocess.Popen([ligero, "img", "convert", "-c", "-m", "1", "-O", "qcow2", str(src),
                           str(dst)], stderr=subprocess.PIPE, text=True)
@@ -207,11 +213,7 @@ def test_source_shrinking_midway_removes_destination(ligero, tmp_path):
     """Clusters are read through a mapping of the source file; a source truncated underneath
     the copy (possible with -U, which lifts the read lock) ends it with one line naming the
     source, a non-zero exit and no half-written destination, instead of a crash."""
-    src = tmp_path / "big.raw"
-    table = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
-    with open(src, "wb") as f:
-        for i in range(96):
-            f.write(os.urandom(MiB).translate(table))
+    src = slow_source(tmp_path)
     dst = tmp_path / "big.qcow2"
     p = subprocess.Popen([ligero, "img", "convert", "-U", "-c", "-m", "1", "-O", "qcow2",
                           str(src), str(dst)], stderr=subprocess.PIPE, text=True)
