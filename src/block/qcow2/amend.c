@@ -13,7 +13,7 @@ int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt)
 	char *oname = bs->backing_name, *ofmt = bs->backing_fmt, *opath = bs->backing_path;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	bs->backing_name = name && *name ? strdup(name) : NULL;
 	bs->backing_fmt = bs->backing_name && fmt ? strdup(fmt) : NULL;
 	bs->backing_path = bs->backing_name ? bdev_resolve_backing(bs->filename, name) : NULL;
@@ -163,7 +163,7 @@ int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o)
 {
 	struct qcow2 *s = bs->opaque;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = do_amend(s, o);
 	s->meta_built = false;
 	pthread_mutex_unlock(&s->lock);

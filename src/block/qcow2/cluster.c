@@ -9,9 +9,11 @@
  */
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
+#include "util/iov.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,12 +77,16 @@ static int entry_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The L2 tables that no longer reference these clusters must be on disk first. */
+static void drain(struct qcow2 *s);
+
+/* The L2 tables that no longer reference these clusters must be on disk first, and no data
+ * transfer may be running on them (see transfer()). */
 static int free_pending(struct qcow2 *s, struct free_list *fl)
 {
 	int ret = 0;
 
 	if (fl->n) {
+		drain(s);
 		ret = qcow2_cache_flush(s->l2_cache);
 		if (ret == 0)
 			ret = qcow2_sync(s);
@@ -227,20 +233,10 @@ static int do_read(struct qcow2 *s, uint64_t off, uint8_t *buf, size_t len)
 	return 0;
 }
 
-int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
-{
-	struct qcow2 *s = bs->opaque;
-
-	pthread_mutex_lock(&s->lock);
-	int ret = do_read(s, off, buf, len);
-	pthread_mutex_unlock(&s->lock);
-	return ret;
-}
-
 /* With lazy refcounts the dirty bit must be on disk before the first metadata change. */
 static int mark_dirty(struct qcow2 *s)
 {
-	s->in_write = true;
+	qcow2_writing = s;
 	if (!s->lazy_refcounts || s->dirty_marked)
 		return 0;
 	int ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, true);
@@ -386,64 +382,14 @@ static int write_in_cluster(struct qcow2 *s, uint64_t off, const uint8_t *buf, s
 	return ret;
 }
 
-/*
- * Sequential writes (convert, guest streams) into clusters that hold nothing yet: allocate the
- * run of clusters at once and write it with one call. Returns the bytes written this way (a
- * multiple of the cluster size), 0 when the fast path does not apply.
- */
-static int64_t write_fresh_run(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
-{
-	uint64_t cs = s->cluster_size, n = 0, e;
-	int ret;
-
-	if ((off & (cs - 1)) || len < 2 * cs)
-		return 0;
-	while ((n + 1) * cs <= len && n < 1024) {
-		uint64_t o = off + n * cs, i1 = l1_index(s, o);
-		uint64_t l2off = i1 < s->l1_size ? s->l1[i1] & QCOW2_L1E_OFFSET_MASK : 0;
-		if (l2off && (ret = qcow2_meta_check(s, l2off, cs, QCOW2_META_L2)) < 0)
-			return ret;
-		ret = get_entry(s, o, &e);
-		if (ret < 0)
-			return ret;
-		enum ctype t = cluster_type(e);
-		if (t != C_UNALLOC && t != C_ZERO_PLAIN)
-			break;
-		n++;
-	}
-	if (n < 2)
-		return 0;
-	int64_t host = qcow2_alloc_clusters(s, n);
-	if (host < 0)
-		return host;
-	ret = qcow2_meta_check(s, (uint64_t)host, n * cs, QCOW2_META_NONE);
-	if (ret == 0)
-		ret = pwrite_full(s, buf, n * cs, (uint64_t)host);
-	for (uint64_t i = 0; i < n && ret == 0; i++)
-		ret = set_entry(s, off + i * cs, ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
-	return ret < 0 ? ret : (int64_t)(n * cs);
-}
-
+/* Write [off, off+len) cluster by cluster, all under the lock (zero writes of exclusive calls). */
 static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len)
 {
 	struct free_list fl = {0};
 	uint8_t *tmp = NULL;
 	int ret = mark_dirty(s);
 
-	if (ret < 0)
-		return ret;
 	while (len && ret == 0) {
-		int64_t done = write_fresh_run(s, off, buf, len);
-		if (done < 0) {
-			ret = (int)done;
-			break;
-		}
-		if (done) {
-			off += (uint64_t)done;
-			buf += done;
-			len -= (size_t)done;
-			continue;
-		}
 		size_t n = s->cluster_size - (off & (s->cluster_size - 1));
 		if (n > len)
 			n = len;
@@ -460,15 +406,387 @@ static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t le
 	return ret < 0 ? ret : ret2;
 }
 
-int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
+/*
+ * Data transfers outside the lock. readv and writev map a piece of the request under the lock,
+ * then move its bytes between the caller's iovecs and the file without it, so requests of
+ * several threads (the virtio-blk I/O threads) overlap. Three rules keep that safe:
+ *  - a transfer only touches clusters that stay where they are meanwhile: nothing frees or
+ *    moves a cluster while one runs (free_pending and every call that restructures the image
+ *    first wait for io_inflight to reach 0, and io_quiesce holds new transfers back meanwhile);
+ *  - a call that restructures the image (qcow2_lock_excl) also waits for whole write requests
+ *    to end, since one may drop the lock while clusters it replaced wait on its free list
+ *    (their refcounts still count the old references): check would see them as leaks;
+ *  - new clusters are written before the L2 entries point at them, and the guest range they
+ *    will serve is listed in allocs[] until then: a write that touches that range waits, so a
+ *    cluster is never allocated twice;
+ *  - a read of a range being allocated sees its old content (the entries are not set yet).
+ */
+static void io_wait(struct qcow2 *s)
+{
+	pthread_cond_wait(&s->io_cond, &s->lock);
+}
+
+/* Lock held: wait until no transfer runs outside the lock; none starts while we wait, and none
+ * can start while the caller keeps the lock afterwards. */
+static void drain(struct qcow2 *s)
+{
+	s->io_quiesce++;
+	while (s->io_inflight)
+		io_wait(s);
+	if (--s->io_quiesce == 0)
+		pthread_cond_broadcast(&s->io_cond);
+}
+
+__thread const struct qcow2 *qcow2_writing;
+
+void qcow2_lock_excl(struct qcow2 *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->excl_waiting++;
+	while (s->writes_active)
+		io_wait(s);
+	if (--s->excl_waiting == 0)
+		pthread_cond_broadcast(&s->io_cond);
+	drain(s);
+}
+
+/* Move len bytes between the iovecs and the file at host, the lock dropped meanwhile. */
+static int transfer(struct qcow2 *s, bool write, const struct iovec *v, int m, size_t len,
+		    uint64_t host)
+{
+	s->io_inflight++;
+	pthread_mutex_unlock(&s->lock);
+	int ret = write ? bdev_file_pwritev(s->bs, v, m, len, host)
+			: bdev_file_preadv(s->bs, v, m, len, host);
+	pthread_mutex_lock(&s->lock);
+	if (--s->io_inflight == 0 && s->io_quiesce)
+		pthread_cond_broadcast(&s->io_cond);
+	return ret;
+}
+
+/* A slot of allocs[] that no allocation uses, or -1; whether one overlaps [start, end). */
+static int alloc_slot(const struct qcow2 *s)
+{
+	for (int i = 0; i < QCOW2_ALLOCS; i++)
+		if (!s->allocs[i].end)
+			return i;
+	return -1;
+}
+
+static bool alloc_overlaps(const struct qcow2 *s, uint64_t start, uint64_t end)
+{
+	for (int i = 0; i < QCOW2_ALLOCS; i++)
+		if (s->allocs[i].end && s->allocs[i].start < end && start < s->allocs[i].end)
+			return true;
+	return false;
+}
+
+/* The L2 entry for a write at off, its table checked to be one first. */
+static int write_entry(struct qcow2 *s, uint64_t off, uint64_t *e)
+{
+	uint64_t i1 = l1_index(s, off);
+	uint64_t l2off = i1 < s->l1_size ? s->l1[i1] & QCOW2_L1E_OFFSET_MASK : 0;
+	int ret = l2off ? qcow2_meta_check(s, l2off, s->cluster_size, QCOW2_META_L2) : 0;
+
+	return ret < 0 ? ret : get_entry(s, off, e);
+}
+
+/* A plain cluster this image owns alone: written in place. Checked to be data, not metadata. */
+static bool owned(uint64_t e)
+{
+	return cluster_type(e) == C_NORMAL && (e & QCOW2_OFLAG_COPIED);
+}
+
+static int check_data_cluster(struct qcow2 *s, uint64_t e, uint64_t off)
+{
+	int ret = check_host_offset(s, e, off);
+
+	return ret < 0 ? ret
+		       : qcow2_meta_check(s, e & QCOW2_L2E_OFFSET_MASK, s->cluster_size,
+					  QCOW2_META_NONE);
+}
+
+/* Bytes from off (inside a cluster whose entry is e) to the end of the run of clusters stored
+ * one after the other in the file, owned ones when writing; at most max. */
+static int64_t host_run(struct qcow2 *s, uint64_t off, uint64_t e, uint64_t max, bool write)
+{
+	uint64_t cs = s->cluster_size, run = cs - (off & (cs - 1));
+	uint64_t next = (e & QCOW2_L2E_OFFSET_MASK) + cs, e2;
+
+	while (run < max) {
+		int ret = write ? write_entry(s, off + run, &e2) : get_entry(s, off + run, &e2);
+		if (ret < 0)
+			return ret;
+		if (cluster_type(e2) != C_NORMAL || (write && !owned(e2)) ||
+		    (e2 & QCOW2_L2E_OFFSET_MASK) != next)
+			break;
+		ret = write ? check_data_cluster(s, e2, off + run)
+			    : check_host_offset(s, e2, off + run);
+		if (ret < 0)
+			return ret;
+		run += cs;
+		next += cs;
+	}
+	return (int64_t)(run < max ? run : max);
+}
+
+/* Whole clusters from off (cluster-aligned) that hold nothing of their own, at most max
+ * bytes' worth and 1024 clusters: written as one run of new clusters. */
+static int64_t fresh_run(struct qcow2 *s, uint64_t off, uint64_t max)
+{
+	uint64_t cs = s->cluster_size, k = 0, e;
+
+	while ((k + 1) * cs <= max && k < 1024) {
+		int ret = write_entry(s, off + k * cs, &e);
+		if (ret < 0)
+			return ret;
+		if (cluster_type(e) != C_UNALLOC && cluster_type(e) != C_ZERO_PLAIN)
+			break;
+		k++;
+	}
+	return (int64_t)(k * cs);
+}
+
+/* New clusters for the len bytes (whole clusters) at off, written and then entered. */
+static int write_fresh(struct qcow2 *s, uint64_t off, const struct iovec *v, int m, size_t len,
+		       int slot)
+{
+	uint64_t cs = s->cluster_size;
+	int64_t host = qcow2_alloc_clusters(s, len / cs);
+	int ret;
+
+	if (host < 0)
+		return (int)host;
+	/* Refcounts said free; the map must agree (a zeroed refcount must not hand out a table). */
+	ret = qcow2_meta_check(s, (uint64_t)host, len, QCOW2_META_NONE);
+	if (ret < 0)
+		return ret;
+	s->allocs[slot].start = off;
+	s->allocs[slot].end = off + len;
+	ret = transfer(s, true, v, m, len, (uint64_t)host);
+	if (ret < 0) {
+		/* Nothing points at them yet: give them back, keeping the write error's message. */
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", err_msg());
+		(void)qcow2_free_clusters(s, (uint64_t)host, len);
+		err_set(-ret, "%s", msg);
+	}
+	for (uint64_t i = 0; i < len && ret == 0; i += cs)
+		ret = set_entry(s, off + i, ((uint64_t)host + i) | QCOW2_OFLAG_COPIED);
+	s->allocs[slot].end = 0;
+	pthread_cond_broadcast(&s->io_cond);
+	return ret;
+}
+
+/* Cluster-sized buffers of the slow write path, allocated on first use. */
+struct wbufs {
+	uint8_t *piece, *cow;
+};
+
+/*
+ * Write the request piece by piece: runs of owned clusters in place and runs of whole clusters
+ * that hold nothing into new clusters, both outside the lock; anything else (copy-on-write of a
+ * partial cluster, compressed, shared or preallocated-zero clusters) one cluster at a time under
+ * it, as before.
+ */
+static int do_writev(struct qcow2 *s, uint64_t off, const struct iovec *iov, int n, size_t len,
+		     struct iovec *part)
+{
+	uint64_t cs = s->cluster_size, end = off + len;
+	struct free_list fl = {0};
+	struct wbufs wb = {0};
+	size_t done = 0;
+	int ret = 0;
+
+	while (done < len && ret == 0) {
+		uint64_t pos = off + done, e;
+		size_t rem = len - done;
+		int slot = -1, m;
+		int64_t run;
+		while (s->io_quiesce || alloc_overlaps(s, pos & ~(cs - 1), end) ||
+		       (slot = alloc_slot(s)) < 0)
+			io_wait(s);
+		ret = mark_dirty(s);
+		if (ret == 0)
+			ret = write_entry(s, pos, &e);
+		if (ret < 0)
+			break;
+		if (owned(e)) {
+			ret = check_data_cluster(s, e, pos);
+			run = ret < 0 ? ret : host_run(s, pos, e, rem, true);
+			if (run < 0) {
+				ret = (int)run;
+				break;
+			}
+			m = iov_slice(iov, (unsigned)n, done, (size_t)run, part);
+			ret = transfer(s, true, part, m, (size_t)run,
+				       (e & QCOW2_L2E_OFFSET_MASK) + (pos & (cs - 1)));
+			done += (size_t)run;
+			continue;
+		}
+		run = (pos & (cs - 1)) ? 0 : fresh_run(s, pos, rem);
+		if (run < 0) {
+			ret = (int)run;
+			break;
+		}
+		if (run) {
+			m = iov_slice(iov, (unsigned)n, done, (size_t)run, part);
+			ret = write_fresh(s, pos, part, m, (size_t)run, slot);
+			done += (size_t)run;
+			continue;
+		}
+		size_t piece = cs - (pos & (cs - 1));
+		if (piece > rem)
+			piece = rem;
+		if (!wb.piece && !(wb.piece = aligned_alloc(512, cs)))
+			ret = err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+		if (!wb.cow && !(wb.cow = aligned_alloc(512, cs)))
+			ret = err_set(ENOMEM, "%s: out of memory", s->bs->filename);
+		if (ret == 0) {
+			iov_to_buf(iov, (unsigned)n, done, wb.piece, piece);
+			ret = write_in_cluster(s, pos, wb.piece, piece, wb.cow, &fl);
+		}
+		done += piece;
+	}
+	int ret2 = free_pending(s, &fl);
+	free(wb.piece);
+	free(wb.cow);
+	return ret < 0 ? ret : ret2;
+}
+
+int qcow2_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len)
 {
 	struct qcow2 *s = bs->opaque;
+	struct iovec part[BDEV_IOV_MAX]; /* the pieces of one transfer (n <= BDEV_IOV_MAX) */
 
 	pthread_mutex_lock(&s->lock);
-	int ret = do_write(s, off, buf, len);
-	s->in_write = false;
+	while (s->excl_waiting)
+		io_wait(s);
+	s->writes_active++;
+	int ret = do_writev(s, off, iov, n, len, part);
+	qcow2_writing = NULL;
+	if (--s->writes_active == 0 && s->excl_waiting)
+		pthread_cond_broadcast(&s->io_cond);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len)
+{
+	struct iovec v = {(void *)buf, len};
+
+	return qcow2_writev(bs, off, &v, 1, len);
+}
+
+/* The backing file's bytes for [off, off+len) (zeroes past its end) into v, which it may trim;
+ * the lock dropped meanwhile: the backing image is read-only and has a lock of its own. */
+static int read_backingv(struct qcow2 *s, uint64_t off, struct iovec *v, int m, size_t len)
+{
+	struct bdev *b = s->bs->backing;
+	size_t in = 0;
+	int ret = 0;
+
+	if (b && off < b->size)
+		in = b->size - off < len ? (size_t)(b->size - off) : len;
+	iov_memset0(v, (unsigned)m, in, len - in);
+	if (in) {
+		m = iov_slice(v, (unsigned)m, 0, in, v); /* in place: never ahead of its input */
+		pthread_mutex_unlock(&s->lock);
+		ret = bdev_readv(b, off, v, m);
+		pthread_mutex_lock(&s->lock);
+	}
+	return ret;
+}
+
+/* Clusters from off with the same kind of content as the one at off (entry e), at most max
+ * bytes: unallocated ones read together from the backing file, zero ones zeroed together. */
+static int64_t same_run(struct qcow2 *s, uint64_t off, uint64_t e, uint64_t max)
+{
+	uint64_t cs = s->cluster_size, run = cs - (off & (cs - 1)), e2;
+	enum ctype t = cluster_type(e);
+	bool zero = t == C_ZERO_PLAIN || t == C_ZERO_ALLOC;
+
+	while (run < max) {
+		int ret = get_entry(s, off + run, &e2);
+		if (ret < 0)
+			return ret;
+		enum ctype t2 = cluster_type(e2);
+		if (zero ? t2 != C_ZERO_PLAIN && t2 != C_ZERO_ALLOC : t2 != t)
+			break;
+		run += cs;
+	}
+	return (int64_t)(run < max ? run : max);
+}
+
+static int do_readv(struct qcow2 *s, uint64_t off, const struct iovec *iov, int n, size_t len,
+		    struct iovec *part)
+{
+	uint64_t cs = s->cluster_size;
+	size_t done = 0;
+	int ret = 0;
+
+	while (done < len && ret == 0) {
+		uint64_t pos = off + done, e;
+		size_t rem = len - done;
+		int64_t run;
+		int m;
+		while (s->io_quiesce)
+			io_wait(s);
+		ret = get_entry(s, pos, &e);
+		if (ret < 0)
+			break;
+		switch (cluster_type(e)) {
+		case C_NORMAL:
+			ret = check_host_offset(s, e, pos);
+			run = ret < 0 ? ret : host_run(s, pos, e, rem, false);
+			if (run < 0)
+				return (int)run;
+			m = iov_slice(iov, (unsigned)n, done, (size_t)run, part);
+			ret = transfer(s, false, part, m, (size_t)run,
+				       (e & QCOW2_L2E_OFFSET_MASK) + (pos & (cs - 1)));
+			break;
+		case C_COMPRESSED:
+			run = (int64_t)(cs - (pos & (cs - 1)));
+			if ((size_t)run > rem)
+				run = (int64_t)rem;
+			ret = qcow2_decompress_cluster(s, e);
+			if (ret == 0)
+				iov_from_buf(iov, (unsigned)n, done, s->zcache + (pos & (cs - 1)),
+					     (size_t)run);
+			break;
+		default:
+			run = same_run(s, pos, e, rem);
+			if (run < 0)
+				return (int)run;
+			if (cluster_type(e) != C_UNALLOC) {
+				iov_memset0(iov, (unsigned)n, done, (size_t)run);
+				break;
+			}
+			m = iov_slice(iov, (unsigned)n, done, (size_t)run, part);
+			ret = read_backingv(s, pos, part, m, (size_t)run);
+			break;
+		}
+		done += (size_t)run;
+	}
+	return ret;
+}
+
+int qcow2_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len)
+{
+	struct qcow2 *s = bs->opaque;
+	struct iovec part[BDEV_IOV_MAX]; /* the pieces of one transfer (n <= BDEV_IOV_MAX) */
+
+	pthread_mutex_lock(&s->lock);
+	int ret = do_readv(s, off, iov, n, len, part);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
+{
+	struct iovec v = {buf, len};
+
+	return qcow2_readv(bs, off, &v, 1, len);
 }
 
 int qcow2_flush_caches(struct qcow2 *s)
@@ -649,9 +967,9 @@ int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned fla
 {
 	struct qcow2 *s = bs->opaque;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = do_write_zeroes(s, off, len, flags);
-	s->in_write = false;
+	qcow2_writing = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -697,9 +1015,9 @@ int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len)
 {
 	struct qcow2 *s = bs->opaque;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = do_discard(s, off, len, false);
-	s->in_write = false;
+	qcow2_writing = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -851,9 +1169,9 @@ int qcow2_truncate(struct bdev *bs, uint64_t size)
 {
 	struct qcow2 *s = bs->opaque;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = do_truncate(s, size);
-	s->in_write = false;
+	qcow2_writing = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -867,7 +1185,7 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 	if (guest_off & (s->cluster_size - 1) || len >= s->cluster_size)
 		return err_set(EINVAL, "%s: bad compressed cluster write at %llu", s->bs->filename,
 			       (unsigned long long)guest_off);
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	ret = mark_dirty(s);
 	if (ret == 0)
 		ret = get_entry(s, guest_off, &e);
@@ -888,7 +1206,7 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 		ret = free_list_add(s, &fl, e);
 out:;
 	int ret2 = free_pending(s, &fl);
-	s->in_write = false;
+	qcow2_writing = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return ret < 0 ? ret : ret2;
 }
@@ -933,9 +1251,9 @@ int qcow2_unmap(struct bdev *bs, uint64_t off, uint64_t len)
 {
 	struct qcow2 *s = bs->opaque;
 
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = do_discard(s, off, len, true);
-	s->in_write = false;
+	qcow2_writing = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }

@@ -77,7 +77,7 @@ int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	va_end(ap);
 	/* Mark the image so nobody writes to it again before a check: only when a write found
 	 * the damage (a reader changes nothing), and never while checking. */
-	if (s->in_write && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) && s->version >= 3) {
+	if (qcow2_writing == s && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) && s->version >= 3) {
 		qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, s->incompat | QCOW2_INCOMPAT_CORRUPT);
 		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
 		s->corrupt = true;
@@ -616,6 +616,7 @@ static void qcow2_free_state(struct qcow2 *s)
 	if (s->zstd_dctx)
 		ZSTD_freeDCtx(s->zstd_dctx);
 	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->io_cond);
 	free(s);
 }
 
@@ -631,6 +632,7 @@ int qcow2_open(struct bdev *bs)
 	s->bs = bs;
 	s->fd = bs->fd;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->io_cond, NULL);
 	bs->opaque = s;
 	if (fstat(bs->fd, &st) < 0) {
 		ret = err_sys(errno, "%s: could not stat", bs->filename);
@@ -765,7 +767,7 @@ static int locked(struct bdev *bs, int (*fn)(struct bdev *))
 static int qcow2_check_op(struct bdev *bs, int fix, struct bdev_check_result *res)
 {
 	struct qcow2 *s = bs->opaque;
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock_excl(s);
 	int ret = qcow2_check(bs, fix, res);
 	s->meta_built = false; /* a repair may have moved tables: map them again */
 	pthread_mutex_unlock(&s->lock);
@@ -801,6 +803,8 @@ const struct bdev_driver bdev_qcow2_driver = {
     .close = qcow2_close,
     .read = qcow2_read,
     .write = qcow2_write,
+    .readv = qcow2_readv,
+    .writev = qcow2_writev,
     .flush = qcow2_flush_op,
     .discard = qcow2_discard,
     .write_zeroes = qcow2_write_zeroes,

@@ -14,6 +14,8 @@
 #include "util/endian.h"
 
 #define QCOW2_MAGIC 0x514649fbU
+/* Allocating writes in flight at once (more wait for a slot). */
+#define QCOW2_ALLOCS 16
 
 /* Header byte offsets we rewrite in place (so unknown header extensions survive untouched). */
 #define QCOW2_HDR_SIZE		   24
@@ -113,7 +115,20 @@ struct qcow2_snapshot {
 struct qcow2 {
 	struct bdev *bs;
 	int fd;
-	pthread_mutex_t lock; /* one request at a time inside the driver */
+	pthread_mutex_t lock; /* metadata: one request at a time (data moves without it) */
+	/* Data transfers outside the lock (cluster.c, transfer()): how many run, how many threads
+	 * wait for none to run (no new one starts meanwhile), and the guest ranges whose new
+	 * clusters are being written before their L2 entries are set (end 0: a free slot). */
+	pthread_cond_t io_cond; /* with lock: any of these changed */
+	int io_inflight, io_quiesce;
+	/* Write requests inside qcow2_writev, and exclusive callers waiting for them to end: a
+	 * write may drop the lock while it still holds clusters it is about to free (a copy-on-
+	 * write's old cluster), so exclusive calls (check, discard, snapshots...) wait for whole
+	 * requests, and no new write starts while one waits. */
+	int writes_active, excl_waiting;
+	struct {
+		uint64_t start, end;
+	} allocs[QCOW2_ALLOCS];
 
 	uint32_t version;
 	uint32_t header_length;
@@ -159,8 +174,7 @@ struct qcow2 {
 	bool lazy_refcounts; /* compat bit set: refcounts may lag until close */
 	bool dirty_marked;   /* we set the dirty bit on disk in this session */
 	bool has_features_table;
-	bool corrupt;  /* the corrupt bit is set: opened read-only */
-	bool in_write; /* inside a metadata-changing request (see signal_corruption) */
+	bool corrupt; /* the corrupt bit is set: opened read-only */
 	/* What each host cluster holds (enum qcow2_meta), built on the first write: every write
 	 * is checked against it, so a hostile table entry can never aim data at metadata. */
 	uint8_t *meta;
@@ -290,9 +304,20 @@ int qcow2_free_clusters(struct qcow2 *s, uint64_t off, uint64_t len);
 /* Free every refcount-cache table and table buffers. */
 void qcow2_refcount_close(struct qcow2 *s);
 
+/* The image the calling thread is changing (inside a metadata-changing request), or NULL: a
+ * corruption found then marks the image corrupt (qcow2_signal_corruption); a reader changes
+ * nothing. Per thread, since the requests of several threads interleave under the lock. */
+extern __thread const struct qcow2 *qcow2_writing;
+
 /* cluster.c: the guest-facing data path. */
 int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len);
 int qcow2_write(struct bdev *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len);
+int qcow2_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, size_t len);
+/* Take the lock once no write request is in progress and no data transfer runs outside it:
+ * for calls that free or move clusters or tables (discard, zeroes, resize, snapshots, amend,
+ * check, compressed writes). Unlock as usual. */
+void qcow2_lock_excl(struct qcow2 *s);
 int qcow2_flush(struct bdev *bs);
 int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len);
 int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);

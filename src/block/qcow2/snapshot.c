@@ -399,7 +399,7 @@ static int do_delete(struct qcow2 *s, const char *name)
 	int fn(struct bdev *bs, const char *name)                                                  \
 	{                                                                                          \
 		struct qcow2 *s = bs->opaque;                                                      \
-		pthread_mutex_lock(&s->lock);                                                      \
+		qcow2_lock_excl(s);                                                                \
 		int ret = impl(s, name);                                                           \
 		s->meta_built = false; /* tables moved: map them again on the next write */        \
 		pthread_mutex_unlock(&s->lock);                                                    \

@@ -285,39 +285,3 @@ bool virtq_notify_on(struct virtq *q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return avail_idx(q) != q->last_avail;
 }
-
-/* Copy between the bytes [off, off+len) of an iovec array and buf, in either direction. */
-static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, uint8_t *buf, size_t len,
-		       bool to_buf)
-{
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t l = iov[i].iov_len;
-		if (off >= l) {
-			off -= l;
-			continue;
-		}
-		l -= off;
-		if (l > len - done)
-			l = len - done;
-		uint8_t *v = (uint8_t *)iov[i].iov_base + off;
-		if (to_buf)
-			memcpy(buf + done, v, l);
-		else
-			memcpy(v, buf + done, l);
-		done += l;
-		off = 0;
-	}
-	return done;
-}
-
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len)
-{
-	return iov_copy(iov, n, off, buf, len, true);
-}
-
-size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len)
-{
-	return iov_copy(iov, n, off, (uint8_t *)buf, len, false);
-}

@@ -16,6 +16,7 @@
 #define LIGERO_VMM_VIRTIO_QUEUE_H
 
 #include "vmm/virtio/mem.h"
+#include "util/iov.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,10 +74,5 @@ bool virtq_notify_on(struct virtq *q);
 
 /* True when the avail ring holds chains we have not taken (no validation, a hint). */
 bool virtq_has_avail(struct virtq *q);
-
-/* Copy between a buffer and the iovecs iov[0..n), starting `off` bytes in. Returns the bytes
- * copied (short when the iovecs end first). */
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len);
-size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len);
 
 #endif
