@@ -119,6 +119,8 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 				      path);
 			goto fail;
 		}
+	} else if ((flags & BDEV_O_BULK_DIRECT) && !bs->read_only) {
+		bs->dfd = open(path, oflags | O_DIRECT); /* -1: no O_DIRECT here, all buffered */
 	}
 	struct stat st;
 	if (fstat(bs->fd, &st) < 0) {

@@ -26,6 +26,11 @@ enum {
 	BDEV_O_CHECK = 1 << 8,	    /* opened by check: tolerate (and report) broken metadata */
 	BDEV_O_PROBED = 1 << 9,	    /* internal: the format came from probing, not the caller */
 	BDEV_O_BACKING = 1 << 10,   /* internal: this bdev is some image's backing file */
+	/* Bulk transfers (512-byte aligned buffer, offset and length) bypass the page cache with
+	 * O_DIRECT where the file system allows it, the rest goes through it; unlike
+	 * BDEV_O_DIRECT, a file system without O_DIRECT is not an error. For copies that write
+	 * an image once (convert): no copy into the page cache, no write-back left behind. */
+	BDEV_O_BULK_DIRECT = 1 << 11,
 };
 
 /* block_status flags of an extent. */

@@ -94,7 +94,7 @@ static int parse_cache(const char *mode, int *flags)
 		const char *name;
 		int flags;
 	} modes[] = {
-	    {"unsafe", BDEV_O_UNSAFE},
+	    {"unsafe", BDEV_O_UNSAFE | BDEV_O_BULK_DIRECT},
 	    {"writeback", 0},
 	    {"writethrough", BDEV_O_WRITETHROUGH},
 	    {"none", BDEV_O_DIRECT},
@@ -375,8 +375,9 @@ out:
 
 int img_convert_main(int argc, char **argv)
 {
-	struct convert_args a = {
-	    .out_fmt = "raw", .conv.min_sparse = 4096, .cache_flags = BDEV_O_UNSAFE};
+	struct convert_args a = {.out_fmt = "raw",
+				 .conv.min_sparse = 4096,
+				 .cache_flags = BDEV_O_UNSAFE | BDEV_O_BULK_DIRECT};
 	struct bdev *src[MAX_SOURCES];
 	int rc = parse_args(argc, argv, &a), n = 0;
 

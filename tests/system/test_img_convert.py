@@ -358,3 +358,62 @@ def test_random_layouts_match_qemu_img(ligero, tmp_path, seed):
         if "qcow2" in args:
             assert_clean(out)
         assert_same(out, theirs)
+
+
+def o_direct_ok(directory):
+    """Whether the file system of directory takes O_DIRECT opens."""
+    probe = os.path.join(directory, ".o_direct_probe")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def cached_fraction(path):
+    """The share of path's pages in the page cache, as util-linux fincore counts them."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", path],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]) / int(out[1])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_default_cache_mode_leaves_page_cache_alone(ligero, tmp_path, compress):
+    """-t unsafe (the default) writes whole clusters with O_DIRECT: the copy's data is not left
+    in the page cache (with -t writeback it is), and the image is the same either way."""
+    if not o_direct_ok(str(tmp_path)):
+        pytest.skip(f"{tmp_path}: the file system has no O_DIRECT")
+    src = tmp_path / "src.raw"
+    with open(src, "wb") as f:
+        f.write(os.urandom(16 * MiB))  # incompressible: written as plain clusters even with -c
+    opts = ["-c"] if compress else []
+    direct, buffered = tmp_path / "direct.qcow2", tmp_path / "buffered.qcow2"
+    run(ligero, "img", "convert", "-O", "qcow2", *opts, src, direct, check=True)
+    run(ligero, "img", "convert", "-t", "writeback", "-O", "qcow2", *opts, src, buffered,
+        check=True)
+    assert cached_fraction(direct) < 0.25
+    assert cached_fraction(buffered) > 0.9
+    for img in (direct, buffered):
+        assert_clean(img)
+        assert_same(src, img)
+
+
+def test_default_cache_mode_without_o_direct(ligero, tmp_path):
+    """On a file system without O_DIRECT (ramfs) the default cache mode writes through the page
+    cache instead of failing: the same content, a clean image."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a ramfs (a file system without O_DIRECT) needs root")
+    mnt = tmp_path / "ramfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "none", str(mnt)], check=True)
+    try:
+        assert not o_direct_ok(str(mnt))
+        src = make_mixed_raw(tmp_path / "src.raw", 8 * MiB)
+        dst = mnt / "dst.qcow2"
+        run(ligero, "img", "convert", "-c", "-O", "qcow2", src, dst, check=True)
+        assert_clean(dst)
+        assert_same(src, dst)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
