@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WSIZE	  4096 /* the farthest a match may reach back */
-#define MIN_MATCH 3
-#define MAX_MATCH 258
-#define HASH_BITS 13 /* 8K chain heads for a 4K window: the table stays in cache */
-#define NIL	  (-1)
+#define WSIZE		 4096 /* the farthest a match may reach back */
+#define MIN_MATCH	 3
+#define MAX_MATCH	 258
+#define HASH_BITS	 13 /* 8K chain heads for a 4K window: the table stays in cache */
+#define NIL		 (-1)
 #define WSIZE_DIST_CODES 24 /* distance codes 0-23 reach back at most 4096 bytes */
 
 /* zlib's level 6 (its configuration table: good 8, lazy 16, nice 128, chain 128). With the
@@ -229,6 +229,51 @@ static void build_codes(const uint8_t *lens, int n, uint16_t *codes)
 
 /* ---- one block ---- */
 
+/*
+ * The block's symbols, known to fit: the bit buffer lives in locals, since every store
+ * through b->p (a byte pointer, which may alias anything) would otherwise make the compiler
+ * reload it from *b.
+ */
+static void put_symbols(struct bits *b, const uint32_t *syms, size_t nsyms, const uint8_t *ll,
+			const uint16_t *lc, const uint8_t *dl, const uint16_t *dc)
+{
+	uint64_t acc = b->acc;
+	unsigned n = b->n;
+	uint8_t *p = b->p;
+
+#define PUT(v, len)                                                                                \
+	do {                                                                                       \
+		acc |= (uint64_t)(v) << n;                                                         \
+		n += (len);                                                                        \
+		if (n >= 32) {                                                                     \
+			uint32_t w_ = htole32((uint32_t)acc);                                      \
+			memcpy(p, &w_, 4);                                                         \
+			p += 4;                                                                    \
+			acc >>= 32;                                                                \
+			n -= 32;                                                                   \
+		}                                                                                  \
+	} while (0)
+	for (size_t i = 0; i < nsyms; i++) {
+		uint32_t s = syms[i];
+		if (s & MATCH) {
+			unsigned lx = (s >> 16) & 0xff, d = s & 0xffff;
+			unsigned c = len_code[lx], dcd = dist_code[d - 1];
+			/* code and extra bits in one go: at most 15 + 5 and 15 + 10 bits */
+			PUT(lc[257 + c] | (uint64_t)(lx + 3 - len_base[c]) << ll[257 + c],
+			    ll[257 + c] + len_extra[c]);
+			PUT(dc[dcd] | (uint64_t)(d - dist_base[dcd]) << dl[dcd],
+			    dl[dcd] + dist_extra[dcd]);
+		} else {
+			PUT(lc[s], ll[s]);
+		}
+	}
+	PUT(lc[256], ll[256]);
+#undef PUT
+	b->acc = acc;
+	b->n = n;
+	b->p = p;
+}
+
 static void write_block(struct bits *b, const uint32_t *syms, size_t nsyms, bool last)
 {
 	uint32_t lf[LITLEN_N] = {0}, df[DIST_N] = {0}, cf[CL_N] = {0};
@@ -245,6 +290,10 @@ static void write_block(struct bits *b, const uint32_t *syms, size_t nsyms, bool
 		}
 	}
 	lf[256] = 1;
+	/* build_lengths may give unused symbols a count of one: size the block on the real ones */
+	uint32_t lf_used[LITLEN_N], df_used[DIST_N];
+	memcpy(lf_used, lf, sizeof(lf));
+	memcpy(df_used, df, sizeof(df));
 	build_lengths(lf, LITLEN_N, 15, ll);
 	build_lengths(df, DIST_N, 15, dl);
 	int hlit = LITLEN_N, hdist = DIST_N;
@@ -321,23 +370,23 @@ static void write_block(struct bits *b, const uint32_t *syms, size_t nsyms, bool
 		else if (s == 18)
 			put(b, (uint32_t)x, 7);
 	}
-	for (size_t i = 0; i < nsyms; i++) {
-		uint32_t s = syms[i];
-		if (s & MATCH) {
-			unsigned lx = (s >> 16) & 0xff, d = s & 0xffff;
-			unsigned c = len_code[lx], dcd = dist_code[d - 1];
-			/* code and extra bits in one go: at most 15 + 5 and 15 + 10 bits */
-			put(b, lc[257 + c] | (uint64_t)(lx + 3 - len_base[c]) << ll[257 + c],
-			    ll[257 + c] + len_extra[c]);
-			put(b, dc[dcd] | (uint64_t)(d - dist_base[dcd]) << dl[dcd],
-			    dl[dcd] + dist_extra[dcd]);
-		} else {
-			put(b, lc[s], ll[s]);
-		}
-		if (b->overflow)
-			return;
+	if (b->overflow)
+		return;
+	/* The symbols' exact size is known from the frequencies: a block that cannot fit is an
+	 * overflow before any of it is written, and one that fits is written without a bounds
+	 * check per symbol. */
+	uint64_t bits = (uint64_t)ll[256];
+	for (int i = 0; i < 256; i++)
+		bits += (uint64_t)lf_used[i] * ll[i];
+	for (int c = 0; c < 29; c++)
+		bits += (uint64_t)lf_used[257 + c] * (ll[257 + c] + len_extra[c]);
+	for (int c = 0; c < DIST_N; c++)
+		bits += (uint64_t)df_used[c] * (dl[c] + dist_extra[c]);
+	if (b->n + bits > (uint64_t)(b->end - b->p) * 8) {
+		b->overflow = true;
+		return;
 	}
-	put(b, lc[256], ll[256]);
+	put_symbols(b, syms, nsyms, ll, lc, dl, dc);
 }
 
 /* ---- parse ---- */
