@@ -15,7 +15,8 @@
 # interrupt-heavy L2 guests freeze or triple-fault, QEMU's too (docs/virtio.md).
 #
 # usage: bench/virtio.sh [blk|net]  (default both)
-#        env: ROUNDS (3), LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh), VMHOST_NPT
+#        env: ROUNDS (3), LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh), VMHOST_NPT,
+#             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts)
 set -eu
 what=${1:-all}
 case $what in blk | net | all) ;; *) echo "usage: bench/virtio.sh [blk|net]" >&2; exit 2 ;; esac
@@ -47,6 +48,7 @@ dd if=/dev/vdb of=/vbench bs=4096 count=$(((size + 4095) / 4096)) 2>/dev/null
 head -c $size /vbench >/vb && chmod +x /vb
 ip addr add \$ADDR/24 dev eth0 && ip link set eth0 up
 if [ "\$ROLE" = server ]; then /vb tcprecv 5001; else sleep 2; /vb tcpsend \$PEER 5001 400; fi
+[ -z "$DIAG" ] || grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
 exit 0
 G
 pad() { cat "$1" >"$2"; truncate -s 4096 "$2"; }
@@ -116,14 +118,33 @@ qemu_net() {
 		-drive file=g_$1.img,if=none,id=d0,format=raw,readonly=on -device virtio-blk-pci,drive=d0 \
 		-drive file=vbench.img,if=none,id=d1,format=raw,readonly=on -device virtio-blk-pci,drive=d1 >/dev/null 2>&1
 }
+# DIAG: each VMM thread's CPU ticks (utime + stime, last sample before it exits), sampled twice
+# a second, and each guest's virtio-net interrupt counts, so where a run's time went shows.
+cpu_sampler() {
+	while sleep 0.5; do
+		for t in /proc/[0-9]*/task/[0-9]*; do
+			case "$(cat $t/comm 2>/dev/null)" in
+			ligero* | qemu* | virtio*) echo "$t $(cat $t/comm) $(cut -d' ' -f14,15 $t/stat | tr ' ' +)" ;;
+			esac
+		done 2>/dev/null | awk '{split($3, a, "+"); print $1, $2, a[1] + a[2]}' >>/tmp/samp.all
+	done
+}
 r=$ROUND
 while [ $r -le $ROUND ]; do
 	for v in $(order); do
 		rm -f /tmp/nsrv.log
+		[ -z "$DIAG" ] || { cpu_sampler & sp=$!; }
 		if [ $v = ligero ]; then
 			ligero_net srv & p=$!; ligero_net cli; wait $p
 		else
 			qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
+		fi
+		if [ -n "$DIAG" ]; then
+			kill $sp
+			awk '{t[$1] = $2; c[$1] = $3} END {for (k in t) print t[k], c[k]}' /tmp/samp.all |
+				sort -k2 -n | tail -6 | sed "s/^/$v $r DIAG cpu-ticks /"
+			rm -f /tmp/samp.all
+			for n in srv cli; do tr -d '\r' </tmp/n$n.log | grep '^IRQS' | sed "s/^/$v $r DIAG /"; done
 		fi
 		tr -d '\r' </tmp/nsrv.log | grep -E '^TCP_MBS=' | sed "s/^/$v $r NET /" >/tmp/res
 		cat /tmp/res
@@ -132,7 +153,7 @@ while [ $r -le $ROUND ]; do
 	r=$((r + 1))
 done
 L1
-sed -i "1i WHAT=$what" "$tmp/l1.sh"
+sed -i "1i WHAT=$what DIAG=${DIAG:-}" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
 # The emulated host loads only KVM: carry tun and bridge (and what they need) in.
@@ -163,7 +184,8 @@ while [ $r -le "${ROUNDS:-3}" ]; do
 $o"
 	r=$((r + 1))
 done
-echo "$out" | grep -E '^(ligero|qemu) [0-9]+ ' | awk '
+echo "$out" | grep -E '^(ligero|qemu) [0-9]+ DIAG ' || true
+echo "$out" | grep -E '^(ligero|qemu) [0-9]+ ' | grep -v ' DIAG ' | awk '
 	function median(key, n,   a, i, j, t, m) { # of vals[key, 1..n] that are set
 		m = 0
 		for (i = 1; i <= n; i++) if ((key, i) in vals) a[++m] = vals[key, i]
