@@ -123,25 +123,11 @@ static int blk_rw(struct blk_thread *t, const struct iovec *iov, unsigned n, siz
 		  uint64_t len, uint64_t off, bool write)
 {
 	struct bdev *bs = t->b->bs;
-	unsigned m = 0;
-	uint64_t left = len;
+	int slice = iov_slice(iov, n, skip, (size_t)len, t->part);
 
-	for (unsigned i = 0; i < n && left; i++) {
-		size_t l = iov[i].iov_len;
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > left)
-			l = left;
-		t->part[m].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		t->part[m++].iov_len = l;
-		skip = 0;
-		left -= l;
-	}
-	if (left)
+	if (slice < 0)
 		return -EINVAL; /* the chain is shorter than the request (checked by the caller) */
+	unsigned m = (unsigned)slice;
 	if (m > 1 && !bdev_vectored(bs) && len <= BLK_BOUNCE_MAX) {
 		if (!t->bounce && !(t->bounce = aligned_alloc(4096, BLK_BOUNCE_MAX)))
 			return -ENOMEM;
