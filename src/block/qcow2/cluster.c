@@ -2,7 +2,8 @@
  * The qcow2 data path: guest offset -> L1 -> L2 entry -> host cluster, allocation with
  * copy-on-write, zero clusters, discard, block status, resize.
  *
- * Contract of every public function here: called with the driver lock not held (they take it),
+ * Contract of every public function here: called with the driver lock not held (they take it;
+ * readv and writev drop it while data moves, see transfer()),
  * range already checked against the virtual size by block.c, returns 0 or -errno with a message.
  * Clusters whose last reference goes away are freed only after the L2 tables that dropped the
  * reference are on disk (see free_pending).
@@ -409,7 +410,7 @@ static int do_write(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t le
 /*
  * Data transfers outside the lock. readv and writev map a piece of the request under the lock,
  * then move its bytes between the caller's iovecs and the file without it, so requests of
- * several threads (the virtio-blk I/O threads) overlap. Three rules keep that safe:
+ * several threads (the virtio-blk I/O threads) overlap. These rules keep that safe:
  *  - a transfer only touches clusters that stay where they are meanwhile: nothing frees or
  *    moves a cluster while one runs (free_pending and every call that restructures the image
  *    first wait for io_inflight to reach 0, and io_quiesce holds new transfers back meanwhile);

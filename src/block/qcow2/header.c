@@ -77,7 +77,8 @@ int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	va_end(ap);
 	/* Mark the image so nobody writes to it again before a check: only when a write found
 	 * the damage (a reader changes nothing), and never while checking. */
-	if (qcow2_writing == s && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) && s->version >= 3) {
+	if (qcow2_writing == s && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) &&
+	    s->version >= 3) {
 		qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, s->incompat | QCOW2_INCOMPAT_CORRUPT);
 		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
 		s->corrupt = true;

@@ -115,7 +115,7 @@ struct qcow2_snapshot {
 struct qcow2 {
 	struct bdev *bs;
 	int fd;
-	pthread_mutex_t lock; /* metadata: one request at a time (data moves without it) */
+	pthread_mutex_t lock; /* metadata: one thread at a time (data moves without it) */
 	/* Data transfers outside the lock (cluster.c, transfer()): how many run, how many threads
 	 * wait for none to run (no new one starts meanwhile), and the guest ranges whose new
 	 * clusters are being written before their L2 entries are set (end 0: a free slot). */

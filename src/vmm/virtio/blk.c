@@ -116,9 +116,9 @@ void virtio_blk_opts_free(struct virtio_blk_opts *o)
 }
 
 /* Move len bytes between the disk at off and the iovecs, starting skip bytes into them: one
- * vectored call where the format takes vectors (raw: one preadv/pwritev for the whole request),
- * else gathered through the thread's bounce buffer into one block-layer call (qcow2 maps a whole
- * request at once), else one call per piece. */
+ * vectored call where the format takes vectors (raw: one preadv/pwritev for the whole request;
+ * qcow2: its own vectored path), else gathered through the thread's bounce buffer into one
+ * block-layer call, else one call per piece. */
 static int blk_rw(struct blk_thread *t, const struct iovec *iov, unsigned n, size_t skip,
 		  uint64_t len, uint64_t off, bool write)
 {
