@@ -48,17 +48,18 @@ def case_script():
             f"echo '=== CASE {name}'",
             "t0=$(cut -d' ' -f1 /proc/uptime)",
             # A boot that has not ended after 150 s is stuck (they take 5-30 s here, ASan
-            # included), and one that triple-faults before the guest's init printed
-            # LIGERO-INIT died in the kernel's early start: both are the emulated host's own
-            # failures (docs/ligero-run.md), reported and tried once more, so they do not hide
-            # what the other boots show. Two failures fail the case. A failed attempt leaves
+            # included), and one that triple-faults died in the emulated host's model of
+            # nested SVM: early in the kernel's start, or with 4 vCPUs on L1's 2 also after
+            # the guest's init began (a vCPU reset with a page fault as its last exception;
+            # docs/ligero-run.md). Both are reported and tried once more, so they do not hide
+            # what the other boots show; no case here expects either, and two failures fail
+            # the case. A failed attempt leaves
             # its console tail, ligero's start-up marks, exit counts and vCPU state
             # (LIGERO_STATS, printed as the timeout's SIGTERM ends it) in the log.
             f"for try in 1 2; do rm -f /tmp/stats; LIGERO_STATS=/tmp/stats timeout 150 "
             f"./ligero run --kernel $K --initrd $I {' '.join(args)} "
             f"--cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err; rc=$?; "
-            "if [ $rc -ne 124 ]; then grep -q triple-faulted /tmp/err || break; "
-            "cat /tmp/out /tmp/console.txt 2>/dev/null | grep -q LIGERO-INIT && break; fi; "
+            "if [ $rc -ne 124 ]; then grep -q triple-faulted /tmp/err || break; fi; "
             "echo \"=== RETRY attempt $try (rc $rc)\"; tail -c 3000 /tmp/out; "
             "[ -f /tmp/console.txt ] && tail -c 3000 /tmp/console.txt; cat /tmp/err /tmp/stats; "
             "rm -f /tmp/console.txt; done",
