@@ -16,7 +16,9 @@
 #
 # usage: bench/virtio.sh [blk|net]  (default both)
 #        env: ROUNDS (3), LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh), VMHOST_NPT,
-#             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts)
+#             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts,
+#             packets and their mean size, ping RTT), PIN=1 (net: each VM on an emulated CPU of
+#             its own), COALESCE="US..." (net: also ligero with LIGERO_NET_COALESCE_US=US)
 set -eu
 what=${1:-all}
 case $what in blk | net | all) ;; *) echo "usage: bench/virtio.sh [blk|net]" >&2; exit 2 ;; esac
@@ -47,8 +49,12 @@ cat >"$tmp/g_net.sh" <<G
 dd if=/dev/vdb of=/vbench bs=4096 count=$(((size + 4095) / 4096)) 2>/dev/null
 head -c $size /vbench >/vb && chmod +x /vb
 ip addr add \$ADDR/24 dev eth0 && ip link set eth0 up
-if [ "\$ROLE" = server ]; then /vb tcprecv 5001; else sleep 2; /vb tcpsend \$PEER 5001 400; fi
-[ -z "$DIAG" ] || grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
+if [ "\$ROLE" = server ]; then /vb tcprecv 5001; else sleep 2
+	[ -z "$DIAG" ] || ping -q -c 10 -i 0.2 \$PEER | tail -1 | sed 's/^/IRQS PING /'
+	/vb tcpsend \$PEER 5001 400
+	[ -z "$DIAG" ] || awk '\$1 == "Tcp:" && \$13 ~ /^[0-9]+\$/ {print "IRQS TCP out " \$12 " retransmitted " \$13}' /proc/net/snmp; fi
+[ -z "$DIAG" ] || { grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
+	grep eth0: /proc/net/dev | awk -v r=\$ROLE '{sub(/.*:/, ""); printf "IRQS %s packets rx %d (%d B each) tx %d (%d B each)\\n", r, \$2, \$2 ? \$1 / \$2 : 0, \$10, \$10 ? \$9 / \$10 : 0}'; }
 exit 0
 G
 pad() { cat "$1" >"$2"; truncate -s 4096 "$2"; }
@@ -107,12 +113,16 @@ fi
 [ "$WHAT" != blk ] || exit 0
 brctl addbr br0; ip link set br0 up
 printf '#!/bin/sh\nip link set "$1" up\nbrctl addif br0 "$1"\n' >/tmp/ifup; chmod +x /tmp/ifup
+# PIN=1: each VM (all its threads) on an emulated CPU of its own, server on 0, client on 1
+pin() { # srv|cli
+	[ -z "$PIN" ] || { [ $1 = srv ] && echo "taskset -c 0" || echo "taskset -c 1"; }
+}
 ligero_net() {
-	timeout 300 ./ligero run --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
+	LIGERO_NET_COALESCE_US=$CO timeout 300 $(pin $1) ./ligero run --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
 		--disk vbench.img,format=raw,readonly=on --cmdline 'ligero.run="sh /dev/vda"' --console /tmp/n$1.log >/dev/null 2>&1
 }
 qemu_net() {
-	timeout 300 qemu-system-x86_64 -M q35 -accel kvm -cpu host -m 256M -smp 1 -nodefaults -display none -no-reboot \
+	timeout 300 $(pin $1) qemu-system-x86_64 -M q35 -accel kvm -cpu host -m 256M -smp 1 -nodefaults -display none -no-reboot \
 		-kernel $K -initrd $I -serial file:/tmp/n$1.log -append 'console=ttyS0 quiet ligero.run="sh /dev/vda"' \
 		-netdev tap,id=n0,script=/tmp/ifup,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:$2,romfile= \
 		-drive file=g_$1.img,if=none,id=d0,format=raw,readonly=on -device virtio-blk-pci,drive=d0 \
@@ -129,12 +139,23 @@ cpu_sampler() {
 		done 2>/dev/null | awk '{split($3, a, "+"); print $1, $2, a[1] + a[2]}' >>/tmp/samp.all
 	done
 }
+# COALESCE="500 2000": ligero is also run with LIGERO_NET_COALESCE_US=500 and =2000
+# (docs/virtio.md), named ligero500 and ligero2000, after ligero in odd rounds, before it in even
+norder() {
+	vs=$(order)
+	for c in $COALESCE; do
+		if [ $((r % 2)) = 1 ]; then vs="$vs ligero$c"; else vs="ligero$c $vs"; fi
+	done
+	echo $vs
+}
 r=$ROUND
 while [ $r -le $ROUND ]; do
-	for v in $(order); do
+	for v in $(norder); do
+		CO=${v#ligero}
+		[ "$CO" != "$v" ] && [ -n "$CO" ] || CO=0
 		rm -f /tmp/nsrv.log
 		[ -z "$DIAG" ] || { cpu_sampler & sp=$!; }
-		if [ $v = ligero ]; then
+		if [ "${v#ligero}" != "$v" ]; then
 			ligero_net srv & p=$!; ligero_net cli; wait $p
 		else
 			qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
@@ -153,7 +174,7 @@ while [ $r -le $ROUND ]; do
 	r=$((r + 1))
 done
 L1
-sed -i "1i WHAT=$what DIAG=${DIAG:-}" "$tmp/l1.sh"
+sed -i "1i WHAT=$what DIAG=${DIAG:-} PIN=${PIN:-} COALESCE='${COALESCE:-}'" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
 # The emulated host loads only KVM: carry tun and bridge (and what they need) in.
@@ -184,7 +205,15 @@ while [ $r -le "${ROUNDS:-3}" ]; do
 $o"
 	r=$((r + 1))
 done
-echo "$out" | grep -E '^(ligero|qemu) [0-9]+ DIAG ' || true
+echo "$out" | grep -E '^(ligero[0-9]*|qemu) [0-9]+ DIAG ' || true
+# the COALESCE variants: each round's TCP figure and its ratio to QEMU's of that round
+[ -z "${COALESCE:-}" ] || echo "$out" | awk '
+	$3 == "NET" { split($4, kv, "="); v[$1, $2] = kv[2]; if (!($1 in seen)) { seen[$1] = 1; names[++nn] = $1 } }
+	END { for (i = 1; i <= nn; i++) { if (names[i] == "qemu") continue
+		printf "net TCP_MBS %-11s", names[i]
+		for (r = 1; r <= 99; r++) if ((names[i], r) in v)
+			printf "  r%d %s (%.2fx)", r, v[names[i], r], ((("qemu", r) in v) && v["qemu", r] > 0) ? v[names[i], r] / v["qemu", r] : 0
+		printf "\n" } }'
 echo "$out" | grep -E '^(ligero|qemu) [0-9]+ ' | grep -v ' DIAG ' | awk '
 	function median(key, n,   a, i, j, t, m) { # of vals[key, 1..n] that are set
 		m = 0

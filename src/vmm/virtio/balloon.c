@@ -141,7 +141,7 @@ static int balloon_activate(struct virtio_dev *d)
 	virtio_worker_init(&b->w, b);
 	for (int i = 0; i < 4; i++)
 		virtio_worker_add(&b->w, d->q[i].kick_fd, POLLIN, balloon_kick);
-	b->w.timeout_ms = STATS_EVERY_MS;
+	b->w.timeout_us = STATS_EVERY_MS * 1000L;
 	b->w.on_timeout = balloon_tick;
 	if (virtio_worker_start(&b->w, "virtio-balloon") < 0)
 		return -EIO;

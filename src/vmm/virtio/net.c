@@ -5,6 +5,12 @@
  * and spreads it over as many guest buffers as it needs (MRG_RXBUF). With bridge=BR the tap is
  * created here and joins the bridge; it is not persistent, so it vanishes when the VMM exits,
  * however it exits.
+ *
+ * Interrupts: by default each batch of completions interrupts the guest at once (when it asks,
+ * EVENT_IDX). LIGERO_NET_COALESCE_US=N in the environment moderates them like a NIC's
+ * rx-usecs: at most one interrupt per queue per N microseconds, the rest held back until then
+ * (the worker wakes for it). The data itself is never held back. docs/virtio.md has what it
+ * changes.
  */
 #include "vmm/virtio/devices.h"
 #include "vmm/virtio/worker.h"
@@ -23,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NET_QUEUE_SIZE 256
@@ -49,7 +56,60 @@ struct net {
 	} held[NET_QUEUE_SIZE];
 	struct iovec first_hdr[2]; /* where the first buffer's header lives (num_buffers) */
 	uint64_t rx_packets, tx_packets, rx_dropped;
+	/* interrupt moderation: at most one interrupt per queue per coalesce_ns */
+	uint64_t coalesce_ns;
+	struct {
+		bool pending;
+		uint64_t last_ns;
+	} irq[2];
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Queue qi has new used entries: interrupt now, or once coalesce_ns has passed since the last
+ * interrupt. q->lock not held. */
+static void net_irq(struct net *n, int qi, bool fresh)
+{
+	struct virtio_queue *q = &n->dev.q[qi];
+	uint64_t now;
+
+	if (fresh)
+		n->irq[qi].pending = true;
+	if (!n->irq[qi].pending)
+		return;
+	now = mono_ns();
+	if (n->coalesce_ns && now - n->irq[qi].last_ns < n->coalesce_ns)
+		return;
+	n->irq[qi].pending = false;
+	pthread_mutex_lock(&q->lock);
+	if (virtio_dev_queue_done(&n->dev, qi))
+		n->irq[qi].last_ns = now;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* After each event: fire what is due, and wake up for what is not yet. */
+static void net_irq_timer(struct net *n)
+{
+	long us = -1;
+
+	net_irq(n, Q_RX, false);
+	net_irq(n, Q_TX, false);
+	for (int qi = 0; qi < 2; qi++) {
+		if (n->irq[qi].pending) {
+			uint64_t now = mono_ns(), due = n->irq[qi].last_ns + n->coalesce_ns;
+			long left = due > now ? (long)((due - now) / 1000) + 1 : 0;
+			if (us < 0 || left < us)
+				us = left;
+		}
+	}
+	n->w.timeout_us = us;
+}
 
 int virtio_net_parse(const char *arg, struct virtio_net_opts *o)
 {
@@ -236,22 +296,23 @@ static void net_rx(struct net *n)
 		}
 		delivered = true;
 	}
-	if (delivered)
-		virtio_dev_queue_done(&n->dev, Q_RX);
 	/* Without guest buffers, stop polling the tap until the guest posts some. */
 	n->w.events[0] = stalled ? 0 : POLLIN;
 	pthread_mutex_unlock(&q->lock);
+	net_irq(n, Q_RX, delivered);
 }
 
 static void net_tap_ready(struct virtio_worker *w, int idx)
 {
 	net_rx(w->opaque);
+	net_irq_timer(w->opaque);
 }
 
 static void net_rx_kick(struct virtio_worker *w, int idx)
 {
 	virtio_eventfd_drain(w->fds[idx]);
 	net_rx(w->opaque);
+	net_irq_timer(w->opaque);
 }
 
 static void net_tx_kick(struct virtio_worker *w, int idx)
@@ -259,7 +320,13 @@ static void net_tx_kick(struct virtio_worker *w, int idx)
 	struct net *n = w->opaque;
 
 	virtio_eventfd_drain(w->fds[idx]);
-	virtio_queue_drain(&n->dev, Q_TX, &n->e, net_tx);
+	net_irq(n, Q_TX, virtio_queue_drain_quiet(&n->dev, Q_TX, &n->e, net_tx));
+	net_irq_timer(n);
+}
+
+static void net_timeout(struct virtio_worker *w, int idx)
+{
+	net_irq_timer(w->opaque);
 }
 
 static int net_activate(struct virtio_dev *d)
@@ -285,6 +352,12 @@ static int net_activate(struct virtio_dev *d)
 	virtio_worker_add(&n->w, n->tap_fd, POLLIN, net_tap_ready); /* index 0: see net_rx */
 	virtio_worker_add(&n->w, d->q[Q_RX].kick_fd, POLLIN, net_rx_kick);
 	virtio_worker_add(&n->w, d->q[Q_TX].kick_fd, POLLIN, net_tx_kick);
+	n->w.on_timeout = net_timeout;
+	memset(n->irq, 0, sizeof(n->irq));
+	{
+		const char *c = getenv("LIGERO_NET_COALESCE_US");
+		n->coalesce_ns = c ? strtoull(c, NULL, 10) * 1000 : 0;
+	}
 	return virtio_worker_start(&n->w, "virtio-net");
 }
 

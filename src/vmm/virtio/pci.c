@@ -100,10 +100,12 @@ void virtio_dev_irq(struct virtio_dev *d, int qi)
 	pthread_mutex_unlock(&d->msix_lock);
 }
 
-void virtio_dev_queue_done(struct virtio_dev *d, int qi)
+bool virtio_dev_queue_done(struct virtio_dev *d, int qi)
 {
-	if (virtq_should_notify(&d->q[qi].vq))
-		virtio_dev_irq(d, qi);
+	if (!virtq_should_notify(&d->q[qi].vq))
+		return false;
+	virtio_dev_irq(d, qi);
+	return true;
 }
 
 void virtio_dev_fail(struct virtio_dev *d, const char *why)

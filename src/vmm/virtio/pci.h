@@ -96,8 +96,9 @@ void virtio_dev_destroy(struct virtio_dev *d);
 
 /* Signal the interrupt of queue qi (or of configuration changes, with qi -1). */
 void virtio_dev_irq(struct virtio_dev *d, int qi);
-/* After pushing to queue qi: interrupt the guest if it asked for it (EVENT_IDX / flags). */
-void virtio_dev_queue_done(struct virtio_dev *d, int qi);
+/* After pushing to queue qi: interrupt the guest if it asked for it (EVENT_IDX / flags);
+ * returns whether it did. q->lock held. */
+bool virtio_dev_queue_done(struct virtio_dev *d, int qi);
 /* The device met something malformed: mark it broken (DEVICE_NEEDS_RESET), log once. */
 void virtio_dev_fail(struct virtio_dev *d, const char *why);
 /* True once the device is broken; workers stop touching the queues. */

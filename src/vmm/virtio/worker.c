@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 void virtio_eventfd_drain(int fd)
@@ -22,7 +23,7 @@ void virtio_worker_init(struct virtio_worker *w, void *opaque)
 	memset(w, 0, sizeof(*w));
 	w->opaque = opaque;
 	w->stop_fd = -1;
-	w->timeout_ms = -1;
+	w->timeout_us = -1;
 }
 
 int virtio_worker_add(struct virtio_worker *w, int fd, short events, virtio_worker_fn *fn)
@@ -45,7 +46,13 @@ static void *worker_main(void *arg)
 		p[0] = (struct pollfd){.fd = w->stop_fd, .events = POLLIN};
 		for (int i = 0; i < w->nfds; i++)
 			p[i + 1] = (struct pollfd){.fd = w->fds[i], .events = w->events[i]};
-		n = poll(p, (nfds_t)w->nfds + 1, w->timeout_ms);
+		if (w->timeout_us >= 0) {
+			struct timespec ts = {.tv_sec = w->timeout_us / 1000000,
+					      .tv_nsec = w->timeout_us % 1000000 * 1000};
+			n = ppoll(p, (nfds_t)w->nfds + 1, &ts, NULL);
+		} else {
+			n = ppoll(p, (nfds_t)w->nfds + 1, NULL, NULL);
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || (p[0].revents & POLLIN))
@@ -88,7 +95,8 @@ void virtio_worker_stop(struct virtio_worker *w)
 	w->running = false;
 }
 
-void virtio_queue_drain(struct virtio_dev *d, int qi, struct virtq_elem *e, virtio_elem_fn *fn)
+bool virtio_queue_drain_quiet(struct virtio_dev *d, int qi, struct virtq_elem *e,
+			      virtio_elem_fn *fn)
 {
 	struct virtio_queue *q = &d->q[qi];
 	bool pushed = false;
@@ -118,8 +126,18 @@ void virtio_queue_drain(struct virtio_dev *d, int qi, struct virtq_elem *e, virt
 			pushed = true;
 		}
 	}
-	if (pushed)
-		virtio_dev_queue_done(d, qi);
+	pthread_mutex_unlock(&q->lock);
+	return pushed;
+}
+
+void virtio_queue_drain(struct virtio_dev *d, int qi, struct virtq_elem *e, virtio_elem_fn *fn)
+{
+	struct virtio_queue *q = &d->q[qi];
+
+	if (!virtio_queue_drain_quiet(d, qi, e, fn))
+		return;
+	pthread_mutex_lock(&q->lock);
+	virtio_dev_queue_done(d, qi);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -1,5 +1,5 @@
 /*
- * A device thread: poll() on a few file descriptors (queue kick eventfds, a tap, a timer) and
+ * A device thread: ppoll() on a few file descriptors (queue kick eventfds, a tap, a timer) and
  * call the device back for each that is readable. Devices do their queue work here, never on
  * a vCPU thread. Stop wakes the thread through its own eventfd and joins it.
  */
@@ -24,7 +24,7 @@ struct virtio_worker {
 	int fds[VIRTIO_WORKER_FDS];
 	short events[VIRTIO_WORKER_FDS];
 	virtio_worker_fn *fn[VIRTIO_WORKER_FDS];
-	int timeout_ms; /* -1: none; else on_timeout runs after this much quiet */
+	long timeout_us; /* -1: none; else on_timeout runs after this much quiet */
 	virtio_worker_fn *on_timeout;
 };
 
@@ -46,6 +46,10 @@ typedef int virtio_elem_fn(struct virtio_dev *d, int qi, struct virtq_elem *e, u
 /* Pop and handle everything queue qi holds, with guest notifications off meanwhile; then
  * interrupt the guest if it wants. */
 void virtio_queue_drain(struct virtio_dev *d, int qi, struct virtq_elem *e, virtio_elem_fn *fn);
+/* The same without the interrupt: returns whether anything was completed (the caller then
+ * calls virtio_dev_queue_done when it sees fit). */
+bool virtio_queue_drain_quiet(struct virtio_dev *d, int qi, struct virtq_elem *e,
+			      virtio_elem_fn *fn);
 /* Complete a kept element. */
 void virtio_queue_complete(struct virtio_dev *d, int qi, uint16_t head, uint32_t written);
 #endif
