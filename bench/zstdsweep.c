@@ -4,7 +4,8 @@
  * prints the total compressed size and the CPU time (best of three passes). "qemu" is QEMU's
  * setting (level 3, the source size known); "ligero" is src/block/qcow2/compress.c's.
  * Build and run: cc -O2 -o /tmp/zstdsweep bench/zstdsweep.c -lzstd &&
- *                /tmp/zstdsweep bench/out/mixed.raw 256 192
+ *                /tmp/zstdsweep bench/out/mixed.raw 0 192     (text)
+ *                /tmp/zstdsweep bench/out/mixed.raw 256 192   (binaries)
  * (bench/out/mixed.raw is made by bench/convert.sh: text first, then binaries, then random.)
  */
 #include <fcntl.h>
@@ -73,11 +74,11 @@ int main(int argc, char **argv)
 {
 	static const struct setting settings[] = {
 	    {"qemu (level 3)", 3, 0, 0, 0},
-	    {"ligero (h17 c16)", 3, 17, 16, 0},
+	    {"ligero (h17 c15)", 3, 17, 15, 0},
+	    {"level 3 h17 c16", 3, 17, 16, 0},
 	    {"level 3 h16 c16", 3, 16, 16, 0},
-	    {"level 3 h17 c15", 3, 17, 15, 0},
-	    {"ligero minMatch 6", 3, 17, 16, 6},
-	    {"ligero minMatch 4", 3, 17, 16, 4},
+	    {"ligero minMatch 6", 3, 17, 15, 6},
+	    {"ligero minMatch 4", 3, 17, 15, 4},
 	    {"level 4", 4, 0, 0, 0},
 	};
 	if (argc != 4) {

@@ -405,7 +405,15 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Write a run of units of one kind starting at unit j; returns the units consumed or -errno. */
+/* Written as they are: data units, and units that did not shrink when compressed. */
+static bool is_plain(const struct unit *u)
+{
+	return u->kind == U_DATA || (u->kind == U_COMP && u->clen < 0);
+}
+
+/* Write a run of units starting at unit j: one compressed unit, or a run of plain units (in
+ * one vectored write, so incompressible data goes out in large writes too), or a run of zero
+ * or skipped units. Returns the units consumed or -errno. */
 static int64_t write_run(struct engine *e, struct slot *s, size_t j)
 {
 	struct unit *u = &s->u[j];
@@ -413,19 +421,15 @@ static int64_t write_run(struct engine *e, struct slot *s, size_t j)
 	size_t k = j + 1;
 	int ret = 0;
 
-	if (u->kind == U_COMP) {
-		size_t ulen = s->len - at < e->unit ? s->len - at : e->unit;
-		if (u->clen >= 0)
-			ret = bdev_write_compressed(e->dst, off, s->out + at, (size_t)u->clen);
-		else
-			ret = bdev_write(e->dst, off, unit_data(e, s, j), ulen);
+	if (u->kind == U_COMP && u->clen >= 0) {
+		ret = bdev_write_compressed(e->dst, off, s->out + at, (size_t)u->clen);
 		return ret < 0 ? ret : 1;
 	}
-	if (u->kind == U_DATA) { /* one vectored write; pieces adjacent in memory are merged */
+	if (is_plain(u)) { /* one vectored write; pieces adjacent in memory are merged */
 		struct iovec iov[64];
 		int n = 0;
 		size_t m = j;
-		for (; m < s->nunits && s->u[m].kind == U_DATA; m++) {
+		for (; m < s->nunits && is_plain(&s->u[m]); m++) {
 			const uint8_t *p = unit_data(e, s, m);
 			uint64_t mat = m * e->unit;
 			size_t ulen = s->len - mat < e->unit ? (size_t)(s->len - mat) : e->unit;

@@ -440,7 +440,7 @@ static void drain(struct qcow2 *s)
 
 __thread const struct qcow2 *qcow2_writing;
 
-void qcow2_lock_excl(struct qcow2 *s)
+static void lock_excl(struct qcow2 *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->excl_waiting++;
@@ -449,6 +449,73 @@ void qcow2_lock_excl(struct qcow2 *s)
 	if (--s->excl_waiting == 0)
 		pthread_cond_broadcast(&s->io_cond);
 	drain(s);
+}
+
+void qcow2_lock_excl(struct qcow2 *s)
+{
+	lock_excl(s);
+	qcow2_cbuf_settle(s);
+}
+
+#define CBUF_ALIGN 4096u
+#define CBUF_BYTES (1u << 20)
+
+/* Lock held: write the first n bytes of the compressed-cluster buffer (n = all of it, or its
+ * whole 4 KiB blocks), keeping the rest at its start. Whole blocks go out with O_DIRECT where
+ * the file has it (the buffer is aligned); a partial last block through the page cache. */
+static int cbuf_write(struct qcow2 *s, size_t n)
+{
+	if (s->cbuf_err)
+		return s->cbuf_err;
+	size_t whole = n & ~(size_t)(CBUF_ALIGN - 1);
+	int ret = whole ? bdev_file_pwrite(s->bs, s->cbuf, whole, s->cbuf_off) : 0;
+	if (ret == 0 && n > whole)
+		ret = pwrite_full(s, s->cbuf + whole, n - whole, s->cbuf_off + whole);
+	if (ret < 0)
+		return s->cbuf_err = ret;
+	memmove(s->cbuf, s->cbuf + n, s->cbuf_len - n);
+	s->cbuf_len -= n;
+	s->cbuf_off += n;
+	return 0;
+}
+
+/* Lock held: everything buffered is in the file; the error of a failed buffer write. */
+int qcow2_cbuf_settle(struct qcow2 *s)
+{
+	return s->cbuf_len ? cbuf_write(s, s->cbuf_len) : s->cbuf_err;
+}
+
+/* Lock held: the compressed cluster's len bytes for host offset off, written now or buffered.
+ * Consecutive clusters (qcow2_alloc_bytes packs them back to back) extend the buffer; one
+ * elsewhere settles it and starts again, from the 4 KiB block holding off (whose first bytes,
+ * earlier clusters of the same host cluster, are read back). */
+static int cbuf_put(struct qcow2 *s, const void *data, size_t len, uint64_t off)
+{
+	if (!(s->bs->flags & BDEV_O_UNSAFE) || s->cluster_size < CBUF_ALIGN)
+		return pwrite_full(s, data, len, off);
+	if (!s->cbuf) {
+		s->cbuf_size = CBUF_BYTES + s->cluster_size + CBUF_ALIGN;
+		s->cbuf = aligned_alloc(CBUF_ALIGN, s->cbuf_size);
+		if (!s->cbuf)
+			return pwrite_full(s, data, len, off);
+	}
+	int ret = 0;
+	if (s->cbuf_len && off != s->cbuf_off + s->cbuf_len)
+		ret = qcow2_cbuf_settle(s);
+	if (ret == 0 && !s->cbuf_len) {
+		size_t head = off & (CBUF_ALIGN - 1);
+		s->cbuf_off = off - head;
+		ret = head ? pread_full(s, s->cbuf, head, s->cbuf_off) : s->cbuf_err;
+		if (ret == 0)
+			s->cbuf_len = head;
+	}
+	if (ret == 0 && s->cbuf_len + len > s->cbuf_size)
+		ret = cbuf_write(s, s->cbuf_len & ~(size_t)(CBUF_ALIGN - 1));
+	if (ret < 0)
+		return ret;
+	memcpy(s->cbuf + s->cbuf_len, data, len);
+	s->cbuf_len += len;
+	return 0;
 }
 
 /* Move len bytes between the iovecs and the file at host, the lock dropped meanwhile. */
@@ -664,7 +731,9 @@ int qcow2_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, 
 	while (s->excl_waiting)
 		io_wait(s);
 	s->writes_active++;
-	int ret = do_writev(s, off, iov, n, len, part);
+	int ret = qcow2_cbuf_settle(s);
+	if (ret == 0)
+		ret = do_writev(s, off, iov, n, len, part);
 	qcow2_writing = NULL;
 	if (--s->writes_active == 0 && s->excl_waiting)
 		pthread_cond_broadcast(&s->io_cond);
@@ -778,7 +847,9 @@ int qcow2_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, s
 	struct iovec part[BDEV_IOV_MAX]; /* the pieces of one transfer (n <= BDEV_IOV_MAX) */
 
 	pthread_mutex_lock(&s->lock);
-	int ret = do_readv(s, off, iov, n, len, part);
+	int ret = s->cbuf_len ? qcow2_cbuf_settle(s) : 0;
+	if (ret == 0)
+		ret = do_readv(s, off, iov, n, len, part);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -792,7 +863,10 @@ int qcow2_read(struct bdev *bs, uint64_t off, void *buf, size_t len)
 
 int qcow2_flush_caches(struct qcow2 *s)
 {
-	int ret = qcow2_cache_flush(s->l2_cache);
+	int ret = qcow2_cbuf_settle(s);
+
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->l2_cache);
 
 	if (ret == 0)
 		ret = qcow2_cache_flush(s->rb_cache);
@@ -1186,10 +1260,19 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 	if (guest_off & (s->cluster_size - 1) || len >= s->cluster_size)
 		return err_set(EINVAL, "%s: bad compressed cluster write at %llu", s->bs->filename,
 			       (unsigned long long)guest_off);
-	qcow2_lock_excl(s);
+	lock_excl(s); /* not qcow2_lock_excl: the buffer is for these writes */
 	ret = mark_dirty(s);
 	if (ret == 0)
 		ret = get_entry(s, guest_off, &e);
+	if (ret == 0) {
+		/* The L2 table first, as QEMU does: allocated after the data, a new table would
+		 * take the host cluster the next compressed cluster was to run on into, and the
+		 * rest of the current one would be lost (bigger files than qemu-img's). */
+		uint64_t *tbl;
+		ret = l2_prepare(s, l1_index(s, guest_off), &tbl);
+		if (ret == 0)
+			qcow2_cache_put(s->l2_cache, (void **)&tbl);
+	}
 	int64_t off = ret < 0 ? ret : qcow2_alloc_bytes(s, len);
 	if (off < 0) {
 		ret = (int)off;
@@ -1197,7 +1280,7 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 	}
 	ret = qcow2_meta_check(s, (uint64_t)off, len, QCOW2_META_NONE);
 	if (ret == 0)
-		ret = pwrite_full(s, data, len, (uint64_t)off);
+		ret = cbuf_put(s, data, len, (uint64_t)off);
 	if (ret < 0)
 		goto out;
 	unsigned shift = 62 - (s->cluster_bits - 8);

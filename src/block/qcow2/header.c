@@ -614,6 +614,7 @@ static void qcow2_free_state(struct qcow2 *s)
 	free(s->l1);
 	free(s->zcache);
 	free(s->zbuf);
+	free(s->cbuf);
 	if (s->zstd_dctx)
 		ZSTD_freeDCtx(s->zstd_dctx);
 	pthread_mutex_destroy(&s->lock);

@@ -126,6 +126,14 @@ struct qcow2 {
 	 * write's old cluster), so exclusive calls (check, discard, snapshots...) wait for whole
 	 * requests, and no new write starts while one waits. */
 	int writes_active, excl_waiting;
+	/* Compressed clusters written back to back (img convert -c) collect here and reach the
+	 * file in large aligned writes (cluster.c, cbuf_put): cbuf_len bytes for the file from
+	 * cbuf_off (4 KiB-aligned); every other call first writes them out (qcow2_cbuf_settle).
+	 * Only with cache=unsafe, whose writes promise no order on a crash anyway. */
+	uint8_t *cbuf;
+	uint64_t cbuf_off;
+	size_t cbuf_len, cbuf_size;
+	int cbuf_err; /* a failed write of the buffer, returned by the next flush */
 	struct {
 		uint64_t start, end;
 	} allocs[QCOW2_ALLOCS];
@@ -318,6 +326,7 @@ int qcow2_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, 
  * for calls that free or move clusters or tables (discard, zeroes, resize, snapshots, amend,
  * check, compressed writes). Unlock as usual. */
 void qcow2_lock_excl(struct qcow2 *s);
+int qcow2_cbuf_settle(struct qcow2 *s);
 int qcow2_flush(struct bdev *bs);
 int qcow2_discard(struct bdev *bs, uint64_t off, uint64_t len);
 int qcow2_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
