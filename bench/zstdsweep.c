@@ -20,7 +20,7 @@
 
 struct setting {
 	const char *name;
-	int level, hash_log, chain_log, min_match;
+	int level, hash_log, chain_log, min_match, strategy;
 };
 
 static double cpu_seconds(void)
@@ -53,6 +53,8 @@ static void sweep(const struct setting *st, const unsigned char *src, size_t len
 		ZSTD_CCtx_setParameter(c, ZSTD_c_chainLog, st->chain_log);
 	if (st->min_match)
 		ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, st->min_match);
+	if (st->strategy)
+		ZSTD_CCtx_setParameter(c, ZSTD_c_strategy, st->strategy);
 	for (int pass = 0; pass < 3; pass++) {
 		double t = cpu_seconds();
 		total = 0;
@@ -80,6 +82,7 @@ int main(int argc, char **argv)
 	    {"ligero minMatch 6", 3, 17, 15, 6},
 	    {"ligero minMatch 4", 3, 17, 15, 4},
 	    {"level 4", 4, 0, 0, 0},
+	    {"fast h17 minMatch 5", 3, 17, 0, 5, ZSTD_fast},
 	};
 	if (argc != 4) {
 		fprintf(stderr, "usage: %s FILE OFF_MIB LEN_MIB\n", argv[0]);

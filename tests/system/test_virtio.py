@@ -15,8 +15,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "virtio")
 BUILD = os.environ.get("LIGERO_BUILD", os.path.join(ROOT, "build"))
-LIGERO = os.environ.get("LIGERO", os.path.join(BUILD, "ligero"))
-VMHOST = os.environ.get("LIGERO_VMHOST", os.path.join(ROOT, "tests", "vmhost", "vmhost.sh"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "vmhost"))
+import vmhost  # noqa: E402
 MiB = 1 << 20
 
 pytestmark = [
@@ -25,11 +25,9 @@ pytestmark = [
     # virtio driver (0 of 30 alone, 3 of 10 two at once, 1 of 16 two at once pinned to
     # different emulated CPUs), and with two VMs at once its own kernel has crashed, with
     # QEMU's VMs as with ours. So the blk VMs run one after the other, a VM that dies before
-    # its init starts is booted again (EARLY-BOOT-RETRIES counts it), and the two-VM net case
-    # is opt-in (see the net fixture).
-    pytest.mark.skipif(not os.path.exists(VMHOST),
-                       reason="needs issue 4's emulated host (tests/vmhost/vmhost.sh), "
-                              "not in this branch yet"),
+    # its init starts is booted again (EARLY-BOOT-RETRIES counts it), and the network cases
+    # run with L1 without nested paging (see the net fixtures).
+    pytest.mark.skipif(vmhost.missing() is not None, reason=str(vmhost.missing())),
     pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not shutil.which("qemu-img")
                        or not shutil.which("mkfs.ext4"),
                        reason="needs qemu-system-x86, qemu-utils and e2fsprogs"),
@@ -52,31 +50,6 @@ def script_disk(src, dst, prefix=""):
     body += b"\n" * (4096 - len(body) % 4096)
     with open(dst, "wb") as f:
         f.write(body)
-
-
-def run_vmhost(script, files, bins, timeout, env_extra=None):
-    cmd = ["sh", VMHOST, "--timeout", str(timeout)]
-    for f in files:
-        cmd += ["--file", f]
-    for b in bins:
-        cmd += ["--bin", b]
-    cmd.append(script)
-    env = dict(os.environ, LIGERO=LIGERO, LIGERO_BUILD=BUILD, **(env_extra or {}))
-    for attempt in (1, 2):  # an emulated host that crashed itself is booted once more
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=env, timeout=timeout + 120)
-        if p.returncode != 125:
-            break
-        print("emulated host failed (attempt %d):\n%s" % (attempt, p.stderr[-3000:]))
-    if "can't open '/work/script.sh'" in p.stdout:
-        # vmhost.sh appends its per-run cpio right after the gzipped base one; when the base's
-        # size is not a multiple of 4 the kernel rejects the second archive ("invalid magic").
-        pytest.skip("tests/vmhost/vmhost.sh: the per-run initramfs archive was not unpacked "
-                    "(base.cpio.gz size not 4-byte aligned; harness bug reported to issue 4)")
-    if p.returncode == 125:  # twice: the emulated host's own failure, not ligero's
-        pytest.skip("the emulated host itself failed twice (QEMU TCG nested SVM; see "
-                    "docs/ligero-run.md): " + " | ".join(p.stderr.strip().splitlines()[-3:]))
-    return p.stdout
 
 
 def parse(out):
@@ -202,15 +175,17 @@ def net_modules():
 
 
 def run_part(d, name, files, env_extra=None):
-    """One emulated-host boot runs host_NAME.sh; its KEY=value lines, parsed."""
-    script = d / ("host_all_%s.sh" % name)
-    script.write_text("sh /work/host_%s.sh 2>&1\n" % name)
+    """One emulated-host boot runs host_NAME.sh; its KEY=value lines, parsed. An emulated host
+    that failed twice by itself skips the test with the reason."""
     files = files + [os.path.join(HERE, "host_%s.sh" % name)]
     bins = [shutil.which(b) for b in ("qemu-img", "e2fsck", "debugfs")]
-    out = run_vmhost(str(script), files, bins, int(os.environ.get("LIGERO_VIRTIO_TIMEOUT", 1800)),
-                     env_extra)
-    kv = parse(out)
-    kv["_out"] = out
+    res = vmhost.run("sh /work/host_%s.sh 2>&1\n" % name, files=files, bins=bins,
+                     timeout=int(os.environ.get("LIGERO_VIRTIO_TIMEOUT", 1800)), env=env_extra)
+    if res.rc == vmhost.HOST_FAILED:
+        print(res.log[-3000:])
+    vmhost.skip_if_host_failed(res)
+    kv = parse(res.output)
+    kv["_out"] = res.output
     return kv
 
 

@@ -47,8 +47,9 @@ def build_guest():
     return Path(out.stdout.strip())
 
 
-def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G"):
-    """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout."""
+def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None):
+    """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout. `env`
+    adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...)."""
     work = build_dir() / "vmhost"
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"script.{os.getpid()}.sh"
@@ -60,7 +61,8 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G"):
         cmd += ["--bin", b]
     for t in trees:
         cmd += ["--tree", t]
-    env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()))
+    env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()),
+               **(env or {}))
     log = ""
     try:
         for attempt in (1, 2):  # an emulated host whose own kernel failed gets one more boot

@@ -93,11 +93,14 @@ static void net_irq(struct net *n, int qi, bool fresh)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* After each event: fire what is due, and wake up for what is not yet. */
+/* After each event: fire what is due, and wake up for what is not yet. Without moderation
+ * net_irq has fired everything already. */
 static void net_irq_timer(struct net *n)
 {
 	long us = -1;
 
+	if (!n->coalesce_ns)
+		return;
 	net_irq(n, Q_RX, false);
 	net_irq(n, Q_TX, false);
 	for (int qi = 0; qi < 2; qi++) {
@@ -354,10 +357,6 @@ static int net_activate(struct virtio_dev *d)
 	virtio_worker_add(&n->w, d->q[Q_TX].kick_fd, POLLIN, net_tx_kick);
 	n->w.on_timeout = net_timeout;
 	memset(n->irq, 0, sizeof(n->irq));
-	{
-		const char *c = getenv("LIGERO_NET_COALESCE_US");
-		n->coalesce_ns = c ? strtoull(c, NULL, 10) * 1000 : 0;
-	}
 	return virtio_worker_start(&n->w, "virtio-net");
 }
 
@@ -398,6 +397,10 @@ int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o,
 		return -ENOMEM;
 	n->tap_fd = -1;
 	n->e.iov = n->iov;
+	{
+		const char *c = getenv("LIGERO_NET_COALESCE_US");
+		n->coalesce_ns = c ? strtoull(c, NULL, 10) * 1000 : 0;
+	}
 	memcpy(n->cfg.mac, o->mac, 6);
 	n->cfg.status = VIRTIO_NET_S_LINK_UP;
 	n->cfg.max_virtqueue_pairs = 1;

@@ -95,13 +95,13 @@ void virtio_worker_stop(struct virtio_worker *w)
 	w->running = false;
 }
 
-bool virtio_queue_drain_quiet(struct virtio_dev *d, int qi, struct virtq_elem *e,
-			      virtio_elem_fn *fn)
+/* q->lock held: pop and handle everything queue qi holds, notifications off meanwhile;
+ * returns whether anything was completed. */
+static bool drain_locked(struct virtio_dev *d, int qi, struct virtq_elem *e, virtio_elem_fn *fn)
 {
 	struct virtio_queue *q = &d->q[qi];
 	bool pushed = false;
 
-	pthread_mutex_lock(&q->lock);
 	while (!virtio_dev_broken(d)) {
 		uint32_t written = 0;
 		int r;
@@ -126,6 +126,16 @@ bool virtio_queue_drain_quiet(struct virtio_dev *d, int qi, struct virtq_elem *e
 			pushed = true;
 		}
 	}
+	return pushed;
+}
+
+bool virtio_queue_drain_quiet(struct virtio_dev *d, int qi, struct virtq_elem *e,
+			      virtio_elem_fn *fn)
+{
+	struct virtio_queue *q = &d->q[qi];
+
+	pthread_mutex_lock(&q->lock);
+	bool pushed = drain_locked(d, qi, e, fn);
 	pthread_mutex_unlock(&q->lock);
 	return pushed;
 }
@@ -134,10 +144,9 @@ void virtio_queue_drain(struct virtio_dev *d, int qi, struct virtq_elem *e, virt
 {
 	struct virtio_queue *q = &d->q[qi];
 
-	if (!virtio_queue_drain_quiet(d, qi, e, fn))
-		return;
 	pthread_mutex_lock(&q->lock);
-	virtio_dev_queue_done(d, qi);
+	if (drain_locked(d, qi, e, fn))
+		virtio_dev_queue_done(d, qi);
 	pthread_mutex_unlock(&q->lock);
 }
 
