@@ -50,10 +50,10 @@ dd if=/dev/vdb of=/vbench bs=4096 count=$(((size + 4095) / 4096)) 2>/dev/null
 head -c $size /vbench >/vb && chmod +x /vb
 ip addr add \$ADDR/24 dev eth0 && ip link set eth0 up
 if [ "\$ROLE" = server ]; then /vb tcprecv 5001; else sleep 2
-	[ -z "$DIAG" ] || ping -q -c 10 -i 0.2 \$PEER | tail -1 | sed 's/^/IRQS PING /'
+	[ -z "${DIAG:-}" ] || ping -q -c 10 -i 0.2 \$PEER | tail -1 | sed 's/^/IRQS PING /'
 	/vb tcpsend \$PEER 5001 400
-	[ -z "$DIAG" ] || awk '\$1 == "Tcp:" && \$13 ~ /^[0-9]+\$/ {print "IRQS TCP out " \$12 " retransmitted " \$13}' /proc/net/snmp; fi
-[ -z "$DIAG" ] || { grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
+	[ -z "${DIAG:-}" ] || awk '\$1 == "Tcp:" && \$13 ~ /^[0-9]+\$/ {print "IRQS TCP out " \$12 " retransmitted " \$13}' /proc/net/snmp; fi
+[ -z "${DIAG:-}" ] || { grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
 	grep eth0: /proc/net/dev | awk -v r=\$ROLE '{sub(/.*:/, ""); printf "IRQS %s packets rx %d (%d B each) tx %d (%d B each)\\n", r, \$2, \$2 ? \$1 / \$2 : 0, \$10, \$10 ? \$9 / \$10 : 0}'; }
 exit 0
 G

@@ -1264,6 +1264,11 @@ int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data
 	ret = mark_dirty(s);
 	if (ret == 0)
 		ret = get_entry(s, guest_off, &e);
+	/* Overwriting frees the old cluster below, and a freed host cluster can be given to a
+	 * table that is written straight to the file: none may still have bytes waiting in the
+	 * buffer, which would land on that table later. */
+	if (ret == 0 && allocated(cluster_type(e)))
+		ret = qcow2_cbuf_settle(s);
 	if (ret == 0) {
 		/* The L2 table first, as QEMU does: allocated after the data, a new table would
 		 * take the host cluster the next compressed cluster was to run on into, and the

@@ -128,8 +128,10 @@ struct qcow2 {
 	int writes_active, excl_waiting;
 	/* Compressed clusters written back to back (img convert -c) collect here and reach the
 	 * file in large aligned writes (cluster.c, cbuf_put): cbuf_len bytes for the file from
-	 * cbuf_off (4 KiB-aligned); every other call first writes them out (qcow2_cbuf_settle).
-	 * Only with cache=unsafe, whose writes promise no order on a crash anyway. */
+	 * cbuf_off (4 KiB-aligned); every other call first writes them out (qcow2_cbuf_settle),
+	 * and so does a compressed write that overwrites a cluster: no host cluster with bytes
+	 * in the buffer is ever freed and handed to a table. Only with cache=unsafe, whose
+	 * writes promise no order on a crash anyway. */
 	uint8_t *cbuf;
 	uint64_t cbuf_off;
 	size_t cbuf_len, cbuf_size;
