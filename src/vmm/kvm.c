@@ -58,11 +58,17 @@ int kvm_open(const char *path, bool force)
 	enum kvm_host_kind kind = kvm_host_kind("/sys/module", "/proc/cpuinfo");
 	int fd = open(path, O_RDWR | O_CLOEXEC), v;
 
-	if (fd < 0 && errno == ENOENT)
+	if (fd < 0 && errno == ENOENT && kind == KVM_HOST_OK)
 		return err_set(ENODEV,
 			       "%s does not exist: load kvm_intel or kvm_amd, or enable "
 			       "virtualization in the firmware",
 			       path);
+	if (fd < 0 && errno == ENOENT) /* loading a module would not help here */
+		return err_set(ENODEV,
+			       "%s does not exist, and this host could not run a stock kernel on "
+			       "KVM anyway (%s); boot inside the emulated host instead "
+			       "(tests/vmhost/vmhost.sh, see docs/ligero-run.md)",
+			       path, kind == KVM_HOST_PVM ? "module kvm_pvm" : "no vmx or svm");
 	if (fd < 0 && errno == EACCES)
 		return err_set(EACCES,
 			       "%s: permission denied (join the group that owns it, "
