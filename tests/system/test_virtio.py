@@ -243,7 +243,8 @@ def net(tmp_path_factory):
     network namespace, 100 MiB over TCP from one to the other. With the emulated NPT, two VMs
     under network load froze or crashed the emulated host too often to test (docs/virtio.md);
     without it the guests have finished every run measured (L1's own kernel has still panicked
-    at times, which run_vmhost retries once and then skips). LIGERO_VIRTIO_NET=0 leaves it out."""
+    at times, which vmhost.run retries once and the test then skips). LIGERO_VIRTIO_NET=0
+    leaves it out."""
     if os.environ.get("LIGERO_VIRTIO_NET") == "0":
         pytest.skip("LIGERO_VIRTIO_NET=0: the two-VM network case was left out on request")
     d = tmp_path_factory.mktemp("virtio-net")
