@@ -3,6 +3,7 @@ writes clean under qemu-img check, compressed output no larger than qemu-img's, 
 leave nothing behind, and Ctrl-C that removes a half-written destination."""
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -76,7 +77,6 @@ def make_letters(path, size, seed=1):
     """Random letters from a 16-letter alphabet: 4 bits of entropy a byte and few repeats
     longer than 5 bytes, so a compressor gains nothing from the marginal short matches it
     finds, and a few KiB of layout (a lost partial host cluster) show in the file size."""
-    import random
     rnd = random.Random(seed)
     path.write_bytes(bytes(rnd.choices(b"abcdefghijklmnop", k=size)))
     return path
@@ -342,7 +342,6 @@ def test_random_layouts_match_qemu_img(ligero, tmp_path, seed):
     with -S, compressed) reads the same as what qemu-img convert writes. Whole clusters are
     read where they lie in the source file and partial ones are copied, so every boundary case
     between the two is crossed."""
-    import random
     rnd = random.Random(seed)
     srcs = []
     for i in range(3):  # raw files: random runs of data and holes, odd total size
@@ -451,7 +450,6 @@ def test_compressed_output_buffered_in_large_writes(ligero, tmp_path, ctype):
     reach the file in large aligned writes; plain (incompressible) and zero clusters between
     them, and buffers that fill up many times over, must give the very file that -t writeback
     (each cluster written as it comes) gives, clean, with the source's content."""
-    import random
     rnd = random.Random(7)
     table = bytes(b"abcdefghijklmnop"[i % 16] for i in range(256))
     src = tmp_path / "src.raw"

@@ -454,7 +454,9 @@ static void lock_excl(struct qcow2 *s)
 void qcow2_lock_excl(struct qcow2 *s)
 {
 	lock_excl(s);
-	qcow2_cbuf_settle(s);
+	/* A failed buffer write stays in cbuf_err (and its bytes are never written later): the
+	 * next write or flush returns it. */
+	(void)qcow2_cbuf_settle(s);
 }
 
 #define CBUF_ALIGN 4096u
@@ -847,6 +849,7 @@ int qcow2_readv(struct bdev *bs, uint64_t off, const struct iovec *iov, int n, s
 	struct iovec part[BDEV_IOV_MAX]; /* the pieces of one transfer (n <= BDEV_IOV_MAX) */
 
 	pthread_mutex_lock(&s->lock);
+	/* reads need the buffered clusters in the file, not an earlier write's error */
 	int ret = s->cbuf_len ? qcow2_cbuf_settle(s) : 0;
 	if (ret == 0)
 		ret = do_readv(s, off, iov, n, len, part);

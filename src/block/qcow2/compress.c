@@ -280,11 +280,11 @@ static int64_t zlib_compress(void *dst, size_t dst_len, const void *src, size_t 
  * zstd level 3, QEMU's, with a larger long-match table for clusters up to 128 KiB: for inputs
  * of that size zstd sizes level 3's tables at 2^16 entries (8-byte matches, hashLog) and 2^15
  * (short matches, chainLog). Doubling the first finds more long matches with fewer collisions:
- * bench/zstdsweep.c measures 0.02-0.03% smaller frames and 1-2% less CPU than QEMU's on the
- * bench's text and binaries, and the same output on text with few long repeats. The short
- * table stays QEMU's: doubled, it is 3-4% cheaper still but takes more marginal 5-byte matches
- * that cost more than the literals they replace, and on 16 MiB of random letters from a
- * 16-letter alphabet the frames came out 0.04% larger than QEMU's.
+ * bench/zstdsweep.c measures frames 0.02% smaller than QEMU's on the bench's text and binaries,
+ * and within 4 bytes of QEMU's total on 16 MiB of random letters from a 16-letter alphabet
+ * (text with few long repeats); CPU differs by less than the sweep's run-to-run spread. The
+ * short table stays QEMU's: doubled, it takes more marginal 5-byte matches that cost more than
+ * the literals they replace, and on those letters the frames came out 0.05% larger than QEMU's.
  */
 #define ZSTD_SMALL_INPUT (128u << 10)
 
