@@ -267,8 +267,10 @@ void *vcpu_thread(void *arg)
 		exitstat_mark(v->stat, "boot vCPU enters the guest");
 	while (!vm_stopping(v->vm)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				guestprof_sample(v->prof, v->id, v->fd); /* LIGERO_PROFILE */
 				continue;
+			}
 			vm_fail(v->vm, "vCPU %u: KVM_RUN: %s", v->id, strerror(errno));
 			break;
 		}

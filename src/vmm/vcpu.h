@@ -4,6 +4,7 @@
 
 #include "vmm/bus.h"
 #include "vmm/exitstat.h"
+#include "vmm/guestprof.h"
 
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -21,8 +22,9 @@ struct vcpu {
 	int started;
 	struct vm *vm;
 	const struct bus *io, *mmio;
-	unsigned long exits;   /* exits handled in user space */
-	struct exitstat *stat; /* or NULL */
+	unsigned long exits;	/* exits handled in user space */
+	struct exitstat *stat;	/* or NULL */
+	struct guestprof *prof; /* or NULL */
 };
 
 /* Create vCPU `id` of `ncpus` and set its CPUID, MSRs, FPU and LAPIC. cpuid is scratch space

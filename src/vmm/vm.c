@@ -8,6 +8,7 @@
 #include "vmm/console.h"
 #include "vmm/cpuid.h"
 #include "vmm/exitstat.h"
+#include "vmm/guestprof.h"
 #include "vmm/kvm.h"
 #include "vmm/memory.h"
 #include "vmm/pci.h"
@@ -43,7 +44,8 @@ struct vm {
 	struct serial serial;
 	struct pci_host pci;
 	struct vm_devices *devices;
-	struct exitstat *stat; /* LIGERO_STATS=1 only */
+	struct exitstat *stat;	/* LIGERO_STATS=1 only */
+	struct guestprof *prof; /* LIGERO_PROFILE=FILE only */
 	/* the kernel, initrd and ACPI tables are loaded on a thread of their own (vm_load_start) */
 	const struct vm_config *load_cfg;
 	pthread_t loader;
@@ -210,6 +212,7 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 		vm->vcpus[i].io = &vm->io;
 		vm->vcpus[i].mmio = &vm->mmio;
 		vm->vcpus[i].stat = vm->stat;
+		vm->vcpus[i].prof = vm->prof;
 	}
 	vm->ncpus = n;
 	for (unsigned i = 0; i < n && ret == 0; i++)
@@ -295,7 +298,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->stat = exitstat_new();
 	exitstat_mark(vm->stat, "vm_create");
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
-	if ((ret = check_config(cfg)) < 0 || (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
+	if ((ret = check_config(cfg)) < 0 || (ret = guestprof_new(&vm->prof)) < 0 ||
+	    (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
 	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
 	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
 	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
@@ -364,8 +368,13 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	struct sigaction sa = {.sa_handler = on_kick};
 	pthread_attr_t attr;
 	sigset_t kick;
+	pthread_t tids[VM_MAX_CPUS];
+	unsigned started = 0;
 	int ret;
 
+	/* SA_RESTART: the profiler's signals (guestprof.h) must not fail a vCPU thread's other
+	 * system calls; KVM_RUN returns EINTR all the same. */
+	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
 	sigemptyset(&kick);
@@ -384,15 +393,21 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 			break;
 		}
 		vm->vcpus[i].started = 1;
+		tids[started++] = vm->vcpus[i].thread;
 	}
 	pthread_attr_destroy(&attr);
+	if ((ret = guestprof_start(vm->prof, tids, started)) < 0)
+		vm_fail(vm, "%s", err_msg());
 	vm_console_loop(vm);
+	guestprof_stop(vm->prof); /* before the threads it signals are gone */
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
 	console_close(&vm->con);
+	if (guestprof_write(vm->prof) < 0)
+		fprintf(stderr, "ligero: %s\n", err_msg());
 	*why = vm->why;
 	*msg = vm->msg[0] ? vm->msg : vm_exit_name(vm->why);
 	return 0;
@@ -414,5 +429,6 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	close(vm->stop_fd);
 	exitstat_free(vm->stat);
+	guestprof_free(vm->prof);
 	free(vm);
 }

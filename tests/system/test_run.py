@@ -1,6 +1,8 @@
 """`ligero run` (issue 4). The guest cases boot the test guest (tests/guest/) inside the emulated
 host (tests/vmhost/), all in one emulated-host boot; the guest itself is the oracle: nproc,
 /proc/meminfo, /proc/cmdline and the marker its init prints. The error cases run on this host."""
+import base64
+import gzip
 import os
 import re
 import shlex
@@ -28,7 +30,12 @@ CASES = {
     "mem3584": (["--cpus", "1", "--memory", "3584M"], 0),
     "reboot": (["--cpus", "1", "--memory", "256M", "--exit", "reboot"], 0),
     "panic": (["--cpus", "1", "--memory", "256M", "--exit", "panic"], 1),
+    # sampled by LIGERO_PROFILE (test_profile_samples_guest)
+    "profile": (["--cpus", "2", "--memory", "256M"], 0),
 }
+# per case: environment for ligero, and the guest's command instead of the usual one
+CASE_ENV = {"profile": "LIGERO_PROFILE=/tmp/prof"}
+CASE_RUN = {"profile": "grep -w -e _stext -e _etext /proc/kallsyms | sed s/^/KSYM=/"}
 MEMORY = {"cpus1": 256, "cpus2": 512, "cpus4": 1024, "mem3584": 3584}
 
 
@@ -42,7 +49,8 @@ def case_script():
             exit_how = args[i + 1]
             del args[i:i + 2]
         token = f"tok-{name}-{os.getpid()}"
-        run = "echo NPROC=$(nproc); grep MemTotal /proc/meminfo; echo CMDLINE=$(cat /proc/cmdline)"
+        run = CASE_RUN.get(name, "echo NPROC=$(nproc); grep MemTotal /proc/meminfo; "
+                           "echo CMDLINE=$(cat /proc/cmdline)")
         cmdline = f'quiet ligero.token={token} ligero.exit={exit_how} ligero.run="{run}"'
         lines += [
             f"echo '=== CASE {name}'",
@@ -56,7 +64,8 @@ def case_script():
             # the case. A failed attempt leaves
             # its console tail, ligero's start-up marks, exit counts and vCPU state
             # (LIGERO_STATS, printed as the timeout's SIGTERM ends it) in the log.
-            f"for try in 1 2; do rm -f /tmp/stats; LIGERO_STATS=/tmp/stats timeout 150 "
+            f"for try in 1 2; do rm -f /tmp/stats /tmp/prof; LIGERO_STATS=/tmp/stats "
+            f"{CASE_ENV.get(name, '')} timeout 150 "
             f"./ligero run --kernel $K --initrd $I {' '.join(args)} "
             f"--cmdline {shlex.quote(cmdline)} >/tmp/out 2>/tmp/err; rc=$?; "
             "if [ $rc -ne 124 ]; then grep -q triple-faulted /tmp/err || break; fi; "
@@ -68,6 +77,8 @@ def case_script():
             " cat /tmp/console.txt >>/tmp/out; rm /tmp/console.txt; fi",
             "echo '=== STDOUT'; cat /tmp/out; echo '=== STDERR'; cat /tmp/err",
             "echo \"=== RC $rc\"",
+            "if [ -f /tmp/prof ]; then echo '=== PROF'; gzip </tmp/prof | base64; "
+            "echo '=== PROF-END'; fi",
         ]
     return "\n".join(lines) + "\n"
 
@@ -86,10 +97,14 @@ def cases(vmhost):
     out = {}
     for block in res.output.split("=== CASE ")[1:]:
         name = block.split("\n", 1)[0].strip()
-        m = re.search(r"=== STDOUT\n(.*)=== STDERR\n(.*)=== RC (\d+)", block, re.S)
+        m = re.search(r"=== STDOUT\n(.*)=== STDERR\n(.*)=== RC (\d+)\n", block, re.S)
         assert m, f"case {name}: malformed output:\n{block}"
+        p = re.search(r"=== PROF\n(.*)=== PROF-END", block, re.S)
+        t = re.search(r"=== TIME (\S+) (\S+)", block)
         out[name] = {"stdout": m.group(1), "stderr": m.group(2), "rc": int(m.group(3)),
-                     "block": block}
+                     "block": block.split("=== PROF\n")[0],
+                     "prof": gzip.decompress(base64.b64decode(p.group(1))).decode() if p else None,
+                     "time": (float(t.group(1)), float(t.group(2))) if t else None}
     assert set(out) == set(CASES), "cases missing from the output:\n" + res.output[-4000:]
     return out
 
@@ -148,11 +163,43 @@ def test_panic_exits_nonzero_with_message(cases):
     assert "ligero: guest kernel panicked" in c["stderr"]
 
 
+def test_profile_samples_guest(cases):
+    """LIGERO_PROFILE: samples from both vCPUs, in time order inside the run, about one per
+    millisecond each, the boot vCPU's first in the bzImage's decompressor (below 4 GiB, before the
+    kernel proper), and the kernel's samples in its text as the guest's own /proc/kallsyms
+    places it (KASLR on)."""
+    c = cases["profile"]
+    assert c["prof"] is not None, "no profile written:\n" + c["block"]
+    lines = c["prof"].splitlines()
+    assert lines[0] == "# ligero guest profile: seconds (CLOCK_BOOTTIME) vcpu rip"
+    head = re.fullmatch(r"# interval_us 1000 samples (\d+) dropped 0", lines[1])
+    assert head, lines[1]
+    samples = [(float(t), int(cpu), int(rip, 16)) for t, cpu, rip in
+               (line.split() for line in lines[2:])]
+    assert len(samples) == int(head.group(1))
+    ksym = dict(reversed(line.split("=", 1)[1].split()[::2]) for line in
+                c["stdout"].splitlines() if line.startswith("KSYM="))
+    stext, etext = int(ksym["_stext"], 16), int(ksym["_etext"], 16)
+    t0, t1 = c["time"]
+    times = [t for t, _, _ in samples]
+    assert times == sorted(times) and t0 <= times[0] and times[-1] <= t1
+    for cpu in (0, 1):
+        mine = [s for s in samples if s[1] == cpu]
+        # one signal a millisecond; under emulation some are late or merged
+        assert 0.2 * (t1 - t0) * 1000 <= len(mine) <= (t1 - t0) * 1000 + 10, (cpu, len(mine))
+    boot = [rip for _, cpu, rip in samples if cpu == 0]
+    assert boot[0] < 1 << 32, hex(boot[0])
+    kernel = [rip for rip in boot if rip >= 0xffff800000000000]
+    in_text = [rip for rip in kernel if stext <= rip < etext]
+    # the rest: module text, once the init has loaded the modules
+    assert len(kernel) > 100 and len(in_text) >= 0.9 * len(kernel), (len(kernel), len(in_text))
+
+
 # --- on this host, no guest needed -------------------------------------------------------------
 
-def ligero(*args, timeout=30):
+def ligero(*args, timeout=30, env=None):
     return subprocess.run([str(vh.ligero_binary()), *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +259,25 @@ def test_pvm_host_refuses_stock_kernel(guest):
         assert "load kvm_intel" not in r.stderr
     assert "tests/vmhost/vmhost.sh" in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("env,msg", [
+    ({"LIGERO_PROFILE": "/nonexistent-dir/prof"},
+     "ligero: LIGERO_PROFILE: /nonexistent-dir/prof: No such file or directory"),
+    ({"LIGERO_PROFILE": "PROF", "LIGERO_PROFILE_US": "5"},
+     "ligero: LIGERO_PROFILE_US=5: want microseconds from 100 to 1000000"),
+])
+def test_profile_bad_settings(guest, tmp_path, env, msg):
+    env = {k: v.replace("PROF", str(tmp_path / "prof")) for k, v in env.items()}
+    r = ligero("run", "--kernel", str(guest / "vmlinuz"), env=env)
+    assert r.returncode != 0 and r.stderr.strip() == msg, r.stderr
+    assert not (tmp_path / "prof").exists()
+
+
+def test_profile_left_out_when_vm_cannot_run(guest, tmp_path):
+    """A run that fails before the guest starts (here: this host's KVM) leaves no empty profile."""
+    prof = tmp_path / "prof"
+    r = ligero("run", "--kernel", str(guest / "vmlinuz"), env={"LIGERO_PROFILE": str(prof)})
+    if r.returncode == 0:
+        pytest.skip("this host's KVM ran the guest")
+    assert r.stderr.startswith("ligero: ") and not prof.exists()
