@@ -143,11 +143,13 @@ while kill -0 $qemu 2>/dev/null; do
 done
 wait $qemu || echo "vmhost: qemu exited with status $? (timeout ${timeout}s?)" >>"$run/console.log"
 
-tr -d '\r' <"$run/results.log" | grep -v '^VMHOST-RC=\|^VMHOST-UP ' || true
-rc=$(tr -d '\r' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
+# NUL bytes (a guest console's line noise) would make grep call the whole output binary and
+# print none of it: they are dropped, and grep reads text regardless (-a).
+tr -d '\r\000' <"$run/results.log" | grep -a -v '^VMHOST-RC=\|^VMHOST-UP ' || true
+rc=$(tr -d '\r\000' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
 if [ -z "$rc" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
 	echo "---- emulated host console ----" >&2
-	tr -d '\r' <"$run/console.log" | grep -v '^VMHOST-ALIVE ' | tail -n 60 >&2
+	tr -d '\r\000' <"$run/console.log" | grep -a -v '^VMHOST-ALIVE ' | tail -n 60 >&2
 fi
 [ -n "$rc" ] || fail "the emulated host did not finish the script"
 exit "$rc"
