@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define PCI_COMMAND	   0x04
+#define PCI_COMMAND_IO	   0x1
 #define PCI_COMMAND_MEMORY 0x2
 #define PCI_BAR0	   0x10
 
@@ -39,17 +40,28 @@ void pci_dev_set_bar(struct pci_dev *d, int bar, uint64_t size)
 	pci_cfg_put(d, PCI_BAR0 + 4 * bar, 4, 0); /* 32-bit, non-prefetchable memory */
 }
 
+void pci_dev_set_io_bar(struct pci_dev *d, int bar, unsigned size)
+{
+	uint32_t mask = ~(size - 1) & 0xfffcu; /* x86 ports are 16-bit: the rest reads as 0 */
+
+	d->bar_size[bar] = size;
+	d->bar_io[bar] = true;
+	for (int i = 0; i < 4; i++)
+		d->wmask[PCI_BAR0 + 4 * bar + i] = (uint8_t)(mask >> (8 * i));
+	pci_cfg_put(d, PCI_BAR0 + 4 * bar, 4, 1); /* bit 0: I/O space */
+}
+
 /* Where each BAR decodes after a command or BAR write; tell the function about changes. */
 static void update_bars(struct pci_dev *d)
 {
-	bool mem_on = pci_cfg_get(d, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY;
+	uint32_t cmd = pci_cfg_get(d, PCI_COMMAND, 2);
 
 	for (int b = 0; b < PCI_NUM_BARS; b++) {
 		uint64_t gpa, old = d->bar_gpa[b];
 		if (!d->bar_size[b])
 			continue;
-		gpa = pci_cfg_get(d, PCI_BAR0 + 4 * b, 4) & ~0xfull;
-		if (!mem_on)
+		gpa = pci_cfg_get(d, PCI_BAR0 + 4 * b, 4) & (d->bar_io[b] ? ~0x3ull : ~0xfull);
+		if (!(cmd & (d->bar_io[b] ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY)))
 			gpa = 0;
 		if (gpa == old)
 			continue;
@@ -66,6 +78,7 @@ void pci_bus_init(struct pci_bus *bus, uint64_t ecam_base, uint64_t mmio_base, u
 	bus->ecam_base = ecam_base;
 	bus->mmio_next = mmio_base;
 	bus->mmio_end = mmio_base + mmio_size;
+	bus->io_next = PCI_BUS_IO_BASE;
 	/* 00:00.0, the host bridge: Linux's type-1 probe looks for a bridge class here. */
 	pci_dev_init(&bus->host_bridge, NULL, 0x1b36, 0x0008, 0x060000, 0, 0);
 	pci_cfg_put(&bus->host_bridge, 0x08, 1, 0);
@@ -92,18 +105,24 @@ int pci_bus_add(struct pci_bus *bus, struct pci_dev *d)
 		return -ENOSPC;
 	}
 	/* Place BARs now (naturally aligned), as firmware would: Linux keeps what it finds. */
+	uint64_t mmio_next = bus->mmio_next, io_next = bus->io_next;
+	uint16_t cmd = 0;
 	for (int b = 0; b < PCI_NUM_BARS; b++) {
-		uint64_t sz = d->bar_size[b], at = (bus->mmio_next + sz - 1) & ~(sz - 1);
+		uint64_t sz = d->bar_size[b], *next = d->bar_io[b] ? &io_next : &mmio_next;
+		uint64_t at = (*next + sz - 1) & ~(sz - 1);
 		if (!sz)
 			continue;
-		if (at + sz > bus->mmio_end) {
+		if (at + sz > (d->bar_io[b] ? PCI_BUS_IO_END : bus->mmio_end)) {
 			pthread_mutex_unlock(&bus->lock);
 			return -ENOSPC;
 		}
-		pci_cfg_put(d, PCI_BAR0 + 4 * b, 4, (uint32_t)at);
-		bus->mmio_next = at + sz;
+		pci_cfg_put(d, PCI_BAR0 + 4 * b, 4, (uint32_t)at | (d->bar_io[b] ? 1 : 0));
+		*next = at + sz;
+		cmd |= d->bar_io[b] ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY;
 	}
-	pci_cfg_put(d, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	bus->mmio_next = mmio_next;
+	bus->io_next = (uint32_t)io_next;
+	pci_cfg_put(d, PCI_COMMAND, 2, cmd);
 	d->slot = slot;
 	d->bus = bus;
 	bus->dev[slot] = d;
@@ -144,10 +163,50 @@ static void cfg_access(struct pci_bus *bus, unsigned devfn, unsigned reg, void *
 		d->ops->cfg_written(d, reg, len);
 }
 
+/* The BAR of kind io that holds [addr, addr + len), as its device and offset; or NULL. */
+static struct pci_dev *bar_at(struct pci_bus *bus, bool io, uint64_t addr, unsigned len, int *bar,
+			      uint64_t *off)
+{
+	for (int s = 1; s < PCI_BUS_SLOTS; s++) {
+		struct pci_dev *d = bus->dev[s];
+		if (!d)
+			continue;
+		for (int b = 0; b < PCI_NUM_BARS; b++) {
+			uint64_t base = __atomic_load_n(&d->bar_gpa[b], __ATOMIC_ACQUIRE);
+			uint64_t sz = d->bar_size[b];
+			if (d->bar_io[b] != io || !base || addr < base || addr - base >= sz ||
+			    len > sz - (addr - base))
+				continue;
+			*bar = b;
+			*off = addr - base;
+			return d;
+		}
+	}
+	return NULL;
+}
+
+static void bar_access(struct pci_dev *d, int bar, uint64_t off, void *data, unsigned len,
+		       bool is_write)
+{
+	if (is_write && d->ops->bar_write)
+		d->ops->bar_write(d, bar, off, data, len);
+	else if (!is_write && d->ops->bar_read)
+		d->ops->bar_read(d, bar, off, data, len);
+	else if (!is_write)
+		memset(data, 0xff, len);
+}
+
 bool pci_bus_pio(struct pci_bus *bus, uint16_t port, void *data, unsigned len, bool is_write)
 {
-	if (port < 0xcf8 || port + len > 0xd00)
-		return false;
+	if (port < 0xcf8 || port + len > 0xd00) {
+		int bar;
+		uint64_t off;
+		struct pci_dev *d = bar_at(bus, true, port, len, &bar, &off);
+		if (!d)
+			return false;
+		bar_access(d, bar, off, data, len, is_write);
+		return true;
+	}
 	pthread_mutex_lock(&bus->lock);
 	if (port == 0xcf8) {
 		if (len == 4 && is_write)
@@ -179,23 +238,11 @@ bool pci_bus_mmio(struct pci_bus *bus, uint64_t gpa, void *data, unsigned len, b
 		pthread_mutex_unlock(&bus->lock);
 		return true;
 	}
-	for (int s = 1; s < PCI_BUS_SLOTS; s++) {
-		struct pci_dev *d = bus->dev[s];
-		if (!d)
-			continue;
-		for (int b = 0; b < PCI_NUM_BARS; b++) {
-			uint64_t base = __atomic_load_n(&d->bar_gpa[b], __ATOMIC_ACQUIRE);
-			uint64_t sz = d->bar_size[b];
-			if (!base || gpa < base || gpa - base >= sz || len > sz - (gpa - base))
-				continue;
-			if (is_write && d->ops->bar_write)
-				d->ops->bar_write(d, b, gpa - base, data, len);
-			else if (!is_write && d->ops->bar_read)
-				d->ops->bar_read(d, b, gpa - base, data, len);
-			else if (!is_write)
-				memset(data, 0xff, len);
-			return true;
-		}
-	}
-	return false;
+	int bar;
+	uint64_t off;
+	struct pci_dev *d = bar_at(bus, false, gpa, len, &bar, &off);
+	if (!d)
+		return false;
+	bar_access(d, bar, off, data, len, is_write);
+	return true;
 }

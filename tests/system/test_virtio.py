@@ -139,6 +139,17 @@ def test_rng(blk):
     assert blk.get("RNG-CURRENT", "").startswith("virtio_rng"), show(blk)
 
 
+def test_notifications_through_ports(blk):
+    """Every virtio device's driver took the port I/O notification window (pci.h: it comes
+    first), inside the PCI I/O window ligero gives BARs from."""
+    ranges = blk.get("PIO-NOTIFY", "").split()
+    assert int(blk.get("VIRTIO-DEVICES", "0")) == 6, show(blk)  # five disks and the rng
+    assert len(ranges) == int(blk["VIRTIO-DEVICES"]), show(blk)
+    for r in ranges:
+        lo, hi = (int(x, 16) for x in r.split("-"))
+        assert 0xc000 <= lo and hi - lo + 1 == 8, r
+
+
 def test_balloon_lowers_rss(blk):
     before = int(blk.get("RSS-BEFORE-KB", "0"))
     after = int(blk.get("RSS-AFTER-KB", "0").split()[0] or 0)

@@ -241,6 +241,57 @@ static void config_space(void **state)
 	assert_int_equal(cfg_rd(f, 0x90 + 16, 2), 1);
 }
 
+/* Notifications through BAR 2's ports: the capability Linux takes (the first notify one) points
+ * there; a 16-bit write to queue 0's port runs the queue; sizing and I/O decoding like a BAR. */
+static void pio_notify(void **state)
+{
+	struct fix *f = *state;
+	uint32_t bar2 = cfg_rd(f, 0x10 + 4 * VIRTIO_PIO_BAR, 4), v;
+	unsigned cap, notify = 0, bars[2] = {0, 0}, mult[2] = {0, 0};
+	uint16_t port = (uint16_t)(bar2 & ~3u), before, zero = 0;
+	uint8_t none[32] = {0};
+
+	assert_int_equal(bar2 & 3, 1); /* an I/O BAR */
+	assert_true(port >= PCI_BUS_IO_BASE && port + VIRTIO_PIO_BAR_SIZE <= (int)PCI_BUS_IO_END);
+	assert_int_equal(cfg_rd(f, 0x04, 2) & 3, 3); /* I/O and memory decoding on */
+	for (cap = cfg_rd(f, 0x34, 1); cap; cap = cfg_rd(f, cap + 1, 1))
+		if (cfg_rd(f, cap, 1) == 0x09 &&
+		    cfg_rd(f, cap + 3, 1) == VIRTIO_PCI_CAP_NOTIFY_CFG && notify < 2) {
+			bars[notify] = cfg_rd(f, cap + 4, 1);
+			mult[notify++] = cfg_rd(f, cap + 16, 4);
+		}
+	assert_int_equal(notify, 2);
+	assert_int_equal(bars[0], VIRTIO_PIO_BAR); /* port I/O first */
+	assert_int_equal(mult[0], VIRTIO_PIO_NOTIFY_MULT);
+	assert_int_equal(bars[1], 0);
+	assert_int_equal(mult[1], VIRTIO_NOTIFY_MULT);
+
+	assert_true(negotiate(f, 1ull << VIRTIO_F_VERSION_1) & VIRTIO_CONFIG_S_FEATURES_OK);
+	setup_queue(f, QSZ, DESC);
+	driver_ok(f);
+	desc(f, 0, BUF, 32, VRING_DESC_F_WRITE, 0);
+	before = used_idx(f);
+	memcpy(f->ram + AVAIL + 4, &zero, 2);
+	__atomic_store_n((uint16_t *)(f->ram + AVAIL + 2), ++f->avail_idx, __ATOMIC_RELEASE);
+	assert_true(pci_bus_pio(&f->bus, port, &zero, 2, true)); /* queue 0's port */
+	for (int i = 0; i < 500 && used_idx(f) == before; i++)
+		usleep(1000);
+	assert_int_equal(used_idx(f), (uint16_t)(before + 1));
+	assert_memory_not_equal(f->ram + BUF, none, 32);
+
+	/* sizing reads back the size with the I/O bit; the BAR moves where it is written */
+	cfg_wr(f, 0x10 + 4 * VIRTIO_PIO_BAR, 4, 0xffffffff);
+	assert_int_equal(cfg_rd(f, 0x10 + 4 * VIRTIO_PIO_BAR, 4),
+			 (~(VIRTIO_PIO_BAR_SIZE - 1u) & 0xfffcu) | 1);
+	cfg_wr(f, 0x10 + 4 * VIRTIO_PIO_BAR, 4, 0xd000);
+	assert_false(pci_bus_pio(&f->bus, port, &v, 2, false));
+	assert_true(pci_bus_pio(&f->bus, 0xd000, &v, 2, false));
+	/* I/O decoding off: the ports are gone, the memory BAR stays */
+	cfg_wr(f, 0x04, 2, 2);
+	assert_false(pci_bus_pio(&f->bus, 0xd000, &v, 2, false));
+	assert_int_equal(rd(f, VIRTIO_PCI_COMMON_NUMQ, 2), 1);
+}
+
 static void feature_negotiation(void **state)
 {
 	struct fix *f = *state;
@@ -558,6 +609,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(config_space, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(feature_negotiation, setup_rng, teardown),
+	    cmocka_unit_test_setup_teardown(pio_notify, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(queue_frozen_and_rng_works, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(malformed_chain_needs_reset, setup_rng, teardown),
 	    cmocka_unit_test_setup_teardown(bad_ring_address, setup_rng, teardown),

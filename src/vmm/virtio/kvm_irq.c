@@ -122,3 +122,17 @@ int kvm_ioeventfd(int vm_fd, uint64_t gpa, int fd, bool assign)
 		return 0;
 	return err_sys(errno, "KVM_IOEVENTFD at 0x%llx", (unsigned long long)gpa);
 }
+
+int kvm_ioeventfd_pio(int vm_fd, uint16_t port, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+	    .addr = port, .len = 2, .fd = fd, .flags = KVM_IOEVENTFD_FLAG_PIO};
+
+	if (vm_fd < 0)
+		return 0;
+	if (!assign)
+		io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	if (ioctl(vm_fd, KVM_IOEVENTFD, &io) == 0)
+		return 0;
+	return err_sys(errno, "KVM_IOEVENTFD at port 0x%x", port);
+}

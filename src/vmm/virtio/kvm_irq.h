@@ -34,5 +34,7 @@ int kvm_irq_set_msi(struct kvm_irq *k, int gsi, uint64_t addr, uint32_t data, bo
 int kvm_irq_irqfd(struct kvm_irq *k, int fd, int gsi, bool assign);
 /* Make guest writes to MMIO address gpa signal fd without leaving the kernel. */
 int kvm_ioeventfd(int vm_fd, uint64_t gpa, int fd, bool assign);
+/* The same for a 16-bit write to I/O port `port`. */
+int kvm_ioeventfd_pio(int vm_fd, uint16_t port, int fd, bool assign);
 
 #endif

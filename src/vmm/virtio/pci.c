@@ -11,15 +11,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define CAP_MSIX     0x40
-#define CAP_COMMON   0x4c
-#define CAP_ISR	     0x5c
-#define CAP_DEVICE   0x6c
-#define CAP_NOTIFY   0x7c
-#define CAP_PCICFG   0x90
-#define MSIX_CTRL    (CAP_MSIX + 2)
-#define MSIX_ENABLE  0x8000
-#define MSIX_MASKALL 0x4000
+#define CAP_MSIX       0x40
+#define CAP_COMMON     0x4c
+#define CAP_ISR	       0x5c
+#define CAP_DEVICE     0x6c
+#define CAP_NOTIFY     0x7c
+#define CAP_PCICFG     0x90
+#define CAP_NOTIFY_PIO 0xa4
+#define MSIX_CTRL      (CAP_MSIX + 2)
+#define MSIX_ENABLE    0x8000
+#define MSIX_MASKALL   0x4000
 
 #define TRANSPORT_FEATURES                                                                         \
 	((1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_RING_F_EVENT_IDX) |                        \
@@ -416,23 +417,58 @@ static void vp_bar_read(struct pci_dev *p, int bar, uint64_t off, void *data, un
 {
 	if (bar == 0 && len <= 8)
 		bar_access(to_vdev(p), off, data, len, false);
+	else if (bar == VIRTIO_PIO_BAR)
+		memset(data, 0, len);
 }
 
 static void vp_bar_write(struct pci_dev *p, int bar, uint64_t off, const void *data, unsigned len)
 {
+	struct virtio_dev *d = to_vdev(p);
 	uint8_t tmp[8];
 
+	if (bar == VIRTIO_PIO_BAR) {
+		/* Only when the ioeventfd is not registered, or the write is not 16-bit. */
+		uint64_t qi = off / VIRTIO_PIO_NOTIFY_MULT;
+		if (qi < d->nqueues)
+			eventfd_write(d->q[qi].kick_fd, 1);
+		return;
+	}
 	if (bar != 0 || len > 8)
 		return;
 	memcpy(tmp, data, len);
-	bar_access(to_vdev(p), off, tmp, len, true);
+	bar_access(d, off, tmp, len, true);
+}
+
+/* BAR 2 moved: its ports signal the queues' eventfds in the kernel. */
+static void pio_notify_moved(struct virtio_dev *d, uint64_t new_port)
+{
+	for (unsigned i = 0; i < d->nqueues && d->notify_port; i++)
+		kvm_ioeventfd_pio(d->irq->vm_fd,
+				  (uint16_t)(d->notify_port + VIRTIO_PIO_NOTIFY_MULT * i),
+				  d->q[i].kick_fd, false);
+	d->notify_port = 0;
+	if (!new_port)
+		return;
+	for (unsigned i = 0; i < d->nqueues; i++)
+		if (kvm_ioeventfd_pio(d->irq->vm_fd,
+				      (uint16_t)(new_port + VIRTIO_PIO_NOTIFY_MULT * i),
+				      d->q[i].kick_fd, true) < 0)
+			fprintf(stderr, "ligero: virtio-%s: %s (notifications will exit)\n",
+				d->ops->name, err_msg());
+	d->notify_port = (uint16_t)new_port;
 }
 
 static void vp_bar_moved(struct pci_dev *p, int bar, uint64_t old_gpa, uint64_t new_gpa)
 {
 	struct virtio_dev *d = to_vdev(p);
 
-	if (bar != 0 || !d->irq)
+	if (!d->irq)
+		return;
+	if (bar == VIRTIO_PIO_BAR) {
+		pio_notify_moved(d, new_gpa);
+		return;
+	}
+	if (bar != 0)
 		return;
 	for (unsigned i = 0; i < d->nqueues && d->notify_gpa; i++)
 		kvm_ioeventfd(d->irq->vm_fd, d->notify_gpa + VIRTIO_NOTIFY_MULT * i,
@@ -497,13 +533,13 @@ static const struct pci_dev_ops virtio_pci_ops = {
 /* ---- setup ---- */
 
 static void put_cap(struct pci_dev *p, unsigned at, unsigned next, unsigned len, uint8_t type,
-		    uint32_t off, uint32_t size)
+		    uint8_t bar, uint32_t off, uint32_t size)
 {
 	p->cfg[at] = 0x09; /* vendor specific */
 	p->cfg[at + 1] = (uint8_t)next;
 	p->cfg[at + 2] = (uint8_t)len;
 	p->cfg[at + 3] = type;
-	p->cfg[at + 4] = 0; /* BAR 0 */
+	p->cfg[at + 4] = bar;
 	pci_cfg_put(p, at + 8, 4, off);
 	pci_cfg_put(p, at + 12, 4, size);
 }
@@ -515,6 +551,7 @@ static void build_config_space(struct virtio_dev *d)
 	pci_dev_init(p, &virtio_pci_ops, 0x1af4, (uint16_t)(0x1040 + d->ops->type),
 		     d->ops->class_code, 0x1af4, 0x40);
 	pci_dev_set_bar(p, 0, VIRTIO_BAR_SIZE);
+	pci_dev_set_io_bar(p, VIRTIO_PIO_BAR, VIRTIO_PIO_BAR_SIZE);
 	pci_cfg_put(p, 0x06, 2, 0x10); /* status: capabilities list */
 	p->cfg[0x34] = CAP_MSIX;
 	p->cfg[CAP_MSIX] = 0x11;
@@ -523,14 +560,18 @@ static void build_config_space(struct virtio_dev *d)
 	p->wmask[MSIX_CTRL + 1] = 0xc0; /* enable, function mask */
 	pci_cfg_put(p, CAP_MSIX + 4, 4, VIRTIO_MSIX_OFF);
 	pci_cfg_put(p, CAP_MSIX + 8, 4, VIRTIO_PBA_OFF);
-	put_cap(p, CAP_COMMON, CAP_ISR, 16, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_COMMON_OFF, 0x40);
-	put_cap(p, CAP_ISR, CAP_DEVICE, 16, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_ISR_OFF, 1);
-	put_cap(p, CAP_DEVICE, CAP_NOTIFY, 16, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_DEVCFG_OFF,
+	put_cap(p, CAP_COMMON, CAP_ISR, 16, VIRTIO_PCI_CAP_COMMON_CFG, 0, VIRTIO_COMMON_OFF, 0x40);
+	put_cap(p, CAP_ISR, CAP_DEVICE, 16, VIRTIO_PCI_CAP_ISR_CFG, 0, VIRTIO_ISR_OFF, 1);
+	/* the port I/O notifications first (pci.h), then the same through BAR 0 */
+	put_cap(p, CAP_DEVICE, CAP_NOTIFY_PIO, 16, VIRTIO_PCI_CAP_DEVICE_CFG, 0, VIRTIO_DEVCFG_OFF,
 		d->cfg_size ? d->cfg_size : 1);
-	put_cap(p, CAP_NOTIFY, CAP_PCICFG, 20, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_NOTIFY_OFF,
+	put_cap(p, CAP_NOTIFY_PIO, CAP_NOTIFY, 20, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PIO_BAR, 0,
+		VIRTIO_PIO_NOTIFY_MULT * d->nqueues);
+	pci_cfg_put(p, CAP_NOTIFY_PIO + 16, 4, VIRTIO_PIO_NOTIFY_MULT);
+	put_cap(p, CAP_NOTIFY, CAP_PCICFG, 20, VIRTIO_PCI_CAP_NOTIFY_CFG, 0, VIRTIO_NOTIFY_OFF,
 		VIRTIO_NOTIFY_MULT * d->nqueues);
 	pci_cfg_put(p, CAP_NOTIFY + 16, 4, VIRTIO_NOTIFY_MULT);
-	put_cap(p, CAP_PCICFG, 0, 20, VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+	put_cap(p, CAP_PCICFG, 0, 20, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0);
 	p->wmask[CAP_PCICFG + 4] = 0xff;
 	memset(p->wmask + CAP_PCICFG + 8, 0xff, 12);
 }
@@ -588,6 +629,7 @@ void virtio_dev_destroy(struct virtio_dev *d)
 	do_reset(d);
 	pthread_mutex_unlock(&d->lock);
 	vp_bar_moved(&d->pci, 0, d->notify_gpa, 0);
+	vp_bar_moved(&d->pci, VIRTIO_PIO_BAR, d->notify_port, 0);
 	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++) {
 		if (d->msix_fd[v] >= 0 && d->msix_gsi[v] >= 0)
 			kvm_irq_irqfd(d->irq, d->msix_fd[v], d->msix_gsi[v], false);

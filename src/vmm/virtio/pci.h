@@ -82,8 +82,9 @@ struct virtio_dev {
 	int msix_gsi[VIRTIO_MSIX_VECTORS];
 	int msix_fd[VIRTIO_MSIX_VECTORS];
 	bool msix_routed[VIRTIO_MSIX_VECTORS];
-	uint64_t notify_gpa; /* where the queues' ioeventfds are registered (0: none) */
-	uint64_t irqs_sent;  /* interrupts signalled (for tests and stats) */
+	uint64_t notify_gpa;  /* where the queues' MMIO ioeventfds are registered (0: none) */
+	uint16_t notify_port; /* and their port I/O ones (0: none) */
+	uint64_t irqs_sent;   /* interrupts signalled (for tests and stats) */
 };
 
 /* Set up a device with nqueues queues of at most queue_max entries and `features` (device
@@ -117,5 +118,12 @@ void virtio_dev_config_changed(struct virtio_dev *d);
 #define VIRTIO_NOTIFY_MULT 4
 #define VIRTIO_MSIX_OFF	   0x4000
 #define VIRTIO_PBA_OFF	   0x5000
+/* BAR 2: the same notifications through port I/O, a 16-bit port per queue. Its capability comes
+ * first, so drivers that take the first they can use (Linux) notify through ports: a port I/O
+ * exit gives KVM the next instruction's address, where an MMIO exit on AMD hosts goes through
+ * KVM's instruction emulator (docs/virtio.md). */
+#define VIRTIO_PIO_BAR	       2
+#define VIRTIO_PIO_NOTIFY_MULT 2
+#define VIRTIO_PIO_BAR_SIZE    (VIRTIO_PIO_NOTIFY_MULT * VIRTIO_MAX_QUEUES)
 
 #endif

@@ -150,7 +150,20 @@ static void bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
 	pci_bus_mmio(opaque, PCI_MMIO_BASE + off, &val, size, true);
 }
 
+static uint64_t iobar_read(void *opaque, uint64_t off, unsigned size)
+{
+	uint64_t v = ~0ull;
+	pci_bus_pio(opaque, (uint16_t)(PCI_BUS_IO_BASE + off), &v, size, false);
+	return v;
+}
+
+static void iobar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
+{
+	pci_bus_pio(opaque, (uint16_t)(PCI_BUS_IO_BASE + off), &val, size, true);
+}
+
 static const struct bus_ops pio_ops = {pio_read, pio_write};
+static const struct bus_ops iobar_ops = {iobar_read, iobar_write};
 static const struct bus_ops ecam_ops = {ecam_read, ecam_write};
 static const struct bus_ops bar_ops = {bar_read, bar_write};
 
@@ -238,6 +251,8 @@ int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *m
 	pci_bus_init(&v->bus, PCI_ECAM_BASE, PCI_MMIO_BASE, PCI_MMIO_END + 1 - PCI_MMIO_BASE);
 	v->attached = true;
 	if ((ret = bus_add(io, PCI_CONFIG_IO, 8, &pio_ops, &v->bus)) < 0 ||
+	    (ret = bus_add(io, PCI_BUS_IO_BASE, PCI_BUS_IO_END - PCI_BUS_IO_BASE, &iobar_ops,
+			   &v->bus)) < 0 ||
 	    (ret = bus_add(mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, &v->bus)) < 0 ||
 	    (ret = bus_add(mmio, PCI_MMIO_BASE, PCI_MMIO_END + 1 - PCI_MMIO_BASE, &bar_ops,
 			   &v->bus)) < 0)

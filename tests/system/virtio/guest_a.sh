@@ -12,5 +12,8 @@ echo overwrite | dd of=/dev/vdc conv=fsync 2>&1 | head -n 1 | sed 's/^/RO-WRITE=
 echo "SERIAL=$(cat /sys/block/vda/serial)"
 echo "RNG=$(head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
 echo "RNG-CURRENT=$(cat /sys/class/misc/hw_random/rng_current)"
+# the port I/O notification windows the virtio driver claimed (BAR 2 of each device)
+echo "PIO-NOTIFY=$(awk '/virtio-pci-modern/ {print $1}' /proc/ioports | tr '\n' ' ')"
+echo "VIRTIO-DEVICES=$(ls /sys/bus/virtio/devices | wc -l)"
 grep -c virtio /proc/interrupts | sed 's/^/MSIX-LINES=/'
 exit 0
