@@ -22,26 +22,36 @@ def blob(lines, begin, end):
     return gzip.decompress(base64.b64decode(data)).decode() if data else ""
 
 
+def kernel_namer(lines, who):
+    """The guest's kallsyms (the first KSYMS-BEGIN/-END blob) as a function naming a kernel rip."""
+    syms = []
+    if "KSYMS-BEGIN" in lines:
+        for line in blob(lines, "KSYMS-BEGIN", "KSYMS-END").splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                syms.append((int(parts[0], 16), parts[2]))
+    syms.sort()
+    addrs = [a for a, _ in syms]
+    if not syms:
+        sys.exit(f"{who}: no kernel symbols came back from the emulated host")
+
+    def kernel_name(rip):
+        k = bisect.bisect_right(addrs, rip) - 1
+        return syms[k][1] if k >= 0 else "(kernel, unnamed)"
+    return kernel_name
+
+
 def main():
     timeline = "--timeline" in sys.argv[1:]
     lines = sys.stdin.read().splitlines()
     for line in lines:
         if line.startswith("NOTE "):
             print("#", line[5:])
-    syms = []
-    for line in blob(lines, "KSYMS-BEGIN", "KSYMS-END").splitlines():
-        parts = line.split()
-        if len(parts) >= 3:
-            syms.append((int(parts[0], 16), parts[2]))
-    syms.sort()
-    addrs = [a for a, _ in syms]
-    if not syms:
-        sys.exit("bootprof: no kernel symbols came back from the emulated host")
+    kernel_name = kernel_namer(lines, "bootprof")
 
     def name(rip, in_kernel_yet):
         if rip >= KERNEL_HALF:
-            k = bisect.bisect_right(addrs, rip) - 1
-            return syms[k][1] if k >= 0 else "(kernel, unnamed)"
+            return kernel_name(rip)
         return "(user space)" if in_kernel_yet else "(bzImage decompressor)"
 
     boots = []

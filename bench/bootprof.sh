@@ -25,17 +25,12 @@ done
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 echo "runs=$runs" >"$tmp"
+cat "$repo/bench/ksyms.sh" >>"$tmp"
 cat >>"$tmp" <<'INNER'
 K=guest/vmlinuz
 I=guest/initrd.img
 up() { cut -d' ' -f1 /proc/uptime; }
-truncate -s 32M /tmp/ksyms.img
-./ligero run --kernel $K --initrd $I --memory 256M --disk /tmp/ksyms.img,format=raw \
-	--cmdline 'quiet nokaslr ligero.run="gzip </proc/kallsyms >/dev/vda; sync"' \
-	</dev/null >/dev/null 2>&1 || echo "NOTE kallsyms boot failed"
-echo KSYMS-BEGIN
-gzip -dc </tmp/ksyms.img 2>/dev/null | grep ' [tTwW] ' | gzip | base64
-echo KSYMS-END
+ksyms $K $I
 i=0
 while [ $i -lt $runs ]; do
 	i=$((i + 1))

@@ -18,7 +18,10 @@
 #        env: ROUNDS (3), LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh), VMHOST_NPT,
 #             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts,
 #             packets and their mean size, ping RTT), PIN=1 (net: each VM on an emulated CPU of
-#             its own), COALESCE="US..." (net: also ligero with LIGERO_NET_COALESCE_US=US)
+#             its own), COALESCE="US..." (net: also ligero with LIGERO_NET_COALESCE_US=US),
+#             PROFILE=1 (net: ligero's two guests sampled with LIGERO_PROFILE and booted with
+#             nokaslr; bench/netprof.py prints each one's busiest guest functions during the
+#             transfer. The sampling slows the guests: its TCP figures are not for the ratios)
 set -eu
 what=${1:-all}
 case $what in blk | net | all) ;; *) echo "usage: bench/virtio.sh [blk|net]" >&2; exit 2 ;; esac
@@ -51,7 +54,9 @@ head -c $size /vbench >/vb && chmod +x /vb
 ip addr add \$ADDR/24 dev eth0 && ip link set eth0 up
 if [ "\$ROLE" = server ]; then /vb tcprecv 5001; else sleep 2
 	[ -z "${DIAG:-}" ] || ping -q -c 10 -i 0.2 \$PEER | tail -1 | sed 's/^/IRQS PING /'
+	[ -z "${PROFILE:-}" ] || echo XFER-BEGIN
 	/vb tcpsend \$PEER 5001 400
+	[ -z "${PROFILE:-}" ] || echo XFER-END
 	[ -z "${DIAG:-}" ] || awk '\$1 == "Tcp:" && \$13 ~ /^[0-9]+\$/ {print "IRQS TCP out " \$12 " retransmitted " \$13}' /proc/net/snmp; fi
 [ -z "${DIAG:-}" ] || { grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
 	grep eth0: /proc/net/dev | awk -v r=\$ROLE '{sub(/.*:/, ""); printf "IRQS %s packets rx %d (%d B each) tx %d (%d B each)\\n", r, \$2, \$2 ? \$1 / \$2 : 0, \$10, \$10 ? \$9 / \$10 : 0}'; }
@@ -118,8 +123,20 @@ pin() { # srv|cli
 	[ -z "$PIN" ] || { [ $1 = srv ] && echo "taskset -c 0" || echo "taskset -c 1"; }
 }
 ligero_net() {
-	LIGERO_NET_COALESCE_US=$CO timeout 300 $(pin $1) ./ligero run --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
-		--disk vbench.img,format=raw,readonly=on --cmdline 'ligero.run="sh /dev/vda"' --console /tmp/n$1.log >/dev/null 2>&1
+	LIGERO_NET_COALESCE_US=$CO LIGERO_PROFILE=${PROFILE:+/tmp/prof_$1} timeout 300 $(pin $1) ./ligero run --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
+		--disk vbench.img,format=raw,readonly=on --cmdline "${PROFILE:+nokaslr }ligero.run=\"sh /dev/vda\"" --console /tmp/n$1.log >/dev/null 2>&1
+}
+# PROFILE: the guest's kernel symbols (a boot that writes its /proc/kallsyms onto a raw disk),
+# and L1's uptime when the sender's console shows XFER-BEGIN and XFER-END (both VMs' window)
+[ -z "$PROFILE" ] || ksyms $K $I
+xfer_watch() {
+	t0=-; t1=-
+	while [ "$t1" = - ]; do
+		if [ "$t0" = - ] && grep -q XFER-BEGIN /tmp/ncli.log 2>/dev/null; then t0=$(cut -d' ' -f1 /proc/uptime); fi
+		if grep -q XFER-END /tmp/ncli.log 2>/dev/null; then t1=$(cut -d' ' -f1 /proc/uptime); fi
+		sleep 0.2
+	done
+	echo "$t0 $t1" >/tmp/xfer
 }
 qemu_net() {
 	timeout 300 $(pin $1) qemu-system-x86_64 -M q35 -accel kvm -cpu host -m 256M -smp 1 -nodefaults -display none -no-reboot \
@@ -153,10 +170,19 @@ while [ $r -le $ROUND ]; do
 	for v in $(norder); do
 		CO=${v#ligero}
 		[ "$CO" != "$v" ] && [ -n "$CO" ] || CO=0
-		rm -f /tmp/nsrv.log
+		rm -f /tmp/nsrv.log /tmp/ncli.log /tmp/prof_srv /tmp/prof_cli /tmp/xfer
 		[ -z "$DIAG" ] || { cpu_sampler & sp=$!; }
 		if [ "${v#ligero}" != "$v" ]; then
+			[ -z "$PROFILE" ] || { xfer_watch & xp=$!; }
 			ligero_net srv & p=$!; ligero_net cli; wait $p
+			if [ -n "$PROFILE" ]; then
+				i=0; while kill -0 $xp 2>/dev/null && [ $i -lt 5 ]; do sleep 0.2; i=$((i + 1)); done
+				kill $xp 2>/dev/null
+				for n in srv cli; do
+					echo "PROFWIN $v $r $n $(cat /tmp/xfer 2>/dev/null || echo - -)"
+					echo PROF-BEGIN; gzip </tmp/prof_$n | base64; echo PROF-END
+				done
+			fi
 		else
 			qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
 		fi
@@ -174,7 +200,10 @@ while [ $r -le $ROUND ]; do
 	r=$((r + 1))
 done
 L1
-sed -i "1i WHAT=$what DIAG=${DIAG:-} PIN=${PIN:-} COALESCE='${COALESCE:-}'" "$tmp/l1.sh"
+sed -i "1i WHAT=$what DIAG=${DIAG:-} PIN=${PIN:-} COALESCE='${COALESCE:-}' PROFILE=${PROFILE:-}" "$tmp/l1.sh"
+cat "$root/bench/ksyms.sh" >>"$tmp/l1f.sh"
+cat "$tmp/l1.sh" >>"$tmp/l1f.sh"
+mv "$tmp/l1f.sh" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
 # The emulated host loads only KVM: carry tun and bridge (and what they need) in.
@@ -206,6 +235,7 @@ $o"
 	r=$((r + 1))
 done
 echo "$out" | grep -E '^(ligero[0-9]*|qemu) [0-9]+ DIAG ' || true
+[ -z "${PROFILE:-}" ] || echo "$out" | (cd "$root/bench" && python3 netprof.py) || true
 # the COALESCE variants: each round's TCP figure and its ratio to QEMU's of that round
 [ -z "${COALESCE:-}" ] || echo "$out" | awk '
 	$3 == "NET" { split($4, kv, "="); v[$1, $2] = kv[2]; if (!($1 in seen)) { seen[$1] = 1; names[++nn] = $1 } }

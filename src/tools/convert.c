@@ -43,8 +43,8 @@ enum unit_kind {
 
 struct unit {
 	uint8_t kind;
-	bool zero_known; /* block status said zero: no need to scan */
-	int64_t clen;	 /* U_COMP: compressed length, or -ENOSPC to write plainly */
+	bool zero_known;    /* block status said zero: no need to scan */
+	int64_t clen;	    /* U_COMP: compressed length, or -ENOSPC to write plainly */
 	const uint8_t *src; /* the unit's bytes when not in the slot's buffer (mapped, or zero) */
 };
 
@@ -209,8 +209,8 @@ static const uint8_t *file_map(struct engine *e, const struct bdev *file, uint64
 /* Point the whole units inside [pos, pos+n) (data of extent e->ext) at the mapped file; returns
  * the number of leading bytes of the piece before the first such unit, or n if none could be
  * mapped. Units after the last mapped one are left for the caller to read (tail). */
-static uint64_t map_units(struct engine *e, struct slot *s, uint64_t pos, uint64_t n,
-			  uint64_t soff, uint64_t *tail)
+static uint64_t map_units(struct engine *e, struct slot *s, uint64_t pos, uint64_t n, uint64_t soff,
+			  uint64_t *tail)
 {
 	const struct bdev_extent *x = &e->ext;
 	uint64_t flen, rel = pos - s->off;
@@ -265,7 +265,7 @@ static int read_sources(struct engine *e, struct slot *s)
 			uint64_t rel = pos - s->off;
 			uint64_t first = (rel + e->unit - 1) / e->unit;
 			uint64_t last = (rel + n) / e->unit;
-			/* whole units point at the shared zero unit; only partial ones are cleared */
+			/* whole units point at the shared zero unit; partial ones are cleared */
 			if (first >= last) {
 				memset(p, 0, n);
 			} else {
@@ -391,7 +391,8 @@ static void *worker_main(void *arg)
 		uint64_t at = j * e->unit;
 		/* A short last cluster is compressed zero-padded to a whole one: readers
 		 * (QEMU's too) inflate every compressed cluster to the full cluster size. */
-		int64_t n = bdev_compress(e->dst, s->out + at, e->unit, unit_data(e, s, j), e->unit);
+		int64_t n =
+		    bdev_compress(e->dst, s->out + at, e->unit, unit_data(e, s, j), e->unit);
 		pthread_mutex_lock(&e->lock);
 		if (n < 0 && n != -ENOSPC) {
 			fail_locked(e, (int)n);
@@ -476,7 +477,8 @@ static void *writer_main(void *arg)
 		/* done with the mapped source pages: unmap them (the page cache keeps them) */
 		for (size_t i = 0; i < s->nmapped; i++) {
 			uintptr_t a = (uintptr_t)s->mapped[i].iov_base & ~(uintptr_t)4095;
-			madvise((void *)a, (uintptr_t)s->mapped[i].iov_base + s->mapped[i].iov_len - a,
+			madvise((void *)a,
+				(uintptr_t)s->mapped[i].iov_base + s->mapped[i].iov_len - a,
 				MADV_DONTNEED);
 		}
 		pthread_mutex_lock(&e->lock);

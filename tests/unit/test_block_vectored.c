@@ -1,8 +1,8 @@
 /*
  * Scatter-gather I/O (bdev_readv/bdev_writev): the bytes that reach the image are the bytes a
  * plain bdev_write of the same buffer stores, and reads give back what bdev_read gives, for raw
- * (one preadv/pwritev, buffered and O_DIRECT) and qcow2 (its own vectored path); pieces of odd sizes
- * and offsets, reads past a raw file's end, and the probed-raw header guard.
+ * (one preadv/pwritev, buffered and O_DIRECT) and qcow2 (its own vectored path); pieces of odd
+ * sizes and offsets, reads past a raw file's end, and the probed-raw header guard.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -160,8 +160,8 @@ static void test_input_ends_at_unmapped_page(void **state)
 	const size_t room = 128 << 10;
 	struct dfl *d = dfl_new();
 	(void)state;
-	uint8_t *m = mmap(NULL, room + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			  -1, 0);
+	uint8_t *m =
+	    mmap(NULL, room + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(m != MAP_FAILED);
 	assert_int_equal(mprotect(m + room, 4096, PROT_NONE), 0);
 	static const size_t sizes[] = {3, 4, 5, 130, 258, 259, 4096, 65536};

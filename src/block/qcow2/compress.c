@@ -105,9 +105,9 @@ struct cctx {
 	z_stream z; /* zlib's deflate: the fallback */
 	bool z_ready;
 	ZSTD_CCtx *zc;
-	struct dfl *dfl;		    /* ligero's deflate (deflate.c) */
+	struct dfl *dfl;		     /* ligero's deflate (deflate.c) */
 	struct libdeflate_decompressor *inf; /* to check what dfl wrote */
-	uint8_t *check;			    /* inflated copy */
+	uint8_t *check;			     /* inflated copy */
 	size_t check_size;
 };
 
