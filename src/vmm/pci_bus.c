@@ -185,28 +185,29 @@ static struct pci_dev *bar_at(struct pci_bus *bus, bool io, uint64_t addr, unsig
 	return NULL;
 }
 
-static void bar_access(struct pci_dev *d, int bar, uint64_t off, void *data, unsigned len,
+/* An access to the I/O (io) or memory BARs: true when a BAR of that kind holds it. */
+static bool bar_access(struct pci_bus *bus, bool io, uint64_t addr, void *data, unsigned len,
 		       bool is_write)
 {
+	int bar;
+	uint64_t off;
+	struct pci_dev *d = bar_at(bus, io, addr, len, &bar, &off);
+
+	if (!d)
+		return false;
 	if (is_write && d->ops->bar_write)
 		d->ops->bar_write(d, bar, off, data, len);
 	else if (!is_write && d->ops->bar_read)
 		d->ops->bar_read(d, bar, off, data, len);
 	else if (!is_write)
 		memset(data, 0xff, len);
+	return true;
 }
 
 bool pci_bus_pio(struct pci_bus *bus, uint16_t port, void *data, unsigned len, bool is_write)
 {
-	if (port < 0xcf8 || port + len > 0xd00) {
-		int bar;
-		uint64_t off;
-		struct pci_dev *d = bar_at(bus, true, port, len, &bar, &off);
-		if (!d)
-			return false;
-		bar_access(d, bar, off, data, len, is_write);
-		return true;
-	}
+	if (port < 0xcf8 || port + len > 0xd00)
+		return bar_access(bus, true, port, data, len, is_write);
 	pthread_mutex_lock(&bus->lock);
 	if (port == 0xcf8) {
 		if (len == 4 && is_write)
@@ -238,11 +239,5 @@ bool pci_bus_mmio(struct pci_bus *bus, uint64_t gpa, void *data, unsigned len, b
 		pthread_mutex_unlock(&bus->lock);
 		return true;
 	}
-	int bar;
-	uint64_t off;
-	struct pci_dev *d = bar_at(bus, false, gpa, len, &bar, &off);
-	if (!d)
-		return false;
-	bar_access(d, bar, off, data, len, is_write);
-	return true;
+	return bar_access(bus, false, gpa, data, len, is_write);
 }

@@ -439,23 +439,28 @@ static void vp_bar_write(struct pci_dev *p, int bar, uint64_t off, const void *d
 	bar_access(d, off, tmp, len, true);
 }
 
-/* BAR 2 moved: its ports signal the queues' eventfds in the kernel. */
-static void pio_notify_moved(struct virtio_dev *d, uint64_t new_port)
+static int notify_ioeventfd(struct virtio_dev *d, bool pio, uint64_t addr, int fd, bool assign)
 {
-	for (unsigned i = 0; i < d->nqueues && d->notify_port; i++)
-		kvm_ioeventfd_pio(d->irq->vm_fd,
-				  (uint16_t)(d->notify_port + VIRTIO_PIO_NOTIFY_MULT * i),
-				  d->q[i].kick_fd, false);
-	d->notify_port = 0;
-	if (!new_port)
+	return pio ? kvm_ioeventfd_pio(d->irq->vm_fd, (uint16_t)addr, fd, assign)
+		   : kvm_ioeventfd(d->irq->vm_fd, addr, fd, assign);
+}
+
+/* A notify area moved to `base` (0: gone): the queues' ioeventfds follow it, so their kicks
+ * signal the eventfds in the kernel. *cur is where they are registered now (0: nowhere). */
+static void notify_moved(struct virtio_dev *d, bool pio, uint64_t *cur, uint64_t base)
+{
+	unsigned mult = pio ? VIRTIO_PIO_NOTIFY_MULT : VIRTIO_NOTIFY_MULT;
+
+	for (unsigned i = 0; i < d->nqueues && *cur; i++)
+		notify_ioeventfd(d, pio, *cur + mult * i, d->q[i].kick_fd, false);
+	*cur = 0;
+	if (!base)
 		return;
 	for (unsigned i = 0; i < d->nqueues; i++)
-		if (kvm_ioeventfd_pio(d->irq->vm_fd,
-				      (uint16_t)(new_port + VIRTIO_PIO_NOTIFY_MULT * i),
-				      d->q[i].kick_fd, true) < 0)
+		if (notify_ioeventfd(d, pio, base + mult * i, d->q[i].kick_fd, true) < 0)
 			fprintf(stderr, "ligero: virtio-%s: %s (notifications will exit)\n",
 				d->ops->name, err_msg());
-	d->notify_port = (uint16_t)new_port;
+	*cur = base;
 }
 
 static void vp_bar_moved(struct pci_dev *p, int bar, uint64_t old_gpa, uint64_t new_gpa)
@@ -464,25 +469,10 @@ static void vp_bar_moved(struct pci_dev *p, int bar, uint64_t old_gpa, uint64_t 
 
 	if (!d->irq)
 		return;
-	if (bar == VIRTIO_PIO_BAR) {
-		pio_notify_moved(d, new_gpa);
-		return;
-	}
-	if (bar != 0)
-		return;
-	for (unsigned i = 0; i < d->nqueues && d->notify_gpa; i++)
-		kvm_ioeventfd(d->irq->vm_fd, d->notify_gpa + VIRTIO_NOTIFY_MULT * i,
-			      d->q[i].kick_fd, false);
-	d->notify_gpa = 0;
-	if (!new_gpa)
-		return;
-	for (unsigned i = 0; i < d->nqueues; i++)
-		if (kvm_ioeventfd(d->irq->vm_fd,
-				  new_gpa + VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * i,
-				  d->q[i].kick_fd, true) < 0)
-			fprintf(stderr, "ligero: virtio-%s: %s (notifications will exit)\n",
-				d->ops->name, err_msg());
-	d->notify_gpa = new_gpa + VIRTIO_NOTIFY_OFF;
+	if (bar == VIRTIO_PIO_BAR)
+		notify_moved(d, true, &d->notify_port, new_gpa);
+	else if (bar == 0)
+		notify_moved(d, false, &d->notify_gpa, new_gpa ? new_gpa + VIRTIO_NOTIFY_OFF : 0);
 }
 
 /* The PCI configuration access capability (VIRTIO_PCI_CAP_PCI_CFG): a window into BAR 0. */

@@ -83,7 +83,7 @@ struct virtio_dev {
 	int msix_fd[VIRTIO_MSIX_VECTORS];
 	bool msix_routed[VIRTIO_MSIX_VECTORS];
 	uint64_t notify_gpa;  /* where the queues' MMIO ioeventfds are registered (0: none) */
-	uint16_t notify_port; /* and their port I/O ones (0: none) */
+	uint64_t notify_port; /* and their port I/O ones (0: none) */
 	uint64_t irqs_sent;   /* interrupts signalled (for tests and stats) */
 };
 
