@@ -201,9 +201,7 @@ while [ $r -le $ROUND ]; do
 done
 L1
 sed -i "1i WHAT=$what DIAG=${DIAG:-} PIN=${PIN:-} COALESCE='${COALESCE:-}' PROFILE=${PROFILE:-}" "$tmp/l1.sh"
-cat "$root/bench/ksyms.sh" >>"$tmp/l1f.sh"
-cat "$tmp/l1.sh" >>"$tmp/l1f.sh"
-mv "$tmp/l1f.sh" "$tmp/l1.sh"
+cat "$root/bench/ksyms.sh" "$tmp/l1.sh" >"$tmp/l1f.sh" && mv "$tmp/l1f.sh" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
 # The emulated host loads only KVM: carry tun and bridge (and what they need) in.
