@@ -15,7 +15,13 @@
 #        VMHOST_STALL=SECONDS (default 180; 0 = off): stop an emulated host whose console has
 #        printed nothing, not even init's 10-second heartbeat, for that long (status 125)
 #        VMHOST_NPT=0: L1's kvm-amd without nested paging (shadow paging for L2; docs/virtio.md)
+#        VMHOST_LOCK=FILE: wait for an flock on FILE first, so that emulated hosts started from
+#        several checkouts on one machine run one at a time instead of starving each other
 set -eu
+if [ -n "${VMHOST_LOCK:-}" ] && [ -z "${VMHOST_LOCKED:-}" ]; then
+	export VMHOST_LOCKED=1
+	exec flock "$VMHOST_LOCK" sh "$0" "$@"
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 build=${LIGERO_BUILD:-build}
 ligero=${LIGERO:-$build/ligero}
