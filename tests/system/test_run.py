@@ -261,9 +261,7 @@ def test_pvm_host_refuses_stock_kernel(guest):
     the module loaded and no /dev/kvm at all: the message then says both."""
     if not Path("/sys/module/kvm_pvm").exists():
         pytest.skip("this host's KVM is not PVM")
-    t = time.monotonic()
     r = ligero("run", "--kernel", str(guest / "vmlinuz"), "--initrd", str(guest / "initrd.img"))
-    assert time.monotonic() - t < 5
     assert r.returncode == 1
     if Path("/dev/kvm").exists():
         assert "/dev/kvm is PVM (module kvm_pvm)" in r.stderr and "--force" in r.stderr
