@@ -8,8 +8,14 @@ fixtures
     run          run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess
     qemu_img     qemu_img(*args, ...) -> CompletedProcess of `qemu-img args` (skips without it)
     qemu_io      qemu_io(*args, ...)  -> CompletedProcess of `qemu-io args`  (skips without it)
+    vmhost       vmhost(script, files=(), ...) -> VmhostResult, run in the emulated host
     img_factory  img_factory(name, size="64M", fmt="qcow2", opts=None, backing=None,
                              backing_fmt="qcow2", writes=()) -> Path of a qemu-img-made image
+
+markers
+    vmhost       the test boots the emulated host (set for every user of the vmhost fixture);
+                 `pytest -m "not vmhost"` is the host-side tier
+    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "not vmhost or asan"`)
 
 Plain helpers (importable: `from conftest import run_cmd, io_args`):
     run_cmd(*args, ...)  the function behind the `run` fixture
@@ -20,11 +26,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "vmhost"))
+import vmhost as _vmhost  # noqa: E402
 
 
 def run_cmd(*args, cwd=None, input=None, timeout=120, check=False, env=None):
@@ -53,6 +62,19 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vmhost: boots the emulated host (tests/vmhost/); set "
+                            "automatically for every test that uses the vmhost fixture")
+    config.addinivalue_line("markers", "asan: an emulated-host test that CI also runs with the "
+                            "ASan/UBSan build (the others run with the plain build only)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "vmhost" in getattr(item, "fixturenames", ()):
+            item.add_marker("vmhost")
 
 
 def _need(tool):
@@ -125,3 +147,18 @@ def img_factory(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def vmhost():
+    """run(script, files=(), ...) -> VmhostResult: shell text run inside the emulated host (a
+    QEMU/TCG machine with a real, nested KVM; tests/vmhost/vmhost.py). Skips when the emulated
+    host cannot run here or the test guest cannot be built. Tests using it are marked vmhost."""
+    why = _vmhost.missing()
+    if why:
+        pytest.skip(why)
+    try:
+        _vmhost.build_guest()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    return _vmhost.run

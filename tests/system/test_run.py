@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vmhost_fixture import vmhost  # noqa: E402,F401
-import vmhost as vh  # noqa: E402  (put on sys.path by vmhost_fixture)
+import vmhost as vh  # noqa: E402  (tests/vmhost, on sys.path through conftest)
+
+# The VMM runs under ASan/UBSan in CI for these boots too (conftest: the asan marker).
+pytestmark = pytest.mark.asan
 
 MARKER = "LIGERO-MARKER"
 
