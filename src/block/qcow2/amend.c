@@ -70,10 +70,10 @@ static int expand_zero_clusters(struct qcow2 *s)
 				if (host)
 					ret = qcow2_free_clusters(s, host, s->cluster_size);
 			}
-			if (ret == 0 && ne &&
-			    pwrite(s->fd, zero, s->cluster_size,
-				   (off_t)(ne & QCOW2_L2E_OFFSET_MASK)) != (ssize_t)s->cluster_size)
-				ret = err_sys(errno, "%s: could not write zeroes", s->bs->filename);
+			if (ret == 0 && ne)
+				ret = bdev_file_pwrite_meta(s->bs, zero, s->cluster_size,
+							    ne & QCOW2_L2E_OFFSET_MASK,
+							    "a zero cluster");
 			if (ret == 0) {
 				t[j] = __builtin_bswap64(ne);
 				qcow2_cache_mark_dirty(s->l2_cache, t);

@@ -62,11 +62,9 @@ static int entry_write(struct qcow2_cache *c, struct qcow2_cache_entry *e)
 				   c == s->l2_cache ? QCOW2_META_L2 : QCOW2_META_RB);
 	if (ret < 0)
 		return ret;
-	ssize_t n = pwrite(s->fd, e->table, s->cluster_size, (off_t)e->offset);
-
-	if (n != (ssize_t)s->cluster_size)
-		return err_sys(n < 0 ? errno : EIO, "%s: could not write %s at offset %llu",
-			       s->bs->filename, c->what, (unsigned long long)e->offset);
+	ret = bdev_file_pwrite_meta(s->bs, e->table, s->cluster_size, e->offset, c->what);
+	if (ret < 0)
+		return ret;
 	e->dirty = false;
 	return 0;
 }

@@ -1181,7 +1181,8 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
 	qcow2_meta_mark(s, (uint64_t)off, min_size * 8, QCOW2_META_L1);
 	for (uint32_t i = 0; i < s->l1_size; i++)
 		nl1[i] = __builtin_bswap64(s->l1[i]);
-	ret = pwrite_full(s, nl1, nclusters * s->cluster_size, (uint64_t)off);
+	ret = bdev_file_pwrite_meta(s->bs, nl1, nclusters * s->cluster_size, (uint64_t)off,
+				    "the new L1 table");
 	if (ret == 0)
 		ret = qcow2_cache_flush(s->rb_cache);
 	if (ret == 0)
@@ -1190,8 +1191,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
 		uint8_t hdr[12];
 		be32_put(hdr, (uint32_t)min_size);
 		be64_put(hdr + 4, (uint64_t)off);
-		if (pwrite(s->fd, hdr, 12, QCOW2_HDR_L1_SIZE) != 12)
-			ret = err_sys(errno, "%s: could not update the header", s->bs->filename);
+		ret = bdev_file_pwrite_meta(s->bs, hdr, 12, QCOW2_HDR_L1_SIZE, "the header");
 	}
 	if (ret == 0)
 		ret = qcow2_sync(s);

@@ -70,13 +70,6 @@ static int open_backing(const char *path, const struct bdev_create_opts *o, char
 	return *fmt_out ? 0 : err_set(ENOMEM, "%s: out of memory", path);
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
-{
-	if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
-		return err_sys(errno, "%s: could not write", path);
-	return 0;
-}
-
 int qcow2_create(const char *path, const struct bdev_create_opts *o)
 {
 	int version, fd = -1, ret;
@@ -178,7 +171,7 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 			  : err_sys(errno, "%s: could not create", path);
 		goto out;
 	}
-	ret = write_all(fd, buf, (1 + T + B) * cs, 0, path);
+	ret = bdev_fd_pwrite(fd, path, buf, (1 + T + B) * cs, 0, "the new image's metadata");
 	if (ret == 0 && ftruncate(fd, (off_t)(l1_off + (l1_size ? l1_size * 8 : 0))) < 0)
 		ret = err_sys(errno, "%s: could not set the file size", path);
 	if (ret == 0 && fdatasync(fd) < 0)

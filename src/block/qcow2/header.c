@@ -18,9 +18,7 @@ int qcow2_header_write_u32(struct qcow2 *s, unsigned off, uint32_t v)
 	uint8_t b[4];
 
 	be32_put(b, v);
-	if (pwrite(s->fd, b, 4, off) != 4)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	return 0;
+	return bdev_file_pwrite_meta(s->bs, b, 4, off, "the header");
 }
 
 int qcow2_header_write_u64(struct qcow2 *s, unsigned off, uint64_t v)
@@ -28,9 +26,7 @@ int qcow2_header_write_u64(struct qcow2 *s, unsigned off, uint64_t v)
 	uint8_t b[8];
 
 	be64_put(b, v);
-	if (pwrite(s->fd, b, 8, off) != 8)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	return 0;
+	return bdev_file_pwrite_meta(s->bs, b, 8, off, "the header");
 }
 
 int qcow2_l1_write(struct qcow2 *s, uint32_t first, uint32_t count)
@@ -42,10 +38,8 @@ int qcow2_l1_write(struct qcow2 *s, uint32_t first, uint32_t count)
 		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
 	for (uint32_t i = 0; i < count; i++)
 		buf[i] = __builtin_bswap64(s->l1[first + i]);
-	ssize_t n = pwrite(s->fd, buf, (size_t)count * 8, (off_t)(s->l1_offset + first * 8ULL));
-	if (n != (ssize_t)count * 8)
-		ret = err_sys(n < 0 ? errno : EIO, "%s: could not write the L1 table",
-			      s->bs->filename);
+	ret = bdev_file_pwrite_meta(s->bs, buf, (size_t)count * 8, s->l1_offset + first * 8ULL,
+				    "the L1 table");
 	free(buf);
 	return ret;
 }
@@ -201,8 +195,8 @@ int qcow2_header_rewrite(struct qcow2 *s)
 	ret = qcow2_header_build(s->bs->filename, h, s->cluster_size, &f);
 	if (ret == 0)
 		ret = qcow2_sync(s);
-	if (ret == 0 && pwrite(s->fd, h, s->cluster_size, 0) != (ssize_t)s->cluster_size)
-		ret = err_sys(errno, "%s: could not write the header", s->bs->filename);
+	if (ret == 0)
+		ret = bdev_file_pwrite_meta(s->bs, h, s->cluster_size, 0, "the header");
 	if (ret == 0)
 		ret = qcow2_sync(s);
 	free(h);

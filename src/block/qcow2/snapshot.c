@@ -146,9 +146,7 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 			free(buf);
 			return (int)toff;
 		}
-		if (pwrite(s->fd, buf, size, (off_t)toff) != (ssize_t)size)
-			ret = err_sys(errno, "%s: could not write the snapshot table",
-				      s->bs->filename);
+		ret = bdev_file_pwrite_meta(s->bs, buf, size, (uint64_t)toff, "the snapshot table");
 	}
 	free(buf);
 	if (ret == 0)
@@ -160,9 +158,9 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 	uint8_t hdr[12];
 	be32_put(hdr, n);
 	be64_put(hdr + 4, (uint64_t)toff);
-	if (pwrite(s->fd, hdr, 12, QCOW2_HDR_NB_SNAPSHOTS) != 12)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	ret = qcow2_sync(s);
+	ret = bdev_file_pwrite_meta(s->bs, hdr, 12, QCOW2_HDR_NB_SNAPSHOTS, "the header");
+	if (ret == 0)
+		ret = qcow2_sync(s);
 	if (ret < 0)
 		return ret;
 	uint64_t old = s->snapshots_offset, old_size = s->snapshots_size;
@@ -231,11 +229,11 @@ static int do_create(struct qcow2 *s, const char *name)
 			return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
 		for (uint32_t i = 0; i < s->l1_size; i++)
 			copy[i] = __builtin_bswap64(s->l1[i] & ~QCOW2_OFLAG_COPIED);
-		ssize_t w = pwrite(s->fd, copy, bytes, (off_t)l1off);
+		ret = bdev_file_pwrite_meta(s->bs, copy, bytes, (uint64_t)l1off,
+					    "the snapshot L1 table");
 		free(copy);
-		if (w != (ssize_t)bytes)
-			return err_sys(errno, "%s: could not write the snapshot L1 table",
-				       s->bs->filename);
+		if (ret < 0)
+			return ret;
 	}
 	ret = l1_refs_update(s, s->l1, s->l1_size, +1);
 	if (ret == 0)
