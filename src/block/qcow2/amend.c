@@ -34,7 +34,7 @@ int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt)
 		if (bs->backing_path)
 			bdev_base_register(bs->backing_path, bs->filename);
 	}
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }
 
@@ -166,6 +166,6 @@ int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o)
 	qcow2_lock_excl(s);
 	int ret = do_amend(s, o);
 	s->meta_built = false;
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }

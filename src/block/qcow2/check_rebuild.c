@@ -81,7 +81,6 @@ static int switch_table(struct chk *c, uint64_t start, uint64_t nb, uint64_t tc)
 	uint64_t entries = (tc << s->cluster_bits) / 8;
 	uint64_t toff = (start + nb) << s->cluster_bits;
 	uint64_t *rt = calloc(entries, 8), *be = calloc(entries, 8);
-	uint8_t hdr[12];
 	int ret = 0;
 
 	if (!rt || !be) {
@@ -97,11 +96,7 @@ static int switch_table(struct chk *c, uint64_t start, uint64_t nb, uint64_t tc)
 		ret = qcow2_sync(s);
 	if (ret < 0)
 		goto out;
-	be64_put(hdr, toff);
-	be32_put(hdr + 8, (uint32_t)tc);
-	ret = bdev_file_pwrite_meta(s->bs, hdr, sizeof(hdr), QCOW2_HDR_RT_OFFSET, "the header");
-	if (ret == 0)
-		ret = qcow2_sync(s);
+	ret = qcow2_header_set_table(s, QCOW2_HDR_RT_OFFSET, toff, (uint32_t)tc);
 	if (ret < 0)
 		goto out;
 	for (uint64_t i = 0; i < s->rt_size; i++)

@@ -521,13 +521,7 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 		ret = qcow2_sync(s);
 	if (ret < 0)
 		goto out;
-	/* Switch the header to the new table in one write of offset + size. */
-	uint8_t hdr[12];
-	be64_put(hdr, toff);
-	be32_put(hdr + 8, (uint32_t)tclusters);
-	ret = bdev_file_pwrite_meta(s->bs, hdr, 12, QCOW2_HDR_RT_OFFSET, "the header");
-	if (ret == 0)
-		ret = qcow2_sync(s);
+	ret = qcow2_header_set_table(s, QCOW2_HDR_RT_OFFSET, toff, (uint32_t)tclusters);
 	if (ret < 0)
 		goto out;
 	uint64_t old_off = s->rt_offset, old_len = (uint64_t)s->rt_clusters << s->cluster_bits;
