@@ -379,7 +379,6 @@ static int image_c(struct run *r)
 	STEP(bdev_open(&bs, c, "qcow2",
 		       BDEV_O_RDWR | BDEV_O_CHECK | BDEV_O_NO_REPAIR | BDEV_O_NO_BACKING));
 	STEP(bdev_check(bs, BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS, &res));
-	bdev_check_result_free(&res);
 	STEP(bdev_flush(bs));
 	bdev_close(bs);
 	bs = NULL;
@@ -388,6 +387,7 @@ static int image_c(struct run *r)
 	STEP(bdev_set_backing(bs, "b.qcow2", "qcow2"));
 	STEP(bdev_flush(bs));
 out:
+	bdev_check_result_free(&res); /* failed or not */
 	bdev_close(bs);
 	free(data);
 	return ret;
