@@ -173,11 +173,19 @@ struct bdev {
 	void *opaque; /* the driver's state */
 };
 
-/* Data I/O on one layer's file (for drivers): through the O_DIRECT descriptor when the layer
- * was opened with BDEV_O_DIRECT and buffer, offset and length are 512-byte aligned, else
- * buffered (Linux keeps the two coherent). Short reads past EOF return zeroes. */
+/* I/O on one layer's file (for drivers; file.c): through the O_DIRECT descriptor when the layer
+ * has one and buffer, offset and length are 512-byte aligned, else buffered (Linux keeps the
+ * two coherent). Calls are repeated after EINTR and a short transfer; short reads past EOF
+ * return zeroes, a write that makes no progress fails with -EIO ("short write"). */
 int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off);
 int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off);
+/* The same for a driver's metadata: `what` ("the L1 table") names the bytes in the message,
+ * "<file>: could not write <what> at offset <n>: <reason>". */
+int bdev_file_pwrite_meta(struct bdev *bs, const void *buf, size_t len, uint64_t off,
+			  const char *what);
+/* The same on a plain descriptor of the named file (buffered): for files being created. */
+int bdev_fd_pwrite(int fd, const char *file, const void *buf, size_t len, uint64_t off,
+		   const char *what);
 /* The same with n iovecs holding len bytes in all (preadv/pwritev; direct when every piece is
  * aligned). n is at most BDEV_IOV_MAX. */
 int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off);
