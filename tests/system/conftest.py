@@ -5,7 +5,7 @@ The API is small on purpose; suites depend on it:
 fixtures
     ligero       absolute path of the binary under test (env LIGERO, default <repo>/build/ligero);
                  every test that uses it is skipped with a clear message when it is missing.
-    run          run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess
+    run          run(*args, cwd=None, input=None, timeout=900, check=False) -> CompletedProcess
     qemu_img     qemu_img(*args, ...) -> CompletedProcess of `qemu-img args` (skips without it)
     qemu_io      qemu_io(*args, ...)  -> CompletedProcess of `qemu-io args`  (skips without it)
     vmhost       vmhost(script, files=(), ...) -> VmhostResult, run in the emulated host
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "tests" / "vmhost"))
 import vmhost as _vmhost  # noqa: E402
 
 
-def run_cmd(*args, cwd=None, input=None, timeout=120, check=False, env=None):
+def run_cmd(*args, cwd=None, input=None, timeout=900, check=False, env=None):
     """Run a command (arguments are str()-ed) with text capture; never raises on a non-zero
     exit unless check=True, in which case the AssertionError carries stdout and stderr."""
     p = subprocess.run([str(a) for a in args], cwd=cwd, input=input, capture_output=True,
@@ -95,7 +95,7 @@ def ligero():
 
 @pytest.fixture(scope="session")
 def run():
-    """run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess (text,
+    """run(*args, cwd=None, input=None, timeout=900, check=False) -> CompletedProcess (text,
     captured stdout/stderr). With check=True a non-zero exit fails the test with the output."""
     return run_cmd
 
