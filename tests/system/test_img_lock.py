@@ -68,7 +68,7 @@ class Holder:
     def stop(self):
         if self.p.poll() is None:
             self.p.terminate()
-        self.p.communicate(timeout=120)
+        self.p.communicate(timeout=900)
 
 
 @pytest.fixture
