@@ -307,6 +307,31 @@ fail:
 	return ret;
 }
 
+int bdev_parse_cache_mode(const char *mode, int *flags)
+{
+	static const struct {
+		const char *name;
+		int flags;
+	} modes[] = {
+	    {"none", BDEV_O_DIRECT},
+	    {"off", BDEV_O_DIRECT}, /* QEMU's other name for none */
+	    {"writeback", 0},
+	    {"writethrough", BDEV_O_WRITETHROUGH},
+	    {"directsync", BDEV_O_DIRECT | BDEV_O_WRITETHROUGH},
+	    {"unsafe", BDEV_O_UNSAFE},
+	};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (!strcmp(mode, modes[i].name)) {
+			*flags = modes[i].flags;
+			return 0;
+		}
+	}
+	return err_set(EINVAL,
+		       "cache mode '%s' is not none, writeback, writethrough, directsync or unsafe",
+		       mode);
+}
+
 void bdev_close(struct bdev *bs)
 {
 	while (bs) {

@@ -107,7 +107,8 @@ int cmd_run(int argc, char **argv)
 
 	if (run_devices_options(&argc, argv, &cfg.devices))
 		return 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			cfg.kernel = optarg;
@@ -136,12 +137,11 @@ int cmd_run(int argc, char **argv)
 			run_usage(stdout);
 			return 0;
 		default:
-			run_usage(stderr);
-			return 1;
+			return cli_opt_error("run", c, argv, opts);
 		}
 	}
 	if (optind < argc)
-		return cli_fail("unexpected argument '%s' (see 'ligero run --help')", argv[optind]);
+		return cli_usage_fail("run", "unexpected argument '%s'", argv[optind]);
 	if (!cfg.kernel)
 		return cli_fail("--kernel is required (see 'ligero run --help')");
 	if (open_console(console, &cfg))
