@@ -46,5 +46,7 @@ int img_amend_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+/* ligero help [GROUP] [VERB]: argv[0] is "help", argc >= 2. */
+int cmd_help(int argc, char **argv);
 
 #endif
