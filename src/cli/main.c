@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-		printf("ligero %s\n", LIGERO_VERSION);
+		printf("ligero %s\n", cli_version);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
