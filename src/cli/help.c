@@ -67,6 +67,10 @@ int cmd_help(int argc, char **argv)
 {
 	const struct help_synopsis *s;
 
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		puts("usage: ligero help [GROUP] [VERB]   (the synopsis from the manual page)");
+		return 0;
+	}
 	if (argc > 3)
 		return cli_fail(
 		    "help: unexpected argument '%s' (usage: ligero help [GROUP] [VERB])", argv[3]);
