@@ -244,6 +244,7 @@ def test_paths_inside_the_guest(complete, guest):
     assert complete("ligero fs cat disk.img ", cwd) == ["/"]
     # The disk named by --disk, options before the path, and every later path too.
     assert complete("ligero fs ls --disk disk.img /e", cwd) == ["/etc/"]
+    assert complete("ligero fs cat /etc/hostname --disk=disk.img /e", cwd) == ["/etc/"]
     assert complete("ligero fs ls -l disk.img /e", cwd) == ["/etc/"]
     assert complete("ligero fs rm -r disk.img /etc/hostname /e", cwd) == ["/etc/"]
     # chmod MODE and chown UID are no paths; what follows them is.
