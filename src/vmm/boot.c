@@ -188,7 +188,7 @@ static void boot_gdt(struct guest_mem *mem)
 static int load_initrd(struct guest_mem *mem, const char *path, const struct bzimage *bz,
 		       uint8_t *zp)
 {
-	uint64_t size, top, addr, kernel_end = BOOT_KERNEL_ADDR + bz->init_size;
+	uint64_t size = 0, top, addr, kernel_end = BOOT_KERNEL_ADDR + bz->init_size;
 	int fd = open_regular(path, &size), ret;
 
 	if (fd < 0)
@@ -234,7 +234,7 @@ int boot_probe(const char *kernel, const char *initrd)
 {
 	uint8_t hdr[0x400] = {0};
 	struct bzimage bz;
-	uint64_t size;
+	uint64_t size = 0;
 	int fd = read_header(kernel, hdr, sizeof(hdr), &bz, &size);
 
 	if (fd < 0)
@@ -256,7 +256,7 @@ int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, con
 	uint8_t hdr[0x400] = {0}, *zp = mem_ptr(mem, BOOT_ZERO_PAGE, 4096);
 	struct e820_entry e820[E820_MAX];
 	struct bzimage bz;
-	uint64_t fsize, ksize;
+	uint64_t fsize = 0, ksize;
 	size_t cmax;
 	char *cl;
 	unsigned n;
