@@ -118,8 +118,7 @@ def commands(ligero):
 
 
 def usage_options(ligero, *cmd):
-    usage = help_text(ligero, *cmd).split("\n\n")[0]
-    usage = usage.split("\ncommands")[0]  # img io: qemu-io's commands follow, not options
+    usage = help_text(ligero, *cmd).split("\ncommands")[0]  # img io: qemu-io's commands follow, not options
     return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", usage))
 
 

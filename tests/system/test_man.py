@@ -77,9 +77,9 @@ def verb_help(ligero, *cmd):
 
 
 def usage_options(ligero, *cmd):
-    """Options named in the usage lines of `ligero CMD --help` (up to the first blank line)."""
+    """Options named in `ligero CMD --help` (for img io, up to qemu-io's command list)."""
     text = verb_help(ligero, *cmd)
-    usage = text.split("\n\n")[0]
+    usage = text.split("\ncommands")[0]
     return sorted(set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", usage)))
 
 
