@@ -1,7 +1,9 @@
 /* ACPI tables. The guest learns its CPUs and interrupt routing from the MADT (Debian's cloud
  * kernel parses no MP table), how to power off from the FADT's PM1a block and the DSDT's \_S5,
- * and where PCI lives from the DSDT's root bridge and the MCFG. The FADT also says which legacy
- * devices are absent, so the guest does not spend seconds probing a CMOS clock or an 8042. */
+ * that it has a power button from the FADT (a fixed-feature button: PWRBTN_STS/EN in the PM1a
+ * event block, signalled on the SCI; nothing in the DSDT), and where PCI lives from the DSDT's
+ * root bridge and the MCFG. The FADT also says which legacy devices are absent, so the guest
+ * does not spend seconds probing a CMOS clock or an 8042. */
 #include "vmm/acpi.h"
 #include "vmm/pci.h"
 #include "vmm/pm.h"
@@ -14,8 +16,10 @@
 /* IAPC_BOOT_ARCH: no legacy devices, no 8042, no VGA, no CMOS RTC. */
 #define BOOT_ARCH_NO_VGA 0x0004
 #define BOOT_ARCH_NO_RTC 0x0020
-/* FADT flags: WBINVD works, C1 on all CPUs, no power or sleep button. */
-#define FADT_FLAGS (0x1 | 0x4 | 0x10 | 0x20)
+/* FADT flags: WBINVD works, C1 on all CPUs, no sleep button. PWR_BUTTON (0x10) is clear: the
+ * power button is the fixed-feature one, which Linux offers as LNXPWRBN (ACPI 6.3, 4.8.2.2.1.1);
+ * a control-method button would need a PNP0C0C device and a GPE block instead. */
+#define FADT_FLAGS (0x1 | 0x4 | 0x20)
 
 struct out {
 	uint8_t *buf;
