@@ -443,7 +443,9 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 		fprintf(stderr, "ligero: %s\n", err_msg());
 	*why = vm->why;
 	*msg = vm->msg[0] ? vm->msg : vm_exit_name(vm->why);
-	return 0;
+	/* Whatever ended the VM, the guest runs no more: finish the disks' requests in flight,
+	 * then flush and close them, before the caller reports anything or exits. */
+	return vm_devices_stop(vm->devices);
 }
 
 void vm_destroy(struct vm *vm)

@@ -32,7 +32,10 @@ struct vm;
 
 /* Check the config, open KVM, load the kernel and build the machine. */
 int vm_create(const struct vm_config *cfg, struct vm **out);
-/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. */
+/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. Before it
+ * returns, the devices are stopped (disk requests in flight complete) and the disks flushed and
+ * closed; a disk that could not be flushed makes it return -errno with a message (*why and *msg
+ * are set all the same). */
 int vm_run(struct vm *vm, enum vm_exit *why, const char **msg);
 /* Ask a running VM to stop with this reason (async-signal-safe). */
 void vm_request_stop(struct vm *vm, enum vm_exit why);

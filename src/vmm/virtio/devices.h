@@ -26,6 +26,10 @@ int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o);
 void virtio_blk_opts_free(struct virtio_blk_opts *o);
 int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 		      const struct virtio_mem *mem, struct kvm_irq *irq);
+/* Stop the device, flush the disk and close it: 0 or the flush's error. A second call does
+ * nothing and returns 0. */
+int virtio_blk_close(struct virtio_dev *d);
+/* Close (ignoring errors) and free. */
 void virtio_blk_destroy(struct virtio_dev *d);
 
 /* --net tap=NAME | bridge=BR [,mac=52:54:..] */
