@@ -29,7 +29,7 @@ static volatile sig_atomic_t stop_signal, timed_out;
 
 static void on_signal(int sig)
 {
-	int none = 0;
+	int none = 0, saved = errno; /* the eventfd writes below may change it */
 	bool graceful = sig == SIGTERM || (sig == SIGINT && !stdin_tty);
 
 	if (!running)
@@ -39,19 +39,23 @@ static void on_signal(int sig)
 					__ATOMIC_SEQ_CST)) {
 		alarm(stop_timeout);
 		vm_press_power_button(running);
-		return;
+	} else {
+		stop_signal = sig;
+		vm_request_stop(running, VM_EXIT_QUIT);
 	}
-	stop_signal = sig;
-	vm_request_stop(running, VM_EXIT_QUIT);
+	errno = saved;
 }
 
 static void on_alarm(int sig)
 {
+	int saved = errno;
+
 	(void)sig;
 	if (!running)
 		return;
 	timed_out = 1;
 	vm_request_stop(running, VM_EXIT_QUIT);
+	errno = saved;
 }
 
 static void catch_signals(void)

@@ -392,7 +392,7 @@ int virtio_blk_close(struct virtio_dev *d)
 	virtio_dev_destroy(d);
 	ret = bdev_flush(b->bs);
 	if (ret < 0)
-		ret = err_prefix(ret, "flushing %s at exit: ", b->bs->filename);
+		ret = err_prefix(ret, "closing the disks: ");
 	bdev_close(b->bs);
 	b->bs = NULL;
 	return ret;
