@@ -156,7 +156,8 @@ static void run_usage(FILE *f)
 	    "Exit status 0 when the guest powers off or reboots (after SIGTERM too) or on\n"
 	    "Ctrl-A x; 1 on a guest panic, triple fault, KVM error, disk flush error or when the\n"
 	    "stop timeout ran out; 128+N when signal N stopped the guest. --dump-acpi writes the\n"
-	    "ACPI tables as DIR/SIG.dat (for the iasl disassembler) and exits. See docs/ligero-run.md.\n",
+	    "ACPI tables as DIR/SIG.dat (for the iasl disassembler) and exits.\n"
+	    "See docs/ligero-run.md.\n",
 	    f);
 }
 
