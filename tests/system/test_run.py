@@ -91,7 +91,7 @@ def case_script():
 def cases(vmhost):
     # 4G: the mem3584 case needs that much host RAM in the emulated host (ligero refuses more
     # guest RAM than the host has)
-    res = vmhost(case_script(), timeout=1500, mem="4G")
+    res = vmhost(case_script(), timeout=3600, mem="4G")
     (vh.build_dir() / "vmhost" / "test_run.log").write_text(res.output + res.log)
     vh.skip_if_host_failed(res)
     RAW["output"] = res.output
