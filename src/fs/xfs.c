@@ -683,39 +683,45 @@ out:
 	return ret;
 }
 
-/* Remote symlink blocks: v5 blocks start with a header saying which bytes they hold. */
+/* Remote symlinks: each extent is one buffer and, on v5, starts with a header saying which bytes
+ * of the target it holds (xfs_symlink_remote_read). */
 static int symlink_remote(struct xfs *fs, const struct xfs_inode *ip, char *buf)
 {
 	const struct xfs_bmap *map = NULL;
 	size_t hdr = fs->sb.v5 ? 56 : 0, done = 0;
-	uint8_t *blk = malloc(fs->sb.blocksize);
+	uint64_t fb = 0, maxblocks = (XFS_SYMLINK_MAXLEN + hdr + fs->sb.blocksize - 1) >>
+				     fs->sb.blocklog;
+	uint8_t *blk = malloc(maxblocks << fs->sb.blocklog);
+	char what[80];
 	int ret = blk ? inode_map(fs, ip, &map) : err_set(ENOMEM, "%s: out of memory", fs->name);
 
-	for (uint64_t fb = 0; ret == 0 && done < ip->size; fb++) {
-		size_t want = fs->sb.blocksize - hdr;
+	snprintf(what, sizeof(what), "symbolic link block of inode %llu",
+		 (unsigned long long)ip->ino);
+	for (size_t i = 0; ret == 0 && done < ip->size; i++) {
+		const struct xfs_extent *e = i < map->n ? &map->v[i] : NULL;
+		if (!e || e->off != fb || e->len > maxblocks || e->unwritten) {
+			ret = inode_err(fs, ip->ino, "bad symbolic link block map");
+			break;
+		}
+		size_t len = (size_t)e->len << fs->sb.blocklog, want = len - hdr;
+		uint64_t byte = 0;
 		if (want > ip->size - done)
 			want = (size_t)(ip->size - done);
-		if ((ret = xfs_read_fblocks(fs, ip, map, fb, 1, blk, "symbolic link block")) < 0)
+		if ((ret = xfs_read_fblocks(fs, ip, map, fb, (uint32_t)e->len, blk, what)) < 0)
 			break;
 		if (fs->sb.v5) {
-			const struct xfs_extent *e = xfs_bmap_find(map, fb);
-			uint64_t byte = 0;
-			char what[80];
-			snprintf(what, sizeof(what), "symbolic link block of inode %llu",
-				 (unsigned long long)ip->ino);
 			if (be32_get(blk) != XFS_SYMLINK_MAGIC)
-				ret = err_set(EIO, "%s: xfs: %s: bad magic (damaged)", fs->name,
-					      what);
+				ret = err_set(EIO, "%s: xfs: %s: bad magic (damaged)", fs->name, what);
 			else if (be32_get(blk + 4) != done || be32_get(blk + 8) != want)
 				ret = err_set(EIO, "%s: xfs: %s: holds the wrong bytes (damaged)",
 					      fs->name, what);
-			else if ((ret = xfs_fsb_to_byte(fs, e->fsb + (fb - e->off), 1, &byte)) == 0)
-				ret = xfs_v5_check(fs, blk, fs->sb.blocksize, 12, 16, 32, ip->ino,
-						   40, byte, what);
+			else if ((ret = xfs_fsb_to_byte(fs, e->fsb, e->len, &byte)) == 0)
+				ret = xfs_v5_check(fs, blk, len, 12, 16, 32, ip->ino, 40, byte, what);
 		}
 		if (ret == 0)
 			memcpy(buf + done, blk + hdr, want);
 		done += want;
+		fb += e->len;
 	}
 	free(blk);
 	return ret;
