@@ -352,7 +352,7 @@ static int leaf_lookup(struct xfs *fs, const struct xfs_inode *dir, const struct
 		return dir_err(fs, dir, "impossible leaf entry count");
 	ret = leaf_search(fs, dir, map, leaf, &h,
 			  xfs_da_hashname((const uint8_t *)v->want, v->wantlen), b, v);
-	return ret == 1 ? 1 : 0;
+	return ret == 2 ? 0 : ret; /* a leaf-form directory has one leaf: the run ends here */
 }
 
 /* A da block number (file block) from a node or sibling link, checked to be a leaf-space
@@ -401,7 +401,7 @@ static int node_lookup(struct xfs *fs, const struct xfs_inode *dir, const struct
 		if (h.hdr + (size_t)h.cnt * 8 > fs->dirblksize)
 			return dir_err(fs, dir, "impossible leaf entry count");
 		if ((ret = leaf_search(fs, dir, map, leaf, &h, hash, b, v)) != 2)
-			return ret == 1 ? 1 : ret;
+			return ret;
 		uint32_t forw = be32_get(leaf);
 		if (!forw)
 			return 0;

@@ -157,8 +157,10 @@ def xfs_db(img, *cmds, expert=False):
         args += ["-c", c]
     p = subprocess.run(args + [str(img)], capture_output=True, text=True,
                        env=dict(os.environ, TZ="UTC"))
-    if p.returncode != 0:
-        raise AssertionError(f"xfs_db {cmds} failed: {p.stderr}")
+    bad = ("not found", "parsing error", "bad option", "invalid option", "no current",
+           "not allowed", "unknown command", "bad value")
+    if p.returncode != 0 or (expert and any(b in p.stdout + p.stderr for b in bad)):
+        raise AssertionError(f"xfs_db {cmds[:6]} failed: {p.stdout[-2000:]} {p.stderr}")
     return p.stdout
 
 
