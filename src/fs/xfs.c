@@ -44,6 +44,12 @@ static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
 	return crc;
 }
 
+uint32_t xfs_crc32c(const void *buf, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	return ~crc_update(~0u, buf, len);
+}
+
 uint32_t xfs_cksum(const uint8_t *buf, size_t len, size_t crcoff)
 {
 	static const uint8_t zero[4];
@@ -689,8 +695,8 @@ static int symlink_remote(struct xfs *fs, const struct xfs_inode *ip, char *buf)
 {
 	const struct xfs_bmap *map = NULL;
 	size_t hdr = fs->sb.v5 ? 56 : 0, done = 0;
-	uint64_t fb = 0, maxblocks = (XFS_SYMLINK_MAXLEN + hdr + fs->sb.blocksize - 1) >>
-				     fs->sb.blocklog;
+	uint64_t fb = 0,
+		 maxblocks = (XFS_SYMLINK_MAXLEN + hdr + fs->sb.blocksize - 1) >> fs->sb.blocklog;
 	uint8_t *blk = malloc(maxblocks << fs->sb.blocklog);
 	char what[80];
 	int ret = blk ? inode_map(fs, ip, &map) : err_set(ENOMEM, "%s: out of memory", fs->name);
@@ -711,12 +717,14 @@ static int symlink_remote(struct xfs *fs, const struct xfs_inode *ip, char *buf)
 			break;
 		if (fs->sb.v5) {
 			if (be32_get(blk) != XFS_SYMLINK_MAGIC)
-				ret = err_set(EIO, "%s: xfs: %s: bad magic (damaged)", fs->name, what);
+				ret = err_set(EIO, "%s: xfs: %s: bad magic (damaged)", fs->name,
+					      what);
 			else if (be32_get(blk + 4) != done || be32_get(blk + 8) != want)
 				ret = err_set(EIO, "%s: xfs: %s: holds the wrong bytes (damaged)",
 					      fs->name, what);
 			else if ((ret = xfs_fsb_to_byte(fs, e->fsb, e->len, &byte)) == 0)
-				ret = xfs_v5_check(fs, blk, len, 12, 16, 32, ip->ino, 40, byte, what);
+				ret =
+				    xfs_v5_check(fs, blk, len, 12, 16, 32, ip->ino, 40, byte, what);
 		}
 		if (ret == 0)
 			memcpy(buf + done, blk + hdr, want);

@@ -90,7 +90,9 @@ enum { XFS_FMT_DEV = 0, XFS_FMT_LOCAL = 1, XFS_FMT_EXTENTS = 2, XFS_FMT_BTREE = 
 
 /* ---- xfs.c ---- */
 
-/* CRC32c (Castagnoli) as XFS stores it: crc32c of the buffer with the 4-byte CRC field at crcoff
+/* CRC32c (Castagnoli), the standard one (check value 0xe3069283 for "123456789"). */
+uint32_t xfs_crc32c(const void *buf, size_t len);
+/* CRC32c as XFS stores it: crc32c of the buffer with the 4-byte CRC field at crcoff
  * taken as zero. Compare with le32_get(buf + crcoff). */
 uint32_t xfs_cksum(const uint8_t *buf, size_t len, size_t crcoff);
 /* Decode and validate a superblock (the first sectsize bytes of buf, buflen >= 512). fslen is

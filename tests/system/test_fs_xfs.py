@@ -22,8 +22,8 @@ CONFIGS = {
     "v5-1k": (["-b", "size=1024"], "320M", False, True),
     "v5-dir8k": (["-n", "size=8192"], "320M", False, True),
     "v5-sect4k-nrext64": (["-s", "size=4096", "-i", "nrext64=1"], "320M", False, True),
-    "v4-512": (["-m", "crc=0", "-b", "size=512"], "96M", True, False),
-    "v4-4k-noftype": (["-m", "crc=0", "-n", "ftype=0"], "96M", True, False),
+    "v4-512": (["-m", "crc=0", "-b", "size=512"], "160M", True, False),
+    "v4-4k-noftype": (["-m", "crc=0", "-n", "ftype=0"], "160M", True, False),
 }
 
 # What each generated directory must be, on every configuration (checked with xfs_db).
@@ -81,6 +81,8 @@ def sample(spec):
     out = []
     for p in spec:
         parent = p.rsplit("/", 1)[0]
+        if parent == "/collide":
+            continue
         if parent in (f"/d{n}" for n in DIR_SIZES) and int(parent[2:]) > 5:
             i = int(p.split("-")[1])
             if i not in (0, 1, int(parent[2:]) // 2, int(parent[2:]) - 1):
@@ -97,7 +99,8 @@ def test_directory_forms_and_listing(image, spec):
     assert {n: f[0] for n, f in forms.items()} == WANT_FORMS, forms
     # The node-form directory is fragmented enough that its map is a btree (bmbt blocks).
     assert forms[5000][1] == "btree", forms
-    listed = lg("ls", "-R", img, "/").stdout.decode().splitlines()
+    assert dir_form(img, "/collide", bl, dl)[0] == "node"
+    listed = [os.fsdecode(x) for x in lgx("ls", "-R", img, "/").stdout.splitlines()]
     assert sorted(listed) == sorted(p for p in spec if p != "/")
     for n in DIR_SIZES:
         names = lg("ls", img, f"/d{n}").stdout.decode().splitlines()
@@ -106,8 +109,17 @@ def test_directory_forms_and_listing(image, spec):
 
 def test_every_name_looks_up(image, spec):
     """cat of every file by path: each lookup goes through the hash index (leaf and node
-    forms), the in-block search (block form) or the inode (short form)."""
+    forms), the in-block search (block form) or the inode (short form). /collide's names share
+    one hash (xfs_db agrees), so finding them walks a run of equal hashes across leaf blocks."""
     img = image["img"]
+    names = [p.rsplit("/", 1)[1] for p in spec["/collide"].children]
+    hashes = {xfs_db(img, f"hash {n}").strip() for n in [names[0], names[1], names[-1]]}
+    assert len(hashes) == 1, hashes
+    leaves = xfs_db(img, "path /collide", "bmap")
+    leaf_blocks = sum(int(m.split()[-3]) for m in leaves.splitlines()
+                      if int(m.split()[2]) >= (32 << 30) >> int(image["sb"]["blocklog"]) and
+                      int(m.split()[2]) < (64 << 30) >> int(image["sb"]["blocklog"]))
+    assert leaf_blocks >> int(image["sb"]["dirblklog"]) >= 3  # a node and at least 2 leaves
     files = [p for p in spec if spec[p].kind == "f"]
     want = b"".join(spec[p].data for p in files)
     got = lgx("cat", img, *files).stdout
@@ -214,7 +226,7 @@ def test_v5_remote_symlink_without_header_is_refused(tmp_path):
 def test_inode_version_1(tmp_path, proto):
     """Version 1 inodes keep the link count in the 16-bit di_onlink; xfs_db turns a v2 inode into
     one (on a v4 filesystem) and ligero must read that count, not di_nlink."""
-    img = mkfs_xfs(tmp_path / "v1.img", "96M", ["-m", "crc=0"], proto, small=True)
+    img = mkfs_xfs(tmp_path / "v1.img", "160M", ["-m", "crc=0"], proto, small=True)
     xfs_db(img, "path /one", "write core.nlinkv2 9", "write core.version 1",
            "write core.nlinkv1 3", expert=True)
     f = parse_fields(xfs_db(img, "path /one", "print core.version core.nlinkv1"))

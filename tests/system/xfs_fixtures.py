@@ -24,6 +24,34 @@ SMALL = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
 DIR_SIZES = [0, 5, 50, 500, 5000]
 
 
+COLLIDE = 1200
+
+
+def colliding_names(count):
+    """Names sharing one xfs_da_hashname value. A 4-byte block adds c0<<21 ^ c1<<14 ^ c2<<7 ^
+    c3 to the hash, so flipping the low bit of one byte and the top bit of the next cancels out:
+    three such pairs per block, 8 variants of each of 4 blocks, 4096 names. The bytes >= 0x80
+    are not UTF-8: names are str through os.fsdecode, as Python gives them."""
+    base = b"abcdefghijklmnop"
+    out = []
+    for v in range(count):
+        b = bytearray(base)
+        for blk in range(4):
+            t = (v >> (3 * blk)) & 7
+            i = 4 * blk
+            if t & 1:
+                b[i + 2] ^= 1
+                b[i + 3] ^= 0x80
+            if t & 2:
+                b[i + 1] ^= 1
+                b[i + 2] ^= 0x80
+            if t & 4:
+                b[i] ^= 1
+                b[i + 1] ^= 0x80
+        out.append(os.fsdecode(bytes(b)))
+    return out
+
+
 @dataclass
 class Entry:
     kind: str  # "f" file, "d" directory, "l" symlink, "c"/"b" device, "p" fifo
@@ -82,6 +110,11 @@ def make_spec(seed=20, big=3 * MiB, long_symlink=True):
     add("/dev/sda1", Entry("b", 0o660, 0, 6, dev=(8, 1)))
     add("/dev/big", Entry("c", 0o600, dev=(259, 70000)))
     add("/dev/fifo", Entry("p", 0o644))
+    # 1200 names with one hash value: their leaf entries run across several leaf blocks of a
+    # node-form directory, which a lookup must follow by the leaves' sibling links.
+    add("/collide", Entry("d", 0o755))
+    for i, name in enumerate(colliding_names(COLLIDE)):
+        add(f"/collide/{name}", Entry("f", 0o644, data=f"c{i}\n".encode()))
     for n in DIR_SIZES:
         add(f"/d{n}", Entry("d", 0o755))
         for i in range(n):
@@ -122,7 +155,7 @@ def write_proto(spec, srcdir, protofile):
 
     emit("/", spec["/"], "")
     lines.append("$")
-    Path(protofile).write_text("\n".join(lines) + "\n")
+    Path(protofile).write_text("\n".join(lines) + "\n", errors="surrogateescape")
 
 
 def lgx(*args, check=True):
