@@ -1,7 +1,7 @@
 /*
- * Internals of the read-only XFS reader (xfs.c, xfs_bmap.c, xfs_dir.c), shared between its files
- * and the unit tests. Every on-disk number is big-endian and untrusted: it is checked against the
- * superblock geometry before it is used as an offset, a length or a count.
+ * Internals of the read-only XFS reader (xfs.c, xfs_sb.c, xfs_bmap.c, xfs_dir.c), shared by its
+ * files and the unit tests. Every on-disk number is big-endian and untrusted: it is checked against
+ * the superblock geometry before it is used as an offset, a length or a count.
  */
 #ifndef LIGERO_FS_XFS_PRIV_H
 #define LIGERO_FS_XFS_PRIV_H
@@ -88,7 +88,7 @@ enum { XFS_FMT_DEV = 0, XFS_FMT_LOCAL = 1, XFS_FMT_EXTENTS = 2, XFS_FMT_BTREE = 
 #define XFS_DIR2_LEAF_OFFSET XFS_DIR2_SPACE_SIZE
 #define XFS_SYMLINK_MAXLEN   1024
 
-/* ---- xfs.c ---- */
+/* ---- xfs_sb.c ---- */
 
 /* CRC32c (Castagnoli), the standard one (check value 0xe3069283 for "123456789"). */
 uint32_t xfs_crc32c(const void *buf, size_t len);
@@ -99,6 +99,8 @@ uint32_t xfs_cksum(const uint8_t *buf, size_t len, size_t crcoff);
  * the size of the region that holds the filesystem. name prefixes messages. */
 int xfs_sb_decode(const uint8_t *buf, size_t buflen, uint64_t fslen, const char *name,
 		  struct xfs_sb *sb);
+/* ---- xfs.c ---- */
+
 /* Read len bytes at byte offset off of the filesystem (checked against its size). */
 int xfs_read(struct xfs *fs, uint64_t off, void *buf, size_t len);
 /* The byte offset of count blocks from filesystem block fsb, after checking that they lie in

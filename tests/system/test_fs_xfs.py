@@ -413,6 +413,32 @@ def test_kernel_written_image_formats(kernel_image):
     assert " flag 1" in bmap and " flag 0" in bmap  # unwritten and written extents
 
 
+def test_64bit_inode_numbers(tmp_path):
+    """A 4 TiB (sparse) filesystem in 16 groups: the kernel puts each new directory in the next
+    group, so inode numbers pass 2^32 and the root's short-form directory stores 8-byte numbers
+    (i8count). ligero must split them into group, block and slot as the kernel does."""
+    why = can_loop_mount(tmp_path)
+    if why:
+        pytest.skip(why)
+    img = mkfs_xfs(tmp_path / "wide.img", "4T", ["-d", "agcount=16", "-l", "size=64m"])
+    with loop_mounted(img, tmp_path / "mnt") as mnt:
+        for i in range(1, 11):
+            (mnt / f"d{i}").mkdir()
+            (mnt / f"d{i}/f").write_text(f"{i}\n")
+    with loop_mounted(img, tmp_path / "mnt", "ro") as mnt:
+        view = kernel_view(mnt)
+    assert max(k["ino"] for k in view.values()) > 1 << 32
+    root = parse_fields(xfs_db(img, "inode 128", "print core.format u3.sfdir3.hdr.i8count"))
+    assert root["core.format"].startswith("1 ") and int(root["u3.sfdir3.hdr.i8count"]) > 0
+    got = stats(img, sorted(view))
+    for p, k in view.items():
+        assert got[p]["inode"] == k["ino"], p
+        assert got[p]["links"] == k["nlink"], p
+    assert lgx("cat", img, *[f"/d{i}/f" for i in range(1, 11)]).stdout == \
+        b"".join(f"{i}\n".encode() for i in range(1, 11))
+    assert sorted(lgx("ls", img, "/").stdout.decode().split()) == sorted(f"d{i}" for i in range(1, 11))
+
+
 # ---- inspection: RHEL layout, /boot on XFS ---------------------------------------------------
 
 BOOT = {"vmlinuz-5.14.0-362.el9.x86_64": b"kernel 362",
