@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#define XFS_SB_MAGIC	  0x58465342 /* "XFSB" */
 #define XFS_DINODE_MAGIC  0x494e     /* "IN" */
 #define XFS_SYMLINK_MAGIC 0x58534c4d /* "XSLM" */
 #define XFS_MAX_SYMLINKS  40	     /* followed per lookup, as Linux's namei allows */
