@@ -1,5 +1,6 @@
 /* `ligero run`: boot a Linux kernel in a KVM virtual machine. */
 #include "cli/cli.h"
+#include "cli/run_boot.h"
 #include "cli/run_devices.h"
 #include "vmm/vm.h"
 #include "vmm/virtio/vmdev.h"
@@ -49,9 +50,11 @@ static void run_usage(FILE *f)
 	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n",
 	      f);
 	fputs(run_devices_usage, f);
+	fputs(run_boot_usage, f);
 	fputs(
 	    "\n"
 	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	    "Without --kernel, boots the first disk's own kernel as its boot loader would.\n"
 	    "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
 	    "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
 	    "See docs/ligero-run.md.\n",
@@ -95,10 +98,14 @@ int cmd_run(int argc, char **argv)
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"console", required_argument, NULL, 'o'},
 	    {"force", no_argument, NULL, 'f'},
+	    {"boot-entry", required_argument, NULL, 'e'},
+	    {"list-boot-entries", no_argument, NULL, 'L'},
+	    {"output", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
+	struct run_boot boot = {0};
 	const char *console = "stdio", *msg;
 	struct sigaction sa = {.sa_handler = on_signal};
 	enum vm_exit why;
@@ -132,6 +139,16 @@ int cmd_run(int argc, char **argv)
 		case 'f':
 			cfg.force = true;
 			break;
+		case 'e':
+			boot.entry = optarg;
+			break;
+		case 'L':
+			boot.list = true;
+			break;
+		case 'O':
+			if (run_boot_output(&boot, optarg))
+				return 1;
+			break;
 		case 'h':
 			run_usage(stdout);
 			return 0;
@@ -142,11 +159,15 @@ int cmd_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_fail("unexpected argument '%s' (see 'ligero run --help')", argv[optind]);
-	if (!cfg.kernel)
-		return cli_fail("--kernel is required (see 'ligero run --help')");
-	if (open_console(console, &cfg))
+	if ((ret = run_boot_prepare(&cfg, &boot)) != 0)
+		return ret < 0 ? 0 : ret;
+	if (open_console(console, &cfg)) {
+		run_boot_release(&boot, &cfg);
 		return 1;
-	if ((ret = vm_create(&cfg, &vm)) < 0)
+	}
+	ret = vm_create(&cfg, &vm);
+	run_boot_release(&boot, &cfg);
+	if (ret < 0)
 		return cli_fail_err(ret);
 
 	sigemptyset(&sa.sa_mask);
