@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SCRIPT_MAX_EXPANDED (64u << 20) /* bytes that variable expansion may produce in all */
+#define SCRIPT_MAX_EXPANDED (16u << 20) /* bytes that variable expansion may produce in all */
 
 enum tk { TK_WORD, TK_SEP, TK_LBRACE, TK_RBRACE, TK_EOF };
 

@@ -248,6 +248,7 @@ static void bls_env(struct bootdisk *bd, const struct bd_fs *f, const char *pref
 			continue;
 		}
 		load_grubenv(f, dir, &env);
+		buf = NULL;
 		if (bd_read_file(f, path, BOOTCFG_MAX_FILE, &buf, &len) != 0 ||
 		    bootcfg_grub_parse(buf, len, &env, search_fs, bd, cfg) < 0) {
 			/* no usable grub.cfg: grubenv as load_env gives it */
@@ -257,9 +258,9 @@ static void bls_env(struct bootdisk *bd, const struct bd_fs *f, const char *pref
 			if (saved && bootcfg_env_set(&cfg->env, "default", saved) < 0)
 				err_clear();
 		} else {
-			free(buf);
 			bootcfg_env_free(&env);
 		}
+		free(buf);
 		err_clear();
 		free(dir);
 		free(path);
@@ -330,7 +331,7 @@ static int try_config(struct bootdisk *bd, size_t fi, const char *prefix, const 
 		return -ENOMEM;
 	if ((ret = bd_read_file(f, path, BOOTCFG_MAX_FILE, &buf, &len)) != 0) {
 		free(path);
-		return ret < 0 ? err_prefix(ret, "%s: ", f->name) : 0;
+		return ret < 0 ? ret : 0; /* the message names the file */
 	}
 	if (grub && (dir = strdup(path))) {
 		*strrchr(dir, '/') = '\0';

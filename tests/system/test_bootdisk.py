@@ -68,14 +68,16 @@ def cpio(tree, out):
 
 
 def marker_initrd(guest, work, name, text):
-    """The guest's initrd followed by an archive holding /etc/bootdisk-marker = text."""
+    """The guest's initrd followed by an archive holding /etc/bootdisk-marker = text (the kernel
+    takes an archive after a compressed one only at a 4-byte boundary: zeros pad up to it)."""
     need("busybox")
     tree = work / f"marker-{name}"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc/bootdisk-marker").write_text(text + "\n")
     extra = cpio(tree, work / f"marker-{name}.cpio")
     out = work / f"initrd-{name}.img"
-    out.write_bytes((guest / "initrd.img").read_bytes() + extra.read_bytes())
+    first = (guest / "initrd.img").read_bytes()
+    out.write_bytes(first + bytes(-len(first) % 4) + extra.read_bytes())
     return out, extra
 
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tools/bootcfg.h"
+#include "tools/bootdisk.h"
 #include "util/error.h"
 
 #ifndef BOOTCFG_SAMPLES
@@ -592,6 +593,19 @@ static void test_hostile_grub(void **state)
 	bootcfg_menu_free(&m);
 }
 
+/* Which command lines get console=ttyS0 added: those naming no serial console. */
+static void test_serial_console(void **state)
+{
+	(void)state;
+	assert_true(bootdisk_serial_console("console=ttyS0"));
+	assert_true(bootdisk_serial_console("ro console=tty0 console=ttyS1,115200n8 quiet"));
+	assert_true(bootdisk_serial_console("a \"console=ttyS0\""));
+	assert_false(bootdisk_serial_console("ro quiet console=tty0"));
+	assert_false(bootdisk_serial_console("xconsole=ttyS0 console=hvc0"));
+	assert_false(bootdisk_serial_console(""));
+	assert_false(bootdisk_serial_console(NULL));
+}
+
 /* Random damage to every sample: whatever comes back, nothing may crash or leak. */
 static void test_mutations(void **state)
 {
@@ -642,7 +656,7 @@ int main(void)
 	    cmocka_unit_test(test_grubenv_oracle),    cmocka_unit_test(test_rpmvercmp),
 	    cmocka_unit_test(test_filevercmp_sort_v), cmocka_unit_test(test_cmdline_quoting),
 	    cmocka_unit_test(test_bls_forms),	      cmocka_unit_test(test_hostile_grub),
-	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_serial_console),    cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
