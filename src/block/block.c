@@ -307,6 +307,31 @@ fail:
 	return ret;
 }
 
+int bdev_parse_cache_mode(const char *mode, int *flags)
+{
+	static const struct {
+		const char *name;
+		int flags;
+	} modes[] = {
+	    {"none", BDEV_O_DIRECT},
+	    {"off", BDEV_O_DIRECT}, /* QEMU's other name for none */
+	    {"writeback", 0},
+	    {"writethrough", BDEV_O_WRITETHROUGH},
+	    {"directsync", BDEV_O_DIRECT | BDEV_O_WRITETHROUGH},
+	    {"unsafe", BDEV_O_UNSAFE},
+	};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (!strcmp(mode, modes[i].name)) {
+			*flags = modes[i].flags;
+			return 0;
+		}
+	}
+	return err_set(EINVAL,
+		       "cache mode '%s' is not none, writeback, writethrough, directsync or unsafe",
+		       mode);
+}
+
 void bdev_close(struct bdev *bs)
 {
 	while (bs) {
@@ -320,125 +345,6 @@ void bdev_close(struct bdev *bs)
 		bdev_free(bs);
 		bs = next;
 	}
-}
-
-static bool direct_ok(const struct bdev *bs, const void *buf, size_t len, uint64_t off)
-{
-	return bs->dfd >= 0 && !(((uintptr_t)buf | len | off) & 511);
-}
-
-int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off)
-{
-	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: read error at offset %llu", bs->filename,
-				       (unsigned long long)off);
-		if (n == 0) { /* past EOF: zeroes, as QEMU reads them */
-			memset(p, 0, len);
-			return 0;
-		}
-		if (fd == bs->dfd && (n & 511))
-			fd = bs->fd; /* a short direct read left us unaligned */
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off)
-{
-	int fd = direct_ok(bs, buf, len, off) ? bs->dfd : bs->fd;
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(errno, "%s: write error at offset %llu", bs->filename,
-				       (unsigned long long)off);
-		if (fd == bs->dfd && (n & 511))
-			fd = bs->fd;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static bool direct_okv(const struct bdev *bs, const struct iovec *iov, int n, uint64_t off)
-{
-	uintptr_t bits = (uintptr_t)off;
-
-	if (bs->dfd < 0)
-		return false;
-	for (int i = 0; i < n; i++)
-		bits |= (uintptr_t)iov[i].iov_base | iov[i].iov_len;
-	return !(bits & 511);
-}
-
-/* Step past done bytes of the iovecs: *first and *skip say where the rest starts. */
-static void iov_advance(const struct iovec *iov, int n, int *first, size_t *skip, size_t done)
-{
-	done += *skip;
-	while (*first < n && done >= iov[*first].iov_len) {
-		done -= iov[*first].iov_len;
-		(*first)++;
-	}
-	*skip = done;
-}
-
-/* preadv/pwritev until len bytes moved; a read that meets EOF zero-fills the rest. */
-static int file_rwv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off,
-		    bool write)
-{
-	int fd = direct_okv(bs, iov, n, off) ? bs->dfd : bs->fd, first = 0;
-	size_t skip = 0;
-	struct iovec part[BDEV_IOV_MAX];
-
-	if (n > BDEV_IOV_MAX)
-		return err_set(EINVAL, "%s: %d pieces in one request", bs->filename, n);
-	while (len) {
-		int m = n - first;
-		ssize_t r;
-		memcpy(part, iov + first, (size_t)m * sizeof(*part));
-		part[0].iov_base = (uint8_t *)part[0].iov_base + skip;
-		part[0].iov_len -= skip;
-		r = write ? pwritev(fd, part, m, (off_t)off) : preadv(fd, part, m, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return err_sys(errno, "%s: %s error at offset %llu", bs->filename,
-				       write ? "write" : "read", (unsigned long long)off);
-		if (r == 0 && !write) { /* past EOF: zeroes, as QEMU reads them */
-			for (int i = 0; i < m; i++)
-				memset(part[i].iov_base, 0, part[i].iov_len);
-			return 0;
-		}
-		if (fd == bs->dfd && (r & 511))
-			fd = bs->fd;
-		iov_advance(iov, n, &first, &skip, (size_t)r);
-		off += (uint64_t)r;
-		len -= (size_t)r;
-	}
-	return 0;
-}
-
-int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off)
-{
-	return file_rwv(bs, iov, n, len, off, false);
-}
-
-int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off)
-{
-	return file_rwv(bs, iov, n, len, off, true);
 }
 
 static int check_range(struct bdev *bs, uint64_t off, uint64_t len, bool write)

@@ -173,15 +173,31 @@ struct bdev {
 	void *opaque; /* the driver's state */
 };
 
-/* Data I/O on one layer's file (for drivers): through the O_DIRECT descriptor when the layer
- * was opened with BDEV_O_DIRECT and buffer, offset and length are 512-byte aligned, else
- * buffered (Linux keeps the two coherent). Short reads past EOF return zeroes. */
+/* I/O on one layer's file (for drivers; file.c): through the O_DIRECT descriptor when the layer
+ * has one and buffer, offset and length are 512-byte aligned, else buffered (Linux keeps the
+ * two coherent). Calls are repeated after EINTR and a short transfer; short reads past EOF
+ * return zeroes, a write that makes no progress fails with -EIO ("short write"). */
 int bdev_file_pread(struct bdev *bs, void *buf, size_t len, uint64_t off);
 int bdev_file_pwrite(struct bdev *bs, const void *buf, size_t len, uint64_t off);
+/* The same for a driver's metadata: `what` ("the L1 table") names the bytes in the message,
+ * "<file>: could not write <what> at offset <n>: <reason>". */
+int bdev_file_pwrite_meta(struct bdev *bs, const void *buf, size_t len, uint64_t off,
+			  const char *what);
+/* The same on a plain descriptor of the named file (buffered): for files being created. */
+int bdev_fd_pwrite(int fd, const char *file, const void *buf, size_t len, uint64_t off,
+		   const char *what);
 /* The same with n iovecs holding len bytes in all (preadv/pwritev; direct when every piece is
  * aligned). n is at most BDEV_IOV_MAX. */
 int bdev_file_preadv(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off);
 int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t len, uint64_t off);
+
+/* The open flags a cache mode sets. */
+#define BDEV_O_CACHE_MASK (BDEV_O_DIRECT | BDEV_O_UNSAFE | BDEV_O_WRITETHROUGH)
+/* QEMU's cache modes (-t, cache=) as open flags: *flags gets the BDEV_O_CACHE_MASK bits.
+ * none (or off) = O_DIRECT; writeback = page cache, flushed when asked; writethrough = every
+ * write flushed; directsync = both; unsafe = flushes do nothing. Returns 0, or -EINVAL with a
+ * message naming the mode. */
+int bdev_parse_cache_mode(const char *mode, int *flags);
 
 /* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);
@@ -199,7 +215,14 @@ int bdev_writev(struct bdev *bs, uint64_t off, const struct iovec *iov, int n);
 bool bdev_vectored(const struct bdev *bs);
 int bdev_discard(struct bdev *bs, uint64_t off, uint64_t len);
 int bdev_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigned flags);
+/* Set the virtual size, whatever it drops: past a smaller size the data is gone. Tools that
+ * resize on a user's behalf use bdev_resize. */
 int bdev_truncate(struct bdev *bs, uint64_t size);
+/* Resize, never losing data: growing is free; shrinking must be asked for with
+ * BDEV_RESIZE_SHRINK (else -EPERM) and is refused with -ENOTEMPTY when this layer holds data
+ * past the new end (nothing is changed then). The new size is flushed to the file. */
+enum { BDEV_RESIZE_SHRINK = 1 };
+int bdev_resize(struct bdev *bs, uint64_t size, unsigned flags);
 
 /* The extent at off in this layer (depth 0). */
 int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext);

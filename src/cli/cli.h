@@ -10,6 +10,24 @@
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the block layer's recorded error message; returns 1. */
 int cli_fail_err(int ret);
+/*
+ * Argument parsing, the same for every verb (cli/args.c): call cli_getopt_reset() before the
+ * getopt loop; optstrings start with ':' and carry no '+', so glibc permutes (options before and
+ * after operands, as qemu-img takes them; "--" ends options) and reports missing values as ':'.
+ * getopt prints nothing; its '?' and ':' go to cli_opt_error.
+ */
+struct option;
+void cli_getopt_reset(void);
+/* "ligero: img info: invalid option '-x' (see 'ligero img info --help')" for getopt's return c
+ * ('?' or ':'); verb is the command as typed after "ligero" ("img info"). Returns 1. */
+int cli_opt_error(const char *verb, int c, char **argv, const struct option *longopts);
+/* "ligero: VERB: MESSAGE (see 'ligero VERB --help')": a command line that makes no sense.
+ * Returns 1. */
+int cli_usage_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A cache mode option (-t, -T) through bdev_parse_cache_mode: *flags (if not NULL) gets its
+ * BDEV_O_* bits. Returns 0, or 1 after "ligero: VERB: OPT: cache mode 'x' is not ...". */
+int cli_parse_cache(const char *verb, const char *opt, const char *mode, int *flags);
+
 /* Parse a size argument or fail with a message naming what it is. */
 int cli_parse_size(const char *what, const char *s, uint64_t *out);
 
@@ -46,5 +64,9 @@ int img_amend_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+/* "0.1.0 (git 1a2b3c4)", or "0.1.0" when not built from a git checkout (version.sh). */
+extern const char cli_version[];
+/* ligero help [GROUP] [VERB]: argv[0] is "help", argc >= 2. */
+int cmd_help(int argc, char **argv);
 
 #endif

@@ -37,7 +37,8 @@ static void fs_usage(FILE *f)
 	fputs("usage: ligero fs <verb> [options]\n\n"
 	      "DISK is an image (raw, qcow2 and its backing chain); DISK:N is its partition N.\n"
 	      "Plain DISK means its only filesystem, or the one holding /etc/os-release.\n"
-	      "--disk FILE [--part N] names an image whose name contains ':'.\n\nverbs:\n",
+	      "--disk FILE [--part N] names an image whose name contains ':'.\n"
+	      "Options go before or after the operands; '--' ends them.\n\nverbs:\n",
 	      f);
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		fprintf(f, "  %s\n", verbs[i].help);
@@ -61,6 +62,13 @@ int cmd_fs(int argc, char **argv)
 
 enum { OPT_DISK = 0x100, OPT_PART, OPT_OUTPUT, OPT_RO = FS_OPT_RO };
 
+/* "fs ls" from a usage line "ls [-l] ...", for messages that name the verb. */
+static const char *verb_of(const char *usage, char *buf, size_t len)
+{
+	snprintf(buf, len, "fs %.*s", (int)strcspn(usage, " "), usage);
+	return buf;
+}
+
 int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 		 int (*cb)(int opt, const char *arg, void *priv), void *priv, const char *usage)
 {
@@ -72,13 +80,13 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	char opts[64];
+	char opts[64], verb[64];
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	snprintf(opts, sizeof(opts), "+h%s", optstring);
-	optind = 1;
-	opterr = 0;
+	verb_of(usage, verb, sizeof(verb));
+	snprintf(opts, sizeof(opts), ":h%s", optstring);
+	cli_getopt_reset();
 	while ((c = getopt_long(argc, argv, opts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -92,7 +100,8 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 			char *end;
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 1 << 20) {
-				cli_fail("--part '%s' is not a partition number", optarg);
+				cli_usage_fail(verb, "--part '%s' is not a partition number",
+					       optarg);
 				return -1;
 			}
 			o->part = (int)n;
@@ -100,17 +109,15 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 		}
 		case OPT_OUTPUT:
 			if (strcmp(optarg, "json") && strcmp(optarg, "human")) {
-				cli_fail("--output must be human or json, not '%s'", optarg);
+				cli_usage_fail(verb, "--output must be 'human' or 'json', not '%s'",
+					       optarg);
 				return -1;
 			}
 			o->json = !strcmp(optarg, "json");
 			break;
 		case '?':
-			cli_fail("%s: unknown option '%s'\nusage: ligero fs %s", argv[0],
-				 argv[optind - 1], usage);
-			return -1;
 		case ':':
-			cli_fail("%s: option '%s' needs a value", argv[0], argv[optind - 1]);
+			cli_opt_error(verb, c, argv, longopts);
 			return -1;
 		default:
 			if (!cb || cb(c, optarg, priv) < 0)
@@ -118,7 +125,7 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 		}
 	}
 	if (o->part && !o->disk) {
-		cli_fail("--part goes with --disk (otherwise write DISK:N)");
+		cli_usage_fail(verb, "--part goes with --disk (otherwise write DISK:N)");
 		return -1;
 	}
 	return optind;
@@ -153,9 +160,22 @@ const char *fs_cli_take_addr(const struct fs_cli *o, int argc, char **argv, int 
 	return *i < argc ? argv[(*i)++] : NULL;
 }
 
+int fs_cli_exact(int have, int want, const char *usage)
+{
+	char verb[64];
+
+	if (have > want)
+		return cli_usage_fail(verb_of(usage, verb, sizeof(verb)),
+				      "unexpected argument (usage: ligero fs %s)", usage);
+	return fs_cli_need(have, want, usage);
+}
+
 int fs_cli_need(int have, int want, const char *usage)
 {
+	char verb[64];
+
 	if (have < want)
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
+		return cli_usage_fail(verb_of(usage, verb, sizeof(verb)),
+				      "missing operand (usage: ligero fs %s)", usage);
 	return 0;
 }

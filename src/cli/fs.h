@@ -25,6 +25,8 @@ int fs_cli_parse(struct fs_cli *o, int argc, char **argv, const char *optstring,
 const char *fs_cli_take_addr(const struct fs_cli *o, int argc, char **argv, int *i);
 /* Fail with the usage line when fewer than want operands were given. */
 int fs_cli_need(int have, int want, const char *usage);
+/* The same, and fail when more than want were given. */
+int fs_cli_exact(int have, int want, const char *usage);
 /* Open the filesystem an address names (operand addr, or --disk), printing any warnings.
  * Returns 0, or prints the error and returns 1. */
 int fs_cli_open(struct fs_handle *h, const struct fs_cli *o, const char *addr, bool rw);

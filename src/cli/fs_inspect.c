@@ -93,9 +93,9 @@ int fs_inspect_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = o.disk ? NULL : (i < argc ? argv[i] : NULL);
-	if (!addr && !o.disk)
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_exact(argc - i + (addr || o.disk), 1, usage))
+		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
 	fs_inspect(h.disk, h.fs, h.num, &in);

@@ -72,9 +72,9 @@ int fs_mount_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	const char *addr = o.disk ? NULL : (i < argc ? argv[i++] : NULL);
-	if (i >= argc || (!addr && !o.disk))
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
+	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
+	if (fs_cli_exact(argc - i + (addr || o.disk), 2, usage))
+		return 1;
 	char mnt[PATH_MAX];
 	struct stat st;
 	/* Absolute: the server changes to / before it mounts. */
@@ -197,8 +197,8 @@ int fs_umount_main(int argc, char **argv)
 
 	if (i < 0)
 		return i == -2 ? 0 : 1;
-	if (i >= argc)
-		return cli_fail("missing operand\nusage: ligero fs %s", usage);
+	if (fs_cli_exact(argc - i, 1, usage))
+		return 1;
 	/* A mount point whose directory was removed underneath still shows in mountinfo. */
 	if (!realpath(argv[i], mnt) &&
 	    snprintf(mnt, sizeof(mnt), "%s", argv[i]) >= (int)sizeof(mnt))

@@ -104,8 +104,8 @@ int fs_list_main(int argc, char **argv)
 	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
 	char *path = NULL;
 	int num = 0;
-	if (!o.disk && !addr)
-		return fs_cli_need(0, 1, usage);
+	if (fs_cli_exact(argc - i + (addr || o.disk), 1, usage))
+		return 1;
 	if (o.disk)
 		path = strdup(o.disk);
 	else if ((ret = fs_addr_parse(addr, &path, &num)) < 0)
@@ -296,7 +296,7 @@ int fs_ls_main(int argc, char **argv)
 	if (i < 0)
 		return i == -2 ? 0 : 1;
 	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
-	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
+	if (fs_cli_exact(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;

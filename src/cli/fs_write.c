@@ -63,7 +63,7 @@ int fs_write_main(int argc, char **argv)
 	if (i < 0)
 		return i == -2 ? 0 : 1;
 	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
-	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
+	if (fs_cli_exact(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -226,7 +226,7 @@ int fs_ln_main(int argc, char **argv)
 	if (i < 0)
 		return i == -2 ? 0 : 1;
 	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
-	if (fs_cli_need(argc - i + (addr || o.disk), 3, usage))
+	if (fs_cli_exact(argc - i + (addr || o.disk), 3, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;
@@ -288,7 +288,7 @@ int fs_edit_main(int argc, char **argv)
 	if (i < 0)
 		return i == -2 ? 0 : 1;
 	const char *addr = fs_cli_take_addr(&o, argc, argv, &i);
-	if (fs_cli_need(argc - i + (addr || o.disk), 2, usage))
+	if (fs_cli_exact(argc - i + (addr || o.disk), 2, usage))
 		return 1;
 	if (fs_cli_open(&h, &o, addr, true))
 		return 1;

@@ -9,20 +9,22 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } verbs[] = {
-    {"create", img_create_main, "create [-f fmt] [-b backing [-F fmt]] [-o opts] FILE [SIZE]"},
+    {"create", img_create_main, "create [-f fmt] [-b backing [-F fmt]] [-o opts] [-q] FILE [SIZE]"},
     {"info", img_info_main, "info [-f fmt] [--output=human|json] [--backing-chain] [-U] FILE"},
-    {"check", img_check_main, "check [-f fmt] [-r leaks|all] [--output=human|json] [-U] FILE"},
-    {"io", img_io_main, "io [-f fmt] [-U] -c CMD [-c CMD ...] FILE   (qemu-io's commands)"},
+    {"check", img_check_main,
+     "check [-f fmt] [-r leaks|all] [-T cache] [--output=human|json] [-U] [-q] FILE"},
+    {"io", img_io_main, "io [-f fmt] [-r] [-U] [-t cache] -c CMD [-c CMD ...] FILE   (qemu-io's)"},
     {"convert", img_convert_main,
      "convert [-f fmt] [-O fmt] [-c] [-o opts] [-B backing [-F fmt]] [-S size] [-p]\n"
-     "          [-m N] [-W] [-n] [--target-is-zero] SRC... DST"},
-    {"map", img_map_main, "map [-f fmt] [--output=human|json] [-U] FILE"},
-    {"compare", img_compare_main, "compare [-f fmt] [-F fmt] [-s] [-p] [-U] FILE1 FILE2"},
-    {"commit", img_commit_main, "commit [-f fmt] [-b base] [-d] [-p] FILE"},
-    {"rebase", img_rebase_main, "rebase [-f fmt] [-u] -b backing [-F fmt] [-p] FILE"},
+     "          [-m N] [-W] [-n] [--target-is-zero] [-t cache] [-T cache] SRC... DST"},
+    {"map", img_map_main, "map [-f fmt] [--output=human|json] [-s OFF] [-l LEN] [-U] FILE"},
+    {"compare", img_compare_main,
+     "compare [-f fmt] [-F fmt] [-s] [-p] [-T cache] [-U] FILE1 FILE2"},
+    {"commit", img_commit_main, "commit [-f fmt] [-t cache] [-b base] [-d] [-p] FILE"},
+    {"rebase", img_rebase_main, "rebase [-f fmt] [-u] [-b backing [-F fmt]] [-p] FILE"},
     {"resize", img_resize_main, "resize [-f fmt] [--shrink] FILE [+|-]SIZE"},
-    {"snapshot", img_snapshot_main, "snapshot [-U] -l|-c NAME|-a NAME|-d NAME FILE"},
-    {"amend", img_amend_main, "amend [-f fmt] -o compat=...,lazy_refcounts=... FILE"},
+    {"snapshot", img_snapshot_main, "snapshot [-U] [-l | -c NAME | -a NAME | -d NAME] FILE"},
+    {"amend", img_amend_main, "amend [-f fmt] [-t cache] -o compat=...,lazy_refcounts=... FILE"},
 };
 
 static void img_usage(FILE *f)
@@ -30,6 +32,8 @@ static void img_usage(FILE *f)
 	fputs("usage: ligero img <verb> [options]\n\nverbs:\n", f);
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		fprintf(f, "  %s\n", verbs[i].help);
+	fputs("\nOptions go before or after the file names, as with qemu-img; '--' ends them.\n",
+	      f);
 }
 
 int cmd_img(int argc, char **argv)

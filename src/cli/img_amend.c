@@ -10,7 +10,7 @@
 
 static void amend_usage(FILE *f)
 {
-	fputs("usage: ligero img amend [-f fmt] [-p] [-q] [--force] -o options FILE\n"
+	fputs("usage: ligero img amend [-f fmt] [-t cache] [-p] [-q] [--force] -o options FILE\n"
 	      "options:\n"
 	      "  compat=0.10|1.1        image version (downgrading needs no v3-only features)\n"
 	      "  lazy_refcounts=on|off  (1.1 only)\n",
@@ -57,8 +57,8 @@ int img_amend_main(int argc, char **argv)
 	bool have = false;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hf:pqt:o:", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":ho:f:t:pq", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			amend_usage(stdout);
@@ -68,12 +68,17 @@ int img_amend_main(int argc, char **argv)
 			break;
 		case 'p':
 		case 'q':
-		case 't':
 		case 'X':
+			break;
+		case 't': /* checked like qemu-img's; the header writes are always flushed */
+			if (cli_parse_cache("img amend", "-t", optarg, NULL))
+				return 1;
 			break;
 		case 'o': {
 			char *opts = strdup(optarg), *save = NULL;
 			int rc = 0;
+			if (!opts)
+				return cli_fail("img amend: out of memory");
 			for (char *kv = strtok_r(opts, ",", &save); kv && !rc;
 			     kv = strtok_r(NULL, ",", &save))
 				rc = parse_kv(kv, &o);
@@ -84,14 +89,13 @@ int img_amend_main(int argc, char **argv)
 			break;
 		}
 		default:
-			amend_usage(stderr);
-			return 1;
+			return cli_opt_error("img amend", c, argv, longopts);
 		}
 	}
 	if (!have)
-		return cli_fail("img amend: -o options are required (see --help)");
+		return cli_usage_fail("img amend", "-o options are required");
 	if (optind != argc - 1)
-		return cli_fail("img amend: expected one file name");
+		return cli_usage_fail("img amend", "expected one image file name");
 	struct bdev *bs;
 	int ret = bdev_open(&bs, argv[optind], fmt, BDEV_O_RDWR | BDEV_O_NO_BACKING);
 	if (ret < 0)

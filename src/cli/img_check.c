@@ -93,8 +93,9 @@ static void print_human(const struct bdev_check_result *r)
 
 static void usage(FILE *f)
 {
-	fputs("usage: ligero img check [-f fmt] [-r leaks|all] [--output=human|json] [-U] [-q] "
-	      "FILE\n",
+	fputs("usage: ligero img check [-f fmt] [-r leaks|all] [-T cache] [--output=human|json] "
+	      "[-U]\n"
+	      "                        [-q] FILE\n",
 	      f);
 }
 
@@ -111,8 +112,8 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
 	};
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+f:r:UqhT:", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			o->fmt = optarg;
@@ -123,15 +124,13 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
 			else if (!strcmp(optarg, "all"))
 				o->fix = BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS;
 			else
-				return cli_fail("img check: unknown option value for -r (expecting "
-						"'leaks' or 'all'): %s",
-						optarg);
+				return cli_usage_fail("img check",
+						      "-r '%s': expected 'leaks' or 'all'", optarg);
 			break;
 		case 'O':
 			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return cli_fail(
-				    "img check: --output must be 'human' or 'json', not "
-				    "'%s'",
+				return cli_usage_fail(
+				    "img check", "--output must be 'human' or 'json', not '%s'",
 				    optarg);
 			o->json = !strcmp(optarg, "json");
 			break;
@@ -141,23 +140,22 @@ static int parse_args(int argc, char **argv, struct check_opts *o)
 		case 'q':
 			o->quiet = true;
 			break;
-		case 'T':
-			break; /* qemu-img's cache mode for the check: ours is always safe */
+		case 'T': /* checked like qemu-img's; reads go through the page cache */
+			if (cli_parse_cache("img check", "-T", optarg, NULL))
+				return 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("img check", c, argv, longopts);
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 1;
-	}
+	if (optind != argc - 1)
+		return cli_usage_fail("img check", "expected one image file name");
 	if (o->fix && (o->flags & BDEV_O_FORCE_SHARE))
-		return cli_fail(
-		    "img check: -U cannot be used with -r (repair needs the write lock)");
+		return cli_usage_fail("img check",
+				      "-U cannot be used with -r (repair needs the write lock)");
 	return 0;
 }
 

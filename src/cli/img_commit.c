@@ -13,9 +13,12 @@
 
 static void commit_usage(FILE *f)
 {
-	fputs("usage: ligero img commit [-f fmt] [-b base] [-d] [-p] [-q] FILE\n"
+	fputs("usage: ligero img commit [-f fmt] [-t cache] [-b base] [-r rate] [-d] [-p] [-q] "
+	      "FILE\n"
 	      "  -b BASE  commit into BASE, a lower image of FILE's chain (implies -d)\n"
-	      "  -d       do not empty FILE afterwards\n",
+	      "  -d       do not empty FILE afterwards\n"
+	      "  -t, -r   checked as qemu-img checks them; writes are always flushed, never\n"
+	      "           rate-limited\n",
 	      f);
 }
 
@@ -39,12 +42,17 @@ static struct bdev *find_base(struct bdev *top, const char *base)
 
 int img_commit_main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
 	const char *fmt = NULL, *base_name = NULL;
 	bool keep = false, prog_asked = false, quiet = false;
+	uint64_t rate;
 	int c;
 
-	optind = 1;
-	while ((c = getopt(argc, argv, "hf:b:dpqt:r:")) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			commit_usage(stdout);
@@ -66,15 +74,19 @@ int img_commit_main(int argc, char **argv)
 			quiet = true;
 			break;
 		case 't':
+			if (cli_parse_cache("img commit", "-t", optarg, NULL))
+				return 1;
+			break;
 		case 'r':
+			if (cli_parse_size("img commit: -r", optarg, &rate))
+				return 1;
 			break;
 		default:
-			commit_usage(stderr);
-			return 1;
+			return cli_opt_error("img commit", c, argv, longopts);
 		}
 	}
 	if (optind != argc - 1)
-		return cli_fail("img commit: expected one file name (see --help)");
+		return cli_usage_fail("img commit", "expected one image file name");
 	const char *file = argv[optind];
 	struct bdev *top;
 	int ret = bdev_open(&top, file, fmt, keep ? 0 : BDEV_O_RDWR);

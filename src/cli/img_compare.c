@@ -11,7 +11,8 @@
 
 static void compare_usage(FILE *f)
 {
-	fputs("usage: ligero img compare [-f fmt] [-F fmt] [-s] [-p] [-q] [-U] FILE1 FILE2\n"
+	fputs("usage: ligero img compare [-f fmt] [-F fmt] [-T cache] [-s] [-p] [-q] [-U] FILE1 "
+	      "FILE2\n"
 	      "exit status: 0 identical, 1 different, 2 error\n"
 	      "  -s  strict: sizes and allocation status must match too\n",
 	      f);
@@ -48,13 +49,20 @@ static int report(int ret, bool quiet, uint64_t where)
 
 int img_compare_main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {"force-share", no_argument, NULL, 'U'},
+	    {NULL, 0, NULL, 0},
+	};
 	const char *fmt1 = NULL, *fmt2 = NULL;
 	struct compare_opts o = {0};
 	bool quiet = false, share = false, prog_asked = false;
 	int c;
 
-	optind = 1;
-	while ((c = getopt(argc, argv, "hf:F:spqUT:")) != -1) {
+	/* Errors exit with 2 (1 means the images differ), though qemu-img exits 1 for a bad
+	 * command line. */
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			compare_usage(stdout);
@@ -77,15 +85,17 @@ int img_compare_main(int argc, char **argv)
 		case 'U':
 			share = true;
 			break;
-		case 'T':
+		case 'T': /* checked like qemu-img's; reads go through the page cache */
+			if (cli_parse_cache("img compare", "-T", optarg, NULL))
+				return 2;
 			break;
 		default:
-			compare_usage(stderr);
+			cli_opt_error("img compare", c, argv, longopts);
 			return 2;
 		}
 	}
 	if (optind != argc - 2) {
-		cli_fail("img compare: expected two file names (see --help)");
+		cli_usage_fail("img compare", "expected two image file names");
 		return 2;
 	}
 	struct bdev *a, *b;

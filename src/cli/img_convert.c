@@ -33,16 +33,19 @@ static void convert_usage(FILE *f)
 	fputs(
 	    "usage: ligero img convert [-f fmt] [-O fmt] [-c] [-o options] [-B backing [-F fmt]]\n"
 	    "                          [-S size] [-p] [-q] [-m N] [-W] [-n] [--target-is-zero]\n"
-	    "                          [-U] [--force] [--salvage] SRC [SRC...] DST\n"
+	    "                          [-t cache] [-T cache] [-r rate] [-U] [--force] [--salvage]\n"
+	    "                          SRC [SRC...] DST\n"
 	    "\n"
 	    "  -c              compress clusters (qcow2; -o compression_type=zlib|zstd)\n"
 	    "  -B FILE         the output gets FILE as backing file; only what differs from it\n"
 	    "                  is written\n"
 	    "  -S SIZE         zero runs this long become unallocated (default 4k; 0: none)\n"
-	    "  -m N            compression threads (default: online CPUs)\n"
+	    "  -m N            compression threads (default: online CPUs, at most 64)\n"
 	    "  -n              write into an existing DST (no creation)\n"
 	    "  -t CACHE        DST cache mode: unsafe (default, as qemu-img), writeback,\n"
 	    "                  writethrough, none, directsync\n"
+	    "  -T CACHE, -r RATE  checked as qemu-img checks them; sources are read through\n"
+	    "                  the page cache, the copy is not rate-limited\n"
 	    "  --force         replace an existing DST\n"
 	    "  --salvage       take source sectors that cannot be read as zeroes (with a\n"
 	    "                  warning for each range) instead of failing\n"
@@ -74,42 +77,18 @@ static int parse_create_options(struct convert_args *a, const char *arg)
 	return 0;
 }
 
+/* -m: a count; its upper limit is the copy engine's (convert_opts_check). */
 static int parse_workers(const char *s, int *out)
 {
 	char *end;
-	long n = strtol(s, &end, 10);
+	long n;
 
-	if (*end || n < 1 || n > 64)
-		return cli_fail("-m '%s': the number of threads must be between 1 and 64", s);
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno || end == s || *end || n < 1 || n > INT32_MAX)
+		return cli_usage_fail("img convert", "-m '%s': not a number of threads", s);
 	*out = (int)n;
 	return 0;
-}
-
-/* -t: qemu-img's cache modes for the destination. The default is unsafe, as qemu-img's: a
- * crash mid-convert leaves an unusable destination whatever the flushes, so convert does not
- * pay for them (writeback flushes when done and at the driver's metadata barriers). */
-static int parse_cache(const char *mode, int *flags)
-{
-	static const struct {
-		const char *name;
-		int flags;
-	} modes[] = {
-	    {"unsafe", BDEV_O_UNSAFE | BDEV_O_BULK_DIRECT},
-	    {"writeback", 0},
-	    {"writethrough", BDEV_O_WRITETHROUGH},
-	    {"none", BDEV_O_DIRECT},
-	    {"directsync", BDEV_O_DIRECT | BDEV_O_WRITETHROUGH},
-	};
-
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		if (!strcmp(mode, modes[i].name)) {
-			*flags = modes[i].flags;
-			return 0;
-		}
-	}
-	return cli_fail("-t '%s': cache mode is not unsafe, writeback, writethrough, none or "
-			"directsync",
-			mode);
 }
 
 static int parse_args(int argc, char **argv, struct convert_args *a)
@@ -119,10 +98,11 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 	    {"force-share", no_argument, NULL, 'U'}, {"target-is-zero", no_argument, NULL, 'Z'},
 	    {"salvage", no_argument, NULL, 'V'},     {NULL, 0, NULL, 0},
 	};
+	uint64_t rate;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hf:O:B:F:co:S:pqm:WnUt:T:r:Cl:", longopts, NULL)) !=
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'h':
@@ -169,43 +149,44 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 		case 'C':
 			break; /* copy offloading: nothing to offload to */
 		case 't':
-			if (parse_cache(optarg, &a->cache_flags))
+			if (cli_parse_cache("img convert", "-t", optarg, &a->cache_flags))
+				return 1;
+			/* as the default (img_convert_main): whole clusters go around the cache */
+			if (a->cache_flags & BDEV_O_UNSAFE)
+				a->cache_flags |= BDEV_O_BULK_DIRECT;
+			break;
+		case 'T': /* checked like qemu-img's; sources are read through the page cache */
+			if (cli_parse_cache("img convert", "-T", optarg, NULL))
 				return 1;
 			break;
-		case 'T':
-			break; /* source cache mode: sources are read through the page cache */
-		case 'r':
+		case 'r': /* checked like qemu-img's; the copy is not rate-limited */
+			if (cli_parse_size("img convert: -r", optarg, &rate))
+				return 1;
 			break;
 		case 'o':
 			if (parse_create_options(a, optarg))
 				return 1;
 			break;
-		case 'S':
-			if (cli_parse_size("-S", optarg, &a->conv.min_sparse))
+		case 'S': /* its limits are the copy engine's (convert_opts_check) */
+			if (cli_parse_size("img convert: -S", optarg, &a->conv.min_sparse))
 				return 1;
-			if (a->conv.min_sparse % 512 || a->conv.min_sparse > (16u << 20))
-				return cli_fail(
-				    "-S '%s': the sparse size must be a multiple of 512 up "
-				    "to 16M",
-				    optarg);
 			break;
 		case 'm':
 			if (parse_workers(optarg, &a->conv.workers))
 				return 1;
 			break;
 		case 'l':
-			return cli_fail(
+			return cli_usage_fail(
+			    "img convert",
 			    "-l: converting from an internal snapshot is not supported");
 		default:
-			convert_usage(stderr);
-			return 1;
+			return cli_opt_error("img convert", c, argv, longopts);
 		}
 	}
 	if (argc - optind < 2)
-		return cli_fail(
-		    "img convert: expected SRC... DST (see 'ligero img convert --help')");
+		return cli_usage_fail("img convert", "expected SRC... DST");
 	if (argc - optind - 1 > MAX_SOURCES)
-		return cli_fail("img convert: at most %d sources", MAX_SOURCES);
+		return cli_usage_fail("img convert", "at most %d sources", MAX_SOURCES);
 	a->srcs = argv + optind;
 	a->nsrc = argc - optind - 1;
 	a->dst = argv[argc - 1];
@@ -216,7 +197,10 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 static int validate(struct convert_args *a)
 {
 	struct stat st;
+	int ret = convert_opts_check(&a->conv);
 
+	if (ret < 0)
+		return cli_usage_fail("img convert", "%s", err_msg_or(ret));
 	if (!bdev_find_driver(a->out_fmt))
 		return cli_fail("%s: unknown output format '%s' (known: qcow2, raw)", a->dst,
 				a->out_fmt);
@@ -373,6 +357,10 @@ out:
 	return rc;
 }
 
+/* The destination's default cache mode is unsafe, as qemu-img's: a crash mid-convert leaves an
+ * unusable destination whatever the flushes, so convert does not pay for them (writeback
+ * flushes when done and at the driver's metadata barriers); whole clusters go around the page
+ * cache. */
 int img_convert_main(int argc, char **argv)
 {
 	struct convert_args a = {.out_fmt = "raw",

@@ -141,8 +141,8 @@ int img_create_main(int argc, char **argv)
 	bool has_size = false, quiet = false;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hqf:b:F:o:u", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			create_usage(stdout);
@@ -182,12 +182,11 @@ int img_create_main(int argc, char **argv)
 			break;
 		}
 		default:
-			create_usage(stderr);
-			return 1;
+			return cli_opt_error("img create", c, argv, longopts);
 		}
 	}
 	if (optind >= argc)
-		return cli_fail("img create: no file name given (see 'ligero img create --help')");
+		return cli_usage_fail("img create", "expected FILE [SIZE]");
 	const char *file = argv[optind++];
 	if (optind < argc) {
 		if (cli_parse_size("size", argv[optind++], &size))
@@ -195,7 +194,7 @@ int img_create_main(int argc, char **argv)
 		has_size = true;
 	}
 	if (optind < argc)
-		return cli_fail("img create: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("img create", "unexpected argument '%s'", argv[optind]);
 	if (!has_size && !backing)
 		return cli_fail("%s: no size given (and no backing file to take it from)", file);
 	if (bfmt && !backing)

@@ -309,8 +309,8 @@ int img_info_main(int argc, char **argv)
 	bool json = false, chain = false;
 	int flags = 0, c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+f:UhB", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			fmt = optarg;
@@ -321,9 +321,9 @@ int img_info_main(int argc, char **argv)
 			else if (!strcmp(optarg, "human"))
 				json = false;
 			else
-				return cli_fail("img info: --output must be 'human' or 'json', not "
-						"'%s'",
-						optarg);
+				return cli_usage_fail(
+				    "img info", "--output must be 'human' or 'json', not '%s'",
+				    optarg);
 			break;
 		case 'B':
 			chain = true;
@@ -335,14 +335,11 @@ int img_info_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("img info", c, argv, longopts);
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 1;
-	}
+	if (optind != argc - 1)
+		return cli_usage_fail("img info", "expected one image file name");
 	/* Like qemu-img, plain info does not open the backing file: a missing one is reported,
 	 * not fatal. --backing-chain opens (and so needs) every layer. */
 	if (!chain)

@@ -57,6 +57,14 @@ static int io_fail(const struct io_ctx *io, const char *cmd, const char *fmt, ..
 	return cli_fail("%s: %s: %s", io->file, cmd, msg);
 }
 
+/* getopt's '?' or ':' inside a command, with the command's usage. Returns 1. */
+static int io_opt_error(const struct io_ctx *io, const char *cmd, int c, const char *usage)
+{
+	if (c == ':')
+		return io_fail(io, cmd, "option '-%c' needs a value (usage: %s)", optopt, usage);
+	return io_fail(io, cmd, "invalid option '-%c' (usage: %s)", optopt, usage);
+}
+
 static int io_fail_err(int ret)
 {
 	fflush(stdout);
@@ -209,7 +217,7 @@ static int cmd_read(struct io_ctx *io, int argc, char **argv)
 	int pattern = -1, c;
 	uint64_t off, len;
 
-	while ((c = getopt(argc, argv, "+P:vq")) != -1) {
+	while ((c = getopt(argc, argv, ":P:vq")) != -1) {
 		switch (c) {
 		case 'P':
 			if (io_pattern_arg(io, "read", optarg, &pattern))
@@ -222,9 +230,7 @@ static int cmd_read(struct io_ctx *io, int argc, char **argv)
 			quiet = true;
 			break;
 		default:
-			return io_fail(io, "read",
-				       "unknown option (usage: read [-P pattern] [-v] "
-				       "[-q] OFF LEN)");
+			return io_opt_error(io, "read", c, "read [-P pattern] [-v] [-q] OFF LEN");
 		}
 	}
 	if (io_range(io, "read", argc, argv, &off, &len))
@@ -301,7 +307,7 @@ static int cmd_write(struct io_ctx *io, int argc, char **argv)
 	int pattern = 0xcd, c;
 	uint64_t off, len;
 
-	while ((c = getopt(argc, argv, "+P:zuqc")) != -1) {
+	while ((c = getopt(argc, argv, ":P:zuqc")) != -1) {
 		switch (c) {
 		case 'P':
 			if (io_pattern_arg(io, "write", optarg, &pattern))
@@ -321,9 +327,8 @@ static int cmd_write(struct io_ctx *io, int argc, char **argv)
 			quiet = true;
 			break;
 		default:
-			return io_fail(io, "write",
-				       "unknown option (usage: write [-P pattern | -z "
-				       "[-u]] [-c] [-q] OFF LEN)");
+			return io_opt_error(io, "write", c,
+					    "write [-P pattern | -z [-u]] [-c] [-q] OFF LEN");
 		}
 	}
 	if (zero && have_pattern)
@@ -364,10 +369,9 @@ static int cmd_discard(struct io_ctx *io, int argc, char **argv)
 	uint64_t off, len;
 	int c;
 
-	while ((c = getopt(argc, argv, "+q")) != -1) {
+	while ((c = getopt(argc, argv, ":q")) != -1) {
 		if (c != 'q')
-			return io_fail(io, "discard",
-				       "unknown option (usage: discard [-q] OFF LEN)");
+			return io_opt_error(io, "discard", c, "discard [-q] OFF LEN");
 		quiet = true;
 	}
 	if (io_range(io, "discard", argc, argv, &off, &len))
@@ -414,11 +418,23 @@ static int cmd_length(struct io_ctx *io, int argc, char **argv)
 	return 0;
 }
 
+/* truncate [-m off] SIZE: qemu-io's other preallocation modes are not supported. */
 static int cmd_truncate(struct io_ctx *io, int argc, char **argv)
 {
+	static const char usage[] = "truncate [-m off] SIZE";
 	uint64_t size;
+	int c;
 
-	if (io_num_arg(io, "truncate", "size", argv[1], &size))
+	while ((c = getopt(argc, argv, ":m:")) != -1) {
+		if (c != 'm')
+			return io_opt_error(io, "truncate", c, usage);
+		if (strcmp(optarg, "off"))
+			return io_fail(io, "truncate",
+				       "preallocation '%s' is not supported (only off)", optarg);
+	}
+	if (argc - optind != 1)
+		return io_fail(io, "truncate", "expected one SIZE (usage: %s)", usage);
+	if (io_num_arg(io, "truncate", "size", argv[optind], &size))
 		return 1;
 	int ret = bdev_truncate(io->bs, size);
 	return ret < 0 ? io_fail_err(ret) : 0;
@@ -484,7 +500,7 @@ static const struct io_cmd io_cmds[] = {
     {"map", cmd_map, 0, false, "map"},
     {"alloc", cmd_alloc, 0, true, "alloc OFF [LEN]"},
     {"length", cmd_length, 0, false, "length"},
-    {"truncate", cmd_truncate, 1, false, "truncate SIZE"},
+    {"truncate", cmd_truncate, 1, true, "truncate [-m off] SIZE"},
     {"sleep", cmd_sleep, 1, false, "sleep MS"},
     {"quit", NULL, 0, false, "quit"},
 };
@@ -549,36 +565,13 @@ static int io_run(struct io_ctx *io, const char *cmdline)
 			      cmd->nops == 1 ? "" : "s", cmd->usage);
 		goto out;
 	}
-	optind = 0; /* glibc: start a fresh getopt scan for this command */
-	opterr = 0;
+	/* A fresh scan for each command; like qemu-io's, options may follow the operands and
+	 * "--" ends them. */
+	cli_getopt_reset();
 	ret = cmd->fn(io, argc, argv);
 out:
 	free(line);
 	return ret;
-}
-
-/* qemu's cache modes (-t) as open flags. */
-static int io_cache_mode(const char *mode, int *flags)
-{
-	static const struct {
-		const char *name;
-		int flags;
-	} modes[] = {
-	    {"none", BDEV_O_DIRECT},
-	    {"writeback", 0},
-	    {"writethrough", BDEV_O_WRITETHROUGH},
-	    {"directsync", BDEV_O_DIRECT | BDEV_O_WRITETHROUGH},
-	    {"unsafe", BDEV_O_UNSAFE},
-	};
-
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		if (!strcmp(mode, modes[i].name)) {
-			*flags &= ~(BDEV_O_DIRECT | BDEV_O_WRITETHROUGH | BDEV_O_UNSAFE);
-			*flags |= modes[i].flags;
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 static void usage(FILE *f)
@@ -588,8 +581,8 @@ static void usage(FILE *f)
 	      "commands (qemu-io's syntax):\n"
 	      "  read [-P pattern] [-v] [-q] OFF LEN\n"
 	      "  write [-P pattern | -z [-u] | -c] [-q] OFF LEN\n"
-	      "  discard [-q] OFF LEN, alloc OFF [LEN], map, length, truncate SIZE, flush,\n"
-	      "  sleep MS, quit\n"
+	      "  discard [-q] OFF LEN, alloc OFF [LEN], map, length, truncate [-m off] SIZE,\n"
+	      "  flush, sleep MS, quit\n"
 	      "without -c, commands are read from standard input, one per line\n",
 	      f);
 }
@@ -644,8 +637,8 @@ int img_io_main(int argc, char **argv)
 
 	if (!cmds)
 		return cli_fail("img io: out of memory");
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+f:c:rUnt:h", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:c:rUnt:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			fmt = optarg;
@@ -665,28 +658,27 @@ int img_io_main(int argc, char **argv)
 		case 'B': /* write into an image that overlays use as their backing file */
 			flags |= BDEV_O_BASE_WRITE;
 			break;
-		case 't':
-			if (io_cache_mode(optarg, &flags) < 0) {
+		case 't': {
+			int cache;
+			if (cli_parse_cache("img io", "-t", optarg, &cache)) {
 				free(cmds);
-				return cli_fail("img io: unknown cache mode '%s' (none, writeback, "
-						"writethrough, directsync, unsafe)",
-						optarg);
+				return 1;
 			}
+			flags = (flags & ~BDEV_O_CACHE_MASK) | cache;
 			break;
+		}
 		case 'h':
 			usage(stdout);
 			free(cmds);
 			return 0;
 		default:
-			usage(stderr);
 			free(cmds);
-			return 1;
+			return cli_opt_error("img io", c, argv, longopts);
 		}
 	}
 	if (optind != argc - 1) {
-		usage(stderr);
 		free(cmds);
-		return 1;
+		return cli_usage_fail("img io", "expected one image file name");
 	}
 	const char *file = argv[optind];
 	if (force_share) {

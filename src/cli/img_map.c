@@ -19,8 +19,8 @@ struct map_entry {
 
 static void map_usage(FILE *f)
 {
-	fputs("usage: ligero img map [-f fmt] [--output=human|json] [--start-offset=OFFSET]\n"
-	      "                      [--max-length=LEN] [-U] FILE\n",
+	fputs("usage: ligero img map [-f fmt] [--output=human|json] [-s|--start-offset=OFFSET]\n"
+	      "                      [-l|--max-length=LEN] [-U] FILE\n",
 	      f);
 }
 
@@ -148,8 +148,8 @@ static int parse(int argc, char **argv, struct map_args *a)
 	};
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hf:U", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			map_usage(stdout);
@@ -162,24 +162,25 @@ static int parse(int argc, char **argv, struct map_args *a)
 			break;
 		case 'O':
 			if (strcmp(optarg, "json") && strcmp(optarg, "human"))
-				return cli_fail("--output '%s' is not human or json", optarg);
+				return cli_usage_fail(
+				    "img map", "--output must be 'human' or 'json', not '%s'",
+				    optarg);
 			a->json = !strcmp(optarg, "json");
 			break;
 		case 's':
-			if (cli_parse_size("--start-offset", optarg, &a->start))
+			if (cli_parse_size("img map: --start-offset", optarg, &a->start))
 				return 1;
 			break;
 		case 'l':
-			if (cli_parse_size("--max-length", optarg, &a->max_len))
+			if (cli_parse_size("img map: --max-length", optarg, &a->max_len))
 				return 1;
 			break;
 		default:
-			map_usage(stderr);
-			return 1;
+			return cli_opt_error("img map", c, argv, longopts);
 		}
 	}
 	if (optind != argc - 1)
-		return cli_fail("img map: expected one file name (see 'ligero img map --help')");
+		return cli_usage_fail("img map", "expected one image file name");
 	a->file = argv[optind];
 	return 0;
 }

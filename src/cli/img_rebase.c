@@ -12,11 +12,15 @@
 
 static void rebase_usage(FILE *f)
 {
-	fputs("usage: ligero img rebase [-f fmt] [-U] [-p] [-q] [-u] -b BACKING [-F fmt] FILE\n"
-	      "  -u          unsafe: only rewrite the backing file name in the header\n"
-	      "  -b \"\"       flatten: copy everything the old backing files provide\n"
-	      "BACKING is relative to FILE's directory, as it will be recorded.\n",
-	      f);
+	fputs(
+	    "usage: ligero img rebase [-f fmt] [-t cache] [-T cache] [-U] [-p] [-q] [-u]\n"
+	    "                         -b BACKING [-F fmt] FILE\n"
+	    "  -u          unsafe: only rewrite the backing file name in the header (without -b:\n"
+	    "              remove it)\n"
+	    "  -b \"\"       flatten: copy everything the old backing files provide\n"
+	    "  -t, -T      checked as qemu-img checks them; writes are always flushed\n"
+	    "BACKING is relative to FILE's directory, as it will be recorded.\n",
+	    f);
 }
 
 static void on_progress(void *opaque, uint64_t done, uint64_t total)
@@ -31,10 +35,15 @@ struct rebase_args {
 
 static int parse(int argc, char **argv, struct rebase_args *a)
 {
+	static const struct option longopts[] = {
+	    {"help", no_argument, NULL, 'h'},
+	    {"force-share", no_argument, NULL, 'U'},
+	    {NULL, 0, NULL, 0},
+	};
 	int c;
 
-	optind = 1;
-	while ((c = getopt(argc, argv, "hf:b:F:upqUt:T:")) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			rebase_usage(stdout);
@@ -62,18 +71,21 @@ static int parse(int argc, char **argv, struct rebase_args *a)
 			break;
 		case 't':
 		case 'T':
+			if (cli_parse_cache("img rebase", c == 't' ? "-t" : "-T", optarg, NULL))
+				return 1;
 			break;
 		default:
-			rebase_usage(stderr);
-			return 1;
+			return cli_opt_error("img rebase", c, argv, longopts);
 		}
 	}
 	if (optind != argc - 1)
-		return cli_fail("img rebase: expected one file name (see --help)");
+		return cli_usage_fail("img rebase", "expected one image file name");
 	a->file = argv[optind];
+	if (!a->backing && !a->unsafe)
+		return cli_usage_fail("img rebase", "-b BACKING is required without -u (-b \"\" "
+						    "removes the backing file)");
 	if (!a->backing)
-		return cli_fail("%s: -b BACKING is required (-b \"\" removes the backing file)",
-				a->file);
+		a->backing = ""; /* -u alone: as qemu-img, remove the backing file */
 	if (a->bfmt && !bdev_find_driver(a->bfmt))
 		return cli_fail("%s: unknown backing format '%s'", a->file, a->bfmt);
 	return 0;

@@ -16,24 +16,6 @@ static void resize_usage(FILE *f)
 	    f);
 }
 
-/* The first allocated data at or after off in this layer, or UINT64_MAX. */
-static int data_beyond(struct bdev *bs, uint64_t off, uint64_t *where)
-{
-	*where = UINT64_MAX;
-	while (off < bs->size) {
-		struct bdev_extent e;
-		int ret = bdev_block_status(bs, off, bs->size - off, &e);
-		if (ret < 0)
-			return ret;
-		if ((e.flags & BDEV_ST_DATA) && !(e.flags & BDEV_ST_ZERO)) {
-			*where = off;
-			return 0;
-		}
-		off += e.length;
-	}
-	return 0;
-}
-
 static int new_size(const char *file, const char *arg, uint64_t cur, uint64_t *out)
 {
 	uint64_t n;
@@ -74,11 +56,12 @@ int img_resize_main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 3)
-		return cli_fail("img resize: expected FILE [+|-]SIZE (see --help)");
-	/* Take the size off first so that "-1G" is not read as an option. */
+		return cli_usage_fail("img resize", "expected FILE [+|-]SIZE");
+	/* As qemu-img does: the size is the last argument, taken off before the options are
+	 * parsed, so that "-1G" is not read as an option (and "FILE +1G -q" is refused). */
 	const char *size_arg = argv[--argc];
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hf:q", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hf:q", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			resize_usage(stdout);
@@ -94,42 +77,25 @@ int img_resize_main(int argc, char **argv)
 			break;
 		case 'P':
 			if (strcmp(optarg, "off"))
-				return cli_fail("--preallocation=%s is not supported (only off)",
-						optarg);
+				return cli_usage_fail(
+				    "img resize", "--preallocation=%s is not supported (only off)",
+				    optarg);
 			break;
 		default:
-			resize_usage(stderr);
-			return 1;
+			return cli_opt_error("img resize", c, argv, longopts);
 		}
 	}
 	if (optind != argc - 1)
-		return cli_fail("img resize: expected FILE [+|-]SIZE");
+		return cli_usage_fail("img resize", "expected FILE [+|-]SIZE");
 	const char *file = argv[optind];
 	struct bdev *bs;
 	int ret = bdev_open(&bs, file, fmt, BDEV_O_RDWR | BDEV_O_NO_BACKING);
 	if (ret < 0)
 		return cli_fail_err(ret);
-	uint64_t size = 0, where = 0;
+	uint64_t size = 0;
 	int rc = new_size(file, size_arg, bs->size, &size);
-	if (!rc && size < bs->size) {
-		if (!shrink)
-			rc = cli_fail("%s: shrinking from %" PRIu64 " to %" PRIu64 " bytes needs "
-				      "--shrink",
-				      file, bs->size, size);
-		else if ((ret = data_beyond(bs, size, &where)) < 0)
-			rc = cli_fail_err(ret);
-		else if (where != UINT64_MAX)
-			rc = cli_fail("%s: refusing to shrink to %" PRIu64 " bytes: allocated data "
-				      "at offset %" PRIu64 " would be lost (nothing was changed)",
-				      file, size, where);
-	}
-	if (!rc && size != bs->size) {
-		ret = bdev_truncate(bs, size);
-		if (ret == 0)
-			ret = bdev_flush(bs);
-		if (ret < 0)
-			rc = cli_fail_err(ret);
-	}
+	if (!rc && (ret = bdev_resize(bs, size, shrink ? BDEV_RESIZE_SHRINK : 0)) < 0)
+		rc = cli_fail_err(ret);
 	bdev_close(bs);
 	if (!rc && !quiet)
 		printf("Image resized.\n");

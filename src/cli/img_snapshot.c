@@ -13,9 +13,9 @@
 
 static void snapshot_usage(FILE *f)
 {
-	fputs("usage: ligero img snapshot [-f fmt] [-U] [-q] (-l | -c NAME | -a NAME | -d NAME) "
+	fputs("usage: ligero img snapshot [-f fmt] [-U] [-q] [-l | -c NAME | -a NAME | -d NAME] "
 	      "FILE\n"
-	      "  -l  list   -c  create   -a  apply (revert to)   -d  delete\n",
+	      "  -l  list (the default)   -c  create   -a  apply (revert to)   -d  delete\n",
 	      f);
 }
 
@@ -66,8 +66,8 @@ int img_snapshot_main(int argc, char **argv)
 	bool share = false;
 	int c, action = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hf:Uqlc:a:d:", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":la:c:d:hqUf:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			snapshot_usage(stdout);
@@ -85,19 +85,19 @@ int img_snapshot_main(int argc, char **argv)
 		case 'a':
 		case 'd':
 			if (action)
-				return cli_fail("img snapshot: give exactly one of -l, -c, -a, -d");
+				return cli_usage_fail("img snapshot",
+						      "give only one of -l, -c, -a, -d");
 			action = c;
 			name = optarg;
 			break;
 		default:
-			snapshot_usage(stderr);
-			return 1;
+			return cli_opt_error("img snapshot", c, argv, longopts);
 		}
 	}
 	if (!action)
-		return cli_fail("img snapshot: give one of -l, -c, -a, -d (see --help)");
+		action = 'l'; /* as qemu-img: list */
 	if (optind != argc - 1)
-		return cli_fail("img snapshot: expected one file name");
+		return cli_usage_fail("img snapshot", "expected one image file name");
 	const char *file = argv[optind];
 	if (action != 'l' && share)
 		return cli_fail("%s: -U (force share) is only for -l: the other actions write",

@@ -45,9 +45,10 @@ static void usage(FILE *f)
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
-	      "'ligero <group> --help' lists a group's verbs.\n",
+	      "'ligero <group> --help' lists a group's verbs; see also 'man ligero-<group>'.\n",
 	      f);
 }
 
@@ -67,12 +68,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	if (!strcmp(argv[1], "help") && argc > 2)
+		return cmd_help(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-		printf("ligero %s\n", LIGERO_VERSION);
+		printf("ligero %s\n", cli_version);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)

@@ -1,18 +1,20 @@
 /*
  * `ligero run` device options: --disk, --net, --balloon, --rng. They are taken out of argv
- * before run.c's own option parsing sees it, so the two option sets stay in separate files.
+ * before run.c's own option parsing sees it, so the two option sets stay in separate files, and
+ * parsed (run_device_opts.c) into the structs the VMM takes (vmm/virtio/vmdev.h).
  */
 #include "cli/cli.h"
 #include "cli/run_devices.h"
 #include "vmm/virtio/vmdev.h"
 #include "util/error.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char run_devices_usage[] =
-    "       [--disk FILE[,format=raw|qcow2][,readonly=on]\n"
-    "               [,cache=writeback|none|writethrough|unsafe][,serial=ID]]...\n"
+    "       [--disk FILE[,format=raw|qcow2][,readonly=on|off][,serial=ID]\n"
+    "               [,cache=writeback|none|writethrough|directsync|unsafe]]...\n"
     "       [--net tap=NAME|bridge=BR[,mac=52:54:00:xx:xx:xx]]... [--rng]\n"
     "       [--balloon MiB[,after=SECONDS][,trigger=FILE]]\n";
 
@@ -44,6 +46,29 @@ static void free_owned(void)
 	owned = NULL;
 }
 
+/* Parse one device option into v. 0 or -errno with a message. */
+static int add_device(struct vm_devices *v, int which, const char *val)
+{
+	char *copy = strdup(val); /* split in place; the VMM copies what it keeps */
+	union {
+		struct virtio_blk_opts disk;
+		struct virtio_net_opts net;
+		struct vm_balloon_opts balloon;
+	} o;
+	int ret;
+
+	if (!copy)
+		return err_set(ENOMEM, "out of memory");
+	if (which == 0)
+		ret = run_parse_disk(copy, &o.disk) ?: vm_devices_add_disk(v, &o.disk);
+	else if (which == 1)
+		ret = run_parse_net(copy, &o.net) ?: vm_devices_add_net(v, &o.net);
+	else
+		ret = run_parse_balloon(copy, &o.balloon) ?: vm_devices_set_balloon(v, &o.balloon);
+	free(copy);
+	return ret;
+}
+
 int run_devices_options(int *argc, char **argv, struct vm_devices **out)
 {
 	static const char *const names[] = {"--disk", "--net", "--balloon"};
@@ -69,21 +94,16 @@ int run_devices_options(int *argc, char **argv, struct vm_devices **out)
 				which = k;
 		if (r < 0) {
 			vm_devices_free(v);
-			return cli_fail("%s needs an argument", names[which]);
+			return cli_usage_fail("run", "option '%s' needs a value", names[which]);
 		}
 		if (!r) {
 			argv[j++] = argv[i];
 			continue;
 		}
-		if (which == 0)
-			ret = vm_devices_add_disk(v, val);
-		else if (which == 1)
-			ret = vm_devices_add_net(v, val);
-		else
-			ret = vm_devices_set_balloon(v, val);
+		ret = add_device(v, which, val);
 		if (ret < 0) {
 			vm_devices_free(v);
-			return cli_fail_err(ret);
+			return cli_usage_fail("run", "%s", err_msg_or(ret));
 		}
 	}
 	argv[j] = NULL;

@@ -96,8 +96,8 @@ int cmd_sparsify(int argc, char **argv)
 	uint64_t size = 0;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "ho:O:pf:", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":ho:O:pf:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -126,7 +126,9 @@ int cmd_sparsify(int argc, char **argv)
 			if (!strcmp(optarg, "json"))
 				json = true;
 			else if (strcmp(optarg, "human"))
-				return cli_fail("--output must be human or json, not '%s'", optarg);
+				return cli_usage_fail(
+				    "sparsify", "--output must be 'human' or 'json', not '%s'",
+				    optarg);
 			break;
 		case 'o': {
 			char *save =
@@ -143,35 +145,33 @@ int cmd_sparsify(int argc, char **argv)
 			break;
 		}
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("sparsify", c, argv, longopts);
 		}
 	}
 	if (optind >= argc)
-		return cli_fail("sparsify: no source image given (see 'ligero sparsify --help')");
+		return cli_usage_fail("sparsify", "no source image given");
 	const char *src = argv[optind++];
 	const char *dst = optind < argc ? argv[optind++] : NULL;
 	if (optind < argc)
-		return cli_fail("sparsify: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("sparsify", "unexpected argument '%s'", argv[optind]);
 	if (in_place && dst)
-		return cli_fail("sparsify: --in-place takes no destination ('%s')", dst);
+		return cli_usage_fail("sparsify", "--in-place takes no destination ('%s')", dst);
 	if (!in_place && !dst)
-		return cli_fail("sparsify: give a destination, or --in-place");
+		return cli_usage_fail("sparsify", "give a destination, or --in-place");
 	if (in_place && (compress || co.cluster_size || co.compat))
-		return cli_fail("sparsify: --compress and -o apply to a new image, not --in-place");
+		return cli_usage_fail("sparsify",
+				      "--compress and -o apply to a new image, not --in-place");
 	if (backing || has_size)
-		return cli_fail(
-		    "sparsify: -o backing_file and size do not apply (the copy is whole)");
+		return cli_usage_fail("sparsify",
+				      "-o backing_file and size do not apply (the copy is whole)");
 	if (!in_place && !bdev_find_driver(ofmt))
 		return cli_fail("%s: unknown format '%s' (known: qcow2, raw)", dst, ofmt);
 	if (compress && strcmp(ofmt, "qcow2"))
 		return cli_fail("%s: --compress needs -O qcow2", dst);
 	if (!in_place && cli_check_format_options(ofmt, dst, &co))
 		return 1;
-	/* A backup copy is written once and read rarely: zstd compresses it faster and smaller
-	 * than zlib (docs/ligero-sparsify.md has the figures). compat=0.10 cannot record it. */
-	if (compress && !ctype_given && co.compat != 2)
-		co.compression_type = 1;
+	if (!ctype_given)
+		co.compression_type = SPARSIFY_CODEC_DEFAULT;
 
 	int flags = in_place ? BDEV_O_RDWR | (force ? BDEV_O_BASE_WRITE : 0) : 0;
 	struct bdev *bs;

@@ -100,7 +100,20 @@ int convert_default_workers(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+	return n < 1 ? 1 : (n > CONVERT_MAX_WORKERS ? CONVERT_MAX_WORKERS : (int)n);
+}
+
+int convert_opts_check(const struct convert_opts *o)
+{
+	if (o->workers < 0 || o->workers > CONVERT_MAX_WORKERS)
+		return err_set(EINVAL,
+			       "%d compression threads: the number must be between 1 and %d",
+			       o->workers, CONVERT_MAX_WORKERS);
+	if (o->min_sparse % 512 || o->min_sparse > CONVERT_MAX_SPARSE)
+		return err_set(EINVAL,
+			       "sparse size %llu: must be a multiple of 512 up to 16 MiB (0: none)",
+			       (unsigned long long)o->min_sparse);
+	return 0;
 }
 
 /* Record the first failure (with its thread-local message) and wake everybody. Locked. */
@@ -567,9 +580,12 @@ static int setup(struct engine *e, int *workers)
 int convert_run(struct bdev *const *src, int n, struct bdev *dst, const struct convert_opts *o)
 {
 	struct engine e = {.src = src, .nsrc = n, .dst = dst, .o = o};
-	pthread_t writer, workers[64];
+	pthread_t writer, workers[CONVERT_MAX_WORKERS];
 	int nworkers = 0, started = 0, ret;
 
+	ret = convert_opts_check(o);
+	if (ret < 0)
+		return ret;
 	pthread_mutex_init(&e.lock, NULL);
 	pthread_cond_init(&e.cond, NULL);
 	ret = setup(&e, &nworkers);

@@ -12,11 +12,17 @@
 
 struct bdev;
 
+/* The most compression threads a copy runs (-m). */
+#define CONVERT_MAX_WORKERS 64
+/* The largest -S, as qemu-img's. */
+#define CONVERT_MAX_SPARSE (16u << 20)
+
 struct convert_opts {
-	/* Zero runs at least this long (bytes) are not written as data (-S); 0 writes all. */
+	/* Zero runs at least this long (bytes) are not written as data (-S); 0 writes all.
+	 * A multiple of 512 up to CONVERT_MAX_SPARSE. */
 	uint64_t min_sparse;
-	/* Compress every cluster with the target's codec on `workers` threads (0 = online CPUs);
-	 * a cluster that does not shrink is written plainly. */
+	/* Compress every cluster with the target's codec on `workers` threads (0 = online CPUs,
+	 * at most CONVERT_MAX_WORKERS); a cluster that does not shrink is written plainly. */
 	bool compress;
 	int workers;
 	/* The target reads as zeroes already (new image without backing, --target-is-zero):
@@ -36,6 +42,10 @@ struct convert_opts {
 	/* Checked between batches; when it becomes non-zero the copy stops with -EINTR. */
 	volatile sig_atomic_t *stop;
 };
+
+/* The options convert_run refuses (workers or min_sparse out of range), to check before a
+ * target is created. Returns 0 or -EINVAL with a message. */
+int convert_opts_check(const struct convert_opts *o);
 
 /* Copy src[0..n) concatenated into dst starting at guest offset 0. dst must be at least as
  * large as the sources together. Returns 0 or -errno with a message recorded. */

@@ -323,6 +323,8 @@ int sparsify_copy(struct bdev *src, const struct sparsify_plan *p, const char *d
 	co.size = src->size;
 	co.backing_file = NULL;
 	co.backing_fmt = NULL;
+	if (co.compression_type == SPARSIFY_CODEC_DEFAULT)
+		co.compression_type = compress && co.compat != 2 && !strcmp(fmt, "qcow2") ? 1 : 0;
 	ret = bdev_create(dst_path, fmt, &co);
 	if (ret < 0)
 		return ret;

@@ -50,6 +50,12 @@ int sparsify_in_place(struct bdev *bs, const struct sparsify_plan *p, const stru
 
 struct bdev_create_opts;
 
+/* opts->compression_type for sparsify_copy: let it choose. A backup copy is written once and
+ * read rarely, and zstd compresses it faster and smaller than zlib (docs/ligero-sparsify.md
+ * has the figures): compressed copies get zstd, unless compat=0.10, which cannot record it;
+ * the rest zlib (QEMU's default). */
+#define SPARSIFY_CODEC_DEFAULT (-1)
+
 /* Copy src into a new image dst_path of format fmt (created here with opts; removed again if
  * anything fails or o->stop is raised), leaving out the planned ranges and zeroes, compressed
  * with all cores when compress is set. */

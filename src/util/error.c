@@ -53,7 +53,9 @@ int err_prefix(int ret, const char *fmt, ...)
 	va_end(ap);
 	if (!old[0])
 		snprintf(old, sizeof(old), "%s", strerror(ret < 0 ? -ret : EIO));
-	snprintf(err_buf, sizeof(err_buf), "%s%s", pre, old);
+	/* A message that does not fit is cut, and ends in "..." to say so. */
+	if (snprintf(err_buf, sizeof(err_buf), "%s%s", pre, old) >= (int)sizeof(err_buf))
+		memcpy(err_buf + sizeof(err_buf) - 4, "...", 4);
 	return ret;
 }
 

@@ -265,7 +265,7 @@ int boot_probe(const struct boot_file *kernel, const struct boot_file *initrd)
 {
 	uint8_t hdr[0x400] = {0};
 	struct bzimage bz;
-	uint64_t size;
+	uint64_t size = 0;
 	int fd, ret = kernel_header(kernel, hdr, sizeof(hdr), &bz, &size, &fd);
 
 	if (ret < 0)
@@ -292,7 +292,7 @@ int boot_load(struct guest_mem *mem, const struct boot_file *kernel, const struc
 	uint8_t hdr[0x400] = {0}, *zp = mem_ptr(mem, BOOT_ZERO_PAGE, 4096);
 	struct e820_entry e820[E820_MAX];
 	struct bzimage bz;
-	uint64_t fsize, ksize;
+	uint64_t fsize = 0, ksize;
 	size_t cmax;
 	char *cl;
 	unsigned n;

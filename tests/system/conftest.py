@@ -5,11 +5,17 @@ The API is small on purpose; suites depend on it:
 fixtures
     ligero       absolute path of the binary under test (env LIGERO, default <repo>/build/ligero);
                  every test that uses it is skipped with a clear message when it is missing.
-    run          run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess
+    run          run(*args, cwd=None, input=None, timeout=900, check=False) -> CompletedProcess
     qemu_img     qemu_img(*args, ...) -> CompletedProcess of `qemu-img args` (skips without it)
     qemu_io      qemu_io(*args, ...)  -> CompletedProcess of `qemu-io args`  (skips without it)
+    vmhost       vmhost(script, files=(), ...) -> VmhostResult, run in the emulated host
     img_factory  img_factory(name, size="64M", fmt="qcow2", opts=None, backing=None,
                              backing_fmt="qcow2", writes=()) -> Path of a qemu-img-made image
+
+markers
+    vmhost       the test boots the emulated host (set for every user of the vmhost fixture);
+                 `pytest -m "not vmhost"` is the host-side tier
+    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "not vmhost or asan"`)
 
 Plain helpers (importable: `from conftest import run_cmd, io_args`):
     run_cmd(*args, ...)  the function behind the `run` fixture
@@ -20,14 +26,17 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "vmhost"))
+import vmhost as _vmhost  # noqa: E402
 
 
-def run_cmd(*args, cwd=None, input=None, timeout=120, check=False, env=None):
+def run_cmd(*args, cwd=None, input=None, timeout=900, check=False, env=None):
     """Run a command (arguments are str()-ed) with text capture; never raises on a non-zero
     exit unless check=True, in which case the AssertionError carries stdout and stderr."""
     p = subprocess.run([str(a) for a in args], cwd=cwd, input=input, capture_output=True,
@@ -55,6 +64,19 @@ def sha256(path):
     return h.hexdigest()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vmhost: boots the emulated host (tests/vmhost/); set "
+                            "automatically for every test that uses the vmhost fixture")
+    config.addinivalue_line("markers", "asan: an emulated-host test that CI also runs with the "
+                            "ASan/UBSan build (the others run with the plain build only)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "vmhost" in getattr(item, "fixturenames", ()):
+            item.add_marker("vmhost")
+
+
 def _need(tool):
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (the oracle these tests compare against)")
@@ -73,7 +95,7 @@ def ligero():
 
 @pytest.fixture(scope="session")
 def run():
-    """run(*args, cwd=None, input=None, timeout=120, check=False) -> CompletedProcess (text,
+    """run(*args, cwd=None, input=None, timeout=900, check=False) -> CompletedProcess (text,
     captured stdout/stderr). With check=True a non-zero exit fails the test with the output."""
     return run_cmd
 
@@ -125,3 +147,18 @@ def img_factory(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def vmhost():
+    """run(script, files=(), ...) -> VmhostResult: shell text run inside the emulated host (a
+    QEMU/TCG machine with a real, nested KVM; tests/vmhost/vmhost.py). Skips when the emulated
+    host cannot run here or the test guest cannot be built. Tests using it are marked vmhost."""
+    why = _vmhost.missing()
+    if why:
+        pytest.skip(why)
+    try:
+        _vmhost.build_guest()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    return _vmhost.run

@@ -8,7 +8,7 @@ import subprocess
 MiB = 1 << 20
 
 
-def run(*args, check=False, timeout=120, cwd=None):
+def run(*args, check=False, timeout=900, cwd=None):  # timeout: a hang guard
     p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
                        cwd=cwd)
     if check and p.returncode != 0:

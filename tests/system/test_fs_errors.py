@@ -181,10 +181,12 @@ def test_image_locked_by_running_vm(whole):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         ino = whole.stat().st_ino
-        for _ in range(500):  # until the kernel lists qemu-io's OFD locks on the image
+        deadline = time.monotonic() + 120  # a hang guard
+        while True:  # until the kernel lists qemu-io's OFD locks on the image
             with open("/proc/locks") as f:
                 if any("OFDLCK" in l and f":{ino} " in l for l in f):
                     break
+            assert holder.poll() is None and time.monotonic() < deadline, "qemu-io took no lock"
             time.sleep(0.01)
         before = sha256(whole)
         # Does this build's block layer take image locks at all? Ask it about the held image.

@@ -202,27 +202,38 @@ def slow_source(tmp_path):
     return src
 
 
+def stop_midway(p, dst, tmp_path):
+    """Freeze a running convert (SIGSTOP) once its destination holds 2 MiB, so what the test
+    does next happens mid-copy whatever the machine's speed. Fails if it finished first."""
+    deadline = time.monotonic() + 120  # a hang guard only
+    while p.poll() is None and time.monotonic() < deadline:
+        if dst.exists() and dst.stat().st_size > 2 * MiB:
+            p.send_signal(signal.SIGSTOP)
+            break
+        time.sleep(0.005)
+    assert p.poll() is None, "convert finished before it could be stopped: make the source bigger"
+
+
 def test_ctrl_c_removes_destination(ligero, tmp_path):
     src = slow_source(tmp_path)
     dst = tmp_path / "big.qcow2"
     p = subprocess.Popen([ligero, "img", "convert", "-c", "-m", "1", "-O", "qcow2", str(src),
                           str(dst)], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 10
-    while not dst.exists() and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
+    stop_midway(p, dst, tmp_path)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode != 0, "convert finished before the signal: make the source bigger"
-    assert "interrupted" in err
+    p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode != 0 and "interrupted" in err, err
     assert not dst.exists()
     # With -n the target stays a consistent image.
     qimg("create", "-q", "-f", "qcow2", dst, "96M", check=True)
     p = subprocess.Popen([ligero, "img", "convert", "-n", "-c", "-m", "1", "-O", "qcow2",
                           str(src), str(dst)], stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    stop_midway(p, dst, tmp_path)
     p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)
+    p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode != 0 and "interrupted" in err, err
     assert_clean(dst)
 
 
@@ -234,12 +245,10 @@ def test_source_shrinking_midway_removes_destination(ligero, tmp_path):
     dst = tmp_path / "big.qcow2"
     p = subprocess.Popen([ligero, "img", "convert", "-U", "-c", "-m", "1", "-O", "qcow2",
                           str(src), str(dst)], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 10
-    while not dst.exists() and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
+    stop_midway(p, dst, tmp_path)
     os.truncate(src, MiB)
-    _, err = p.communicate(timeout=60)
+    p.send_signal(signal.SIGCONT)
+    _, err = p.communicate(timeout=600)
     assert p.returncode != 0, "convert finished before the truncation: make the source bigger"
     line = one_error_line(subprocess.CompletedProcess(p.args, p.returncode, "", err))
     assert str(src) in line and "shrank" in line and str(dst) in line, line

@@ -5,6 +5,14 @@ Kill points come three ways: just before the Nth call that changes the image fil
 ftruncate, fallocate; crashwriter wraps them, so every gap between two metadata updates can be
 hit), just before operation K, and after a random delay from this process.
 
+Whether a round ends in a kill must not depend on the machine's speed. The writer is
+deterministic (one thread; the same image and operations make the same calls), so each syscall
+round is first run to the end on a copy of the image to count its calls, and the kill point is
+drawn from that count: every syscall and operation round is certain to be killed, and the test
+asserts that all of them were. Timer rounds aim inside the measured run time, but a busy machine
+may let the writer finish first; they add kills at instants no counter can aim at and are not
+counted.
+
 After each kill:
   - `qemu-img check` finds no corruption (exit 0, or 3 for leaked clusters only);
   - every sector holds either what it held after the last acknowledged flush ("flushed N") or
@@ -17,6 +25,7 @@ The writer is found via $CRASHWRITER, else next to $LIGERO (<build>/tests/tools/
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -146,10 +155,8 @@ def verify(rnd, base_vals, last_flushed, last_begun, actual_vals):
                      f"{bad[:5]}")
 
 
-def run_writer(crashwriter, img, opsfile, mode, arg, rng):
-    # --unsafe: no fdatasync (irrelevant to a killed process; see crashwriter.c), except in
-    # some rounds so the real flush path runs too.
-    args = [crashwriter, str(img), str(opsfile)] + (["--unsafe"] if rng.random() < 0.8 else [])
+def run_writer(crashwriter, img, opsfile, mode, arg, unsafe):
+    args = [crashwriter, str(img), str(opsfile)] + (["--unsafe"] if unsafe else [])
     if mode == "syscall":
         args += ["--kill-at-syscall", str(arg)]
     elif mode == "op":
@@ -164,8 +171,19 @@ def run_writer(crashwriter, img, opsfile, mode, arg, rng):
     if mode == "timer":
         time.sleep(arg)
         p.send_signal(signal.SIGKILL)
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=600)  # a hang guard only
     return p.returncode, out, err, time.monotonic() - t0
+
+
+def measure_round(crashwriter, img, opsfile, unsafe, tmp):
+    """Run a round's operations to the end on a copy of the image (next to it, so the relative
+    backing file name still resolves): the number of image-changing calls and the seconds."""
+    copy = tmp / "measure.qcow2"
+    shutil.copyfile(img, copy)
+    rc, out, err, secs = run_writer(crashwriter, copy, opsfile, None, None, unsafe)
+    copy.unlink()
+    assert rc == 0 and not err, f"measuring run: crashwriter exit {rc}: {err}"
+    return int(out.splitlines()[-1].split()[1]), secs
 
 
 def crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds):
@@ -186,31 +204,34 @@ def crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds):
     run_cmd("qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, "-b", base.name, "-F",
             "qcow2", top, check=True)
     vals = sectors_of(read_guest(top, tmp_path))
-    kills = 0
-    syscalls_per_op = 3
-    secs_per_op = 0.0005
+    certain = killed = timer_kills = 0
     for r in range(rounds):
         rnd = Round(rng, len(vals) * SECTOR, cluster, next_id, rng.randrange(20, 80))
         opsfile = tmp_path / "ops"
         opsfile.write_text("".join(o + "\n" for o in rnd.ops))
         mode = ["syscall", "syscall", "op", "timer"][r % 4]
-        arg = {"syscall": rng.randrange(1, syscalls_per_op * len(rnd.ops)),
-               "op": rng.randrange(1, len(rnd.ops)),
-               "timer": rng.uniform(0.0, secs_per_op * len(rnd.ops))}[mode]
-        rc, out, err, secs = run_writer(crashwriter, top, opsfile, mode, arg, rng)
+        # --unsafe: no fdatasync (irrelevant to a killed process; see crashwriter.c), except in
+        # some rounds so the real flush path runs too.
+        unsafe = rng.random() < 0.8
+        if mode == "op":
+            arg = rng.randrange(1, len(rnd.ops))
+        else:
+            calls, secs = measure_round(crashwriter, top, opsfile, unsafe, tmp_path)
+            arg = rng.randrange(1, calls + 1) if mode == "syscall" else rng.uniform(0, secs)
+        rc, out, err, _ = run_writer(crashwriter, top, opsfile, mode, arg, unsafe)
         assert rc in (0, -signal.SIGKILL), f"round {r}: crashwriter exit {rc}: {err}"
         assert not err, err
-        kills += rc == -signal.SIGKILL
+        if mode == "timer":
+            timer_kills += rc == -signal.SIGKILL
+        else:
+            certain += 1
+            killed += rc == -signal.SIGKILL
         flushed = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("flushed ")]
         begun = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("begin ")]
         last_flushed = flushed[-1] if flushed else -1
         last_begun = begun[-1] if begun else -1
         if rc == 0:
             assert last_flushed == len(rnd.ops) - 1
-            done = int(out.splitlines()[-1].split()[1])
-            # Aim the next kill points inside the run (most of them), from what this one took.
-            syscalls_per_op = max(2, int(done / len(rnd.ops) * 0.95))
-            secs_per_op = secs / len(rnd.ops) * 0.9
         check_image(top)
         actual = sectors_of(read_guest(top, tmp_path))
         try:
@@ -225,7 +246,7 @@ def crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds):
     run_cmd("qemu-img", "check", "-q", "-r", "leaks", top)
     r = run_cmd("qemu-img", "check", top)
     assert r.returncode == 0, r.stdout + r.stderr
-    return kills
+    return certain, killed, timer_kills
 
 
 CONFIGS = [
@@ -239,11 +260,11 @@ CONFIGS = [
 
 @pytest.mark.parametrize("seed,cluster,opts,rounds", CONFIGS, ids=[c[2] for c in CONFIGS])
 def test_crash_consistency(crashwriter, tmp_path, seed, cluster, opts, rounds):
-    kills = crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds)
-    # Most rounds must really end in a kill (timer kills depend on machine load, so not all):
-    # at 60% of 350 rounds the suite kills at least 210 times.
-    assert kills >= rounds * 0.6, f"only {kills} of {rounds} rounds were killed"
-    print(f"{kills} kills in {rounds} rounds")
+    certain, killed, timer_kills = crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds)
+    # Syscall and operation rounds aim inside a measured run: every one must end in a kill, on
+    # any machine at any load (a miss means the writer is no longer deterministic).
+    assert killed == certain, f"only {killed} of {certain} aimed rounds were killed"
+    print(f"{killed} aimed kills and {timer_kills} timer kills in {rounds} rounds")
 
 
 def test_oracle_catches_lost_writes():

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -199,24 +200,24 @@ def test_commands_from_stdin(ligero, tmp_path):
     assert "read 4096/4096 bytes at offset 0" in r.stdout
 
 
+# Runs a program and reports the kernel's own account of its peak RSS (wait4's ru_maxrss). A
+# small launcher forks it, so the count starts from the launcher's few MiB, not this process's.
+PEAK_LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("\\nPEAK-RSS-KIB %d\\n" % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss_kib(argv):
-    """Run argv; return (exit code, stdout, stderr, peak RSS in KiB of the exec'd program).
-    Polls VmHWM in /proc: rusage would count the RSS of the forking test process too."""
-    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    exe, peak = os.path.realpath(str(argv[0])), 0
-    while p.poll() is None:
-        try:
-            if os.path.realpath(f"/proc/{p.pid}/exe") == exe:  # after exec: a fresh mm
-                with open(f"/proc/{p.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            peak = max(peak, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        time.sleep(0.02)
-    out, err = p.communicate()
-    return p.returncode, out, err, peak
+    """Run argv; return (exit code, stdout, stderr, peak RSS in KiB of the program)."""
+    p = subprocess.run([sys.executable, "-c", PEAK_LAUNCHER] + [str(a) for a in argv],
+                       capture_output=True, text=True, timeout=1200)
+    err, _, peak = p.stderr.rpartition("\nPEAK-RSS-KIB ")
+    return p.returncode, p.stdout, err, int(peak)
 
 
 def test_long_request_uses_bounded_memory(ligero, tmp_path):

@@ -31,14 +31,14 @@ def held_bytes(path):
     return out
 
 
-def wait_for_bytes(path, want, timeout=10):
+def wait_for_bytes(path, want, timeout=120):  # a hang guard
     deadline = time.monotonic() + timeout
     while held_bytes(path) != want:
         assert time.monotonic() < deadline, f"locks on {path}: {sorted(held_bytes(path))}"
         time.sleep(0.02)
 
 
-def wait_open(pid, path, timeout=10):
+def wait_open(pid, path, timeout=120):  # a hang guard
     """Wait until process pid has path open (so its locks, if any, are taken)."""
     deadline = time.monotonic() + timeout
     want = os.path.realpath(path)
@@ -68,7 +68,7 @@ class Holder:
     def stop(self):
         if self.p.poll() is None:
             self.p.terminate()
-        self.p.communicate(timeout=10)
+        self.p.communicate(timeout=900)
 
 
 @pytest.fixture

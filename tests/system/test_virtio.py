@@ -86,6 +86,7 @@ def show(kv):
     return kv["_out"][-8000:]
 
 
+@pytest.mark.asan
 def test_blk_qcow2_overlay_pattern(blk):
     assert blk.get("A-RC") == "0", show(blk)
     assert blk.get("LIGERO-RC") == "0", show(blk)
@@ -96,6 +97,7 @@ def test_blk_qcow2_overlay_pattern(blk):
     assert blk.get("BASE-SHA-BEFORE") == blk["_base_sha"] == blk.get("BASE-SHA-AFTER"), show(blk)
 
 
+@pytest.mark.asan
 def test_blk_ext4_in_overlay(blk):
     assert "EXT4-OK" in blk["_out"], show(blk)
     assert blk.get("CHECK-OV2-RC") == "0", show(blk)
@@ -104,10 +106,12 @@ def test_blk_ext4_in_overlay(blk):
     assert blk.get("EXT4-SEQ-SHA") == sha(seq), show(blk)
 
 
+@pytest.mark.asan
 def test_blk_serial(blk):
     assert blk.get("SERIAL") == "LIGERO-A", show(blk)
 
 
+@pytest.mark.asan
 def test_blk_readonly_refuses_writes(blk):
     assert blk.get("RO-SYSFS") == "1", show(blk)
     # the guest kernel refuses the write itself (EPERM on a read-only block device)
@@ -117,6 +121,7 @@ def test_blk_readonly_refuses_writes(blk):
         sha(pattern("read-only-disk", MiB)), show(blk)
 
 
+@pytest.mark.asan
 def test_blk_discard_frees_clusters(blk):
     assert "DISCARD-OK" in blk["_out"], show(blk)
     extents = json.loads(blk["MAP"])
@@ -128,17 +133,20 @@ def test_blk_discard_frees_clusters(blk):
     assert blk.get("COMPARE-RC") == "0", show(blk)
 
 
+@pytest.mark.asan
 def test_blk_fsync_survives_kill9(blk):
     assert blk.get("B-SYNCED") == "1", show(blk)
     assert blk.get("FSYNC-SHA") == sha(pattern("fsync-pattern", MiB)), show(blk)
 
 
+@pytest.mark.asan
 def test_rng(blk):
     rng = blk.get("RNG", "")
     assert len(rng) == 64 and rng != "0" * 64, show(blk)
     assert blk.get("RNG-CURRENT", "").startswith("virtio_rng"), show(blk)
 
 
+@pytest.mark.asan
 def test_notifications_through_ports(blk):
     """Every virtio device's driver took the port I/O notification window (pci.h: it comes
     first), inside the PCI I/O window ligero gives BARs from."""
@@ -150,6 +158,7 @@ def test_notifications_through_ports(blk):
         assert 0xc000 <= lo and hi - lo + 1 == 8, r
 
 
+@pytest.mark.asan
 def test_balloon_lowers_rss(blk):
     before = int(blk.get("RSS-BEFORE-KB", "0"))
     after = int(blk.get("RSS-AFTER-KB", "0").split()[0] or 0)
@@ -200,7 +209,7 @@ def run_part(d, name, files, env_extra=None):
 
 
 @pytest.fixture(scope="module")
-def blk(tmp_path_factory):
+def blk(tmp_path_factory, vmhost):
     """One emulated-host boot: VM A (blk, rng), then VM B (fsync, balloon)."""
     d = tmp_path_factory.mktemp("virtio-blk")
     kv = run_part(d, "blk", prepare_blk(d))
@@ -209,7 +218,7 @@ def blk(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def net1(tmp_path_factory):
+def net1(tmp_path_factory, vmhost):
     """One emulated-host boot (L1 with npt=0): one VM on a bridge that carries the emulated
     host's own address; TCP both ways between them. One VM, so it runs by default, in CI too."""
     d = tmp_path_factory.mktemp("virtio-net1")
@@ -248,7 +257,7 @@ def test_net_tap_gone_after_exit_one_vm(net1):
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def net(tmp_path_factory, vmhost):
     """One emulated-host boot (L1 with npt=0, like net1): two VMs on a bridge in a private
     network namespace, 100 MiB over TCP from one to the other. With the emulated NPT, two VMs
     under network load froze or crashed the emulated host too often to test (docs/virtio.md);

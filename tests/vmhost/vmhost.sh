@@ -46,7 +46,13 @@ done
 [ $# -eq 1 ] || { sed -n '/^# usage/,/^# env/p' "$0" >&2; exit 2; }
 script=$1
 fail() { echo "vmhost: $*" >&2; exit 125; }
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+# The emulator: VMHOST_QEMU (a qemu-system-x86_64 binary; its firmware is looked up next to it,
+# in ../share/qemu, when that exists), else the one on PATH.
+qemu_bin=${VMHOST_QEMU:-qemu-system-x86_64}
+command -v "$qemu_bin" >/dev/null || fail "$qemu_bin not found (apt-get install qemu-system-x86)"
+qemu_data=
+qemu_share="$(dirname "$(command -v "$qemu_bin")")/../share/qemu"
+[ -z "${VMHOST_QEMU:-}" ] || [ ! -d "$qemu_share" ] || qemu_data="-L $qemu_share"
 [ -x "$ligero" ] || fail "$ligero: no ligero binary (build first, or set LIGERO)"
 busybox=$(command -v busybox) || fail "need busybox-static"
 
@@ -114,7 +120,8 @@ rm -rf "$root"
 
 : >"$run/console.log"
 : >"$run/results.log"
-timeout "$timeout" qemu-system-x86_64 -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
+# shellcheck disable=SC2086
+timeout "$timeout" "$qemu_bin" $qemu_data -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
 	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2 vmhost.npt=${VMHOST_NPT:-1}" \

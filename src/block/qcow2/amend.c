@@ -34,7 +34,7 @@ int qcow2_set_backing(struct bdev *bs, const char *name, const char *fmt)
 		if (bs->backing_path)
 			bdev_base_register(bs->backing_path, bs->filename);
 	}
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }
 
@@ -70,10 +70,10 @@ static int expand_zero_clusters(struct qcow2 *s)
 				if (host)
 					ret = qcow2_free_clusters(s, host, s->cluster_size);
 			}
-			if (ret == 0 && ne &&
-			    pwrite(s->fd, zero, s->cluster_size,
-				   (off_t)(ne & QCOW2_L2E_OFFSET_MASK)) != (ssize_t)s->cluster_size)
-				ret = err_sys(errno, "%s: could not write zeroes", s->bs->filename);
+			if (ret == 0 && ne)
+				ret = bdev_file_pwrite_meta(s->bs, zero, s->cluster_size,
+							    ne & QCOW2_L2E_OFFSET_MASK,
+							    "a zero cluster");
 			if (ret == 0) {
 				t[j] = __builtin_bswap64(ne);
 				qcow2_cache_mark_dirty(s->l2_cache, t);
@@ -166,6 +166,6 @@ int qcow2_amend(struct bdev *bs, const struct bdev_amend_opts *o)
 	qcow2_lock_excl(s);
 	int ret = do_amend(s, o);
 	s->meta_built = false;
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }

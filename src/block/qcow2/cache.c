@@ -7,6 +7,7 @@
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +63,9 @@ static int entry_write(struct qcow2_cache *c, struct qcow2_cache_entry *e)
 				   c == s->l2_cache ? QCOW2_META_L2 : QCOW2_META_RB);
 	if (ret < 0)
 		return ret;
-	ssize_t n = pwrite(s->fd, e->table, s->cluster_size, (off_t)e->offset);
-
-	if (n != (ssize_t)s->cluster_size)
-		return err_sys(n < 0 ? errno : EIO, "%s: could not write %s at offset %llu",
-			       s->bs->filename, c->what, (unsigned long long)e->offset);
+	ret = bdev_file_pwrite_meta(s->bs, e->table, s->cluster_size, e->offset, c->what);
+	if (ret < 0)
+		return ret;
 	e->dirty = false;
 	return 0;
 }
@@ -237,4 +236,29 @@ void qcow2_cache_discard(struct qcow2_cache *c, uint64_t off)
 void qcow2_cache_set_dependency(struct qcow2_cache *c, struct qcow2_cache *depends)
 {
 	c->depends = depends;
+}
+
+/* The compressed-cluster buffer first (its clusters are referenced by dirty L2 tables), then the
+ * L2 tables, each cache writing what it depends on before its own tables: without lazy
+ * refcounts that is the refcount blocks, with a sync, before any L2 table; with them the L2
+ * tables go first. Then the refcount blocks left. No final sync. */
+int qcow2_flush_caches(struct qcow2 *s)
+{
+	int ret;
+
+	assert(qcow2_lock_held(s));
+	ret = qcow2_cbuf_settle(s);
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->l2_cache);
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->rb_cache);
+	return ret;
+}
+
+int qcow2_flush(struct bdev *bs)
+{
+	struct qcow2 *s = bs->opaque;
+	int ret = qcow2_flush_caches(s);
+
+	return ret < 0 ? ret : qcow2_sync(s);
 }

@@ -68,9 +68,7 @@ static int write_blocks(struct chk *c, uint64_t start, uint64_t nb, uint64_t tot
 			rb_put(s, rb, i, c->ref[b * per + i]);
 		uint64_t off = (start + b) << s->cluster_bits;
 		qcow2_cache_discard(s->rb_cache, off);
-		if (pwrite(s->fd, rb, s->cluster_size, (off_t)off) != (ssize_t)s->cluster_size)
-			ret = err_sys(errno, "%s: could not write a refcount block at %llu",
-				      s->bs->filename, ull(off));
+		ret = bdev_file_pwrite_meta(s->bs, rb, s->cluster_size, off, "a refcount block");
 	}
 	free(rb);
 	return ret;
@@ -83,7 +81,6 @@ static int switch_table(struct chk *c, uint64_t start, uint64_t nb, uint64_t tc)
 	uint64_t entries = (tc << s->cluster_bits) / 8;
 	uint64_t toff = (start + nb) << s->cluster_bits;
 	uint64_t *rt = calloc(entries, 8), *be = calloc(entries, 8);
-	uint8_t hdr[12];
 	int ret = 0;
 
 	if (!rt || !be) {
@@ -94,20 +91,12 @@ static int switch_table(struct chk *c, uint64_t start, uint64_t nb, uint64_t tc)
 		rt[b] = (start + b) << s->cluster_bits;
 		be64_put(&be[b], rt[b]);
 	}
-	if (pwrite(s->fd, be, entries * 8, (off_t)toff) != (ssize_t)(entries * 8)) {
-		ret = err_sys(errno, "%s: could not write the new refcount table", s->bs->filename);
-		goto out;
-	}
-	ret = qcow2_sync(s);
+	ret = bdev_file_pwrite_meta(s->bs, be, entries * 8, toff, "the new refcount table");
+	if (ret == 0)
+		ret = qcow2_sync(s);
 	if (ret < 0)
 		goto out;
-	be64_put(hdr, toff);
-	be32_put(hdr + 8, (uint32_t)tc);
-	if (pwrite(s->fd, hdr, sizeof(hdr), QCOW2_HDR_RT_OFFSET) != (ssize_t)sizeof(hdr)) {
-		ret = err_sys(errno, "%s: could not update the header", s->bs->filename);
-		goto out;
-	}
-	ret = qcow2_sync(s);
+	ret = qcow2_header_set_table(s, QCOW2_HDR_RT_OFFSET, toff, (uint32_t)tc);
 	if (ret < 0)
 		goto out;
 	for (uint64_t i = 0; i < s->rt_size; i++)

@@ -1,8 +1,12 @@
-/* Compressed clusters: zlib raw deflate (window 4 KiB, as QEMU) and zstd frames. */
+/*
+ * Compressed clusters: zlib raw deflate (window 4 KiB, as QEMU) and zstd frames, and how they
+ * are written (gathered in the buffer of cache=unsafe, then entered in the L2 table).
+ */
 #include "block/qcow2/deflate.h"
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -321,4 +325,113 @@ int64_t qcow2_compress(int type, void *dst, size_t dst_len, const void *src, siz
 	if (n >= 0 && (size_t)n >= src_len)
 		return -ENOSPC;
 	return n;
+}
+
+#define CBUF_ALIGN 4096u
+#define CBUF_BYTES (1u << 20)
+
+/* Lock held: write the first n bytes of the compressed-cluster buffer (n = all of it, or its
+ * whole 4 KiB blocks), keeping the rest at its start. Whole blocks go out with O_DIRECT where
+ * the file has it (the buffer is aligned); a partial last block through the page cache. */
+static int cbuf_write(struct qcow2 *s, size_t n)
+{
+	if (s->cbuf_err)
+		return s->cbuf_err;
+	size_t whole = n & ~(size_t)(CBUF_ALIGN - 1);
+	int ret = whole ? bdev_file_pwrite(s->bs, s->cbuf, whole, s->cbuf_off) : 0;
+	if (ret == 0 && n > whole)
+		ret = bdev_file_pwrite(s->bs, s->cbuf + whole, n - whole, s->cbuf_off + whole);
+	if (ret < 0)
+		return s->cbuf_err = ret;
+	memmove(s->cbuf, s->cbuf + n, s->cbuf_len - n);
+	s->cbuf_len -= n;
+	s->cbuf_off += n;
+	return 0;
+}
+
+int qcow2_cbuf_settle(struct qcow2 *s)
+{
+	assert(qcow2_lock_held(s));
+	return s->cbuf_len ? cbuf_write(s, s->cbuf_len) : s->cbuf_err;
+}
+
+/* Lock held: the compressed cluster's len bytes for host offset off, written now or buffered.
+ * Consecutive clusters (qcow2_alloc_bytes packs them back to back) extend the buffer; one
+ * elsewhere settles it and starts again, from the 4 KiB block holding off (whose first bytes,
+ * earlier clusters of the same host cluster, are read back). */
+static int cbuf_put(struct qcow2 *s, const void *data, size_t len, uint64_t off)
+{
+	if (!(s->bs->flags & BDEV_O_UNSAFE) || s->cluster_size < CBUF_ALIGN)
+		return bdev_file_pwrite(s->bs, data, len, off);
+	if (!s->cbuf) {
+		s->cbuf_size = CBUF_BYTES + s->cluster_size + CBUF_ALIGN;
+		s->cbuf = aligned_alloc(CBUF_ALIGN, s->cbuf_size);
+		if (!s->cbuf)
+			return bdev_file_pwrite(s->bs, data, len, off);
+	}
+	int ret = 0;
+	if (s->cbuf_len && off != s->cbuf_off + s->cbuf_len)
+		ret = qcow2_cbuf_settle(s);
+	if (ret == 0 && !s->cbuf_len) {
+		size_t head = off & (CBUF_ALIGN - 1);
+		s->cbuf_off = off - head;
+		ret = head ? bdev_file_pread(s->bs, s->cbuf, head, s->cbuf_off) : s->cbuf_err;
+		if (ret == 0)
+			s->cbuf_len = head;
+	}
+	if (ret == 0 && s->cbuf_len + len > s->cbuf_size)
+		ret = cbuf_write(s, s->cbuf_len & ~(size_t)(CBUF_ALIGN - 1));
+	if (ret < 0)
+		return ret;
+	memcpy(s->cbuf + s->cbuf_len, data, len);
+	s->cbuf_len += len;
+	return 0;
+}
+
+int qcow2_write_compressed(struct qcow2 *s, uint64_t guest_off, const void *data, size_t len)
+{
+	struct qcow2_free_list fl = {0};
+	uint64_t e;
+	int ret;
+
+	if (guest_off & (s->cluster_size - 1) || len >= s->cluster_size)
+		return err_set(EINVAL, "%s: bad compressed cluster write at %llu", s->bs->filename,
+			       (unsigned long long)guest_off);
+	qcow2_lock_excl_keep_cbuf(s); /* the buffer is for these writes */
+	ret = qcow2_mark_dirty(s);
+	if (ret == 0)
+		ret = qcow2_get_entry(s, guest_off, &e);
+	/* Overwriting frees the old cluster below, and a freed host cluster can be given to a
+	 * table that is written straight to the file: none may still have bytes waiting in the
+	 * buffer, which would land on that table later. */
+	if (ret == 0 && qcow2_cluster_allocated(qcow2_cluster_type(e)))
+		ret = qcow2_cbuf_settle(s);
+	if (ret == 0) {
+		/* The L2 table first, as QEMU does: allocated after the data, a new table would
+		 * take the host cluster the next compressed cluster was to run on into, and the
+		 * rest of the current one would be lost (bigger files than qemu-img's). */
+		uint64_t *tbl;
+		ret = qcow2_prepare_l2(s, qcow2_l1_index(s, guest_off), &tbl);
+		if (ret == 0)
+			qcow2_cache_put(s->l2_cache, (void **)&tbl);
+	}
+	int64_t off = ret < 0 ? ret : qcow2_alloc_bytes(s, len);
+	if (off < 0) {
+		ret = (int)off;
+		goto out;
+	}
+	ret = qcow2_meta_check(s, (uint64_t)off, len, QCOW2_META_NONE);
+	if (ret == 0)
+		ret = cbuf_put(s, data, len, (uint64_t)off);
+	if (ret < 0)
+		goto out;
+	unsigned shift = 62 - (s->cluster_bits - 8);
+	uint64_t nb = (((uint64_t)off + len - 1) >> 9) - ((uint64_t)off >> 9);
+	ret = qcow2_set_entry(s, guest_off, QCOW2_OFLAG_COMPRESSED | (uint64_t)off | (nb << shift));
+	if (ret == 0 && qcow2_cluster_allocated(qcow2_cluster_type(e)))
+		ret = qcow2_free_list_add(s, &fl, e);
+out:;
+	int ret2 = qcow2_free_pending(s, &fl);
+	qcow2_unlock(s);
+	return ret < 0 ? ret : ret2;
 }

@@ -5,6 +5,7 @@
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -70,11 +71,43 @@ static int open_backing(const char *path, const struct bdev_create_opts *o, char
 	return *fmt_out ? 0 : err_set(ENOMEM, "%s: out of memory", path);
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
+/* Allocate every cluster of the virtual size (preallocation=metadata|falloc|full). Caller
+ * holds s->lock. */
+static int preallocate(struct qcow2 *s, int mode)
 {
-	if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
-		return err_sys(errno, "%s: could not write", path);
-	return 0;
+	uint64_t cs = s->cluster_size, size = s->bs->size;
+	int ret = 0;
+
+	assert(qcow2_lock_held(s));
+	for (uint64_t off = 0; off < size && ret == 0;) {
+		/* One run per L2 table: contiguous data clusters, then their entries. */
+		uint64_t l2end = (qcow2_l1_index(s, off) + 1) * s->l2_size * cs;
+		uint64_t stop = l2end < size ? l2end : size;
+		uint64_t n = (stop - off + cs - 1) / cs;
+		uint64_t *tbl;
+		ret = qcow2_prepare_l2(s, qcow2_l1_index(s, off), &tbl);
+		if (ret < 0)
+			break;
+		qcow2_cache_put(s->l2_cache, (void **)&tbl);
+		int64_t host = qcow2_alloc_clusters(s, n);
+		if (host < 0)
+			return (int)host;
+		if (mode == BDEV_PREALLOC_FALLOC || mode == BDEV_PREALLOC_FULL) {
+			int e = posix_fallocate(s->fd, host, (off_t)(n * cs));
+			if (e)
+				return err_sys(e, "%s: could not preallocate", s->bs->filename);
+		}
+		for (uint64_t i = 0; i < n && ret == 0; i++)
+			ret = qcow2_set_entry(s, off + i * cs,
+					      ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
+		off = stop;
+	}
+	if (ret == 0 && s->file_end > 0) {
+		/* The file covers every allocated cluster even where nothing was written. */
+		if (ftruncate(s->fd, (off_t)s->file_end) < 0 && errno != EINVAL)
+			ret = err_sys(errno, "%s: could not extend the file", s->bs->filename);
+	}
+	return ret;
 }
 
 int qcow2_create(const char *path, const struct bdev_create_opts *o)
@@ -178,7 +211,7 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 			  : err_sys(errno, "%s: could not create", path);
 		goto out;
 	}
-	ret = write_all(fd, buf, (1 + T + B) * cs, 0, path);
+	ret = bdev_fd_pwrite(fd, path, buf, (1 + T + B) * cs, 0, "the new image's metadata");
 	if (ret == 0 && ftruncate(fd, (off_t)(l1_off + (l1_size ? l1_size * 8 : 0))) < 0)
 		ret = err_sys(errno, "%s: could not set the file size", path);
 	if (ret == 0 && fdatasync(fd) < 0)
@@ -189,7 +222,10 @@ int qcow2_create(const char *path, const struct bdev_create_opts *o)
 		struct bdev *bs;
 		ret = bdev_open(&bs, path, "qcow2", BDEV_O_RDWR | BDEV_O_NO_BACKING);
 		if (ret == 0) {
-			ret = qcow2_preallocate(bs->opaque, o->prealloc);
+			struct qcow2 *s = bs->opaque;
+			qcow2_lock(s);
+			ret = preallocate(s, o->prealloc);
+			qcow2_unlock(s);
 			int r2 = bdev_flush(bs);
 			bdev_close(bs);
 			if (ret == 0)

@@ -1,4 +1,5 @@
-/* qcow2 header: open (validating every field before it sizes an allocation), create, info. */
+/* qcow2 open (validating every header field before it sizes an allocation), close, info, and
+ * the driver's table of calls. */
 #include "block/qcow2/qcow2.h"
 #include "util/error.h"
 
@@ -12,202 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int qcow2_header_write_u32(struct qcow2 *s, unsigned off, uint32_t v)
-{
-	uint8_t b[4];
-
-	be32_put(b, v);
-	if (pwrite(s->fd, b, 4, off) != 4)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	return 0;
-}
-
-int qcow2_header_write_u64(struct qcow2 *s, unsigned off, uint64_t v)
-{
-	uint8_t b[8];
-
-	be64_put(b, v);
-	if (pwrite(s->fd, b, 8, off) != 8)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	return 0;
-}
-
-int qcow2_l1_write(struct qcow2 *s, uint32_t first, uint32_t count)
-{
-	uint64_t *buf = malloc((size_t)count * 8);
-	int ret = 0;
-
-	if (!buf)
-		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
-	for (uint32_t i = 0; i < count; i++)
-		buf[i] = __builtin_bswap64(s->l1[first + i]);
-	ssize_t n = pwrite(s->fd, buf, (size_t)count * 8, (off_t)(s->l1_offset + first * 8ULL));
-	if (n != (ssize_t)count * 8)
-		ret = err_sys(n < 0 ? errno : EIO, "%s: could not write the L1 table",
-			      s->bs->filename);
-	free(buf);
-	return ret;
-}
-
-int qcow2_set_incompat(struct qcow2 *s, uint64_t bits, bool set)
-{
-	uint64_t v = set ? (s->incompat | bits) : (s->incompat & ~bits);
-	int ret;
-
-	if (v == s->incompat || s->version < 3)
-		return 0;
-	ret = qcow2_sync(s);
-	if (ret == 0)
-		ret = qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, v);
-	if (ret == 0)
-		ret = qcow2_sync(s);
-	if (ret == 0)
-		s->incompat = v;
-	return ret;
-}
-
-int qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	/* Mark the image so nobody writes to it again before a check: only when a write found
-	 * the damage (a reader changes nothing), and never while checking. */
-	if (qcow2_writing == s && !s->bs->read_only && !(s->bs->flags & BDEV_O_CHECK) &&
-	    s->version >= 3) {
-		qcow2_header_write_u64(s, QCOW2_HDR_INCOMPAT, s->incompat | QCOW2_INCOMPAT_CORRUPT);
-		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
-		s->corrupt = true;
-		s->bs->read_only = true;
-		s->bs->ro_reason = "marked corrupt; run 'ligero img check -r all'";
-	}
-	return err_set(EIO, "%s: image is corrupt: %s", s->bs->filename, msg);
-}
-
-static const struct {
-	uint8_t type, bit;
-	const char *name;
-} features[] = {
-    {0, 0, "dirty bit"},	{0, 1, "corrupt bit"},	       {0, 2, "external data file"},
-    {0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
-    {2, 0, "bitmaps"},		{2, 1, "raw external data"},
-};
-#define NFEATURES (sizeof(features) / sizeof(features[0]))
-
-static size_t ext_add(uint8_t *h, size_t off, uint32_t type, const void *data, uint32_t len)
-{
-	be32_put(h + off, type);
-	be32_put(h + off + 4, len);
-	if (len)
-		memcpy(h + off + 8, data, len);
-	return off + 8 + ((len + 7u) & ~7u);
-}
-
-int qcow2_header_build(const char *path, uint8_t *h, uint64_t cs,
-		       const struct qcow2_header_fields *f)
-{
-	size_t hl = f->version >= 3 ? QCOW2_V3_HEADER_LEN : QCOW2_V2_HEADER_LEN;
-	size_t blen = f->backing_name ? strlen(f->backing_name) : 0;
-	size_t off = hl;
-
-	memset(h, 0, cs);
-	be32_put(h, QCOW2_MAGIC);
-	be32_put(h + 4, (uint32_t)f->version);
-	be32_put(h + 20, f->cluster_bits);
-	be64_put(h + 24, f->size);
-	be32_put(h + 36, f->l1_size);
-	be64_put(h + 40, f->l1_offset);
-	be64_put(h + 48, f->rt_offset);
-	be32_put(h + 56, f->rt_clusters);
-	be32_put(h + 60, f->nb_snapshots);
-	be64_put(h + 64, f->snapshots_offset);
-	if (f->version >= 3) {
-		be64_put(h + 72, f->incompat);
-		be64_put(h + 80, f->compat);
-		be64_put(h + 88, f->autoclear);
-		be32_put(h + 96, f->refcount_order);
-		be32_put(h + 100, (uint32_t)hl);
-		h[104] = f->compression_type;
-	}
-	if (blen > QCOW2_MAX_BACKING_NAME)
-		return err_set(EINVAL, "%s: backing file name is longer than %d bytes", path,
-			       QCOW2_MAX_BACKING_NAME);
-	size_t bflen = f->backing_fmt ? strlen(f->backing_fmt) : 0;
-	size_t need =
-	    hl + (bflen ? 8 + ((bflen + 7) & ~(size_t)7) : 0) + f->ext_keep_len + 8 + blen;
-	if (need > cs)
-		return err_set(EINVAL,
-			       "%s: header, extensions and backing file name do not fit "
-			       "in a %llu-byte cluster",
-			       path, (unsigned long long)cs);
-	if (bflen)
-		off = ext_add(h, off, QCOW2_EXT_BACKING_FMT, f->backing_fmt, (uint32_t)bflen);
-	/* The feature-name table helps other tools name our bits; like QEMU, it is left out
-	 * when the header cluster is too small to hold it. */
-	if (f->version >= 3 && need + 8 + NFEATURES * 48 <= cs) {
-		uint8_t ft[NFEATURES * 48] = {0};
-		for (size_t i = 0; i < NFEATURES; i++) {
-			ft[i * 48] = features[i].type;
-			ft[i * 48 + 1] = features[i].bit;
-			memcpy(ft + i * 48 + 2, features[i].name, strlen(features[i].name));
-		}
-		off = ext_add(h, off, QCOW2_EXT_FEATURE_TABLE, ft, (uint32_t)sizeof(ft));
-	}
-	if (f->ext_keep_len) {
-		memcpy(h + off, f->ext_keep, f->ext_keep_len);
-		off += f->ext_keep_len;
-	}
-	if (f->version >= 3 || bflen || f->ext_keep_len)
-		off = ext_add(h, off, QCOW2_EXT_END, NULL, 0);
-	if (blen) {
-		memcpy(h + off, f->backing_name, blen);
-		be64_put(h + 8, off);
-		be32_put(h + 16, (uint32_t)blen);
-	}
-	return 0;
-}
-
-int qcow2_header_rewrite(struct qcow2 *s)
-{
-	uint8_t *h = malloc(s->cluster_size);
-	int ret;
-
-	if (!h)
-		return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
-	struct qcow2_header_fields f = {
-	    .version = (int)s->version,
-	    .cluster_bits = s->cluster_bits,
-	    .refcount_order = s->refcount_order,
-	    .incompat = s->incompat,
-	    .compat = s->compat,
-	    .autoclear = s->autoclear,
-	    .compression_type = s->compression_type,
-	    .size = s->bs->size,
-	    .l1_size = s->l1_size,
-	    .l1_offset = s->l1_offset,
-	    .rt_offset = s->rt_offset,
-	    .rt_clusters = s->rt_clusters,
-	    .nb_snapshots = s->nb_snapshots,
-	    .snapshots_offset = s->snapshots_offset,
-	    .backing_name = s->bs->backing_name,
-	    .backing_fmt = s->bs->backing_name ? s->bs->backing_fmt : NULL,
-	    .ext_keep = s->ext_keep,
-	    .ext_keep_len = s->ext_keep_len,
-	};
-	ret = qcow2_header_build(s->bs->filename, h, s->cluster_size, &f);
-	if (ret == 0)
-		ret = qcow2_sync(s);
-	if (ret == 0 && pwrite(s->fd, h, s->cluster_size, 0) != (ssize_t)s->cluster_size)
-		ret = err_sys(errno, "%s: could not write the header", s->bs->filename);
-	if (ret == 0)
-		ret = qcow2_sync(s);
-	free(h);
-	return ret;
-}
 
 static const char *const default_feature_names[3][8] = {
     {"dirty bit", "corrupt bit", "external data file", "compression type", "extended L2 entries"},
@@ -622,6 +427,43 @@ static void qcow2_free_state(struct qcow2 *s)
 	free(s);
 }
 
+/* What a writer changes on open: autoclear bits cleared, a dirty image repaired. Caller holds
+ * s->lock. */
+static int open_fixups(struct qcow2 *s)
+{
+	struct bdev *bs = s->bs;
+	int ret;
+
+	if (s->autoclear && !bs->read_only && s->version >= 3 && !(bs->flags & BDEV_O_CHECK)) {
+		/* We keep no bitmaps: writers that do not maintain a feature clear its bit. */
+		ret = qcow2_header_write_u64(s, QCOW2_HDR_AUTOCLEAR, 0);
+		if (ret < 0)
+			return ret;
+		s->autoclear = 0;
+	}
+	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !bs->read_only &&
+	    !(bs->flags & (BDEV_O_CHECK | BDEV_O_NO_REPAIR))) {
+		/* Refcounts may lag behind after a crash with lazy refcounts: rebuild them. */
+		struct bdev_check_result res;
+		memset(&res, 0, sizeof(res));
+		ret = qcow2_check(bs, BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS, &res);
+		bool bad = res.corruptions || res.check_errors; /* what the repair left */
+		bdev_check_result_free(&res);
+		if (ret < 0)
+			return ret;
+		if (bad)
+			return err_set(EIO,
+				       "%s: image was not closed cleanly and could not be "
+				       "repaired; run 'ligero img check -r all'",
+				       bs->filename);
+		ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+		if (ret < 0)
+			return ret;
+		s->meta_built = false;
+	}
+	return 0;
+}
+
 int qcow2_open(struct bdev *bs)
 {
 	struct qcow2 *s = calloc(1, sizeof(*s));
@@ -669,35 +511,11 @@ int qcow2_open(struct bdev *bs)
 			bs->ro_reason = "marked corrupt; run 'ligero img check -r all'";
 		}
 	}
-	if (s->autoclear && !bs->read_only && s->version >= 3 && !(bs->flags & BDEV_O_CHECK)) {
-		/* We keep no bitmaps: writers that do not maintain a feature clear its bit. */
-		ret = qcow2_header_write_u64(s, QCOW2_HDR_AUTOCLEAR, 0);
-		if (ret < 0)
-			goto fail;
-		s->autoclear = 0;
-	}
-	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !bs->read_only &&
-	    !(bs->flags & (BDEV_O_CHECK | BDEV_O_NO_REPAIR))) {
-		/* Refcounts may lag behind after a crash with lazy refcounts: rebuild them. */
-		struct bdev_check_result res;
-		memset(&res, 0, sizeof(res));
-		ret = qcow2_check(bs, BDEV_CHECK_FIX_LEAKS | BDEV_CHECK_FIX_ERRORS, &res);
-		bool bad = res.corruptions || res.check_errors; /* what the repair left */
-		bdev_check_result_free(&res);
-		if (ret < 0)
-			goto fail;
-		if (bad) {
-			ret = err_set(EIO,
-				      "%s: image was not closed cleanly and could not be "
-				      "repaired; run 'ligero img check -r all'",
-				      bs->filename);
-			goto fail;
-		}
-		ret = qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
-		if (ret < 0)
-			goto fail;
-		s->meta_built = false;
-	}
+	qcow2_lock(s);
+	ret = open_fixups(s);
+	qcow2_unlock(s);
+	if (ret < 0)
+		goto fail;
 	return 0;
 fail:
 	free(h);
@@ -713,12 +531,14 @@ void qcow2_close(struct bdev *bs)
 	if (!s)
 		return;
 	if (!bs->read_only) {
+		qcow2_lock(s);
 		int ret = qcow2_flush_caches(s);
 		if (ret == 0)
 			ret = qcow2_sync(s);
 		/* A clean close of a lazy-refcounts image: refcounts are on disk again. */
 		if (ret == 0 && s->dirty_marked)
 			qcow2_set_incompat(s, QCOW2_INCOMPAT_DIRTY, false);
+		qcow2_unlock(s);
 	}
 	qcow2_free_state(s);
 	bs->opaque = NULL;
@@ -760,9 +580,9 @@ static struct json_object *qcow2_info_specific(struct bdev *bs)
 static int locked(struct bdev *bs, int (*fn)(struct bdev *))
 {
 	struct qcow2 *s = bs->opaque;
-	pthread_mutex_lock(&s->lock);
+	qcow2_lock(s);
 	int ret = fn(bs);
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }
 
@@ -772,7 +592,7 @@ static int qcow2_check_op(struct bdev *bs, int fix, struct bdev_check_result *re
 	qcow2_lock_excl(s);
 	int ret = qcow2_check(bs, fix, res);
 	s->meta_built = false; /* a repair may have moved tables: map them again */
-	pthread_mutex_unlock(&s->lock);
+	qcow2_unlock(s);
 	return ret;
 }
 

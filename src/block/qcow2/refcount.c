@@ -193,9 +193,7 @@ static int rt_entry_write(struct qcow2 *s, uint64_t idx)
 	uint8_t buf[8];
 
 	be64_put(buf, s->rt[idx]);
-	if (pwrite(s->fd, buf, 8, (off_t)(s->rt_offset + idx * 8)) != 8)
-		return err_sys(errno, "%s: could not write the refcount table", s->bs->filename);
-	return 0;
+	return bdev_file_pwrite_meta(s->bs, buf, 8, s->rt_offset + idx * 8, "the refcount table");
 }
 
 static int rt_grow(struct qcow2 *s, uint64_t min_entries);
@@ -506,34 +504,24 @@ static int rt_grow(struct qcow2 *s, uint64_t min_entries)
 	qcow2_meta_mark(s, (start + nblocks) << s->cluster_bits, tclusters << s->cluster_bits,
 			QCOW2_META_RT);
 	size_t bbytes = nblocks * s->cluster_size;
-	if (bbytes &&
-	    pwrite(s->fd, blocks, bbytes, (off_t)(start << s->cluster_bits)) != (ssize_t)bbytes) {
-		ret = err_sys(errno, "%s: could not write new refcount blocks", s->bs->filename);
-		goto out;
-	}
+	ret = bbytes ? bdev_file_pwrite_meta(s->bs, blocks, bbytes, start << s->cluster_bits,
+					     "new refcount blocks")
+		     : 0;
 	for (uint64_t i = 0; i < entries; i++)
 		newrt[i] = __builtin_bswap64(newrt[i]);
 	uint64_t toff = (start + nblocks) << s->cluster_bits;
-	if (pwrite(s->fd, newrt, entries * 8, (off_t)toff) != (ssize_t)(entries * 8)) {
-		ret = err_sys(errno, "%s: could not write the new refcount table", s->bs->filename);
-		goto out;
-	}
+	if (ret == 0)
+		ret = bdev_file_pwrite_meta(s->bs, newrt, entries * 8, toff,
+					    "the new refcount table");
 	for (uint64_t i = 0; i < entries; i++)
 		newrt[i] = __builtin_bswap64(newrt[i]);
-	ret = qcow2_cache_flush(s->rb_cache);
+	if (ret == 0)
+		ret = qcow2_cache_flush(s->rb_cache);
 	if (ret == 0)
 		ret = qcow2_sync(s);
 	if (ret < 0)
 		goto out;
-	/* Switch the header to the new table in one write of offset + size. */
-	uint8_t hdr[12];
-	be64_put(hdr, toff);
-	be32_put(hdr + 8, (uint32_t)tclusters);
-	if (pwrite(s->fd, hdr, 12, QCOW2_HDR_RT_OFFSET) != 12) {
-		ret = err_sys(errno, "%s: could not update the header", s->bs->filename);
-		goto out;
-	}
-	ret = qcow2_sync(s);
+	ret = qcow2_header_set_table(s, QCOW2_HDR_RT_OFFSET, toff, (uint32_t)tclusters);
 	if (ret < 0)
 		goto out;
 	uint64_t old_off = s->rt_offset, old_len = (uint64_t)s->rt_clusters << s->cluster_bits;

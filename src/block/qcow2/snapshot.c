@@ -146,9 +146,7 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 			free(buf);
 			return (int)toff;
 		}
-		if (pwrite(s->fd, buf, size, (off_t)toff) != (ssize_t)size)
-			ret = err_sys(errno, "%s: could not write the snapshot table",
-				      s->bs->filename);
+		ret = bdev_file_pwrite_meta(s->bs, buf, size, (uint64_t)toff, "the snapshot table");
 	}
 	free(buf);
 	if (ret == 0)
@@ -157,12 +155,7 @@ static int table_replace(struct qcow2 *s, struct qcow2_snapshot *sns, uint32_t n
 		ret = qcow2_sync(s);
 	if (ret < 0)
 		return ret;
-	uint8_t hdr[12];
-	be32_put(hdr, n);
-	be64_put(hdr + 4, (uint64_t)toff);
-	if (pwrite(s->fd, hdr, 12, QCOW2_HDR_NB_SNAPSHOTS) != 12)
-		return err_sys(errno, "%s: could not update the header", s->bs->filename);
-	ret = qcow2_sync(s);
+	ret = qcow2_header_set_table(s, QCOW2_HDR_NB_SNAPSHOTS, (uint64_t)toff, n);
 	if (ret < 0)
 		return ret;
 	uint64_t old = s->snapshots_offset, old_size = s->snapshots_size;
@@ -181,10 +174,15 @@ int qcow2_snapshot_table_rewrite(struct qcow2 *s)
 int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
 {
 	struct qcow2 *s = bs->opaque;
-	struct bdev_snapshot *l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
+	struct bdev_snapshot *l;
+	int ret = 0;
 
-	if (!l)
-		return err_set(ENOMEM, "%s: out of memory", bs->filename);
+	qcow2_lock(s);
+	l = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*l));
+	if (!l) {
+		ret = err_set(ENOMEM, "%s: out of memory", bs->filename);
+		goto out;
+	}
 	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
 		const struct qcow2_snapshot *sn = &s->snapshots[i];
 		snprintf(l[i].id, sizeof(l[i].id), "%s", sn->id);
@@ -198,7 +196,9 @@ int qcow2_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
 	}
 	*list = l;
 	*n = (int)s->nb_snapshots;
-	return 0;
+out:
+	qcow2_unlock(s);
+	return ret;
 }
 
 static int do_create(struct qcow2 *s, const char *name)
@@ -231,11 +231,11 @@ static int do_create(struct qcow2 *s, const char *name)
 			return err_set(ENOMEM, "%s: out of memory", s->bs->filename);
 		for (uint32_t i = 0; i < s->l1_size; i++)
 			copy[i] = __builtin_bswap64(s->l1[i] & ~QCOW2_OFLAG_COPIED);
-		ssize_t w = pwrite(s->fd, copy, bytes, (off_t)l1off);
+		ret = bdev_file_pwrite_meta(s->bs, copy, bytes, (uint64_t)l1off,
+					    "the snapshot L1 table");
 		free(copy);
-		if (w != (ssize_t)bytes)
-			return err_sys(errno, "%s: could not write the snapshot L1 table",
-				       s->bs->filename);
+		if (ret < 0)
+			return ret;
 	}
 	ret = l1_refs_update(s, s->l1, s->l1_size, +1);
 	if (ret == 0)
@@ -402,7 +402,7 @@ static int do_delete(struct qcow2 *s, const char *name)
 		qcow2_lock_excl(s);                                                                \
 		int ret = impl(s, name);                                                           \
 		s->meta_built = false; /* tables moved: map them again on the next write */        \
-		pthread_mutex_unlock(&s->lock);                                                    \
+		qcow2_unlock(s);                                                                   \
 		return ret;                                                                        \
 	}
 LOCKED_NAME_OP(qcow2_snapshot_create, do_create)

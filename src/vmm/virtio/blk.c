@@ -49,65 +49,6 @@ struct blk {
 	struct blk_thread t[BLK_THREADS];
 };
 
-bool virtio_opt_next(char **s, char **key, char **val)
-{
-	char *p = *s, *comma;
-
-	if (!p || !*p)
-		return false;
-	comma = strchr(p, ',');
-	if (comma) {
-		*comma = '\0';
-		*s = comma + 1;
-	} else {
-		*s = p + strlen(p);
-	}
-	*key = p;
-	*val = strchr(p, '=');
-	if (*val)
-		*(*val)++ = '\0';
-	return true;
-}
-
-int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o)
-{
-	char *copy = strdup(arg), *s = copy, *k, *v;
-	int ret = 0;
-
-	memset(o, 0, sizeof(*o));
-	if (!copy)
-		return -ENOMEM;
-	if (!virtio_opt_next(&s, &k, &v) || v || !*k) {
-		free(copy);
-		return err_set(EINVAL, "--disk %s: the first item must be the image file", arg);
-	}
-	o->path = strdup(k);
-	while (!ret && virtio_opt_next(&s, &k, &v)) {
-		if (!v)
-			ret = err_set(EINVAL, "--disk: '%s' needs a value", k);
-		else if (!strcmp(k, "format") && (!strcmp(v, "raw") || !strcmp(v, "qcow2")))
-			o->format = strdup(v);
-		else if (!strcmp(k, "readonly") && (!strcmp(v, "on") || !strcmp(v, "off")))
-			o->readonly = !strcmp(v, "on");
-		else if (!strcmp(k, "cache") && !strcmp(v, "writeback"))
-			o->bdev_flags = 0;
-		else if (!strcmp(k, "cache") && !strcmp(v, "none"))
-			o->bdev_flags = BDEV_O_DIRECT;
-		else if (!strcmp(k, "cache") && !strcmp(v, "writethrough"))
-			o->bdev_flags = BDEV_O_WRITETHROUGH;
-		else if (!strcmp(k, "cache") && !strcmp(v, "unsafe"))
-			o->bdev_flags = BDEV_O_UNSAFE;
-		else if (!strcmp(k, "serial") && strlen(v) <= 20)
-			snprintf(o->serial, sizeof(o->serial), "%s", v);
-		else
-			ret = err_set(EINVAL, "--disk: bad option %s=%s", k, v);
-	}
-	free(copy);
-	if (ret)
-		virtio_blk_opts_free(o);
-	return ret;
-}
-
 void virtio_blk_opts_free(struct virtio_blk_opts *o)
 {
 	free(o->path);
@@ -381,15 +322,28 @@ int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 	return 0;
 }
 
-void virtio_blk_destroy(struct virtio_dev *d)
+int virtio_blk_close(struct virtio_dev *d)
 {
 	struct blk *b = (struct blk *)d; /* dev is the first member */
+	int ret;
 
+	if (!b->bs)
+		return 0;
+	/* the reset joins the I/O threads, each once its request is complete */
 	virtio_dev_destroy(d);
-	if (b->bs) {
-		bdev_flush(b->bs);
-		bdev_close(b->bs);
-	}
+	ret = bdev_flush(b->bs);
+	if (ret < 0)
+		ret = err_prefix(ret, "closing the disks: ");
+	bdev_close(b->bs);
+	b->bs = NULL;
+	return ret;
+}
+
+void virtio_blk_destroy(struct virtio_dev *d)
+{
+	struct blk *b = (struct blk *)d;
+
+	virtio_blk_close(d);
 	pthread_cond_destroy(&b->wake);
 	for (int i = 0; i < BLK_THREADS; i++)
 		free(b->t[i].bounce);

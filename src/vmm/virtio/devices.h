@@ -1,41 +1,26 @@
 /*
- * The paravirtual devices: each is created from a parsed option string, plugged into a PCI bus
- * by the caller (pci_bus_add(&bus, &dev->pci)) and destroyed after the VM stops.
+ * The paravirtual devices: each is created from its parsed options (vmdev.h), plugged into a PCI
+ * bus by the caller (pci_bus_add(&bus, &dev->pci)) and destroyed after the VM stops.
  */
 #ifndef LIGERO_VMM_VIRTIO_DEVICES_H
 #define LIGERO_VMM_VIRTIO_DEVICES_H
 
 #include "vmm/virtio/pci.h"
+#include "vmm/virtio/vmdev.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* --disk FILE[,format=raw|qcow2][,readonly=on][,cache=writeback|none|writethrough|unsafe]
- *        [,serial=ID]
- * cache: writeback (default) = page cache, flush when the guest flushes; none = O_DIRECT,
- * flush when the guest flushes; writethrough = every write is flushed before it completes;
- * unsafe = page cache, guest flushes are ignored (fast, loses data on a host crash). */
-struct virtio_blk_opts {
-	char *path;
-	char *format; /* NULL: probe */
-	bool readonly;
-	int bdev_flags; /* BDEV_O_DIRECT / UNSAFE / WRITETHROUGH from cache= */
-	char serial[21];
-};
-int virtio_blk_parse(const char *arg, struct virtio_blk_opts *o);
+/* Frees what vm_devices_add_disk copied into o. */
 void virtio_blk_opts_free(struct virtio_blk_opts *o);
 int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 		      const struct virtio_mem *mem, struct kvm_irq *irq);
+/* Stop the device, flush the disk and close it: 0 or the flush's error. A second call does
+ * nothing and returns 0. */
+int virtio_blk_close(struct virtio_dev *d);
+/* Close (ignoring errors) and free. */
 void virtio_blk_destroy(struct virtio_dev *d);
 
-/* --net tap=NAME | bridge=BR [,mac=52:54:..] */
-struct virtio_net_opts {
-	char tap[16];	 /* existing tap to use, or the name to create ("" = kernel picks) */
-	char bridge[16]; /* bridge the created tap joins ("" = none) */
-	uint8_t mac[6];
-	bool mac_set;
-};
-int virtio_net_parse(const char *arg, struct virtio_net_opts *o);
 /* A stable locally administered MAC from a seed (the VM's name or first disk path). */
 void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
 int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o,
@@ -52,8 +37,5 @@ void virtio_balloon_destroy(struct virtio_dev *d);
 
 int virtio_rng_create(struct virtio_dev **out, const struct virtio_mem *mem, struct kvm_irq *irq);
 void virtio_rng_destroy(struct virtio_dev *d);
-
-/* key=value option lists: the next "key=value" (or bare word) of *s, split in place. */
-bool virtio_opt_next(char **s, char **key, char **val);
 
 #endif

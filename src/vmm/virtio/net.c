@@ -114,40 +114,6 @@ static void net_irq_timer(struct net *n)
 	n->w.timeout_us = us;
 }
 
-int virtio_net_parse(const char *arg, struct virtio_net_opts *o)
-{
-	char *copy = strdup(arg), *s = copy, *k, *v;
-	int ret = 0;
-	unsigned m[6];
-
-	memset(o, 0, sizeof(*o));
-	if (!copy)
-		return -ENOMEM;
-	while (!ret && virtio_opt_next(&s, &k, &v)) {
-		if (!v)
-			ret = err_set(EINVAL, "--net: '%s' needs a value", k);
-		else if (!strcmp(k, "tap") && strlen(v) < sizeof(o->tap))
-			snprintf(o->tap, sizeof(o->tap), "%s", v);
-		else if (!strcmp(k, "bridge") && strlen(v) < sizeof(o->bridge) && *v)
-			snprintf(o->bridge, sizeof(o->bridge), "%s", v);
-		else if (!strcmp(k, "mac") &&
-			 sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4],
-				&m[5]) == 6 &&
-			 strlen(v) == 17) {
-			for (int i = 0; i < 6; i++)
-				o->mac[i] = (uint8_t)m[i];
-			if (o->mac[0] & 1)
-				ret = err_set(EINVAL, "--net: mac %s is a multicast address", v);
-			o->mac_set = true;
-		} else
-			ret = err_set(EINVAL, "--net: bad option %s=%s", k, v);
-	}
-	if (!ret && !o->tap[0] && !o->bridge[0])
-		ret = err_set(EINVAL, "--net needs tap=NAME or bridge=BR");
-	free(copy);
-	return ret;
-}
-
 void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6])
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a: stable across runs and hosts */

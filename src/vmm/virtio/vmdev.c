@@ -35,6 +35,7 @@ struct vm_devices {
 	struct pci_bus bus;
 	struct virtio_dev *dev[MAX_DISKS + MAX_NETS + 2];
 	void (*destroy[MAX_DISKS + MAX_NETS + 2])(struct virtio_dev *);
+	int (*close[MAX_DISKS + MAX_NETS + 2])(struct virtio_dev *); /* disks: flush and close */
 	unsigned ndev;
 	pthread_t balloon_timer;
 	int timer_fd;
@@ -49,11 +50,25 @@ struct vm_devices *vm_devices_new(void)
 	return v;
 }
 
-int vm_devices_add_disk(struct vm_devices *v, const char *arg)
+int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o)
 {
+	struct virtio_blk_opts *d;
+
 	if (v->ndisks == MAX_DISKS)
 		return err_set(EINVAL, "at most %d --disk", MAX_DISKS);
-	return virtio_blk_parse(arg, &v->disk[v->ndisks++]) < 0 ? (v->ndisks--, -EINVAL) : 0;
+	d = &v->disk[v->ndisks];
+	if (!o->path || !*o->path)
+		return err_set(EINVAL, "--disk: no image file");
+	*d = *o;
+	d->serial[sizeof(d->serial) - 1] = '\0';
+	d->path = strdup(o->path);
+	d->format = o->format ? strdup(o->format) : NULL;
+	if (!d->path || (o->format && !d->format)) {
+		virtio_blk_opts_free(d);
+		return err_set(ENOMEM, "out of memory");
+	}
+	v->ndisks++;
+	return 0;
 }
 
 int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format)
@@ -65,48 +80,35 @@ int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, c
 	return 1;
 }
 
-int vm_devices_add_net(struct vm_devices *v, const char *arg)
+int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o)
 {
 	if (v->nnets == MAX_NETS)
 		return err_set(EINVAL, "at most %d --net", MAX_NETS);
-	return virtio_net_parse(arg, &v->net[v->nnets++]) < 0 ? (v->nnets--, -EINVAL) : 0;
+	if (!o->tap[0] && !o->bridge[0])
+		return err_set(EINVAL, "--net needs tap=NAME or bridge=BR");
+	if (o->mac_set && (o->mac[0] & 1))
+		return err_set(EINVAL, "--net: a multicast MAC address cannot be a NIC's");
+	v->net[v->nnets] = *o;
+	v->net[v->nnets].tap[sizeof(o->tap) - 1] = '\0';
+	v->net[v->nnets++].bridge[sizeof(o->bridge) - 1] = '\0';
+	return 0;
 }
 
-/* MiB[,after=SECONDS][,trigger=FILE]: until the control socket exists, a delayed target is how
- * a script inflates the balloon of a running VM. */
-int vm_devices_set_balloon(struct vm_devices *v, const char *arg)
+int vm_devices_set_balloon(struct vm_devices *v, const struct vm_balloon_opts *o)
 {
-	char *copy = strdup(arg), *s = copy, *k, *val, *end;
-	int ret = 0;
+	char *trigger = NULL;
 
-	if (!copy)
-		return -ENOMEM;
-	if (!virtio_opt_next(&s, &k, &val) || val) {
-		ret = err_set(EINVAL, "--balloon %s: expected MiB[,after=SECONDS]", arg);
-		goto out;
-	}
-	errno = 0;
-	v->balloon_mib = strtoull(k, &end, 10);
-	if (errno || *end || end == k || v->balloon_mib > (1ull << 32)) {
-		ret = err_set(EINVAL, "--balloon '%s' is not a size in MiB", k);
-		goto out;
-	}
-	while (!ret && virtio_opt_next(&s, &k, &val)) {
-		if (val && !strcmp(k, "after") &&
-		    (v->balloon_after = (unsigned)strtoul(val, &end, 10), !*end && end != val))
-			continue;
-		if (val && !strcmp(k, "trigger") && *val) {
-			free(v->balloon_trigger);
-			v->balloon_trigger = strdup(val);
-			continue;
-		}
-		ret = err_set(EINVAL, "--balloon: bad option %s%s%s", k, val ? "=" : "",
-			      val ? val : "");
-	}
+	if (o->mib > (1ull << 32))
+		return err_set(EINVAL, "--balloon %llu MiB is too large",
+			       (unsigned long long)o->mib);
+	if (o->trigger && !(trigger = strdup(o->trigger)))
+		return err_set(ENOMEM, "out of memory");
+	free(v->balloon_trigger);
+	v->balloon_trigger = trigger;
+	v->balloon_mib = o->mib;
+	v->balloon_after = o->after;
 	v->balloon = true;
-out:
-	free(copy);
-	return ret;
+	return 0;
 }
 
 int vm_devices_add_rng(struct vm_devices *v)
@@ -181,6 +183,7 @@ static int plug(struct vm_devices *v, struct virtio_dev *d, void (*destroy)(stru
 	int ret;
 
 	v->dev[v->ndev] = d;
+	v->close[v->ndev] = destroy == virtio_blk_destroy ? virtio_blk_close : NULL;
 	v->destroy[v->ndev++] = destroy;
 	ret = pci_bus_add(&v->bus, &d->pci);
 	return ret < 0 ? err_set(-ret, "no free PCI slot for virtio-%s", d->ops->name) : 0;
@@ -269,10 +272,29 @@ int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *m
 	return attach_devices(v);
 }
 
-void vm_devices_stop(struct vm_devices *v)
+/* Flush and close every disk; the first failure's message is the one kept. */
+static int close_disks(struct vm_devices *v)
 {
+	char first[512] = "";
+	int ret = 0;
+
+	for (unsigned i = 0; i < v->ndev; i++) {
+		int r = v->close[i] ? v->close[i](v->dev[i]) : 0;
+		if (r < 0 && ret == 0) {
+			ret = r;
+			snprintf(first, sizeof(first), "%s", err_msg_or(r));
+		}
+	}
+	return ret < 0 ? err_set(-ret, "%s", first) : 0;
+}
+
+int vm_devices_stop(struct vm_devices *v)
+{
+	int ret;
+
 	if (!v)
-		return;
+		return 0;
+	ret = close_disks(v);
 	if (v->timer_running) {
 		eventfd_write(v->timer_fd, 1);
 		pthread_join(v->balloon_timer, NULL);
@@ -287,6 +309,7 @@ void vm_devices_stop(struct vm_devices *v)
 	if (v->attached)
 		pci_bus_destroy(&v->bus);
 	v->attached = false;
+	return ret;
 }
 
 void vm_devices_free(struct vm_devices *v)

@@ -1,6 +1,7 @@
 /*
  * The paravirtual devices of one VM, as `ligero run` options describe them, and their PCI bus.
- * Options are parsed (and rejected) before KVM is touched; the devices are built by
+ * The command line parses the options (cli/run_devices.c) before KVM is touched and hands
+ * them over as the structs below; the devices are built by
  * vm_devices_attach once guest RAM exists, which also puts the PCI host bridge (type-1 ports and
  * ECAM) and the BAR window on the VM's buses. vm_devices_stop must run before guest RAM is
  * unmapped: it stops every device thread.
@@ -8,17 +9,48 @@
 #ifndef LIGERO_VMM_VIRTIO_VMDEV_H
 #define LIGERO_VMM_VIRTIO_VMDEV_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* --disk FILE[,format=raw|qcow2][,readonly=on][,cache=MODE][,serial=ID]
+ * cache: writeback (default) = page cache, flush when the guest flushes; none = O_DIRECT,
+ * flush when the guest flushes; writethrough = every write is flushed before it completes;
+ * directsync = both; unsafe = page cache, guest flushes are ignored (fast, loses data on a
+ * host crash). */
+struct virtio_blk_opts {
+	char *path;
+	char *format; /* NULL: probe */
+	bool readonly;
+	int bdev_flags; /* the cache mode's BDEV_O_CACHE_MASK bits (bdev_parse_cache_mode) */
+	char serial[21];
+};
+
+/* --net tap=NAME | bridge=BR [,mac=52:54:..] */
+struct virtio_net_opts {
+	char tap[16];	 /* existing tap to use, or the name to create ("" = kernel picks) */
+	char bridge[16]; /* bridge the created tap joins ("" = none) */
+	uint8_t mac[6];	 /* unicast; with mac_set, else derived from the VM's seed */
+	bool mac_set;
+};
+
+/* --balloon MiB[,after=SECONDS][,trigger=FILE]: the balloon's target, applied at once, after
+ * a delay, or once a file exists (until the control socket exists, that is how a script
+ * inflates the balloon of a running VM). */
+struct vm_balloon_opts {
+	uint64_t mib;	     /* at most 2^32 */
+	unsigned after;	     /* seconds after start before the target applies */
+	const char *trigger; /* or NULL */
+};
 
 struct vm_devices;
 struct bus;
 struct guest_mem;
 
 struct vm_devices *vm_devices_new(void);
-/* --disk, --net, --balloon, --rng; 0 or -errno with a message. */
-int vm_devices_add_disk(struct vm_devices *v, const char *arg);
-int vm_devices_add_net(struct vm_devices *v, const char *arg);
-int vm_devices_set_balloon(struct vm_devices *v, const char *arg);
+/* --disk, --net, --balloon, --rng (the options are copied); 0 or -errno with a message. */
+int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o);
+int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o);
+int vm_devices_set_balloon(struct vm_devices *v, const struct vm_balloon_opts *o);
 int vm_devices_add_rng(struct vm_devices *v);
 /* The image file and format (NULL: probed) of disk i, 0 if there is no such disk; for booting
  * the first disk's own kernel (tools/bootdisk). */
@@ -28,7 +60,11 @@ void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 
 int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
 		      struct bus *mmio);
-void vm_devices_stop(struct vm_devices *v);
+/* Stop every device (a disk finishes the requests its threads are doing; requests the guest
+ * queued behind them are dropped, the guest being stopped), then flush and close the disks.
+ * Returns 0, or the first disk's flush error (-errno, message recorded); the other disks are
+ * flushed and closed all the same. A second call does nothing. */
+int vm_devices_stop(struct vm_devices *v);
 void vm_devices_free(struct vm_devices *v);
 
 #endif
