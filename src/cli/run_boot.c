@@ -16,6 +16,7 @@
 
 int run_boot_output(struct run_boot *rb, const char *fmt)
 {
+	rb->output = true;
 	if (!strcmp(fmt, "json"))
 		rb->json = true;
 	else if (!strcmp(fmt, "human"))
@@ -114,6 +115,8 @@ int run_boot_prepare(struct vm_config *cfg, struct run_boot *rb)
 	struct bootdisk *bd;
 	int ret;
 
+	if (rb->output && !rb->list)
+		return cli_fail("--output goes with --list-boot-entries");
 	if (cfg->kernel) {
 		if (rb->list || rb->entry)
 			return cli_fail("%s reads a disk's own boot entries: leave out --kernel",

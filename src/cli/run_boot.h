@@ -12,6 +12,7 @@ struct run_boot {
 	const char *entry; /* --boot-entry */
 	bool list;	   /* --list-boot-entries */
 	bool json;	   /* --output=json */
+	bool output;	   /* --output was given */
 	struct bootdisk_image img;
 };
 

@@ -478,6 +478,9 @@ def test_error_bad_selection(ligero, grub_disk):
     fails(ligero, grub_disk, "--kernel", "/nonexistent", "--list-boot-entries",
           want=r"--list-boot-entries reads a disk's own boot entries: leave out --kernel")
     fails(ligero, grub_disk, "--initrd", "/x", want=r"--initrd goes with --kernel")
+    fails(ligero, grub_disk, "--output=json", want=r"--output goes with --list-boot-entries")
+    fails(ligero, grub_disk, "--list-boot-entries", "--output=yaml",
+          want=r"--output 'yaml': expected human or json")
 
 
 def test_boot_reads_before_kvm(ligero, grub_disk):
