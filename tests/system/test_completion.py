@@ -178,7 +178,8 @@ def test_option_values(complete):
     assert "cluster_size=" in complete("ligero img create -o ")
     assert sorted(complete("ligero img amend -o ")) == ["compat=", "lazy_refcounts="]
     assert sorted(complete("ligero run --net ")) == ["bridge=", "tap="]
-    assert complete("ligero run --output=") == []  # not an option of run
+    assert sorted(complete("ligero run --output=")) == ["human", "json"]  # --list-boot-entries
+    assert complete("ligero run --repair=") == []  # not an option of run
     assert "--output=" in complete("ligero sparsify --ou")
 
 
