@@ -237,15 +237,27 @@ systemctl --failed --no-legend --plain
 echo written-by-the-rhel-guest >/root/ligero-guest-test
 """
 
+# The emulated host sometimes kills an L2 guest with a triple fault (docs/ligero-run.md, "the
+# emulated host's own failures"); as in test_run.py, a boot that triple-faults or hangs is run
+# once more, from the overlay as it was before, and counted.
 L1_SCRIPT = """
 cd /work
 up() { cut -d' ' -f1 /proc/uptime; }
 boot() {
 	name=$1
 	shift
-	echo "VMT-$name-START $(up)"
-	timeout 1500 ./ligero run --cpus 2 --memory 1G "$@" >/tmp/$name.out 2>&1
-	echo "VMT-$name-END rc=$? $(up)"
+	cp disks/$name-over.qcow2 /tmp/$name-over.qcow2
+	for attempt in 1 2; do
+		echo "VMT-$name-START $(up)"
+		timeout 1500 ./ligero run --cpus 2 --memory 1G "$@" >/tmp/$name.out 2>&1
+		rc=$?
+		echo "VMT-$name-END rc=$rc $(up)"
+		[ $attempt = 1 ] && [ $rc -ne 0 ] || break
+		[ $rc = 124 ] || grep -q triple-faulted /tmp/$name.out || break
+		echo "VMT-$name-RETRY"
+		tr -d '\\r' </tmp/$name.out | tail -n 30 | sed "s/^/$name-failed| /"
+		cp /tmp/$name-over.qcow2 disks/$name-over.qcow2
+	done
 	tr -d '\\r' </tmp/$name.out | sed "s/^/$name| /"
 }
 boot debian --kernel disks/debian.vmlinuz --initrd disks/debian.initrd.img \\
@@ -360,7 +372,7 @@ def test_guests_boot(guests, vmhost, tmp_path):  # noqa: F811
     print(f"\nguest-disk: debian multi-user at {mu} s of guest uptime; boot+command+poweroff "
           f"{float(times['debian-END']) - float(times['debian-START']):.1f} s, rhel "
           f"{float(times['rhel-END']) - float(times['rhel-START']):.1f} s of the emulated "
-          "host's time")
+          f"host's time; boots retried: {res.output.count('-RETRY')}")
     for line in deb_block:
         print("guest-disk:", line)
 
