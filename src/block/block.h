@@ -153,6 +153,10 @@ struct bdev_driver {
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };
+/* write_zeroes flag: fail with -ENOTSUP rather than write zeroes the slow way (raw: when the
+ * file system cannot zero a range without writing it). Formats that zero through metadata may
+ * ignore it. */
+enum { BDEV_ZERO_NO_FALLBACK = 2 };
 
 struct bdev {
 	const struct bdev_driver *drv;
