@@ -564,8 +564,10 @@ static void export_info(struct nbd_server *srv, const struct nbd_serve_opts *o)
 		e->flags |=
 		    NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
 	/* One process, one cache: a flush on any connection covers every connection's writes,
-	 * which is what multi-conn promises (qemu-nbd offers it when read-only or shared). */
-	if (ro || o->shared > 1)
+	 * which is what multi-conn promises, read-only or not. With one client at a time it
+	 * would only invite clients (nbdcopy) to open connections that wait in the backlog
+	 * forever; qemu-nbd offers it exactly when --shared is above 1, and so do we. */
+	if (o->shared > 1)
 		e->flags |= NBD_FLAG_CAN_MULTI_CONN;
 	e->min_block = 1;
 	e->pref_block = 4096;
