@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		struct nbd_exec_ctx ctx = {bs, s.structured, s.meta_base, s.meta_depth};
 		size_t from = out.len;
-		nbd_exec(&ctx, &req, payload, &out);
+		nbd_exec(&ctx, &req, payload, &out, NULL);
 		if (out.oom)
 			break;
 		check_reply(&out, from);

@@ -2,12 +2,15 @@
  * The NBD server (nbd.h): listening sockets, the event loop, the worker pool, shutdown.
  *
  * Threads: the caller's thread runs one epoll loop that owns every socket (listeners, clients,
- * a signalfd for SIGTERM/SIGINT, an eventfd for finished work). Block I/O goes to a few worker
- * threads, because bdev calls block (pread on a page-cache miss, qcow2 metadata reads) and one
- * slow read must not stall every other client's handshake and replies. The qcow2 driver lets
- * several threads read and write one image at once, so the workers also give a client that
- * keeps many requests in flight (nbdcopy, qemu-img convert) parallel I/O. A worker builds the
- * whole reply; only the loop touches sockets, so a connection needs no locks.
+ * a signalfd for SIGTERM/SIGINT, an eventfd workers use to call it). Block I/O goes to a few
+ * worker threads, because bdev calls block (pread on a page-cache miss, qcow2 metadata reads)
+ * and one slow read must not stall every other client's handshake and replies; the qcow2
+ * driver lets several threads read and write one image at once, so a client that keeps many
+ * requests in flight gets parallel I/O. Three things keep the hand-offs few (see DESIGN.md):
+ * small reads and block status run inline on the loop while they are quick; the workers take
+ * their share of a batch of requests at once; and a worker sends its reply itself when the
+ * connection allows it (nbd_conn.c), with read data left in the image files for sendfile on
+ * read-only exports.
  */
 #include "serve/nbd.h"
 #include "block/block.h"
@@ -57,16 +60,19 @@ struct nbd_server {
 	bool made_socket, made_pidfile;
 	struct nbd_conn *conns;
 	unsigned nconns, next_id;
-	bool negotiated_left; /* a client that reached transmission has gone */
+	bool negotiated_left;	      /* a client that reached transmission has gone */
+	uint64_t inline_paused_until; /* CLOCK_MONOTONIC ns; see nbd_server_run_inline */
 	bool stopping;
 	struct timespec stop_at;
 
-	pthread_mutex_t lock; /* the job lists and the buffer cache */
+	pthread_mutex_t lock; /* the job queue */
 	pthread_cond_t cond;
-	struct nbd_job *todo_head, *todo_tail, *done;
+	struct nbd_job *todo_head, *todo_tail;
+	unsigned ntodo, idle;
 	bool quit;
 	pthread_t threads[MAX_WORKERS];
-	int nthreads;
+	int nthreads, nworkers;	  /* started; meant to start (fixed before the first starts) */
+	pthread_mutex_t buf_lock; /* the buffer cache */
 	struct {
 		void *p;
 		size_t cap;
@@ -112,7 +118,11 @@ void *nbd_server_buf_get(struct nbd_server *srv, size_t want, size_t *cap)
 {
 	void *p = NULL;
 
-	pthread_mutex_lock(&srv->lock);
+	if (want < BUF_MIN) { /* malloc's per-thread caches serve small buffers best */
+		*cap = want;
+		return malloc(want ? want : 1);
+	}
+	pthread_mutex_lock(&srv->buf_lock);
 	for (int i = 0; i < srv->nbufs; i++) {
 		if (srv->bufs[i].cap >= want) {
 			p = srv->bufs[i].p;
@@ -122,7 +132,7 @@ void *nbd_server_buf_get(struct nbd_server *srv, size_t want, size_t *cap)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&srv->lock);
+	pthread_mutex_unlock(&srv->buf_lock);
 	if (p)
 		return p;
 	*cap = want;
@@ -132,49 +142,105 @@ void *nbd_server_buf_get(struct nbd_server *srv, size_t want, size_t *cap)
 void nbd_server_buf_put(struct nbd_server *srv, void *p, size_t cap)
 {
 	if (cap >= BUF_MIN) {
-		pthread_mutex_lock(&srv->lock);
+		pthread_mutex_lock(&srv->buf_lock);
 		if (srv->nbufs < BUF_SLOTS && srv->buf_bytes + cap <= BUF_MAX_BYTES) {
 			srv->bufs[srv->nbufs].p = p;
 			srv->bufs[srv->nbufs++].cap = cap;
 			srv->buf_bytes += cap;
 			p = NULL;
 		}
-		pthread_mutex_unlock(&srv->lock);
+		pthread_mutex_unlock(&srv->buf_lock);
 	}
 	free(p);
 }
 
 /* ---- workers ---- */
 
-void nbd_server_dispatch(struct nbd_server *srv, struct nbd_job *job)
+/*
+ * Jobs arrive in batches (every request one read of the socket brought) and are taken in
+ * shares: a worker takes its part of the queue at once, so a batch of 32 small reads costs a
+ * few lock round trips and wake-ups, not 32 of each.
+ */
+void nbd_server_dispatch(struct nbd_server *srv, struct nbd_job *head, struct nbd_job *tail,
+			 unsigned n)
 {
-	job->next = NULL;
 	pthread_mutex_lock(&srv->lock);
 	if (srv->todo_tail)
-		srv->todo_tail->next = job;
+		srv->todo_tail->next = head;
 	else
-		srv->todo_head = job;
-	srv->todo_tail = job;
-	pthread_cond_signal(&srv->cond);
+		srv->todo_head = head;
+	srv->todo_tail = tail;
+	srv->ntodo += n;
+	if (n >= srv->idle)
+		pthread_cond_broadcast(&srv->cond);
+	else
+		for (unsigned i = 0; i < n; i++)
+			pthread_cond_signal(&srv->cond);
 	pthread_mutex_unlock(&srv->lock);
 }
 
-static void run_job(struct nbd_server *srv, struct nbd_job *job)
+static void wake_loop(struct nbd_server *srv)
 {
+	uint64_t one = 1;
+
+	if (write(srv->evfd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the loop wakes anyway */
+	}
+}
+
+void nbd_server_execute(struct nbd_server *srv, struct nbd_job *job)
+{
+	struct nbd_conn *c = job->conn;
+
 	if (job->req.type == NBD_CMD_READ && job->req.len) {
 		/* Room for the data and a few dozen chunk headers; sparse replies may grow it. */
 		job->reply.data = nbd_server_buf_get(srv, job->req.len + 4096, &job->reply.cap);
 		if (!job->reply.data)
 			job->reply.cap = 0;
 	}
-	int ret = nbd_exec(&job->ctx, &job->req, job->payload, &job->reply);
+	int ret = nbd_exec(&job->ctx, &job->req, job->payload, &job->reply,
+			   job->zerocopy ? &job->fp : NULL);
 	if (ret < 0)
-		nbd_server_log(srv, "client %u (%s): %s", job->conn->id, job->conn->peer,
-			       err_msg());
+		nbd_server_log(srv, "client %u (%s): %s", c->id, c->peer, err_msg());
 	if (job->payload) {
 		nbd_server_buf_put(srv, job->payload, job->payload_cap);
 		job->payload = NULL;
 	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * Small reads and block status queries run on the loop's own thread while they are quick:
+ * from the page cache a 4 KiB read costs a few microseconds, less than handing it to a worker
+ * and back (two thread switches, more on a loaded machine). One that takes longer than
+ * INLINE_SLOW_NS means the data comes from a disk: then everything goes to the workers, which
+ * overlap such waits, for the next INLINE_PAUSE_NS before the loop tries again.
+ */
+#define INLINE_MAX	(64u << 10)
+#define INLINE_SLOW_NS	500000u
+#define INLINE_PAUSE_NS 1000000000u
+
+bool nbd_server_run_inline(struct nbd_server *srv, struct nbd_job *job)
+{
+	const struct nbd_request *r = &job->req;
+
+	if (!(r->type == NBD_CMD_READ && r->len <= INLINE_MAX) && r->type != NBD_CMD_BLOCK_STATUS)
+		return false;
+	uint64_t t0 = now_ns();
+	if (t0 < srv->inline_paused_until)
+		return false;
+	job->zerocopy = false; /* a sendfile here could wait for the disk */
+	nbd_server_execute(srv, job);
+	if (now_ns() - t0 > INLINE_SLOW_NS)
+		srv->inline_paused_until = now_ns() + INLINE_PAUSE_NS;
+	return true;
 }
 
 static void *worker_main(void *arg)
@@ -183,58 +249,56 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&srv->lock);
 	for (;;) {
-		while (!srv->todo_head && !srv->quit)
+		while (!srv->todo_head && !srv->quit) {
+			srv->idle++;
 			pthread_cond_wait(&srv->cond, &srv->lock);
-		struct nbd_job *job = srv->todo_head;
-		if (!job)
+			srv->idle--;
+		}
+		if (!srv->todo_head)
 			break;
-		srv->todo_head = job->next;
+		/* this worker's share of the queue */
+		unsigned take =
+		    (srv->ntodo + (unsigned)srv->nworkers - 1) / (unsigned)srv->nworkers;
+		struct nbd_job *mine = srv->todo_head, *last = mine;
+		for (unsigned i = 1; i < take && last->next; i++)
+			last = last->next;
+		srv->todo_head = last->next;
 		if (!srv->todo_head)
 			srv->todo_tail = NULL;
+		last->next = NULL;
+		for (struct nbd_job *j = mine; j; j = j->next)
+			srv->ntodo--;
 		pthread_mutex_unlock(&srv->lock);
-		run_job(srv, job);
-		pthread_mutex_lock(&srv->lock);
-		bool wake = !srv->done;
-		job->next = srv->done;
-		srv->done = job;
-		if (wake) {
-			uint64_t one = 1;
-			if (write(srv->evfd, &one, sizeof(one)) < 0) {
-				/* the counter is saturated: the loop wakes anyway */
-			}
+		while (mine) {
+			struct nbd_job *next = mine->next;
+			struct nbd_conn *c = mine->conn;
+			nbd_server_execute(srv, mine);
+			if (nbd_conn_finish(c, mine, true))
+				wake_loop(srv);
+			mine = next;
 		}
+		pthread_mutex_lock(&srv->lock);
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;
 }
 
-static void take_done(struct nbd_server *srv)
+/* A worker flagged some connection: look at each flagged one. */
+static void take_notify(struct nbd_server *srv)
 {
 	uint64_t n;
-	struct nbd_job *list, *fifo = NULL;
 
 	if (read(srv->evfd, &n, sizeof(n)) < 0) {
 		/* nothing pending: another pass already took it */
 	}
-	pthread_mutex_lock(&srv->lock);
-	list = srv->done;
-	srv->done = NULL;
-	pthread_mutex_unlock(&srv->lock);
-	while (list) { /* oldest first */
-		struct nbd_job *next = list->next;
-		list->next = fifo;
-		fifo = list;
-		list = next;
-	}
-	while (fifo) {
-		struct nbd_job *next = fifo->next;
-		nbd_conn_complete(fifo->conn, fifo);
-		fifo = next;
-	}
+	for (struct nbd_conn *c = srv->conns; c; c = c->next)
+		if (nbd_conn_take_notify(c))
+			nbd_conn_event(c, 0);
 }
 
 static int start_workers(struct nbd_server *srv, int n)
 {
+	srv->nworkers = n;
 	for (int i = 0; i < n; i++) {
 		int e = pthread_create(&srv->threads[i], NULL, worker_main, srv);
 		if (e)
@@ -448,18 +512,24 @@ static void accept_one(struct nbd_server *srv, int lfd)
 	srv->nconns++;
 }
 
-void nbd_server_conn_gone(struct nbd_server *srv, struct nbd_conn *c)
+/* Forget a connection that is closed and has nothing left at the workers. */
+static bool conn_gone(struct nbd_server *srv, struct nbd_conn *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
+	bool negotiated = c->negotiated;
+	struct nbd_conn *prev = c->prev, *next = c->next;
+
+	if (!nbd_conn_reap(c))
+		return false;
+	if (prev)
+		prev->next = next;
 	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+		srv->conns = next;
+	if (next)
+		next->prev = prev;
 	srv->nconns--;
-	if (c->negotiated)
+	if (negotiated)
 		srv->negotiated_left = true;
-	free(c);
+	return true;
 }
 
 /* ---- the loop ---- */
@@ -499,8 +569,8 @@ static void housekeeping(struct nbd_server *srv)
 {
 	for (struct nbd_conn *c = srv->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->dead && !c->at_workers)
-			nbd_server_conn_gone(srv, c);
+		if (c->fd < 0)
+			conn_gone(srv, c);
 	}
 	if (srv->stopping) {
 		if (grace_over(srv))
@@ -529,7 +599,7 @@ static int serve_loop(struct nbd_server *srv)
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = ev[i].data.u64;
 			if (tag == TAG_EVENT)
-				take_done(srv);
+				take_notify(srv);
 			else if (tag == TAG_SIGNAL)
 				on_signal(srv);
 			else if (tag >= 1 && tag <= MAX_LISTEN) {
@@ -624,7 +694,10 @@ static int setup(struct nbd_server *srv, const struct nbd_serve_opts *o)
 	ret = o->socket_path ? listen_unix(srv, o->socket_path) : listen_tcp(srv, o);
 	if (ret < 0)
 		return ret;
-	int nw = o->workers > 0 ? o->workers : 4;
+	/* Small cached reads never reach the workers (nbd_server_run_inline); they overlap disk
+	 * waits and large copies, so a few per CPU, idle ones costing nothing. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int nw = o->workers > 0 ? o->workers : (int)(cpus > 2 ? 2 * cpus : 4);
 	ret = start_workers(srv, nw < MAX_WORKERS ? nw : MAX_WORKERS);
 	if (ret == 0 && o->pid_file)
 		ret = write_pid_file(srv, o->pid_file);
@@ -638,9 +711,9 @@ static int teardown(struct nbd_server *srv, int ret)
 	for (struct nbd_conn *c = srv->conns; c; c = c->next)
 		nbd_conn_drop(c);
 	stop_workers(srv);
-	take_done(srv);
 	while (srv->conns)
-		nbd_server_conn_gone(srv, srv->conns);
+		if (!conn_gone(srv, srv->conns))
+			break; /* cannot happen: no worker is left to hold a job */
 	for (int i = 0; i < srv->nlfd; i++)
 		close(srv->lfd[i]);
 	if (srv->made_socket)
@@ -675,6 +748,7 @@ int nbd_serve(const struct nbd_serve_opts *o)
 	srv->o = o;
 	srv->epfd = srv->evfd = srv->sigfd = -1;
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->buf_lock, NULL);
 	pthread_cond_init(&srv->cond, NULL);
 	/* Blocked before the workers start, so they inherit it: the signals arrive through
 	 * the signalfd, and a write to a vanished client fails with EPIPE instead of killing us. */
@@ -696,6 +770,7 @@ int nbd_serve(const struct nbd_serve_opts *o)
 		;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_mutex_destroy(&srv->lock);
+	pthread_mutex_destroy(&srv->buf_lock);
 	pthread_cond_destroy(&srv->cond);
 	free(srv);
 	return ret;

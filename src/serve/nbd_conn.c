@@ -1,7 +1,14 @@
 /*
- * One client of the NBD server, on the event loop's thread only: bytes in through the protocol
- * state machine (nbd_proto.c), requests out to the worker pool, replies back in the order the
- * workers finish them (NBD lets a server answer out of order; cookies match them up).
+ * One client of the NBD server: bytes in through the protocol state machine (nbd_proto.c),
+ * requests out to the worker pool in batches, replies back in the order the workers finish
+ * them (NBD lets a server answer out of order; cookies match them up).
+ *
+ * The event loop owns the socket for reading and the handshake. Replies of the transmission
+ * phase are sent by whoever has one ready, under the connection's lock: a worker sends its own
+ * reply straight away when the connection is plain and nothing is queued before it, so a
+ * request costs one hand-off (loop to worker), not two. A reply the socket cannot take whole is
+ * queued, and the loop finishes it when the socket is writable. TLS records are only ever
+ * written by the loop (a GnuTLS session is not shared between threads).
  *
  * A connection never holds more than NBD_MAX_INFLIGHT requests (or NBD_MAX_INFLIGHT_BYTES of
  * payload) between decoding and the last byte of the reply: past that the server stops reading
@@ -12,34 +19,52 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define SEND_IOV 64
 
+/* With c->lock held. */
 static bool throttled(const struct nbd_conn *c)
 {
 	return c->pending >= NBD_MAX_INFLIGHT || c->pending_bytes >= NBD_MAX_INFLIGHT_BYTES;
 }
 
-static bool can_read(const struct nbd_conn *c)
+/* Loop thread: may the loop read from the socket now? */
+static bool can_read(struct nbd_conn *c)
 {
-	return !c->dead && !c->closing && !throttled(c) &&
-	       (c->tls_state == TLS_NONE || c->tls_state == TLS_UP);
+	if (c->tls_state != TLS_NONE && c->tls_state != TLS_UP)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	bool ok = !c->dead && !c->closing && !throttled(c);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
 }
 
-bool nbd_conn_has_work(const struct nbd_conn *c)
+bool nbd_conn_has_work(struct nbd_conn *c)
 {
 	return c->stalled && can_read(c);
 }
 
+bool nbd_conn_take_notify(struct nbd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool n = c->notify;
+	c->notify = false;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
 void nbd_job_free(struct nbd_server *srv, struct nbd_job *job)
 {
+	free(job->fp.p);
 	if (job->payload)
 		nbd_server_buf_put(srv, job->payload, job->payload_cap);
 	if (job->reply.data)
@@ -47,6 +72,7 @@ void nbd_job_free(struct nbd_server *srv, struct nbd_job *job)
 	free(job);
 }
 
+/* With c->lock held. */
 static void job_done(struct nbd_conn *c, struct nbd_job *job)
 {
 	c->pending--;
@@ -54,29 +80,63 @@ static void job_done(struct nbd_conn *c, struct nbd_job *job)
 	nbd_job_free(c->srv, job);
 }
 
+/* With c->lock held. */
+static void queue_reply(struct nbd_conn *c, struct nbd_job *j)
+{
+	j->next = NULL;
+	if (c->q_tail)
+		c->q_tail->next = j;
+	else
+		c->q_head = j;
+	c->q_tail = j;
+}
+
+static void free_list(struct nbd_conn *c, struct nbd_job *j)
+{
+	while (j) {
+		struct nbd_job *next = j->next;
+		job_done(c, j);
+		j = next;
+	}
+}
+
 void nbd_conn_drop(struct nbd_conn *c)
 {
-	if (c->dead)
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
 		return;
-	c->dead = true;
+	}
+	c->dead = true; /* workers see it before the descriptor goes */
+	free_list(c, c->q_head);
+	c->q_head = c->q_tail = NULL;
+	if (c->wjob)
+		job_done(c, c->wjob);
+	free_list(c, c->batch_head);
+	pthread_mutex_unlock(&c->lock);
+	c->wjob = c->batch_head = c->batch_tail = NULL;
+	c->nbatch = 0;
 	if (c->tls)
 		nbd_tls_free(c->tls);
 	c->tls = NULL;
 	epoll_ctl(nbd_server_epoll(c->srv), EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
-	if (c->wjob)
-		job_done(c, c->wjob);
-	c->wjob = NULL;
-	while (c->q_head) {
-		struct nbd_job *j = c->q_head;
-		c->q_head = j->next;
-		job_done(c, j);
-	}
-	c->q_tail = NULL;
 	free(c->in);
 	c->in = NULL;
 	nbd_buf_free(&c->out);
+}
+
+bool nbd_conn_reap(struct nbd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool gone = c->dead && !c->at_workers;
+	pthread_mutex_unlock(&c->lock);
+	if (gone) {
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+	}
+	return gone;
 }
 
 __attribute__((format(printf, 2, 3))) static void conn_fail(struct nbd_conn *c, const char *fmt,
@@ -104,52 +164,48 @@ static ssize_t conn_recv(struct nbd_conn *c, void *buf, size_t len)
 	return err_sys(errno, "receive failed");
 }
 
+/* Plain: one sendmsg of the iovecs; TLS: the first iovec only. -EAGAIN, or -errno. */
 static ssize_t conn_sendv(struct nbd_conn *c, struct iovec *iov, int n)
 {
 	if (c->tls_state == TLS_UP)
 		return nbd_tls_send(c->tls, iov[0].iov_base, iov[0].iov_len);
 	struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-	ssize_t r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+	ssize_t r = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (r >= 0)
 		return r;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 		return -EAGAIN;
-	return err_sys(errno, "send failed");
+	return -errno;
 }
 
-/* Replies out, oldest first (TLS: one buffer per call, as records must be resent unchanged after
- * EAGAIN). False when the connection was dropped. */
-static bool conn_flush(struct nbd_conn *c)
+static int send_pieces(struct nbd_conn *c, struct nbd_job *j);
+
+/* Send queued replies, oldest first, with c->lock held. Returns 0, -EAGAIN, or -errno. */
+static int send_queue(struct nbd_conn *c)
 {
-	while (c->out_sent < c->out.len) {
-		struct iovec v = {c->out.data + c->out_sent, c->out.len - c->out_sent};
-		ssize_t n = conn_sendv(c, &v, 1);
-		if (n == -EAGAIN)
-			return true;
-		if (n < 0) {
-			conn_fail(c, "%s", err_msg());
-			return false;
-		}
-		c->out_sent += (size_t)n;
-	}
-	c->out.len = c->out_sent = 0;
-	if (c->tls_state == TLS_PENDING)
-		c->tls_state = TLS_HANDSHAKE; /* the ACK went out in the clear */
 	while (c->q_head) {
 		struct iovec iov[SEND_IOV];
 		int n = 0;
-		for (struct nbd_job *j = c->q_head; j && n < SEND_IOV; j = j->next) {
+		if (c->q_head->fp.n) {
+			int r = send_pieces(c, c->q_head);
+			if (r < 0)
+				return r;
+			struct nbd_job *j = c->q_head;
+			c->q_head = j->next;
+			if (!c->q_head)
+				c->q_tail = NULL;
+			job_done(c, j);
+			continue;
+		}
+		for (struct nbd_job *j = c->q_head; j && !j->fp.n && n < SEND_IOV; j = j->next) {
 			iov[n].iov_base = j->reply.data + j->sent;
 			iov[n++].iov_len = j->reply.len - j->sent;
 		}
 		ssize_t r = conn_sendv(c, iov, n);
-		if (r == -EAGAIN)
-			return true;
-		if (r < 0) {
-			conn_fail(c, "%s", err_msg());
-			return false;
-		}
-		while (c->q_head && (size_t)r >= c->q_head->reply.len - c->q_head->sent) {
+		if (r < 0)
+			return (int)r;
+		while (c->q_head && !c->q_head->fp.n &&
+		       (size_t)r >= c->q_head->reply.len - c->q_head->sent) {
 			struct nbd_job *j = c->q_head;
 			r -= (ssize_t)(j->reply.len - j->sent);
 			c->q_head = j->next;
@@ -160,28 +216,196 @@ static bool conn_flush(struct nbd_conn *c)
 		else
 			c->q_head->sent += (size_t)r;
 	}
+	return 0;
+}
+
+/* The position in a reply with file pieces where the memory part in progress ends. */
+static size_t mem_end(const struct nbd_job *j)
+{
+	return j->piece < j->fp.n ? j->fp.p[j->piece].at : j->reply.len;
+}
+
+/*
+ * A reply whose data stays in the image files, from where it stopped: its own bytes with
+ * sendmsg, the data with sendfile (the kernel moves page cache pages to the socket; since
+ * Linux 6.5 it does not even copy them for Unix and TCP sockets). With c->lock held; 0 when
+ * all is out, -EAGAIN, or -errno.
+ */
+static int send_pieces(struct nbd_conn *c, struct nbd_job *j)
+{
+	for (;;) {
+		size_t end = mem_end(j);
+		if (j->sent < end) {
+			struct iovec v = {j->reply.data + j->sent, end - j->sent};
+			ssize_t r = conn_sendv(c, &v, 1);
+			if (r < 0)
+				return (int)r;
+			j->sent += (size_t)r;
+			continue;
+		}
+		if (j->piece == j->fp.n)
+			return 0;
+		const struct nbd_fpiece *p = &j->fp.p[j->piece];
+		off_t o = (off_t)(p->off + j->piece_sent);
+		size_t want = p->len - j->piece_sent;
+		ssize_t r = sendfile(c->fd, p->fd, &o, want);
+		if (r < 0)
+			return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		if (r == 0) { /* past the end of the file: zeroes, as the block layer reads them */
+			static const uint8_t zero[4096];
+			struct iovec v = {(void *)zero, want < sizeof(zero) ? want : sizeof(zero)};
+			r = conn_sendv(c, &v, 1);
+			if (r < 0)
+				return (int)r;
+		}
+		j->piece_sent += (size_t)r;
+		if (j->piece_sent == p->len) {
+			j->piece++;
+			j->piece_sent = 0;
+		}
+	}
+}
+
+/* Loop thread: handshake bytes, then queued replies. False when the connection was dropped. */
+static bool conn_flush(struct nbd_conn *c)
+{
+	while (c->out_sent < c->out.len) {
+		struct iovec v = {c->out.data + c->out_sent, c->out.len - c->out_sent};
+		ssize_t n = conn_sendv(c, &v, 1);
+		if (n == -EAGAIN)
+			return true;
+		if (n < 0) {
+			conn_fail(c, "send failed: %s", strerror((int)-n));
+			return false;
+		}
+		c->out_sent += (size_t)n;
+	}
+	c->out.len = c->out_sent = 0;
+	if (c->tls_state == TLS_PENDING)
+		c->tls_state = TLS_HANDSHAKE; /* the ACK went out in the clear */
+	pthread_mutex_lock(&c->lock);
+	int err = c->send_err ? -c->send_err : c->busy ? 0 : send_queue(c);
+	pthread_mutex_unlock(&c->lock);
+	if (err < 0 && err != -EAGAIN) {
+		conn_fail(c, "send failed: %s", strerror(-err));
+		return false;
+	}
 	return true;
 }
 
-static void queue_reply(struct nbd_conn *c, struct nbd_job *j)
+/* With c->lock held: put a reply at the head of the queue (it is half sent: it goes first). */
+static void queue_front(struct nbd_conn *c, struct nbd_job *j)
 {
-	j->next = NULL;
-	if (c->q_tail)
-		c->q_tail->next = j;
+	j->next = c->q_head;
+	c->q_head = j;
+	if (!c->q_tail)
+		c->q_tail = j;
+}
+
+/*
+ * A reply with file pieces that could not go out whole right now waits in the queue as it is,
+ * and the loop sends the rest with sendfile when the socket takes more. So that the loop does
+ * not wait for a disk then, the worker first reads the rest into the page cache (readahead
+ * returns once it is there), with the lock dropped; a half-sent reply keeps the connection busy
+ * meanwhile, so no other reply cuts into it. With c->lock held (dropped and taken again).
+ */
+static void park_pieces(struct nbd_conn *c, struct nbd_job *job)
+{
+	bool half = job->sent || job->piece || job->piece_sent;
+
+	c->busy |= half;
+	pthread_mutex_unlock(&c->lock);
+	for (int i = job->piece; i < job->fp.n; i++) {
+		const struct nbd_fpiece *p = &job->fp.p[i];
+		size_t skip = i == job->piece ? job->piece_sent : 0;
+		readahead(p->fd, (off_t)(p->off + skip), p->len - skip);
+	}
+	pthread_mutex_lock(&c->lock);
+	if (half)
+		c->busy = false;
+	if (c->dead)
+		job_done(c, job);
+	else if (half)
+		queue_front(c, job);
 	else
-		c->q_head = j;
-	c->q_tail = j;
+		queue_reply(c, job);
+}
+
+bool nbd_conn_finish(struct nbd_conn *c, struct nbd_job *job, bool from_worker)
+{
+	bool wake = false;
+
+	pthread_mutex_lock(&c->lock);
+	bool was_throttled = throttled(c);
+	bool direct = c->direct && !c->busy && !c->q_head;
+	int r = 0;
+	if (c->dead) {
+		job_done(c, job);
+	} else if (job->reply.oom) {
+		job_done(c, job);
+		c->send_err = ENOMEM;
+	} else if (job->fp.n) {
+		r = direct ? send_pieces(c, job) : -EAGAIN;
+		if (r == -EAGAIN)
+			park_pieces(c, job);
+		else
+			job_done(c, job);
+	} else {
+		queue_reply(c, job);
+	}
+	if (r < 0 && r != -EAGAIN)
+		c->send_err = -r;
+	if (!c->dead && c->direct && !c->busy && c->q_head) {
+		r = send_queue(c);
+		if (r < 0 && r != -EAGAIN)
+			c->send_err = -r;
+	}
+	/* Only now: until here the connection must not be freed under us. */
+	if (from_worker)
+		c->at_workers--;
+	/* The loop looks at the connection after an inline job anyway; a worker must ask. */
+	if (from_worker && (c->q_head || c->send_err || (was_throttled && !throttled(c)) ||
+			    ((c->closing || c->dead) && !c->at_workers))) {
+		wake = !c->notify;
+		c->notify = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return wake;
+}
+
+/* Hand the batch of decoded requests to the workers. */
+static void dispatch_batch(struct nbd_conn *c)
+{
+	if (!c->nbatch)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->at_workers += c->nbatch;
+	pthread_mutex_unlock(&c->lock);
+	nbd_server_dispatch(c->srv, c->batch_head, c->batch_tail, c->nbatch);
+	c->batch_head = c->batch_tail = NULL;
+	c->nbatch = 0;
 }
 
 static void start_job(struct nbd_conn *c, struct nbd_job *j)
 {
 	if (j->req.error) { /* no I/O: answer here */
-		nbd_exec(&j->ctx, &j->req, NULL, &j->reply);
+		nbd_exec(&j->ctx, &j->req, NULL, &j->reply, NULL);
+		pthread_mutex_lock(&c->lock);
 		queue_reply(c, j);
+		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	c->at_workers++;
-	nbd_server_dispatch(c->srv, j);
+	if (nbd_server_run_inline(c->srv, j)) {
+		nbd_conn_finish(c, j, false);
+		return;
+	}
+	j->next = NULL;
+	if (c->batch_tail)
+		c->batch_tail->next = j;
+	else
+		c->batch_head = j;
+	c->batch_tail = j;
+	c->nbatch++;
 }
 
 static void conn_request(struct nbd_conn *c, const struct nbd_request *req)
@@ -198,12 +422,17 @@ static void conn_request(struct nbd_conn *c, const struct nbd_request *req)
 				       c->s.meta_depth};
 	if (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE)
 		j->cost = req->len;
+	/* Data can stay in the files only while nobody writes them: read-only exports. */
+	j->zerocopy =
+	    c->direct && (nbd_server_export(c->srv)->flags & NBD_FLAG_READ_ONLY) && req->len > 4096;
+	pthread_mutex_lock(&c->lock);
 	c->pending++;
 	c->pending_bytes += j->cost;
+	pthread_mutex_unlock(&c->lock);
 	if (req->type == NBD_CMD_WRITE && req->len) {
 		j->payload = nbd_server_buf_get(c->srv, req->len, &j->payload_cap);
 		if (!j->payload) {
-			job_done(c, j);
+			c->wjob = j; /* freed with the connection */
 			conn_fail(c, "out of memory for a write of %u bytes", req->len);
 			return;
 		}
@@ -234,10 +463,17 @@ static void conn_starttls(struct nbd_conn *c)
 	c->tls_state = TLS_PENDING;
 }
 
+static void set_closing(struct nbd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->closing = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* Handle every complete message in the input buffer, until one makes the connection wait. */
 static void conn_process(struct nbd_conn *c)
 {
-	while (!c->dead && !c->wjob && can_read(c)) {
+	while (!c->wjob && can_read(c)) {
 		struct nbd_request req;
 		size_t used;
 		enum nbd_event ev = nbd_session_feed(&c->s, c->in + c->in_pos,
@@ -254,6 +490,7 @@ static void conn_process(struct nbd_conn *c)
 			break;
 		case NBD_EV_GO:
 			c->negotiated = true;
+			c->direct = c->tls_state == TLS_NONE;
 			break;
 		case NBD_EV_STARTTLS:
 			conn_starttls(c);
@@ -263,7 +500,7 @@ static void conn_process(struct nbd_conn *c)
 			break;
 		case NBD_EV_DISC:
 		case NBD_EV_ABORT:
-			c->closing = true;
+			set_closing(c);
 			return;
 		case NBD_EV_CLOSE:
 			conn_fail(c, "%s", c->s.why);
@@ -283,7 +520,7 @@ static void conn_eof(struct nbd_conn *c, ssize_t n)
 		conn_fail(c, "disconnected in the middle of a message (%zu bytes of it sent)",
 			  c->in_len - c->in_pos);
 	else
-		c->closing = true; /* what is in flight is still answered, if the client listens */
+		set_closing(c); /* what is in flight is still answered, if the client listens */
 }
 
 /* A WRITE's payload, straight into its buffer. False: wait (or the connection is gone). */
@@ -313,15 +550,17 @@ static void conn_read(struct nbd_conn *c)
 	while (can_read(c)) {
 		if (c->wjob) {
 			if (!read_payload(c))
-				return;
+				break;
 			continue;
 		}
 		conn_process(c);
 		if (c->wjob)
 			continue;
 		if (!can_read(c)) {
+			pthread_mutex_lock(&c->lock);
 			c->stalled = !c->dead && throttled(c);
-			return;
+			pthread_mutex_unlock(&c->lock);
+			break;
 		}
 		if (c->in_pos) {
 			memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
@@ -330,13 +569,14 @@ static void conn_read(struct nbd_conn *c)
 		}
 		ssize_t n = conn_recv(c, c->in + c->in_len, NBD_IN_CAP - c->in_len);
 		if (n == -EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
 			conn_eof(c, n);
-			return;
+			break;
 		}
 		c->in_len += (size_t)n;
 	}
+	dispatch_batch(c);
 }
 
 static void conn_update(struct nbd_conn *c)
@@ -348,8 +588,10 @@ static void conn_update(struct nbd_conn *c)
 	} else {
 		if (can_read(c))
 			ev |= EPOLLIN;
-		if (c->out_sent < c->out.len || c->q_head)
+		pthread_mutex_lock(&c->lock);
+		if (c->out_sent < c->out.len || (c->q_head && !c->busy))
 			ev |= EPOLLOUT;
+		pthread_mutex_unlock(&c->lock);
 	}
 	if (ev == c->events)
 		return;
@@ -358,9 +600,18 @@ static void conn_update(struct nbd_conn *c)
 	c->events = ev;
 }
 
+/* Nothing more to read or send: a closing connection ends here. */
+static bool finished(struct nbd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	bool done = c->closing && !c->at_workers && !c->q_head;
+	pthread_mutex_unlock(&c->lock);
+	return done && !c->wjob && c->out_sent == c->out.len;
+}
+
 static void conn_service(struct nbd_conn *c)
 {
-	for (int round = 0; round < 8 && !c->dead; round++) {
+	for (int round = 0; round < 8; round++) {
 		if (c->tls_state == TLS_HANDSHAKE) {
 			int r = nbd_tls_handshake(c->tls);
 			if (r == -EAGAIN)
@@ -374,16 +625,16 @@ static void conn_service(struct nbd_conn *c)
 		}
 		if (can_read(c))
 			conn_read(c);
-		if (c->dead || !conn_flush(c))
+		if (c->fd < 0 || !conn_flush(c))
 			return;
 		if (c->tls_state == TLS_HANDSHAKE)
 			continue; /* the STARTTLS ACK is out: the handshake can start */
 		if (!(c->stalled && can_read(c)))
 			break;
 	}
-	if (c->dead)
+	if (c->fd < 0)
 		return;
-	if (c->closing && !c->at_workers && !c->wjob && !c->q_head && c->out_sent == c->out.len) {
+	if (finished(c)) {
 		nbd_conn_drop(c);
 		return;
 	}
@@ -392,7 +643,7 @@ static void conn_service(struct nbd_conn *c)
 
 void nbd_conn_event(struct nbd_conn *c, uint32_t events)
 {
-	if (c->dead)
+	if (c->fd < 0)
 		return;
 	if ((events & (EPOLLERR | EPOLLHUP)) && !can_read(c) && c->tls_state != TLS_HANDSHAKE) {
 		/* Gone while we were not reading: nothing to tell it any more. */
@@ -402,32 +653,16 @@ void nbd_conn_event(struct nbd_conn *c, uint32_t events)
 	conn_service(c);
 }
 
-void nbd_conn_complete(struct nbd_conn *c, struct nbd_job *job)
-{
-	c->at_workers--;
-	if (c->dead) {
-		job_done(c, job);
-		return;
-	}
-	if (job->reply.oom) {
-		job_done(c, job);
-		conn_fail(c, "out of memory for a reply");
-		return;
-	}
-	queue_reply(c, job);
-	conn_service(c);
-}
-
 void nbd_conn_shutdown(struct nbd_conn *c)
 {
-	if (c->dead)
+	if (c->fd < 0)
 		return;
 	c->s.shutting_down = true;
 	if (!c->negotiated || c->wjob) {
 		nbd_conn_drop(c);
 		return;
 	}
-	c->closing = true;
+	set_closing(c);
 	conn_service(c);
 }
 
@@ -439,6 +674,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id, const
 		free(c);
 		return NULL;
 	}
+	pthread_mutex_init(&c->lock, NULL);
 	c->srv = srv;
 	c->fd = fd;
 	c->id = id;
@@ -448,6 +684,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, unsigned id, const
 	if (c->out.oom || epoll_ctl(nbd_server_epoll(srv), EPOLL_CTL_ADD, fd, &e) < 0) {
 		nbd_buf_free(&c->out);
 		free(c->in);
+		pthread_mutex_destroy(&c->lock);
 		free(c);
 		return NULL;
 	}

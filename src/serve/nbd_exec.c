@@ -12,13 +12,9 @@
 /* A read's data and zero ranges. Past this many the rest is sent as data: a reply of many tiny
  * chunks costs the client more than the zeroes would. */
 #define MAX_RUNS 1024
+
 /* Descriptors in one block status chunk (1 MiB of them, as qemu-nbd sends at most). */
 #define MAX_EXTENTS (1u << 17)
-
-struct run {
-	uint64_t off, len;
-	bool zero;
-};
 
 static void reply_status(const struct nbd_exec_ctx *ctx, const struct nbd_request *req, int ret,
 			 const char *what, struct nbd_buf *out)
@@ -60,9 +56,32 @@ static int read_flat(const struct nbd_exec_ctx *ctx, const struct nbd_request *r
 	return ret;
 }
 
-/* Data and zero runs of [off, off+len), neighbours of one kind merged. A failed status query
- * is no error: the rest is simply read. */
-static int collect_runs(struct bdev *bs, uint64_t off, uint64_t len, struct run *runs)
+/* A range of a read: zeroes, or data that is read, or data that stays in a file (plain). */
+struct run {
+	uint64_t off, len;
+	bool zero, plain;
+	int fd;
+	uint64_t host;
+};
+
+/* Data stored as is in an image file (not compressed, not a zero cluster): sendfile can take
+ * it from there. Past the end of the file it reads as zeroes, which the sender supplies. */
+static bool plain_data(const struct bdev_extent *e)
+{
+	return (e->flags & (BDEV_ST_DATA | BDEV_ST_OFFSET)) == (BDEV_ST_DATA | BDEV_ST_OFFSET) &&
+	       !(e->flags & (BDEV_ST_ZERO | BDEV_ST_COMPRESSED)) && e->file && e->file->fd >= 0;
+}
+
+static bool mergeable(const struct run *a, const struct run *b)
+{
+	if (a->zero != b->zero || a->plain != b->plain)
+		return false;
+	return !a->plain || (a->fd == b->fd && a->host + a->len == b->host);
+}
+
+/* The runs of [off, off+len), neighbours that can go out together merged; files only when
+ * files is set. A failed status query is no error: the rest is simply read. */
+static int collect_runs(struct bdev *bs, uint64_t off, uint64_t len, struct run *runs, bool files)
 {
 	int n = 0;
 
@@ -71,22 +90,43 @@ static int collect_runs(struct bdev *bs, uint64_t off, uint64_t len, struct run 
 		if (n == MAX_RUNS - 1 || bdev_block_status_chain(bs, off, len, &e) < 0) {
 			e.length = len;
 			e.flags = BDEV_ST_DATA;
+			e.file = NULL;
 		}
-		bool zero = e.flags & BDEV_ST_ZERO;
-		if (n && runs[n - 1].zero == zero)
-			runs[n - 1].len += e.length;
+		struct run r = {off, e.length, e.flags & BDEV_ST_ZERO, files && plain_data(&e),
+				-1,  0};
+		if (r.plain) {
+			r.fd = e.file->fd;
+			r.host = e.host_offset;
+		}
+		if (n && mergeable(&runs[n - 1], &r))
+			runs[n - 1].len += r.len;
 		else
-			runs[n++] = (struct run){off, e.length, zero};
+			runs[n++] = r;
 		off += e.length;
 		len -= e.length;
 	}
 	return n;
 }
 
-/* Structured read: zero ranges as hole chunks, the rest as data chunks, the last one DONE (all
- * data is read before anything is sent, so no error can follow it). */
+static bool add_piece(struct nbd_fpieces *fp, size_t at, int fd, uint64_t off, size_t len)
+{
+	if (fp->n == fp->cap) {
+		int cap = fp->cap ? 2 * fp->cap : 16;
+		struct nbd_fpiece *p = realloc(fp->p, (size_t)cap * sizeof(*p));
+		if (!p)
+			return false;
+		fp->p = p;
+		fp->cap = cap;
+	}
+	fp->p[fp->n++] = (struct nbd_fpiece){at, fd, off, len};
+	return true;
+}
+
+/* Structured read: zero ranges as hole chunks, the rest as data chunks (data runs of one chunk
+ * may mix read and file pieces), the last chunk DONE (all data is read, or pinned down in
+ * files nobody writes, before anything is sent, so no error can follow it). */
 static int read_sparse(const struct nbd_exec_ctx *ctx, const struct nbd_request *req,
-		       struct nbd_buf *out)
+		       struct nbd_buf *out, struct nbd_fpieces *fp)
 {
 	struct run *runs = malloc(MAX_RUNS * sizeof(*runs));
 	size_t start = out->len, total = 0;
@@ -94,30 +134,42 @@ static int read_sparse(const struct nbd_exec_ctx *ctx, const struct nbd_request 
 
 	if (!runs)
 		return read_flat(ctx, req, out);
-	n = collect_runs(ctx->bs, req->offset, req->len, runs);
+	n = collect_runs(ctx->bs, req->offset, req->len, runs, fp != NULL);
 	for (int i = 0; i < n; i++)
-		total += NBD_CHUNK_HDR + 8 + (runs[i].zero ? 4 : runs[i].len);
+		total += NBD_CHUNK_HDR + 8 + (runs[i].zero ? 4 : runs[i].plain ? 0 : runs[i].len);
 	if (!nbd_buf_reserve(out, total)) {
 		free(runs);
 		return 0;
 	}
-	for (int i = 0; i < n && ret == 0; i++) {
-		uint16_t flags = i == n - 1 ? NBD_REPLY_FLAG_DONE : 0;
+	for (int i = 0; i < n && ret == 0;) {
 		const struct run *r = &runs[i];
+		int j = i + 1; /* runs i..j-1 form one chunk */
+		uint64_t len = r->len;
+		while (j < n && runs[j].zero == r->zero && !r->zero) /* data: one chunk */
+			len += runs[j++].len;
+		uint16_t flags = j == n ? NBD_REPLY_FLAG_DONE : 0;
 		if (r->zero) {
 			nbd_put_chunk_header(out, flags, NBD_REPLY_TYPE_OFFSET_HOLE, req->cookie,
 					     12);
 			nbd_buf_put64(out, r->off);
 			nbd_buf_put32(out, (uint32_t)r->len);
+			i = j;
 			continue;
 		}
 		nbd_put_chunk_header(out, flags, NBD_REPLY_TYPE_OFFSET_DATA, req->cookie,
-				     (uint32_t)(8 + r->len));
+				     (uint32_t)(8 + len));
 		nbd_buf_put64(out, r->off);
-		ret = bdev_read(ctx->bs, r->off, nbd_buf_extend(out, r->len), r->len);
+		for (; i < j && ret == 0; i++) {
+			r = &runs[i];
+			if (!r->plain || !add_piece(fp, out->len, r->fd, r->host, r->len))
+				ret =
+				    bdev_read(ctx->bs, r->off, nbd_buf_extend(out, r->len), r->len);
+		}
 	}
 	free(runs);
 	if (ret < 0) {
+		if (fp)
+			fp->n = 0;
 		out->len = start;
 		nbd_put_error(out, true, req->cookie, nbd_errno(ret), "read failed");
 	}
@@ -219,7 +271,7 @@ static int write_zeroes(struct bdev *bs, const struct nbd_request *req)
 }
 
 int nbd_exec(const struct nbd_exec_ctx *ctx, const struct nbd_request *req, const uint8_t *payload,
-	     struct nbd_buf *out)
+	     struct nbd_buf *out, struct nbd_fpieces *fp)
 {
 	struct bdev *bs = ctx->bs;
 	bool fua = req->flags & NBD_CMD_FLAG_FUA;
@@ -232,7 +284,7 @@ int nbd_exec(const struct nbd_exec_ctx *ctx, const struct nbd_request *req, cons
 	switch (req->type) {
 	case NBD_CMD_READ:
 		if (ctx->structured && req->len && !(req->flags & NBD_CMD_FLAG_DF))
-			return read_sparse(ctx, req, out);
+			return read_sparse(ctx, req, out, fp);
 		return read_flat(ctx, req, out);
 	case NBD_CMD_BLOCK_STATUS:
 		return block_status(ctx, req, out);

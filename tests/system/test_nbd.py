@@ -169,6 +169,26 @@ def test_raw_export_tcp_and_list(ligero, img_factory, tmp_path):
     assert sha256(img) == sha256(new)
 
 
+def test_odd_sized_raw_tail_reads_zero(ligero, tmp_path):
+    """A raw file whose size is not a multiple of 512 is exported rounded up, as qemu-img sees
+    it; the bytes past the file's end read as zeroes through every path (small reads, large
+    reads whose data goes out with sendfile, a copy by nbdcopy)."""
+    img = tmp_path / "odd.raw"
+    data = os.urandom(3 * MiB + 1000)
+    img.write_bytes(data)
+    with ligero_serve(ligero, img, tmp_path, "-r", "--persistent", "--shared", "4") as s:
+        tool("nbdcopy", s.uri, tmp_path / "copy.raw")
+        c = Client(s.sock)
+        size, _ = c.go()
+        assert size == 3 * MiB + 1024
+        assert c.read(3 * MiB, 1024) == data[3 * MiB:] + bytes(24)
+        assert c.read(0, size) == data + bytes(24)
+        c.close()
+        assert s.stop() == 0
+    assert (tmp_path / "copy.raw").read_bytes() == data + bytes(24)
+    tool("qemu-img", "compare", "-f", "raw", "-F", "raw", tmp_path / "copy.raw", img)
+
+
 def test_read_only_refuses_writes(ligero, chain, tmp_path):
     base, top = chain
     before = sha256(top), sha256(base)

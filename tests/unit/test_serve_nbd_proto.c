@@ -529,7 +529,7 @@ static void test_exec_sparse_read(void **state)
 	size_t pos = 0;
 
 	(void)state;
-	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out), 0);
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, NULL), 0);
 	const uint8_t *p = chunk(&out, &pos, &flags, &type, &len);
 	assert_int_equal(type, NBD_REPLY_TYPE_OFFSET_HOLE); /* cluster 0: nowhere */
 	assert_true(be64_get(p) == 0 && be32_get(p + 8) == 1 << 16);
@@ -547,7 +547,7 @@ static void test_exec_sparse_read(void **state)
 	/* DF: one data chunk with the zeroes in it */
 	out.len = 0;
 	req.flags = NBD_CMD_FLAG_DF;
-	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out), 0);
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, NULL), 0);
 	pos = 0;
 	chunk(&out, &pos, &flags, &type, &len);
 	assert_int_equal(type, NBD_REPLY_TYPE_OFFSET_DATA);
@@ -558,7 +558,7 @@ static void test_exec_sparse_read(void **state)
 	out.len = 0;
 	ctx.structured = false;
 	req.flags = 0;
-	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out), 0);
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, NULL), 0);
 	assert_int_equal(out.len, 16 + req.len);
 	assert_true(be32_get(out.data) == NBD_SIMPLE_REPLY_MAGIC && be32_get(out.data + 4) == 0);
 	nbd_buf_free(&out);
@@ -581,7 +581,7 @@ static void test_exec_block_status(void **state)
 	const uint32_t depth[] = {C, 0, C, 2, C, 1, C, 0};
 
 	(void)state;
-	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out), 0);
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, NULL), 0);
 	const uint8_t *p = chunk(&out, &pos, &flags, &type, &len);
 	assert_int_equal(type, NBD_REPLY_TYPE_BLOCK_STATUS);
 	assert_int_equal(flags, 0);
@@ -602,7 +602,7 @@ static void test_exec_block_status(void **state)
 	req.flags = NBD_CMD_FLAG_REQ_ONE;
 	req.offset = C + 100;
 	req.len = C;
-	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out), 0);
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, NULL), 0);
 	p = chunk(&out, &pos, &flags, &type, &len);
 	assert_int_equal(len, 12);
 	assert_int_equal(be32_get(p + 4), C);
