@@ -12,8 +12,10 @@
 #   rand64k     fio randread 64 KiB, iodepth 16, 1 connection, 8192 reads
 # Rounds alternate which server goes first, so load that drifts on a shared machine hits both
 # alike. Prints per workload the median wall time of each server, the ratio of the medians
-# (qemu-nbd / ligero: above 1 means ligero is faster) and the median of the round-by-round
-# ratios. Needs qemu-utils, libnbd-bin (nbdcopy) and fio (its nbd engine).
+# (qemu-nbd / ligero: above 1 means ligero is faster), the round-by-round ratios and their
+# median, and the median CPU time (user + system) each server used for the workload: wall
+# times on a shared machine follow its load, CPU time much less. Needs qemu-utils,
+# libnbd-bin (nbdcopy) and fio (its nbd engine).
 # Usage: bench/nbd.sh [path/to/ligero]   (RUNS=5 by default)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -96,11 +98,17 @@ work() {
 	esac
 }
 
-timed() { # LOG NAME URI
+# CPU time (user + system, in clock ticks) a process has used so far
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+timed() { # LOG NAME URI SERVER-PID: append "wall-seconds server-cpu-seconds"
+	c0=$(cpu "$4")
 	s=$(date +%s.%N)
 	work "$2" "$3"
 	e=$(date +%s.%N)
-	echo "$s $e" | awk '{printf "%.4f\n", $2 - $1}' >>"$1"
+	c1=$(cpu "$4")
+	echo "$s $e $c0 $c1 $(getconf CLK_TCK)" |
+		awk '{printf "%.4f %.3f\n", $2 - $1, ($4 - $3) / $5}' >>"$1"
 }
 
 for w in nbdcopy convert rand4k rand4k-x4 rand64k; do
@@ -108,20 +116,23 @@ for w in nbdcopy convert rand4k rand4k-x4 rand64k; do
 	while [ $i -lt "$RUNS" ]; do
 		if [ $((i % 2)) -eq 0 ]; then order="l q"; else order="q l"; fi
 		for t in $order; do
-			timed "$tmp/$w.$t" "$w" "$(uri $t)"
+			if [ $t = l ]; then pid=$lpid; else pid=$qpid; fi
+			timed "$tmp/$w.$t" "$w" "$(uri $t)" "$pid"
 		done
 		i=$((i + 1))
 	done
 	python3 - "$tmp/$w" "$w" <<'PY'
 import sys
 base, name = sys.argv[1], sys.argv[2]
-l = [float(x) for x in open(base + ".l")]
-q = [float(x) for x in open(base + ".q")]
+rows = {t: [tuple(map(float, x.split())) for x in open(f"{base}.{t}")] for t in "lq"}
+l, q = ([r[0] for r in rows[t]] for t in "lq")
+lc, qc = ([r[1] for r in rows[t]] for t in "lq")
 med = lambda v: sorted(v)[len(v) // 2]
 per = sorted(b / a for a, b in zip(l, q))
-print(f"{name:<10} qemu-nbd {med(q):7.3f}s  ligero {med(l):7.3f}s | qemu-nbd/ligero "
-      f"{med(q) / med(l):4.2f}x | round by round: median {med(per):4.2f}x "
-      f"({' '.join(f'{r:.2f}' for r in per)})")
+print(f"{name:<10} qemu-nbd {med(q):6.3f}s  ligero {med(l):6.3f}s | qemu-nbd/ligero "
+      f"{med(q) / med(l):4.2f}x | rounds: median {med(per):4.2f}x "
+      f"({' '.join(f'{r:.2f}' for r in per)}) | server cpu {med(qc):5.2f}s vs "
+      f"{med(lc):5.2f}s ({med(qc) / max(med(lc), 0.001):4.2f}x less)")
 PY
 done
 kill "$lpid" "$qpid"
