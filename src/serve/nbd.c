@@ -62,6 +62,7 @@ struct nbd_server {
 	unsigned nconns, next_id;
 	bool negotiated_left;	      /* a client that reached transmission has gone */
 	uint64_t inline_paused_until; /* CLOCK_MONOTONIC ns; see nbd_server_run_inline */
+	unsigned inline_slow;	      /* inline jobs in a row that were slow */
 	bool stopping;
 	struct timespec stop_at;
 
@@ -217,29 +218,40 @@ static uint64_t now_ns(void)
 }
 
 /*
- * Small reads and block status queries run on the loop's own thread while they are quick:
- * from the page cache a 4 KiB read costs a few microseconds, less than handing it to a worker
- * and back (two thread switches, more on a loaded machine). One that takes longer than
- * INLINE_SLOW_NS means the data comes from a disk: then everything goes to the workers, which
- * overlap such waits, for the next INLINE_PAUSE_NS before the loop tries again.
+ * Reads and block status queries run on the loop's own thread while they are quick, which they
+ * are when the data is in the page cache: a small read costs a few microseconds, and a large
+ * one on a read-only export moves no data through user space at all (sendfile), so either is
+ * cheaper than handing it to a worker and back (two thread switches, many more on a loaded
+ * machine). Large reads that must be copied (writable exports, TLS) go to the workers, which
+ * copy in parallel. When INLINE_STREAK inline jobs in a row take longer than INLINE_SLOW_NS, the
+ * data comes from a disk (even an SSD takes longer): then everything goes to the workers, which
+ * overlap such waits, for INLINE_PAUSE_NS before the loop tries again. A streak, not one slow
+ * call: on a busy machine the loop is sometimes preempted in the middle of a cached read, and
+ * that must not send every request the slow way.
  */
-#define INLINE_MAX	(64u << 10)
-#define INLINE_SLOW_NS	500000u
+#define INLINE_COPY_MAX (64u << 10)
+#define INLINE_SLOW_NS	50000u
+#define INLINE_STREAK	8
 #define INLINE_PAUSE_NS 1000000000u
 
 bool nbd_server_run_inline(struct nbd_server *srv, struct nbd_job *job)
 {
 	const struct nbd_request *r = &job->req;
+	bool read = r->type == NBD_CMD_READ && (job->zerocopy || r->len <= INLINE_COPY_MAX);
 
-	if (!(r->type == NBD_CMD_READ && r->len <= INLINE_MAX) && r->type != NBD_CMD_BLOCK_STATUS)
+	if (!read && r->type != NBD_CMD_BLOCK_STATUS)
 		return false;
 	uint64_t t0 = now_ns();
 	if (t0 < srv->inline_paused_until)
 		return false;
-	job->zerocopy = false; /* a sendfile here could wait for the disk */
 	nbd_server_execute(srv, job);
-	if (now_ns() - t0 > INLINE_SLOW_NS)
-		srv->inline_paused_until = now_ns() + INLINE_PAUSE_NS;
+	nbd_conn_finish(job->conn, job, false);
+	uint64_t t1 = now_ns();
+	srv->inline_slow = t1 - t0 > INLINE_SLOW_NS ? srv->inline_slow + 1 : 0;
+	if (srv->inline_slow >= INLINE_STREAK) {
+		srv->inline_paused_until = t1 + INLINE_PAUSE_NS;
+		srv->inline_slow = 0;
+	}
 	return true;
 }
 

@@ -305,17 +305,19 @@ static void queue_front(struct nbd_conn *c, struct nbd_job *j)
 /*
  * A reply with file pieces that could not go out whole right now waits in the queue as it is,
  * and the loop sends the rest with sendfile when the socket takes more. So that the loop does
- * not wait for a disk then, the worker first reads the rest into the page cache (readahead
+ * not wait for a disk then, a worker first reads the rest into the page cache (readahead
  * returns once it is there), with the lock dropped; a half-sent reply keeps the connection busy
- * meanwhile, so no other reply cuts into it. With c->lock held (dropped and taken again).
+ * meanwhile, so no other reply cuts into it. The loop's own inline reads skip that: they run
+ * only while reads are quick (nbd_server_run_inline). With c->lock held (dropped and taken
+ * again).
  */
-static void park_pieces(struct nbd_conn *c, struct nbd_job *job)
+static void park_pieces(struct nbd_conn *c, struct nbd_job *job, bool from_worker)
 {
 	bool half = job->sent || job->piece || job->piece_sent;
 
 	c->busy |= half;
 	pthread_mutex_unlock(&c->lock);
-	for (int i = job->piece; i < job->fp.n; i++) {
+	for (int i = job->piece; i < job->fp.n && from_worker; i++) {
 		const struct nbd_fpiece *p = &job->fp.p[i];
 		size_t skip = i == job->piece ? job->piece_sent : 0;
 		readahead(p->fd, (off_t)(p->off + skip), p->len - skip);
@@ -347,7 +349,7 @@ bool nbd_conn_finish(struct nbd_conn *c, struct nbd_job *job, bool from_worker)
 	} else if (job->fp.n) {
 		r = direct ? send_pieces(c, job) : -EAGAIN;
 		if (r == -EAGAIN)
-			park_pieces(c, job);
+			park_pieces(c, job, from_worker);
 		else
 			job_done(c, job);
 	} else {
@@ -395,10 +397,8 @@ static void start_job(struct nbd_conn *c, struct nbd_job *j)
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	if (nbd_server_run_inline(c->srv, j)) {
-		nbd_conn_finish(c, j, false);
+	if (nbd_server_run_inline(c->srv, j))
 		return;
-	}
 	j->next = NULL;
 	if (c->batch_tail)
 		c->batch_tail->next = j;

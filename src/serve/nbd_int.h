@@ -84,8 +84,8 @@ __attribute__((format(printf, 2, 3))) void nbd_server_log(struct nbd_server *srv
 							  ...);
 /* Carry out a job (I/O and reply), on whichever thread calls it. */
 void nbd_server_execute(struct nbd_server *srv, struct nbd_job *job);
-/* Loop thread: carry out job right here if it is small and quick (true), else leave it for
- * the workers (false). */
+/* Loop thread: carry out job right here, reply included, if it is a read or a block status
+ * query and those are quick now (true; job is gone), else leave it for the workers (false). */
 bool nbd_server_run_inline(struct nbd_server *srv, struct nbd_job *job);
 /* Hand jobs (a list linked by next) to the workers. */
 void nbd_server_dispatch(struct nbd_server *srv, struct nbd_job *head, struct nbd_job *tail,
