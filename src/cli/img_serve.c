@@ -213,6 +213,9 @@ int img_serve_main(int argc, char **argv)
 		return cli_fail_err(ret);
 	a.o.bs = bs;
 	a.o.log = log_line;
+	/* Tests run the worker path of reads that a fast page cache would otherwise keep on the
+	 * event loop (see src/serve/nbd.c). */
+	a.o.no_inline = getenv("LIGERO_NBD_NO_INLINE") != NULL;
 	ret = nbd_serve(&a.o);
 	bdev_close(bs);
 	if (ret < 0)

@@ -239,7 +239,7 @@ bool nbd_server_run_inline(struct nbd_server *srv, struct nbd_job *job)
 	const struct nbd_request *r = &job->req;
 	bool read = r->type == NBD_CMD_READ && (job->zerocopy || r->len <= INLINE_COPY_MAX);
 
-	if (!read && r->type != NBD_CMD_BLOCK_STATUS)
+	if ((!read && r->type != NBD_CMD_BLOCK_STATUS) || srv->o->no_inline)
 		return false;
 	uint64_t t0 = now_ns();
 	if (t0 < srv->inline_paused_until)

@@ -24,6 +24,7 @@ struct nbd_serve_opts {
 	bool allow_insecure;	 /* listen beyond loopback without TLS */
 	const char *pid_file;	 /* written once listening, removed at exit; NULL: none */
 	int workers;		 /* block I/O threads; 0: a default */
+	bool no_inline;		 /* every request to the workers (tests, diagnosis) */
 	/* One line per event worth an operator's attention (a client dropped, an I/O error).
 	 * Called from several threads. */
 	void (*log)(void *opaque, const char *msg);

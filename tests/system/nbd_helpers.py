@@ -50,14 +50,15 @@ class Server:
     """A server process (ligero img serve or qemu-nbd) that is ready once its pid file exists.
     stop() sends SIGTERM and returns the exit code; the log is in self.log_path."""
 
-    def __init__(self, argv, workdir, name, sock=None, port=None, export=""):
+    def __init__(self, argv, workdir, name, sock=None, port=None, export="", env=None):
         self.workdir = workdir
         self.pidfile = workdir / f"{name}.pid"
         self.log_path = workdir / f"{name}.log"
         self.sock, self.port, self.export = sock, port, export
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(a) for a in argv] + self.pid_args(), stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {})))
         wait_for(self.pidfile.exists, f"{argv[0]} pid file", self.proc)
         if sock:
             wait_for(lambda: os.path.exists(sock), f"{argv[0]} socket", self.proc)
@@ -96,17 +97,22 @@ class Server:
         self.log.close()
 
 
-def ligero_serve(ligero, image, workdir, *opts, name="ligero", tcp=False, export=""):
-    """ligero img serve on a Unix socket in workdir (or a free TCP port on 127.0.0.1)."""
+def ligero_serve(ligero, image, workdir, *opts, name="ligero", tcp=False, export="",
+                 inline=True):
+    """ligero img serve on a Unix socket in workdir (or a free TCP port on 127.0.0.1).
+    inline=False sends every request to the server's workers (LIGERO_NBD_NO_INLINE), the
+    path reads take when the page cache does not hold the image."""
     args = [ligero, "img", "serve", *opts]
+    env = None if inline else {"LIGERO_NBD_NO_INLINE": "1"}
     if export:
         args += ["--export-name", export]
     if tcp:
         port = free_port()
         return Server(args + ["--port", port, "--bind", "127.0.0.1", image], workdir, name,
-                      port=port, export=export)
+                      port=port, export=export, env=env)
     sock = str(workdir / f"{name}.sock")
-    return Server(args + ["--socket", sock, image], workdir, name, sock=sock, export=export)
+    return Server(args + ["--socket", sock, image], workdir, name, sock=sock, export=export,
+                  env=env)
 
 
 def qemu_nbd(image, workdir, *opts, name="qemu-nbd", tcp=False, export=""):

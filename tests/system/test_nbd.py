@@ -74,11 +74,13 @@ def same_text(a, b, *subst):
     assert a == b
 
 
-def test_chain_seen_as_through_qemu_nbd(ligero, chain, tmp_path):
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "workers"])
+def test_chain_seen_as_through_qemu_nbd(ligero, chain, tmp_path, inline):
     """qemu-img map over the export equals qemu-img map over qemu-nbd's export of the same
     chain (both contexts), and equals the file's own map in data, zero and chain depth."""
     base, top = chain
-    with ligero_serve(ligero, top, tmp_path, "-r", "--persistent") as ls, \
+    with ligero_serve(ligero, top, tmp_path, "-r", "--persistent", "--shared", "4",
+                      inline=inline) as ls, \
             qemu_nbd(top, tmp_path, "-f", "qcow2", "-r", "-t", "-A") as qs:
         names = ((ls.sock, "SOCK"), (qs.sock, "SOCK"))
         for fmt in ("json", "human"):
@@ -169,14 +171,16 @@ def test_raw_export_tcp_and_list(ligero, img_factory, tmp_path):
     assert sha256(img) == sha256(new)
 
 
-def test_odd_sized_raw_tail_reads_zero(ligero, tmp_path):
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "workers"])
+def test_odd_sized_raw_tail_reads_zero(ligero, tmp_path, inline):
     """A raw file whose size is not a multiple of 512 is exported rounded up, as qemu-img sees
     it; the bytes past the file's end read as zeroes through every path (small reads, large
     reads whose data goes out with sendfile, a copy by nbdcopy)."""
     img = tmp_path / "odd.raw"
     data = os.urandom(3 * MiB + 1000)
     img.write_bytes(data)
-    with ligero_serve(ligero, img, tmp_path, "-r", "--persistent", "--shared", "4") as s:
+    with ligero_serve(ligero, img, tmp_path, "-r", "--persistent", "--shared", "4",
+                      inline=inline) as s:
         tool("nbdcopy", s.uri, tmp_path / "copy.raw")
         c = Client(s.sock)
         size, _ = c.go()
@@ -362,24 +366,29 @@ def test_misbehaving_clients(ligero, chain, tmp_path):
     tool("qemu-img", "compare", top, ref)
 
 
-def test_ten_thousand_pipelined_requests(ligero, chain, tmp_path):
+@pytest.mark.parametrize("mode", ["rw", "ro", "ro-workers"])
+def test_ten_thousand_pipelined_requests(ligero, chain, tmp_path, mode):
     """10000 requests sent without waiting: every one answered, in any order, with its data;
     the sender is throttled by its own socket, not by the server's memory."""
     base, top = chain
     n = 10000
-    with ligero_serve(ligero, top, tmp_path, "--persistent") as s:
+    opts = ["-r"] if mode.startswith("ro") else []
+    with ligero_serve(ligero, top, tmp_path, "--persistent", *opts,
+                      inline=mode != "ro-workers") as s:
         c = Client(s.sock)
         c.go()
-        reqs = b"".join(struct.pack(">IHHQQI", 0x25609513, 0, CMD_READ, i, (i % 64) * MiB, 4096)
-                        for i in range(n))
+        # every fourth read is 64 KiB: on read-only exports those go out with sendfile
+        reqs = b"".join(struct.pack(">IHHQQI", 0x25609513, 0, CMD_READ, i, (i % 64) * MiB,
+                                    65536 if i % 4 == 0 else 4096) for i in range(n))
         sender = threading.Thread(target=c.s.sendall, args=(reqs,))
         sender.start()
         got = c.replies(n)
         sender.join(HANG)
         assert sorted(got) == list(range(n))
         assert all(e == 0 for e, _ in got.values())
-        first = dict(got[0][1])  # cookie 0 read offset 0: data from the base
-        assert first[1][8:12] == b"\x11" * 4
+        assert dict(got[0][1])[1][8:] == b"\x11" * 65536  # offset 0: the base's data
+        assert dict(got[1][1])[1][8:] == b"\x44" * 4096  # 1 MiB: the overlay's
+        assert dict(got[4][1])[1][8:] == b"\x22" * 65536  # 4 MiB: the base's again
         c.request(CMD_FLUSH, cookie=n + 1)
         assert c.replies(1)[n + 1][0] == 0
         c.close()
