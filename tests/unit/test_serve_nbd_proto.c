@@ -565,6 +565,42 @@ static void test_exec_sparse_read(void **state)
 	unchain(bs);
 }
 
+/* Zero-copy: the data chunk's bytes stay in the two files (base's cluster 1, top's cluster 2),
+ * as two pieces placed right after the chunk's offset field. */
+static void test_exec_file_pieces(void **state)
+{
+	struct bdev *bs = chain();
+	struct nbd_exec_ctx ctx = {bs, true, false, false};
+	struct nbd_request req = {.type = NBD_CMD_READ, .cookie = 8, .offset = 0, .len = 4 << 16};
+	struct nbd_buf out = {0};
+	struct nbd_fpieces fp = {0};
+	uint16_t flags, type;
+	uint32_t len;
+	size_t pos = 0;
+	uint8_t b;
+
+	(void)state;
+	assert_int_equal(nbd_exec(&ctx, &req, NULL, &out, &fp), 0);
+	chunk(&out, &pos, &flags, &type, &len); /* hole */
+	const uint8_t *p = out.data + pos + NBD_CHUNK_HDR;
+	assert_int_equal(be16_get(out.data + pos + 6), NBD_REPLY_TYPE_OFFSET_DATA);
+	assert_int_equal(be32_get(out.data + pos + 16), 8 + (2 << 16)); /* the whole data */
+	assert_true(be64_get(p) == 1 << 16);
+	assert_int_equal(fp.n, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(fp.p[i].at, pos + NBD_CHUNK_HDR + 8);
+		assert_int_equal(fp.p[i].len, 1 << 16);
+		assert_int_equal(pread(fp.p[i].fd, &b, 1, (off_t)fp.p[i].off), 1);
+		assert_int_equal(b, i ? 0xbb : 0xaa);
+	}
+	assert_int_not_equal(fp.p[0].fd, fp.p[1].fd);
+	/* the memory part: header, offset, then the last chunk (a hole) */
+	assert_int_equal(out.len, pos + NBD_CHUNK_HDR + 8 + NBD_CHUNK_HDR + 12);
+	free(fp.p);
+	nbd_buf_free(&out);
+	unchain(bs);
+}
+
 static void test_exec_block_status(void **state)
 {
 	struct bdev *bs = chain();
@@ -624,6 +660,7 @@ int main(void)
 	    cmocka_unit_test(test_requests),
 	    cmocka_unit_test(test_partial_input),
 	    cmocka_unit_test(test_exec_sparse_read),
+	    cmocka_unit_test(test_exec_file_pieces),
 	    cmocka_unit_test(test_exec_block_status),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
