@@ -153,6 +153,10 @@ struct bdev_driver {
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };
+/* write_zeroes flag: fail with -ENOTSUP rather than write zeroes the slow way (raw: when the
+ * file system cannot zero a range without writing it). Formats that zero through metadata may
+ * ignore it. */
+enum { BDEV_ZERO_NO_FALLBACK = 2 };
 
 struct bdev {
 	const struct bdev_driver *drv;
@@ -232,6 +236,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 
 /* Create an image with the named driver ("raw", "qcow2"). */
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts);
+
+/* Does name address a remote image (an NBD export: nbd://..., nbd+unix://..., nbd:H:P,
+ * json:{"driver":"nbd",...}) rather than a file? */
+bool bdev_is_remote_name(const char *name);
+/* Is bs a remote image (no file of its own: no locks, no host offsets, no actual size)? */
+bool bdev_is_remote(const struct bdev *bs);
 
 /* Probe a file's format by content; fills name (e.g. "qcow2", "raw"). */
 int bdev_probe_file(const char *path, const char **fmt);

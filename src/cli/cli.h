@@ -61,6 +61,7 @@ int img_rebase_main(int argc, char **argv);
 int img_resize_main(int argc, char **argv);
 int img_snapshot_main(int argc, char **argv);
 int img_amend_main(int argc, char **argv);
+int img_serve_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -125,8 +125,10 @@ static int build_info(struct bdev *bs, struct json_object **out)
 		json_object_object_add(o, "backing-filename",
 				       json_object_new_string(bs->backing_name));
 	}
-	json_object_object_add(o, "dirty-flag",
-			       json_object_new_boolean(dirty && json_object_get_boolean(dirty)));
+	if (!bdev_is_remote(bs)) /* qemu-img has no dirty flag to show for NBD */
+		json_object_object_add(
+		    o, "dirty-flag",
+		    json_object_new_boolean(dirty && json_object_get_boolean(dirty)));
 	json_object_put(dirty);
 	*out = o;
 	return 0;

@@ -41,7 +41,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "groups:\n"
 	      "  img      disk images: create, info, check, convert, map, compare, commit,\n"
-	      "           rebase, resize, snapshot, amend, io (qemu-img's flags)\n"
+	      "           rebase, resize, snapshot, amend, io (qemu-img's flags), serve (NBD)\n"
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
