@@ -16,7 +16,30 @@
 static const struct bdev_driver *const drivers[] = {
     &bdev_qcow2_driver,
     &bdev_raw_driver,
+    &bdev_parallels_driver,
+    &bdev_ploop_driver,
 };
+
+/* "qcow2, raw, ..." for messages about unknown formats. */
+static const char *known_formats(void)
+{
+	static char list[256];
+
+	if (!list[0])
+		for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				 i ? ", " : "", drivers[i]->name);
+	return list;
+}
+
+/* The driver that claims an open directory, or NULL. */
+static const struct bdev_driver *probe_dir(int dirfd)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (drivers[i]->probe_dir && drivers[i]->probe_dir(dirfd))
+			return drivers[i];
+	return NULL;
+}
 
 const struct bdev_driver *bdev_find_driver(const char *name)
 {
@@ -80,6 +103,7 @@ static void bdev_free(struct bdev *bs)
 	free(bs->backing_name);
 	free(bs->backing_path);
 	free(bs->backing_fmt);
+	free(bs->warning);
 	free(bs);
 }
 
@@ -93,8 +117,8 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	if (fmt) {
 		drv = bdev_find_driver(fmt);
 		if (!drv)
-			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path,
-				       fmt);
+			return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+				       known_formats());
 	}
 	bs = calloc(1, sizeof(*bs));
 	if (!bs)
@@ -106,11 +130,25 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	int oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bs->dfd = -1;
 	bs->fd = open(path, oflags);
+	if (bs->fd < 0 && errno == EISDIR) /* a directory format's driver decides (below) */
+		bs->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (bs->fd < 0) {
 		ret = err_sys(errno, "%s: could not open", path);
 		goto fail;
 	}
-	if (flags & BDEV_O_DIRECT) {
+	struct stat st;
+	if (fstat(bs->fd, &st) < 0) {
+		ret = err_sys(errno, "%s: could not stat", path);
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (!drv && (drv = probe_dir(bs->fd)))
+			bs->flags |= BDEV_O_PROBED;
+		if (!drv || !drv->probe_dir) {
+			ret = err_set(EISDIR, "%s: is a directory, not an image", path);
+			goto fail;
+		}
+	} else if (flags & BDEV_O_DIRECT) {
 		bs->dfd = open(path, oflags | O_DIRECT);
 		if (bs->dfd < 0) {
 			ret = err_sys(errno,
@@ -121,15 +159,6 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 		}
 	} else if ((flags & BDEV_O_BULK_DIRECT) && !bs->read_only) {
 		bs->dfd = open(path, oflags | O_DIRECT); /* -1: no O_DIRECT here, all buffered */
-	}
-	struct stat st;
-	if (fstat(bs->fd, &st) < 0) {
-		ret = err_sys(errno, "%s: could not stat", path);
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		ret = err_set(EISDIR, "%s: is a directory, not an image", path);
-		goto fail;
 	}
 	if (!drv) {
 		uint8_t buf[512] = {0};
@@ -480,7 +509,8 @@ int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_e
 	if (ret < 0)
 		return ret;
 	ext->offset = off;
-	ext->file = bs;
+	if (!ext->file)
+		ext->file = bs;
 	if (!ext->length || ext->length > len)
 		ext->length = len;
 	return 0;
@@ -525,7 +555,8 @@ int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts
 
 	err_clear();
 	if (!drv)
-		return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+		return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+			       known_formats());
 	if (!drv->create)
 		return err_set(ENOTSUP, "%s: format %s cannot be created", path, fmt);
 	return drv->create(path, opts);
@@ -549,10 +580,20 @@ void bdev_check_result_free(struct bdev_check_result *res)
 	res->nmessages = 0;
 }
 
+const char *bdev_warning(const struct bdev *bs)
+{
+	for (; bs; bs = bs->backing)
+		if (bs->warning)
+			return bs->warning;
+	return NULL;
+}
+
 int64_t bdev_actual_size(const struct bdev *bs)
 {
 	struct stat st;
 
+	if (bs->drv && bs->drv->actual_size)
+		return bs->drv->actual_size((struct bdev *)bs);
 	if (fstat(bs->fd, &st) < 0)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;
