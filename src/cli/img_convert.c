@@ -376,7 +376,7 @@ int img_convert_main(int argc, char **argv)
 		if (ret < 0)
 			rc = cli_fail_err(ret);
 		else
-			n++;
+			cli_warn_open(src[n++]);
 	}
 	if (rc == 0)
 		rc = run(&a, src);
