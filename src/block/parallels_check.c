@@ -26,6 +26,8 @@
 #define NAMED_SHARED 16
 
 static void msg(struct bdev_check_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void msg(struct bdev_check_result *res, const char *fmt, ...)
 {
 	char *line = NULL, **m;
 	va_list ap;

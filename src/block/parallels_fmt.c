@@ -164,22 +164,22 @@ int prl_bat_validate(const struct prl_header *h, const uint32_t *bat, uint64_t f
 	return 0;
 }
 
-static uint64_t entry_at(const struct prl_header *h, const uint32_t *bat, uint64_t cl)
-{
-	return cl < h->bat_entries ? prl_entry_offset(h, bat[cl]) : 0;
-}
-
 uint64_t prl_lookup(const struct prl_header *h, const uint32_t *bat, uint64_t off, uint64_t max,
 		    uint64_t *len)
 {
 	uint64_t cl = off / h->cluster, in = off % h->cluster;
-	uint64_t base = entry_at(h, bat, cl);
+	uint64_t base = cl < h->bat_entries ? prl_entry_offset(h, bat[cl]) : 0;
 	uint64_t n = h->cluster - in;
 
 	/* Following clusters continue the extent while they are unallocated too, or allocated
 	 * right after it in the file (one read then covers them). */
 	while (n < max) {
-		uint64_t next = entry_at(h, bat, ++cl);
+		if (++cl >= h->bat_entries) {
+			if (!base)
+				n = max; /* nothing past the BAT is mapped */
+			break;
+		}
+		uint64_t next = prl_entry_offset(h, bat[cl]);
 		if (base ? next != base + (n + in) : next != 0)
 			break;
 		n += h->cluster;

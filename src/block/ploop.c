@@ -32,9 +32,14 @@ struct ploop {
 	char *xml;	     /* the descriptor's path */
 };
 
-static bool root_named(const uint8_t *buf, size_t len, const char *root)
+static bool contains(const uint8_t *buf, size_t len, const char *s)
 {
-	return memmem(buf, len, root, strlen(root)) != NULL;
+	size_t n = strlen(s);
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (buf[i] == (uint8_t)s[0] && !memcmp(buf + i, s, n))
+			return true;
+	return false;
 }
 
 /* A descriptor starts with "<?xml" (or its root) and names its root within the first bytes. */
@@ -48,8 +53,8 @@ static int ploop_probe(const uint8_t *buf, size_t len)
 		i++;
 	if (i >= len || buf[i] != '<')
 		return 0;
-	if (root_named(buf + i, len - i, "<Parallels_disk_image") ||
-	    root_named(buf + i, len - i, "<Virtuozzo_disk_image"))
+	if (contains(buf, len, "<Parallels_disk_image") ||
+	    contains(buf, len, "<Virtuozzo_disk_image"))
 		return 100;
 	return 0;
 }

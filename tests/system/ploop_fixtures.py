@@ -11,6 +11,8 @@ Importable (`from ploop_fixtures import ...`):
     delta(out, size, writes, cluster_size=None)
         an empty v2 image (qemu-img create) with qemu-io writes: a top delta whose unwritten
         clusters are unmapped
+    delta_between(old_raw, new_raw, out, cluster_size=None)
+        a v2 delta that maps exactly the clusters where new_raw differs from old_raw
     descriptor(directory, images, disk_sectors, ...)
         DiskDescriptor.xml laid out as ploop writes it (libxml2's xmlDocFormatDump: an XML
         declaration, two-space indentation)
@@ -53,6 +55,19 @@ def delta(out, size, writes, cluster_size=None):
         cmds += ["-c", w]
     if cmds:
         run("qemu-io", "-f", "parallels", *cmds, out)
+    return Path(out)
+
+
+def delta_between(old_raw, new_raw, out, cluster_size=None):
+    parallels_from_raw(new_raw, out, cluster_size)
+    h, bat = parse(out)
+    cluster = h["tracks"] * SECTOR
+    old, new = Path(old_raw).read_bytes(), Path(new_raw).read_bytes()
+    with open(out, "r+b") as f:
+        for i in range(len(bat)):
+            if old[i * cluster:(i + 1) * cluster] == new[i * cluster:(i + 1) * cluster]:
+                f.seek(64 + 4 * i)
+                f.write(bytes(4))
     return Path(out)
 
 

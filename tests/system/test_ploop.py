@@ -403,6 +403,36 @@ def test_chain_in_use_top(ligero, need_qemu, raw, tmp_path):
     assert p.returncode == 2 and f"{paths[0]}: ERROR image is marked in use" in p.stderr
 
 
+def test_filesystem_in_a_chain(ligero, need_qemu, tmp_path):
+    """ligero fs reads an ext4 filesystem through a base and a delta that changed it, as
+    debugfs reads the same filesystem written to a raw file."""
+    if run_cmd("which", "debugfs").returncode:
+        pytest.skip("debugfs is not installed")
+    old, new = tmp_path / "old.raw", tmp_path / "new.raw"
+    fill(old, 32 * MiB, [])
+    run_cmd("mkfs.ext4", "-q", "-F", old, check=True)
+    (tmp_path / "a").write_text("first version\n")
+    (tmp_path / "b").write_text("new file\n" * 1000)
+    run_cmd("debugfs", "-w", "-R", f"write {tmp_path / 'a'} hello", old, check=True)
+    new.write_bytes(old.read_bytes())
+    (tmp_path / "a").write_text("second version\n")
+    for cmd in ("rm hello", f"write {tmp_path / 'a'} hello", f"write {tmp_path / 'b'} added"):
+        run_cmd("debugfs", "-w", "-R", cmd, new, check=True)
+    d = tmp_path / "root.hdd"
+    d.mkdir()
+    pf.parallels_from_raw(old, d / "root.hdd")
+    top = f"root.hdd.{pf.guid()}"
+    pf.delta_between(old, new, d / top)
+    pf.descriptor(d, [(pf.guid(), "root.hdd", "Compressed"), (pf.TOP_GUID, top, "Compressed")],
+                  32 * MiB // 512)
+    assert convert_raw(ligero, d, tmp_path / "l.raw") == new.read_bytes()
+    assert ligero_ok(ligero, "fs", "cat", d, "/hello").stdout == "second version\n"
+    assert ligero_ok(ligero, "fs", "cat", d, "/added").stdout == "new file\n" * 1000
+    names = set(ligero_ok(ligero, "fs", "ls", d, "/").stdout.split())
+    want = run_cmd("debugfs", "-R", "ls -l /", new, check=True).stdout
+    assert names == {line.split()[-1] for line in want.splitlines() if line.strip()} - {".", ".."}
+
+
 def test_write_refused(ligero, need_qemu, raw, tmp_path):
     d, xml, paths, _ = make_chain(tmp_path, raw, 2)
     hashes = [sha256(p) for p in paths + [xml]]
