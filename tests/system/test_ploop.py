@@ -218,6 +218,25 @@ def test_format_extension(ligero, need_qemu, raw, tmp_path):
     assert "format extension" in p.stderr
 
 
+@pytest.mark.parametrize("fault", ["leak", "past-eof", "both"])
+def test_check_counts_like_qemu(ligero, need_qemu, raw, tmp_path, fault):
+    """Space after the last cluster (leaked clusters, rounded up) and a BAT entry outside the
+    file (a corruption; check opens such an image, other verbs refuse it): the same JSON and
+    exit status as qemu-img check."""
+    img = pf.parallels_from_raw(raw, tmp_path / "disk.hds", "64k")
+    if fault in ("leak", "both"):
+        with open(img, "ab") as f:
+            f.write(b"\x01" * 200000)
+    if fault in ("past-eof", "both"):
+        poke(img, 64 + 4 * 7, "I", 100000)
+    before = sha256(img)
+    q = run_cmd("qemu-img", "check", "--output=json", img)
+    lg = run_cmd(ligero, "img", "check", "--output=json", img)
+    assert (lg.returncode, lg.stdout) == (q.returncode, q.stdout)
+    assert q.returncode in (2, 3)
+    assert sha256(img) == before
+
+
 def test_shared_clusters_found(ligero, raw, tmp_path):
     """Two BAT entries on one host cluster: a corruption (qemu-img 7.2 does not look)."""
     img = pf.v1_from_raw(raw.read_bytes(), tmp_path / "dup.hdd", 2048)
