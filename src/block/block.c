@@ -21,14 +21,13 @@ static const struct bdev_driver *const drivers[] = {
 };
 
 /* "qcow2, raw, ..." for messages about unknown formats. */
-static const char *known_formats(void)
+static const char *known_formats(char *list, size_t size)
 {
-	static char list[256];
+	size_t n = 0;
 
-	if (!list[0])
-		for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
-			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-				 i ? ", " : "", drivers[i]->name);
+	list[0] = '\0';
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]) && n < size; i++)
+		n += (size_t)snprintf(list + n, size - n, "%s%s", i ? ", " : "", drivers[i]->name);
 	return list;
 }
 
@@ -115,10 +114,11 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	int ret;
 
 	if (fmt) {
+		char known[128];
 		drv = bdev_find_driver(fmt);
 		if (!drv)
 			return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
-				       known_formats());
+				       known_formats(known, sizeof(known)));
 	}
 	bs = calloc(1, sizeof(*bs));
 	if (!bs)
@@ -552,11 +552,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts)
 {
 	const struct bdev_driver *drv = bdev_find_driver(fmt);
+	char known[128];
 
 	err_clear();
 	if (!drv)
 		return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
-			       known_formats());
+			       known_formats(known, sizeof(known)));
 	if (!drv->create)
 		return err_set(ENOTSUP, "%s: format %s cannot be created", path, fmt);
 	return drv->create(path, opts);
@@ -593,7 +594,7 @@ int64_t bdev_actual_size(const struct bdev *bs)
 	struct stat st;
 
 	if (bs->drv && bs->drv->actual_size)
-		return bs->drv->actual_size((struct bdev *)bs);
+		return bs->drv->actual_size(bs);
 	if (fstat(bs->fd, &st) < 0)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;

@@ -156,7 +156,7 @@ struct bdev_driver {
 	 * disk's DiskDescriptor.xml); such a driver's open gets the directory as bs->fd. */
 	bool (*probe_dir)(int dirfd);
 	/* Optional: bytes on the host, for formats whose data is in other files. */
-	int64_t (*actual_size)(struct bdev *bs);
+	int64_t (*actual_size)(const struct bdev *bs);
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };

@@ -151,19 +151,6 @@ out:
 	return ret;
 }
 
-/* A "Plain" image is a raw base, except that ploop writes the disk's mode as every image's
- * type: overlays of a plain base say Plain too, and are parallels images. */
-static const char *plain_format(const char *path)
-{
-	uint8_t hdr[PRL_HEADER_SIZE] = {0};
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : pread(fd, hdr, sizeof(hdr), 0);
-
-	if (fd >= 0)
-		close(fd);
-	return n > 0 && prl_magic(hdr, (size_t)n) ? "parallels" : "raw";
-}
-
 static int open_images(struct bdev *bs, struct ploop *s)
 {
 	int flags =
@@ -175,7 +162,9 @@ static int open_images(struct bdev *bs, struct ploop *s)
 		return err_set(ENOMEM, "%s: out of memory", s->xml);
 	for (size_t i = 0; i < s->d.nchain; i++) {
 		const struct ploop_image *img = &s->d.chain[i];
-		const char *fmt = img->plain ? plain_format(img->path) : "parallels";
+		/* ploop writes the disk's mode as every image's <Type>: over a Plain (raw) base,
+		 * the deltas say Plain too, and are expandable images all the same. */
+		const char *fmt = img->plain && i == s->d.nchain - 1 ? "raw" : "parallels";
 		int ret = bdev_open(&s->layer[i], img->path, fmt, flags);
 		if (ret < 0)
 			return err_prefix(ret, "%s: image %s: ", s->xml, img->guid);
@@ -394,9 +383,9 @@ static struct json_object *ploop_info_specific(struct bdev *bs)
 	return o;
 }
 
-static int64_t ploop_actual_size(struct bdev *bs)
+static int64_t ploop_actual_size(const struct bdev *bs)
 {
-	struct ploop *s = bs->opaque;
+	const struct ploop *s = bs->opaque;
 	int64_t sum = 0;
 
 	for (size_t i = 0; i < s->d.nchain; i++) {
