@@ -237,6 +237,21 @@ def test_check_counts_like_qemu(ligero, need_qemu, raw, tmp_path, fault):
     assert sha256(img) == before
 
 
+def test_empty_image_has_no_leaks(ligero, need_qemu, tmp_path):
+    """A new image whose BAT spans several clusters ends where its data area starts: nothing is
+    leaked (qemu-img 7.2 counts the BAT's clusters after the first as leaked)."""
+    img = tmp_path / "empty.hds"
+    run_cmd("qemu-img", "create", "-q", "-f", "parallels", "-o", "cluster_size=64k", img, "10G",
+            check=True)
+    h, _ = pf.parse(img)
+    assert h["data_off"] * 512 == os.path.getsize(img) > 64 * 1024
+    lg = run_cmd(ligero, "img", "check", "--output=json", img)
+    assert lg.returncode == 0
+    assert json.loads(lg.stdout)["image-end-offset"] == os.path.getsize(img)
+    q = json.loads(run_cmd("qemu-img", "check", "--output=json", img).stdout)
+    assert q["leaks"] == os.path.getsize(img) // (64 * 1024) - 1
+
+
 def test_shared_clusters_found(ligero, raw, tmp_path):
     """Two BAT entries on one host cluster: a corruption (qemu-img 7.2 does not look)."""
     img = pf.v1_from_raw(raw.read_bytes(), tmp_path / "dup.hdd", 2048)
