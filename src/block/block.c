@@ -17,7 +17,29 @@
 static const struct bdev_driver *const drivers[] = {
     &bdev_qcow2_driver,
     &bdev_raw_driver,
+    &bdev_parallels_driver,
+    &bdev_ploop_driver,
 };
+
+/* "qcow2, raw, ..." for messages about unknown formats. */
+static const char *known_formats(char *list, size_t size)
+{
+	size_t n = 0;
+
+	list[0] = '\0';
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]) && n < size; i++)
+		n += (size_t)snprintf(list + n, size - n, "%s%s", i ? ", " : "", drivers[i]->name);
+	return list;
+}
+
+/* The driver that claims an open directory, or NULL. */
+static const struct bdev_driver *probe_dir(int dirfd)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (drivers[i]->probe_dir && drivers[i]->probe_dir(dirfd))
+			return drivers[i];
+	return NULL;
+}
 
 const struct bdev_driver *bdev_find_driver(const char *name)
 {
@@ -96,6 +118,7 @@ static void bdev_free(struct bdev *bs)
 	free(bs->backing_name);
 	free(bs->backing_path);
 	free(bs->backing_fmt);
+	free(bs->warning);
 	free(bs);
 }
 
@@ -158,10 +181,11 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 		return err_set(ENOTSUP, "%s: json: names are supported for NBD exports only", path);
 
 	if (fmt) {
+		char known[128];
 		drv = bdev_find_driver(fmt);
 		if (!drv)
-			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path,
-				       fmt);
+			return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+				       known_formats(known, sizeof(known)));
 	}
 	bs = calloc(1, sizeof(*bs));
 	if (!bs)
@@ -173,11 +197,25 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	int oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bs->dfd = -1;
 	bs->fd = open(path, oflags);
+	if (bs->fd < 0 && errno == EISDIR) /* a directory format's driver decides (below) */
+		bs->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (bs->fd < 0) {
 		ret = err_sys(errno, "%s: could not open", path);
 		goto fail;
 	}
-	if (flags & BDEV_O_DIRECT) {
+	struct stat st;
+	if (fstat(bs->fd, &st) < 0) {
+		ret = err_sys(errno, "%s: could not stat", path);
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (!drv && (drv = probe_dir(bs->fd)))
+			bs->flags |= BDEV_O_PROBED;
+		if (!drv || !drv->probe_dir) {
+			ret = err_set(EISDIR, "%s: is a directory, not an image", path);
+			goto fail;
+		}
+	} else if (flags & BDEV_O_DIRECT) {
 		bs->dfd = open(path, oflags | O_DIRECT);
 		if (bs->dfd < 0) {
 			ret = err_sys(errno,
@@ -188,15 +226,6 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 		}
 	} else if ((flags & BDEV_O_BULK_DIRECT) && !bs->read_only) {
 		bs->dfd = open(path, oflags | O_DIRECT); /* -1: no O_DIRECT here, all buffered */
-	}
-	struct stat st;
-	if (fstat(bs->fd, &st) < 0) {
-		ret = err_sys(errno, "%s: could not stat", path);
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		ret = err_set(EISDIR, "%s: is a directory, not an image", path);
-		goto fail;
 	}
 	if (!drv) {
 		uint8_t buf[512] = {0};
@@ -549,7 +578,8 @@ int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_e
 	if (ret < 0)
 		return ret;
 	ext->offset = off;
-	ext->file = bs;
+	if (!ext->file)
+		ext->file = bs;
 	if (!ext->length || ext->length > len)
 		ext->length = len;
 	return 0;
@@ -591,10 +621,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts)
 {
 	const struct bdev_driver *drv = bdev_find_driver(fmt);
+	char known[128];
 
 	err_clear();
 	if (!drv)
-		return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+		return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+			       known_formats(known, sizeof(known)));
 	if (bdev_is_remote_name(path)) {
 		if (drv != &bdev_raw_driver)
 			return err_set(ENOTSUP,
@@ -626,6 +658,14 @@ void bdev_check_result_free(struct bdev_check_result *res)
 	res->nmessages = 0;
 }
 
+const char *bdev_warning(const struct bdev *bs)
+{
+	for (; bs; bs = bs->backing)
+		if (bs->warning)
+			return bs->warning;
+	return NULL;
+}
+
 int64_t bdev_actual_size(const struct bdev *bs)
 {
 	struct stat st;
@@ -633,6 +673,8 @@ int64_t bdev_actual_size(const struct bdev *bs)
 	if (bs->fd < 0)
 		return -ENOTSUP; /* remote: unknown, as qemu-img says "unavailable" */
 
+	if (bs->drv && bs->drv->actual_size)
+		return bs->drv->actual_size(bs);
 	if (fstat(bs->fd, &st) < 0)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;

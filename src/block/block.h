@@ -42,6 +42,8 @@ enum {
 	BDEV_ST_COMPRESSED = 1 << 4, /* stored compressed (no host_offset) */
 };
 
+/* An extent's file is the image host_offset is in: a driver whose data lies in other images
+ * (ploop's deltas) names that image. */
 struct bdev_extent {
 	uint64_t offset;	 /* guest offset of the extent */
 	uint64_t length;	 /* bytes; at least 1 */
@@ -150,6 +152,11 @@ struct bdev_driver {
 	int (*unmap)(struct bdev *bs, uint64_t off, uint64_t len);
 	/* Cluster size of the format, or 0 when it has none. */
 	uint32_t (*cluster_size)(struct bdev *bs);
+	/* Optional: whether the open directory dirfd holds an image of this format (a ploop
+	 * disk's DiskDescriptor.xml); such a driver's open gets the directory as bs->fd. */
+	bool (*probe_dir)(int dirfd);
+	/* Optional: bytes on the host, for formats whose data is in other files. */
+	int64_t (*actual_size)(const struct bdev *bs);
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };
@@ -172,6 +179,7 @@ struct bdev {
 	char *backing_name;    /* the backing file name recorded in the image, or NULL */
 	char *backing_path;    /* backing_name resolved against this image's directory */
 	char *backing_fmt;     /* recorded backing format, or NULL */
+	char *warning;	       /* what the user should hear about this open image, or NULL */
 	int lock_perm;	       /* image lock state (lock.c) */
 	int lock_shared;
 	void *opaque; /* the driver's state */
@@ -203,7 +211,8 @@ int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t le
  * message naming the mode. */
 int bdev_parse_cache_mode(const char *mode, int *flags);
 
-/* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
+/* Open a file. fmt NULL probes the format. Opens the backing chain read-only. A directory is
+ * opened by a format whose images live in one (ploop: the directory of a DiskDescriptor.xml). */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);
 void bdev_close(struct bdev *bs);
 
@@ -285,11 +294,17 @@ int bdev_amend(struct bdev *bs, const struct bdev_amend_opts *opts);
  * for writing is refused while the overlay uses it. Best effort: returns -errno, never fatal. */
 int bdev_base_register(const char *base_path, const char *overlay_path);
 
+/* The first warning a driver left on the chain's images ("<file>: image is marked in use ...";
+ * reading goes on), or NULL. Tools show it: the library prints nothing. */
+const char *bdev_warning(const struct bdev *bs);
+
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);
 
 extern const struct bdev_driver bdev_raw_driver;
 extern const struct bdev_driver bdev_qcow2_driver;
+extern const struct bdev_driver bdev_parallels_driver; /* read-only */
+extern const struct bdev_driver bdev_ploop_driver;     /* read-only: a DiskDescriptor.xml */
 
 /* Limits on backing chains: deeper chains (or loops) are refused. */
 #define BDEV_MAX_CHAIN 64

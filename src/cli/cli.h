@@ -10,6 +10,10 @@
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the block layer's recorded error message; returns 1. */
 int cli_fail_err(int ret);
+struct bdev;
+/* Print "ligero: warning: <what>" for the warning a driver left on an open image (an image
+ * marked in use, read with -U), if any. */
+void cli_warn_open(const struct bdev *bs);
 /*
  * Argument parsing, the same for every verb (cli/args.c): call cli_getopt_reset() before the
  * getopt loop; optstrings start with ':' and carry no '+', so glibc permutes (options before and

@@ -205,7 +205,8 @@ static int validate(struct convert_args *a)
 		return cli_fail("%s: unknown output format '%s' (known: qcow2, raw)", a->dst,
 				a->out_fmt);
 	if (a->fmt && !bdev_find_driver(a->fmt))
-		return cli_fail("unknown source format '%s' (known: qcow2, raw)", a->fmt);
+		return cli_fail("unknown source format '%s' (known: qcow2, raw, parallels, ploop)",
+				a->fmt);
 	bool raw = !strcmp(a->out_fmt, "raw");
 	if (raw && a->conv.compress)
 		return cli_fail("%s: format raw does not support compression (-c)", a->dst);
@@ -380,7 +381,7 @@ int img_convert_main(int argc, char **argv)
 		if (ret < 0)
 			rc = cli_fail_err(ret);
 		else
-			n++;
+			cli_warn_open(src[n++]);
 	}
 	if (rc == 0)
 		rc = run(&a, src);

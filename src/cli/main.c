@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "block/block.h"
 #include "util/error.h"
 #include "util/size.h"
 
@@ -22,6 +23,14 @@ int cli_fail(const char *fmt, ...)
 int cli_fail_err(int ret)
 {
 	return cli_fail("%s", err_msg_or(ret));
+}
+
+void cli_warn_open(const struct bdev *bs)
+{
+	const char *w = bdev_warning(bs);
+
+	if (w)
+		fprintf(stderr, "ligero: warning: %s\n", w);
 }
 
 int cli_parse_size(const char *what, const char *s, uint64_t *out)
