@@ -45,6 +45,7 @@ static void usage(FILE *f)
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
 	      "  version  print the version\n"
 	      "\n"
 	      "'ligero <group> --help' lists a group's verbs.\n",
@@ -55,10 +56,8 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } groups[] = {
-    {"img", cmd_img},
-    {"fs", cmd_fs},
-    {"sparsify", cmd_sparsify},
-    {"run", cmd_run},
+    {"img", cmd_img}, {"fs", cmd_fs},	{"sparsify", cmd_sparsify},
+    {"run", cmd_run}, {"ksm", cmd_ksm},
 };
 
 int main(int argc, char **argv)
