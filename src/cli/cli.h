@@ -47,5 +47,6 @@ int img_amend_main(int argc, char **argv);
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_ksm(int argc, char **argv);
+int cmd_sysprep(int argc, char **argv);
 
 #endif
