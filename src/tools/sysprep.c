@@ -23,7 +23,7 @@
 
 /* ---- the result ---- */
 
-static char *vfmt(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static char *vfmt(const char *fmt, va_list ap)
 {
 	char *s = NULL;
 
@@ -51,7 +51,7 @@ int sp_record(struct sysprep_ctx *c, const char *path, const char *action, const
 	ch->op = c->op;
 	snprintf(ch->action, sizeof(ch->action), "%s", action);
 	va_start(ap, fmt);
-	ch->detail = vfmt(fmt ? fmt : "", ap);
+	ch->detail = vfmt(fmt, ap);
 	va_end(ap);
 	ch->path = strdup(path);
 	if (!ch->path || !ch->detail) {
@@ -500,74 +500,18 @@ out:
 /* os-release's ID and ID_LIKE, else the distribution's own release files. */
 static enum sysprep_family detect_family(struct sysprep_ctx *c, char **os_id)
 {
-	static const char *const debian[] = {"debian", "ubuntu", NULL};
-	static const char *const rhel[] = {"rhel", "fedora", "centos", NULL};
-	char *t = sp_read(c, "/etc/os-release", 64 * 1024, NULL, NULL), like[256] = "";
-	enum sysprep_family f = FAMILY_OTHER;
+	char *t = sp_read(c, "/etc/os-release", 64 * 1024, NULL, NULL);
+	enum sysprep_family f;
 
 	if (!t)
 		t = sp_read(c, "/usr/lib/os-release", 64 * 1024, NULL, NULL);
-	*os_id = NULL;
-	for (char *save = NULL, *l = t ? strtok_r(t, "\n", &save) : NULL; l;
-	     l = strtok_r(NULL, "\n", &save)) {
-		char *v = strchr(l, '=');
-		if (!v)
-			continue;
-		*v++ = '\0';
-		v[strcspn(v, "\r")] = '\0';
-		if (*v == '"' || *v == '\'') {
-			v++;
-			v[strcspn(v, "\"'")] = '\0';
-		}
-		if (!strcmp(l, "ID") && !*os_id)
-			*os_id = strdup(v);
-		else if (!strcmp(l, "ID_LIKE"))
-			snprintf(like, sizeof(like), "%s", v);
-	}
+	f = sysprep_os_family(t ? t : "", os_id);
 	free(t);
-	char all[320];
-	snprintf(all, sizeof(all), " %s %s ", *os_id ? *os_id : "", like);
-	for (int i = 0; debian[i] && f == FAMILY_OTHER; i++) {
-		char w[32];
-		snprintf(w, sizeof(w), " %s ", debian[i]);
-		if (strstr(all, w))
-			f = FAMILY_DEBIAN;
-	}
-	for (int i = 0; rhel[i] && f == FAMILY_OTHER; i++) {
-		char w[32];
-		snprintf(w, sizeof(w), " %s ", rhel[i]);
-		if (strstr(all, w))
-			f = FAMILY_RHEL;
-	}
 	if (f == FAMILY_OTHER && sp_type_follow(c, "/etc/debian_version") == S_IFREG)
 		f = FAMILY_DEBIAN;
 	if (f == FAMILY_OTHER && sp_type_follow(c, "/etc/redhat-release") == S_IFREG)
 		f = FAMILY_RHEL;
 	return f;
-}
-
-bool sysprep_hostname_valid(const char *name)
-{
-	size_t len = strlen(name), label = 0;
-
-	if (!len || len > 253)
-		return false;
-	for (size_t i = 0; i <= len; i++) {
-		char ch = name[i];
-		if (ch == '.' || !ch) {
-			if (!label || name[i - 1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)ch) && ch != '-')
-			return false;
-		if (ch == '-' && !label)
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return true;
 }
 
 int sysprep_run(const char *addr, const struct sysprep_opts *o, struct sysprep_result *r)

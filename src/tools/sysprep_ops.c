@@ -108,28 +108,6 @@ static int op_ssh_hostkeys(struct sysprep_ctx *c)
 	return 0;
 }
 
-/* Drop the lines of text that start (after blanks) with prefix; 1 if any went. */
-static int drop_lines(char *text, const char *prefix)
-{
-	char *out = text;
-	int dropped = 0;
-
-	for (char *l = text; *l;) {
-		char *end = strchr(l, '\n');
-		size_t len = end ? (size_t)(end - l + 1) : strlen(l);
-		const char *s = l + strspn(l, " \t");
-		if (!strncmp(s, prefix, strlen(prefix))) {
-			dropped = 1;
-		} else {
-			memmove(out, l, len);
-			out += len;
-		}
-		l += len;
-	}
-	*out = '\0';
-	return dropped;
-}
-
 /* HWADDR= in ifcfg files (RHEL's network-scripts, SUSE's sysconfig/network). */
 static int op_net_hwaddr(struct sysprep_ctx *c)
 {
@@ -151,7 +129,7 @@ static int op_net_hwaddr(struct sysprep_ctx *c)
 			char *t = sp_read(c, path, MAX_TEXT, &len, &big);
 			if (big)
 				ret = sp_note(c, "net-hwaddr: %s is over 1 MiB; left alone", path);
-			if (t && drop_lines(t, "HWADDR="))
+			if (t && sysprep_drop_lines(t, "HWADDR="))
 				ret = sp_write(c, path, t, strlen(t), 0644, "edited",
 					       "HWADDR= line removed");
 			free(t);
@@ -202,49 +180,6 @@ static int op_dhcp_client_state(struct sysprep_ctx *c)
 	return ret;
 }
 
-/* /etc/hosts with the 127.0.1.1 line naming host ("127.0.1.1\tFQDN\tSHORT" when the name has a
- * domain), as Debian's installer writes it; appended on Debian when there is none. */
-static char *hosts_edit(const char *text, const char *host, bool append, bool *changed)
-{
-	char names[600], *out;
-	const char *dot = strchr(host, '.');
-	size_t len = strlen(text), cap = len + sizeof(names) + 16, o = 0;
-	bool found = false;
-
-	if (dot)
-		snprintf(names, sizeof(names), "127.0.1.1\t%s\t%.*s\n", host, (int)(dot - host),
-			 host);
-	else
-		snprintf(names, sizeof(names), "127.0.1.1\t%s\n", host);
-	if (!(out = malloc(cap)))
-		return NULL;
-	for (const char *l = text; *l;) {
-		const char *end = strchr(l, '\n');
-		size_t ll = end ? (size_t)(end - l + 1) : strlen(l);
-		const char *s = l + strspn(l, " \t");
-		if (!strncmp(s, "127.0.1.1", 9) && (s[9] == ' ' || s[9] == '\t')) {
-			if (!found) {
-				memcpy(out + o, names, strlen(names));
-				o += strlen(names);
-			}
-			found = true;
-		} else {
-			memcpy(out + o, l, ll);
-			o += ll;
-		}
-		l += ll;
-	}
-	if (!found && append) {
-		if (o && out[o - 1] != '\n')
-			out[o++] = '\n';
-		memcpy(out + o, names, strlen(names));
-		o += strlen(names);
-	}
-	out[o] = '\0';
-	*changed = strcmp(out, text) != 0;
-	return out;
-}
-
 /* RHEL 6 and older keep the name in /etc/sysconfig/network's HOSTNAME=. */
 static int sysconfig_network(struct sysprep_ctx *c, const char *host)
 {
@@ -255,7 +190,7 @@ static int sysconfig_network(struct sysprep_ctx *c, const char *host)
 
 	if (!t)
 		return 0;
-	if (drop_lines(t, "HOSTNAME=") &&
+	if (sysprep_drop_lines(t, "HOSTNAME=") &&
 	    asprintf(&out, "%s%sHOSTNAME=%s\n", t, *t && t[strlen(t) - 1] != '\n' ? "\n" : "",
 		     host) >= 0) {
 		ret = sp_write(c, path, out, strlen(out), 0644, "edited", "HOSTNAME=");
@@ -282,7 +217,7 @@ static int op_hostname(struct sysprep_ctx *c)
 	if (big)
 		ret = sp_note(c, "hostname: /etc/hosts is over 1 MiB; left alone");
 	if (t) {
-		char *out = hosts_edit(t, host, c->family == FAMILY_DEBIAN, &changed);
+		char *out = sysprep_hosts_edit(t, host, c->family == FAMILY_DEBIAN, &changed);
 		if (!out)
 			ret = err_set(ENOMEM, "out of memory");
 		else if (changed)

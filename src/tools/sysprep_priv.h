@@ -53,6 +53,18 @@ int sp_symlink(struct sysprep_ctx *c, const char *target, const char *path, cons
 /* mkdir -p, root:root 0755 (recorded as created). */
 int sp_mkdirs(struct sysprep_ctx *c, const char *path);
 
+/* ---- text edits (sysprep_text.c): pure, unit-tested and fuzzed ---- */
+
+/* Drop the lines that start (after blanks) with prefix, in place; 1 if any went. */
+int sysprep_drop_lines(char *text, const char *prefix);
+/* /etc/hosts with its 127.0.1.1 line naming host ("127.0.1.1<TAB>host", or with a domain
+ * "127.0.1.1<TAB>fqdn<TAB>short", as Debian's installer writes it); other 127.0.1.1 lines go;
+ * with append, the line is added when there was none. malloc'ed (NULL when out of memory);
+ * *changed says whether it differs from text. */
+char *sysprep_hosts_edit(const char *text, const char *host, bool append, bool *changed);
+/* The family from os-release text (ID, ID_LIKE); *os_id gets ID (malloc'ed) or NULL. */
+enum sysprep_family sysprep_os_family(const char *os_release, char **os_id);
+
 /* Fill buf with random bytes from the host (getrandom). */
 int sp_random(void *buf, size_t len);
 
