@@ -256,7 +256,8 @@ static int64_t vm_rss(const char *root, int pid)
 	return (int64_t)kb * 1024;
 }
 
-/* The process's own KSM figures: ksm_stat (6.1+, richer from 6.4), else ksm_merging_pages. */
+/* The process's own KSM figures: ksm_stat where it has them (6.1's has only ksm_rmap_items),
+ * else ksm_merging_pages. */
 static void vm_ksm(const char *root, struct ksm_vm *vm)
 {
 	char path[PATH_MAX], f[64], buf[1024];

@@ -27,7 +27,7 @@ enum ksm_field {
 	KSM_PAGES_UNSHARED,
 	KSM_PAGES_VOLATILE,
 	KSM_FULL_SCANS,
-	KSM_ZERO_PAGES,	    /* ksm_zero_pages (6.10+; merged into the zero page) */
+	KSM_ZERO_PAGES,	    /* ksm_zero_pages: merged with the zero page (newer kernels) */
 	KSM_GENERAL_PROFIT, /* bytes (6.4+) */
 	KSM_NFIELDS,
 };
@@ -53,7 +53,7 @@ struct ksm_vm {
 	int64_t rss;		 /* bytes (VmRSS of /proc/PID/status), -1 unknown */
 	int64_t merging_pages;	 /* pages of it mapped to KSM pages, -1 unknown */
 	char merging_source[48]; /* "/proc/PID/ksm_merging_pages" or ".../ksm_stat", "" */
-	int64_t zero_pages;	 /* its ksm_zero_pages (ksm_stat, 6.10+), -1 unknown */
+	int64_t zero_pages;	 /* its ksm_zero_pages (ksm_stat, newer kernels), -1 unknown */
 	int64_t profit;		 /* ksm_process_profit, bytes (ksm_stat, 6.4+), -1 unknown */
 	int64_t saved;		 /* bytes saved thanks to it (computed, see ksm_report), -1 */
 };
