@@ -16,9 +16,11 @@
 
 /* An empty /etc/machine-id: systemd makes a new ID at the next boot (machine-id(5)); leaving it
  * would give every clone the same DHCP client identity (systemd-networkd derives its DUID from
- * it). D-Bus's copy: Debian makes /var/lib/dbus/machine-id a link to /etc/machine-id, which
- * then follows; a file of its own is removed (virt-sysprep empties it), and on Debian replaced
- * by that link so the two cannot disagree again. */
+ * it). D-Bus's copy, /var/lib/dbus/machine-id: a symlink (to /etc/machine-id) follows by itself
+ * and stays. A file of its own would keep the old ID: virt-sysprep empties it; here it is removed,
+ * or on Debian replaced by the link that Debian's dbus tmpfiles.d line (L /var/lib/dbus/machine-id
+ * - - - - /etc/machine-id) makes at boot when the file is absent; its postinst's `dbus-uuidgen
+ * --ensure` leaves a file instead when it runs first (a debootstrap image). */
 static int op_machine_id(struct sysprep_ctx *c)
 {
 	const char *dbus = "/var/lib/dbus/machine-id";
@@ -30,7 +32,8 @@ static int op_machine_id(struct sysprep_ctx *c)
 	if (t == S_IFLNK || !t)
 		return 0;
 	if (c->family == FAMILY_DEBIAN && t == S_IFREG)
-		return sp_symlink(c, "/etc/machine-id", dbus, "as Debian's dbus package makes it");
+		return sp_symlink(c, "/etc/machine-id", dbus,
+				  "as Debian's dbus tmpfiles.d makes it");
 	return sp_remove(c, dbus, "D-Bus makes it again from /etc/machine-id");
 }
 
