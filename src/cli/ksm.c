@@ -379,6 +379,7 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct ksm_tune_conf *f = &o->conf;
+	char what[32];
 	int64_t v;
 	int c, li;
 
@@ -416,7 +417,8 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 		case 'c':
 		case 'C':
 			name = longopts[li].name;
-			if (parse_num(name, optarg,
+			snprintf(what, sizeof(what), "--%s", name);
+			if (parse_num(what, optarg,
 				      c == 'D'	 ? -1000000
 				      : c == 'i' ? 1
 						 : 0,

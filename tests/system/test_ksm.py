@@ -208,9 +208,12 @@ def test_auto_once_decisions(ligero, run, tmp_path):
     d = auto_once(ligero, run, root, "--npages-boost", "5000", "--npages-max", "4000",
                   "--sleep-msec", "40")
     assert d["pages_to_scan"] == 4000 and d["sleep_millisecs"] == 320
-    p = ksm(ligero, run, root, "auto", "--once", "--npages-min", "10", "--npages-max", "5",
-            check=False)
-    assert p.returncode == 1 and "--npages-min" in p.stderr
+    for args, msg in ((["--npages-min", "10", "--npages-max", "5"], "--npages-min"),
+                      (["--interval", "x"], "--interval 'x'"),
+                      (["--thres-coef", "101"], "--thres-coef '101'"),
+                      (["--output=xml"], "--output")):
+        p = ksm(ligero, run, root, "auto", "--once", *args, check=False)
+        assert p.returncode == 1 and msg in p.stderr and p.stderr.count("\n") == 1, p.stderr
     # the kernel's advisor (6.7+): refused where absent, used where present
     p = ksm(ligero, run, root, "auto", "--once", "--advisor", check=False)
     assert p.returncode == 1 and "advisor" in p.stderr
