@@ -60,6 +60,12 @@ def mem(tmp_path_factory, vmhost):
     vmh.skip_if_host_failed(res)
     kv = parse(res.output)
     kv["_out"] = res.output
+    # kept for the figures docs/virtio.md and docs/ligero-ksm.md quote
+    out = vmh.build_dir() / "vmhost" / "vm-memory.out"
+    out.write_text(res.output)
+    print(f"emulated host's output: {out}; RSS {kv.get('RSS-FILLED-KB')} -> "
+          f"{kv.get('RSS-AFTER-KB')} KiB after {kv.get('RSS-WAITED-S')} polls; KSM merged "
+          f"{kv.get('RAW-BEFORE-pages_sharing')} pages after {kv.get('KSM-WAITED-S')} polls")
     if "VM-NOT-READY" in res.output and kv.get("EARLY-BOOT-RETRIES") == "2":
         pytest.skip("the emulated host killed the guest in its early boot three times "
                     "(docs/ligero-run.md): " + show(kv)[-600:])
