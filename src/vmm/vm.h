@@ -32,10 +32,18 @@ struct vm;
 
 /* Check the config, open KVM, load the kernel and build the machine. */
 int vm_create(const struct vm_config *cfg, struct vm **out);
-/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. */
+/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. Before it
+ * returns, the devices are stopped (disk requests in flight complete) and the disks flushed and
+ * closed; a disk that could not be flushed makes it return -errno with a message (*why and *msg
+ * are set all the same). */
 int vm_run(struct vm *vm, enum vm_exit *why, const char **msg);
 /* Ask a running VM to stop with this reason (async-signal-safe). */
 void vm_request_stop(struct vm *vm, enum vm_exit why);
+/* Press the ACPI power button, as a person would press a PC's: the guest's OS is told (SCI,
+ * PWRBTN_STS) and decides what to do, normally a clean power-off, which vm_run() then reports
+ * as VM_EXIT_POWEROFF. Nothing happens if the guest ignores it. Async-signal-safe and callable
+ * from any thread; presses made before vm_run() are delivered when it starts. */
+void vm_press_power_button(struct vm *vm);
 /* True once the VM has been asked to stop; vCPU threads poll it. */
 bool vm_stopping(struct vm *vm);
 /* Stop with VM_EXIT_ERROR, recording this message (the first failure wins). */

@@ -57,7 +57,11 @@ void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 
 int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
 		      struct bus *mmio);
-void vm_devices_stop(struct vm_devices *v);
+/* Stop every device (a disk finishes the requests its threads are doing; requests the guest
+ * queued behind them are dropped, the guest being stopped), then flush and close the disks.
+ * Returns 0, or the first disk's flush error (-errno, message recorded); the other disks are
+ * flushed and closed all the same. A second call does nothing. */
+int vm_devices_stop(struct vm_devices *v);
 void vm_devices_free(struct vm_devices *v);
 
 #endif
