@@ -27,8 +27,13 @@ static struct vm_devices *attach(const char *const *disks, unsigned n)
 	io = (struct bus){0};
 	mmio = (struct bus){0};
 	assert_non_null(v);
-	for (unsigned i = 0; i < n; i++)
-		assert_int_equal(vm_devices_add_disk(v, disks[i]), 0);
+	for (unsigned i = 0; i < n; i++) {
+		/* "PATH,format=raw": the options as main's vm_devices_add_disk takes them */
+		char path[64];
+		snprintf(path, sizeof(path), "%.*s", (int)strcspn(disks[i], ","), disks[i]);
+		struct virtio_blk_opts o = {.path = path, .format = (char *)"raw"};
+		assert_int_equal(vm_devices_add_disk(v, &o), 0);
+	}
 	assert_int_equal(vm_devices_attach(v, -1, &mem, &io, &mmio), 0);
 	return v;
 }
