@@ -169,9 +169,9 @@ static void run_usage(FILE *f)
 	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
 	      "                  [--memory 256M] [--cpus N] [--console stdio|none|FILE] [--force]\n"
 	      "                  [--stop-timeout SECONDS] [--name NAME] [--qmp PATH]\n"
+	      "                  [--pidfile FILE] [--exit-status-file FILE]\n"
 	      "                  [--console-socket PATH] [--console-log FILE]\n"
-	      "                  [--console-log-size SIZE] [--pidfile FILE]\n"
-	      "                  [--exit-status-file FILE]\n"
+	      "                  [--console-log-size SIZE]\n"
 	      "       ligero run --dump-acpi DIR [--cpus N]\n",
 	      f);
 	fputs(run_devices_usage, f);
@@ -188,8 +188,8 @@ static void run_usage(FILE *f)
 	    "of clients attach to the console (the last 64 KiB first); --console-log appends\n"
 	    "all console output to FILE, rotated to FILE.1 at --console-log-size (1M);\n"
 	    "--pidfile is written once the sockets listen; --exit-status-file gets how the VM\n"
-	    "ended as JSON. --dump-acpi writes the ACPI tables as DIR/SIG.dat (for iasl -d) and\n"
-	    "exits. See docs/ligero-run.md.\n",
+	    "ended as JSON. --dump-acpi writes the ACPI tables as DIR/SIG.dat (for iasl to\n"
+	    "disassemble) and exits. See docs/ligero-run.md.\n",
 	    f);
 }
 
