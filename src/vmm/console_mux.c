@@ -56,6 +56,7 @@ struct console_mux {
 	uint8_t pending[SERIAL_RX_SIZE * 4]; /* read but not yet taken by the UART */
 	size_t pend_len, pend_off;
 	int in_fd;
+	bool in_file; /* in_fd is a regular file: epoll cannot watch it, it is read as room comes */
 	struct console term;
 	void (*on_quit)(void *);
 	void *quit_opaque;
@@ -176,6 +177,17 @@ static void mux_input(struct console_mux *m, const uint8_t *p, size_t n)
 	input_gate(m);
 }
 
+static int in_read(struct console_mux *m);
+
+/* A regular file as input (ligero run < FILE): no event says it is readable, so it is read
+ * whenever the UART has taken all there was, until its end. */
+static void in_file_pump(struct console_mux *m)
+{
+	while (m->in_file && !m->pend_len)
+		if (in_read(m) <= 0)
+			m->in_file = false;
+}
+
 static void room_cb(struct loop_watch *w, uint32_t events)
 {
 	struct console_mux *m = w->opaque;
@@ -189,6 +201,8 @@ static void room_cb(struct loop_watch *w, uint32_t events)
 	m->pend_len = m->pend_off = 0;
 	m->busy++;
 	input_gate(m);
+	if (m->in_file)
+		in_file_pump(m);
 	m->busy--;
 	mux_reap(m);
 }
@@ -267,20 +281,17 @@ static void wake_cb(struct loop_watch *w, uint32_t events)
 	mux_reap(m);
 }
 
-/* Terminal or stdin input, through the Ctrl-A escapes. End of input leaves the guest
- * running. */
-static void in_cb(struct loop_watch *w, uint32_t events)
+/* Read terminal or stdin input and give it to the UART through the Ctrl-A escapes: 1 when
+ * something was read, 0 at the end (the guest runs on), -1 when nothing is there now. */
+static int in_read(struct console_mux *m)
 {
-	struct console_mux *m = w->opaque;
 	bool quit = false;
 	ssize_t n = read(m->in_fd, m->buf, sizeof(m->pending));
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		loop_del(&m->in_w);
-		return;
-	}
+		return -1;
+	if (n <= 0)
+		return 0;
 	n = (ssize_t)console_filter(&m->term, m->buf, (size_t)n, &quit);
 	if (n > 0) {
 		m->busy++;
@@ -290,6 +301,13 @@ static void in_cb(struct loop_watch *w, uint32_t events)
 	}
 	if (quit && m->on_quit)
 		m->on_quit(m->quit_opaque);
+	return 1;
+}
+
+static void in_cb(struct loop_watch *w, uint32_t events)
+{
+	if (in_read(w->opaque) == 0)
+		loop_del(w);
 }
 
 /* ---- setup ---- */
@@ -350,9 +368,12 @@ int console_mux_start(struct console_mux *m, struct loop *loop, struct serial *u
 	if (m->in_fd >= 0) {
 		if ((ret = console_open(&m->term, m->in_fd)) < 0)
 			return ret;
-		/* A file or /dev/null cannot be watched by epoll: no input then. */
-		if (loop_add(loop, &m->in_w, m->in_fd, EPOLLIN, in_cb, m) < 0)
+		/* epoll refuses regular files (and /dev/null): those are read as room comes. */
+		if (loop_add(loop, &m->in_w, m->in_fd, EPOLLIN, in_cb, m) < 0) {
 			err_clear();
+			m->in_file = true;
+			in_file_pump(m);
+		}
 	}
 	return 0;
 }

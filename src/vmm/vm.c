@@ -304,7 +304,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 
 	if (!vm)
 		return -ENOMEM;
-	vm->kvm_fd = vm->vm_fd = vm->balloon_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->balloon_fd = vm->balloon_timer = -1;
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->button_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0 || vm->button_fd < 0) {

@@ -53,10 +53,14 @@ struct vm {
 	struct qmp_server *qmp;
 	struct qmp_vm qvm;
 	char *name;
-	bool by_qmp;		 /* the stop came from QMP quit or system_reset */
-	bool button_pressed;	 /* the power button was pressed (SIGTERM or QMP) */
-	int balloon_fd;		 /* eventfd: the guest changed the balloon's size, or -1 */
+	bool by_qmp;	     /* the stop came from QMP quit or system_reset */
+	bool button_pressed; /* the power button was pressed (SIGTERM or QMP) */
+	int balloon_fd;	     /* eventfd: the guest changed the balloon's size, or -1 */
+	int balloon_timer;   /* timerfd: the end of BALLOON_CHANGE's 1 s window, or -1 */
+	struct loop_watch balloon_timer_w;
+	bool balloon_armed;	 /* a change waits for the window's end */
 	uint64_t balloon_actual; /* the last BALLOON_CHANGE's value */
+	uint64_t balloon_sent;	 /* when it was sent (CLOCK_MONOTONIC, ns) */
 
 	/* pause (vm_pause.c) */
 	pthread_mutex_t pause_lock;

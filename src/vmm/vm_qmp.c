@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096ull
@@ -192,34 +194,82 @@ int vm_qmp_open(struct vm *vm, const char *path)
 	return qmp_server_listen(vm->qmp, path);
 }
 
-/* The guest changed the balloon's size: BALLOON_CHANGE with what it keeps now. */
-static void balloon_cb(struct loop_watch *w, uint32_t events)
-{
-	struct vm *vm = w->opaque;
-	struct json_object *d;
-	uint64_t v, actual;
+#define BALLOON_EVENT_NS 1000000000ull /* QEMU sends BALLOON_CHANGE at most once a second */
 
-	if (read(vm->balloon_fd, &v, sizeof(v)) < 0 || op_balloon_actual(vm, &actual) < 0 ||
-	    actual == vm->balloon_actual)
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* BALLOON_CHANGE with what the guest keeps now, if that changed since the last one. */
+static void balloon_send(struct vm *vm)
+{
+	struct json_object *d;
+	uint64_t actual;
+
+	if (op_balloon_actual(vm, &actual) < 0 || actual == vm->balloon_actual)
 		return;
 	vm->balloon_actual = actual;
+	vm->balloon_sent = now_ns();
 	d = json_object_new_object();
 	json_object_object_add(d, "actual", json_object_new_int64((int64_t)actual));
 	qmp_server_event(vm->qmp, "BALLOON_CHANGE", d);
 }
 
+/* The guest changed the balloon's size (it does so every 1 MiB or so while it inflates). As
+ * QEMU throttles this event: the first change goes out at once, and within the second that
+ * follows only the last one, at the second's end. */
+static void balloon_cb(struct loop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v, now = now_ns(), next = vm->balloon_sent + BALLOON_EVENT_NS;
+	struct itimerspec t = {{0, 0}, {0, 0}};
+
+	if (read(vm->balloon_fd, &v, sizeof(v)) < 0 || vm->balloon_armed)
+		return;
+	if (now >= next) {
+		balloon_send(vm);
+		return;
+	}
+	t.it_value.tv_sec = (time_t)((next - now) / 1000000000ull);
+	t.it_value.tv_nsec = (long)((next - now) % 1000000000ull);
+	if (timerfd_settime(vm->balloon_timer, 0, &t, NULL) == 0)
+		vm->balloon_armed = true;
+}
+
+static void balloon_timer_cb(struct loop_watch *w, uint32_t events)
+{
+	struct vm *vm = w->opaque;
+	uint64_t v;
+
+	if (read(vm->balloon_timer, &v, sizeof(v)) < 0)
+		return;
+	vm->balloon_armed = false;
+	balloon_send(vm);
+}
+
 int vm_qmp_start(struct vm *vm)
 {
 	uint64_t pages;
+	int ret;
 
 	if (vm_devices_balloon_actual(vm->devices, &pages) < 0)
 		return 0; /* no balloon */
 	op_balloon_actual(vm, &vm->balloon_actual);
 	vm->balloon_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->balloon_fd < 0)
-		return err_sys(errno, "eventfd");
+	vm->balloon_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vm->balloon_fd < 0 || vm->balloon_timer < 0)
+		return err_sys(errno, "balloon events");
+	if ((ret = loop_add(vm->loop, &vm->balloon_w, vm->balloon_fd, EPOLLIN, balloon_cb, vm)) <
+		0 ||
+	    (ret = loop_add(vm->loop, &vm->balloon_timer_w, vm->balloon_timer, EPOLLIN,
+			    balloon_timer_cb, vm)) < 0)
+		return ret;
 	vm_devices_balloon_notify(vm->devices, vm->balloon_fd);
-	return loop_add(vm->loop, &vm->balloon_w, vm->balloon_fd, EPOLLIN, balloon_cb, vm);
+	return 0;
 }
 
 void vm_qmp_powerdown_event(struct vm *vm)
@@ -257,6 +307,11 @@ void vm_qmp_close(struct vm *vm)
 		vm_devices_balloon_notify(vm->devices, -1);
 		close(vm->balloon_fd);
 		vm->balloon_fd = -1;
+	}
+	if (vm->balloon_timer >= 0) {
+		loop_del(&vm->balloon_timer_w);
+		close(vm->balloon_timer);
+		vm->balloon_timer = -1;
 	}
 	if (!vm->qmp)
 		return;

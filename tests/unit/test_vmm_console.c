@@ -260,6 +260,38 @@ static void test_client_input(void **state)
 	close(fd);
 }
 
+/* A regular file as input (ligero run < FILE), which epoll cannot watch: read as the guest
+ * takes it, all of it, in order. */
+static void test_file_input(void **state)
+{
+	struct console_mux_config cfg = {.out_fd = -1};
+	char path[128], in[1000], got[1000];
+	struct console_mux *m;
+	size_t n = 0;
+	int turns = 0;
+
+	snprintf(path, sizeof(path), "%s/input", T->dir);
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (char)('a' + i % 26);
+	cfg.in_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(cfg.in_fd >= 0);
+	assert_int_equal(write(cfg.in_fd, in, sizeof(in)), sizeof(in));
+	lseek(cfg.in_fd, 0, SEEK_SET);
+	console_mux_free(T->mux); /* this test's own fan-out, on the same UART */
+	assert_int_equal(console_mux_new(&cfg, &m), 0);
+	T->mux = m;
+	assert_int_equal(console_mux_start(m, T->loop, &T->uart, NULL, NULL), 0);
+	while (n < sizeof(in)) {
+		while (bus_read(&T->io, SERIAL_PORT + 5, 1) & 1)
+			got[n++] = (char)bus_read(&T->io, SERIAL_PORT, 1);
+		turn(10);
+		assert_true(++turns < PATIENCE);
+	}
+	assert_memory_equal(got, in, sizeof(in));
+	close(cfg.in_fd);
+	unlink(path);
+}
+
 /* A client that does not read is dropped; the guest never waits, the reading client and the
  * log get everything. */
 static void test_stalled_client_dropped(void **state)
@@ -328,6 +360,7 @@ int main(void)
 	    cmocka_unit_test(test_log_rotation),
 	    cmocka_unit_test_setup_teardown(test_late_attach_sees_boot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stalled_client_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_sends_last_output_and_removes_socket, setup,
 					    teardown),

@@ -76,7 +76,6 @@ for try in 1 2 3; do
 	retries=$((retries + 1)); echo "EARLY-BOOT-FAILURE $(tail -c 200 /tmp/err)"
 done
 echo "EARLY-BOOT-RETRIES=$retries"
-echo "LOG-SIZES=$(stat -c %s /tmp/c.log /tmp/c.log.1 2>/dev/null | tr '\n' ' ')"
 echo "COMM=$(cat /proc/$pid/comm)"
 
 # a second VMM on the same QMP socket is refused, before it touches KVM
@@ -110,14 +109,18 @@ kill $bpid 2>/dev/null; wait $bpid
 wait_for "^TICK 5 " /tmp/cA.out $pid
 t0=$(cut -d" " -f1 /proc/uptime)
 qmp stop '{"execute": "stop"}' '{"execute": "query-status"}'
-n1=$(grep -c '^TICK' /tmp/cA.out)
+n1=$(grep -ac 'TICK' /tmp/cA.out)
+at_stop=$(grep -ao 'TICK [0-9]*' /tmp/cA.out | tail -n1 | cut -d' ' -f2)
 sleep 8 # an observation window: a paused guest prints nothing, however long it is
-n2=$(grep -c '^TICK' /tmp/cA.out)
+n2=$(grep -ac 'TICK' /tmp/cA.out)
 qmp cont '{"execute": "cont"}' '{"execute": "query-status"}'
 t1=$(cut -d" " -f1 /proc/uptime)
-echo "PAUSE-TICKS=$n1 $n2 PAUSE-HOST=$t0 $t1"
-last=$(grep '^TICK' /tmp/cA.out | tail -n1 | cut -d' ' -f2)
-wait_for "^TICK $((last + 3)) " /tmp/cA.out $pid; echo "AFTER-CONT-RC=$?"
+echo "PAUSE-TICKS=$n1 $n2 PAUSE-HOST=$t0 $t1 TICK-AT-STOP=$at_stop"
+wait_for "TICK $((at_stop + 3)) " /tmp/cA.out $pid; echo "AFTER-CONT-RC=$?"
+
+# enough output to rotate the 4 KiB log twice over
+echo 'seq 1 2000' >&3
+wait_for "^2000" /tmp/cA.out $pid; echo "SEQ-RC=$?"
 
 # balloon: the guest keeps 256 MiB of its 384; its free memory shrinks by the rest
 echo 'grep -E "MemTotal|MemFree" /proc/meminfo | sed s/^/MEM1-/' >&3
@@ -150,7 +153,13 @@ wait $evpid; echo "EVENTS-CLIENT-RC=$?"
 tr -d '\r' </tmp/events.qmp | sed 's/^/events: /'
 exec 3>&-
 wait $capid; echo "CONSOLE-CLIENT-RC=$?"
-tr -d '\r' </tmp/cA.out | grep -aE '^(TICK|CMD-|MEM[12]-|READY|CLOCKSOURCE|LIGERO-INIT)|reboot: Power down|LIGERO-POWER-BUTTON' | sed 's/^/console: /'
+tr -d '\r' </tmp/cA.out | grep -aE '^(CMD-|MEM[12]-|READY|CLOCKSOURCE|LIGERO-INIT)|reboot: Power down|LIGERO-POWER-BUTTON' | sed 's/^/console: /'
+grep -ao 'TICK [0-9]* [0-9.]*' /tmp/cA.out | sed 's/^/tick: /'
+# the log (rotated at 4 KiB) is the tail of what the first client received, byte for byte
+echo "LOG-SIZES=$(stat -c %s /tmp/c.log.1 /tmp/c.log | tr '\n' ' ')"
+cat /tmp/c.log.1 /tmp/c.log >/tmp/c.both
+tail -c "$(stat -c %s /tmp/c.both)" /tmp/cA.out | cmp - /tmp/c.both && echo "LOG-TAIL-MATCH=1"
+echo "CLIENT-BYTES=$(stat -c %s /tmp/cA.out)"
 echo "FIRST-CONSOLE-LINE=$(tr -d '\r' </tmp/cA.out | grep -av '^$' | head -n1)"
 echo "EXIT-FILE=$(cat /tmp/exit.json)"
 echo "AFTER-EXIT=$(ls /tmp/vm.pid /tmp/q.sock /tmp/c.sock 2>&1 | tr '\n' ' ')"
