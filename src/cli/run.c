@@ -1,5 +1,6 @@
 /* `ligero run`: boot a Linux kernel in a KVM virtual machine. */
 #include "cli/cli.h"
+#include "cli/run_boot.h"
 #include "cli/run_devices.h"
 #include "cli/run_files.h"
 #include "vmm/acpi.h"
@@ -175,9 +176,11 @@ static void run_usage(FILE *f)
 	      "       ligero run --dump-acpi DIR [--cpus N]\n",
 	      f);
 	fputs(run_devices_usage, f);
+	fputs(run_boot_usage, f);
 	fputs(
 	    "\n"
 	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	    "Without --kernel, boots the first disk's own kernel as its boot loader would.\n"
 	    "On a terminal, Ctrl-A x quits. SIGTERM (and SIGINT without a terminal) presses the\n"
 	    "guest's ACPI power button; if the guest has not powered off --stop-timeout seconds\n"
 	    "later (default 60; 0: stop at once), or on a second signal, ligero stops it.\n"
@@ -250,8 +253,8 @@ static void set_title(const char *name)
 
 /* Boot, run and report. The files for supervisors: the pidfile once the sockets listen (gone
  * at exit), the exit status at the very end, after the disks are closed. */
-static int run_vm(struct vm_config *cfg, const char *console, const char *pidfile,
-		  const char *exit_file)
+static int run_vm(struct vm_config *cfg, struct run_boot *boot, const char *console,
+		  const char *pidfile, const char *exit_file)
 {
 	struct run_exit e = {.reason = "error", .status = 1};
 	enum vm_exit why;
@@ -259,9 +262,13 @@ static int run_vm(struct vm_config *cfg, const char *console, const char *pidfil
 	struct vm *vm;
 	int ret;
 
-	if ((exit_file && run_exit_file_clear(exit_file)) || open_console(console, cfg))
+	if ((exit_file && run_exit_file_clear(exit_file)) || open_console(console, cfg)) {
+		run_boot_release(boot, cfg);
 		return 1;
-	if ((ret = vm_create(cfg, &vm)) < 0) {
+	}
+	ret = vm_create(cfg, &vm);
+	run_boot_release(boot, cfg);
+	if (ret < 0) {
 		snprintf(e.message, sizeof(e.message), "%s", err_msg_or(ret));
 		cli_fail("%s", e.message);
 		if (exit_file)
@@ -314,10 +321,14 @@ int cmd_run(int argc, char **argv)
 	    {"console-log-size", required_argument, NULL, 'Z'},
 	    {"pidfile", required_argument, NULL, 'P'},
 	    {"exit-status-file", required_argument, NULL, 'E'},
+	    {"boot-entry", required_argument, NULL, 'e'},
+	    {"list-boot-entries", no_argument, NULL, 'B'},
+	    {"output", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
+	struct run_boot boot = {0};
 	const char *console = "stdio", *dump = NULL, *pidfile = NULL, *exit_file = NULL;
 	int c, ret;
 
@@ -348,6 +359,16 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'f':
 			cfg.force = true;
+			break;
+		case 'e':
+			boot.entry = optarg;
+			break;
+		case 'B':
+			boot.list = true;
+			break;
+		case 'O':
+			if (run_boot_output(&boot, optarg))
+				return 1;
 			break;
 		case 't':
 			if (parse_timeout(optarg, &stop_timeout))
@@ -394,7 +415,15 @@ int cmd_run(int argc, char **argv)
 		return cli_usage_fail("run", "unexpected argument '%s'", argv[optind]);
 	if (dump)
 		return (ret = acpi_dump(dump, cfg.cpus)) < 0 ? cli_fail_err(ret) : 0;
-	if (!cfg.kernel)
-		return cli_fail("--kernel is required (see 'ligero run --help')");
-	return run_vm(&cfg, console, pidfile, exit_file);
+	if ((ret = run_boot_prepare(&cfg, &boot)) != 0) {
+		if (ret > 0 && exit_file) {
+			struct run_exit e = {.reason = "error", .status = 1};
+
+			snprintf(e.message, sizeof(e.message), "no kernel to boot (see stderr)");
+			run_exit_file_write(exit_file, &e);
+		}
+		return ret < 0 ? 0 : ret;
+	}
+	ret = run_vm(&cfg, &boot, console, pidfile, exit_file);
+	return ret;
 }

@@ -28,10 +28,7 @@ static struct vm_devices *attach(const char *const *disks, unsigned n)
 	mmio = (struct bus){0};
 	assert_non_null(v);
 	for (unsigned i = 0; i < n; i++) {
-		/* "PATH,format=raw": the options as main's vm_devices_add_disk takes them */
-		char path[64];
-		snprintf(path, sizeof(path), "%.*s", (int)strcspn(disks[i], ","), disks[i]);
-		struct virtio_blk_opts o = {.path = path, .format = (char *)"raw"};
+		struct virtio_blk_opts o = {.path = (char *)disks[i], .format = "raw"};
 		assert_int_equal(vm_devices_add_disk(v, &o), 0);
 	}
 	assert_int_equal(vm_devices_attach(v, -1, &mem, &io, &mmio), 0);
@@ -40,21 +37,20 @@ static struct vm_devices *attach(const char *const *disks, unsigned n)
 
 static void test_stop_reports_failed_flush(void **state)
 {
-	char path[] = "/tmp/ligero-vmdev-XXXXXX", arg[64];
+	char path[] = "/tmp/ligero-vmdev-XXXXXX";
 	int fd = mkstemp(path);
 
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	close(fd);
-	snprintf(arg, sizeof(arg), "%s,format=raw", path);
-	const char *disks[] = {arg, "/dev/full,format=raw", arg};
+	const char *disks[] = {path, "/dev/full", path};
 	struct vm_devices *v = attach(disks, 1); /* the file alone first: no error */
 	assert_int_equal(vm_devices_stop(v), 0);
 	vm_devices_free(v);
 
 	/* the same file again (its lock was released) between it and a failing disk */
-	disks[0] = "/dev/full,format=raw";
-	disks[1] = arg;
+	disks[0] = "/dev/full";
+	disks[1] = path;
 	v = attach(disks, 2);
 	assert_int_equal(vm_devices_stop(v), -EINVAL);
 	assert_string_equal(err_msg(),
