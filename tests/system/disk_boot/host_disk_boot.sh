@@ -105,6 +105,7 @@ vm() {
 		if [ $try = 1 ] && { [ $rc = 124 ] || [ $rc = 137 ] || grep -q triple-faulted /tmp/$n.err; }; then
 			echo "VMT $n retry rc=$rc"
 			tr -d '\r' </tmp/$n.con | tail -n 30 | sed "s/^/$n-failed-con| /"
+			[ -z "$(tail -c 1 /tmp/$n.con)" ] || echo
 			sed "s/^/$n-failed-err| /" /tmp/$n.err
 			cp /tmp/$n.disk "$disk"
 			continue
@@ -113,6 +114,8 @@ vm() {
 	done
 	rm -f /tmp/$n.disk
 	tr -d '\r' </tmp/$n.con | sed "s/^/$n-con| /"
+	# a VM stopped mid-line (rescue) leaves its console without a last newline
+	[ -z "$(tail -c 1 /tmp/$n.con)" ] || echo
 	sed "s/^/$n-err| /" /tmp/$n.err
 	echo "VMT $n done rc=$rc"
 }
