@@ -45,6 +45,7 @@ static void usage(FILE *f)
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  migrate  an OpenVZ container (or any Linux root) to a VM: an overlay of a base\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -56,10 +57,8 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } groups[] = {
-    {"img", cmd_img},
-    {"fs", cmd_fs},
-    {"sparsify", cmd_sparsify},
-    {"run", cmd_run},
+    {"img", cmd_img}, {"fs", cmd_fs},		{"sparsify", cmd_sparsify},
+    {"run", cmd_run}, {"migrate", cmd_migrate},
 };
 
 int main(int argc, char **argv)
