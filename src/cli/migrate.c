@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,9 +114,34 @@ static void print_report(const struct migrate_report *r)
 		printf("note: %s\n", r->notes[i]);
 }
 
+/*
+ * Progress is reported once per entry copied. Tests interrupt a run there, at a chosen entry:
+ * LIGERO_MIGRATE_STOP_AFTER=N raises the stop flag as Ctrl-C does, LIGERO_MIGRATE_KILL_AFTER=N
+ * kills the process outright (a crash in the middle of writing).
+ */
+struct cli_progress {
+	struct progress pg;
+	volatile sig_atomic_t *stop;
+	uint64_t calls, stop_after, kill_after;
+};
+
 static void progress_cb(void *opaque, uint64_t done, uint64_t total)
 {
-	progress_update(opaque, done, total ? total : done + 1);
+	struct cli_progress *p = opaque;
+
+	p->calls++;
+	if (p->stop_after && p->calls == p->stop_after)
+		*p->stop = SIGINT;
+	if (p->kill_after && p->calls == p->kill_after)
+		raise(SIGKILL);
+	progress_update(&p->pg, done, total ? total : done + 1);
+}
+
+static uint64_t env_count(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v ? strtoull(v, NULL, 10) : 0;
 }
 
 static int add_arg(const char ***v, size_t *n, const char *s)
@@ -247,15 +273,18 @@ int cmd_migrate(int argc, char **argv)
 				      "--resync uses the overlay's own base; drop --base");
 	o.ips = ips;
 	o.gateways = gws;
-	struct progress pg;
-	progress_init(&pg, show_progress, json);
+	struct cli_progress pg = {.stop = progress_stop_flag(),
+				  .stop_after = env_count("LIGERO_MIGRATE_STOP_AFTER"),
+				  .kill_after = env_count("LIGERO_MIGRATE_KILL_AFTER")};
+	progress_init(&pg.pg, show_progress, json);
 	progress_catch_signals();
-	o.progress = pg.enabled ? progress_cb : NULL;
+	if (pg.pg.enabled || pg.stop_after || pg.kill_after)
+		o.progress = progress_cb;
 	o.opaque = &pg;
-	o.stop = progress_stop_flag();
+	o.stop = pg.stop;
 	struct migrate_report r;
 	ret = migrate_run(&o, &r);
-	progress_end(&pg);
+	progress_end(&pg.pg);
 	progress_release_signals();
 	if (ret == 0 && json) {
 		struct json_object *j = migrate_report_json(&r);

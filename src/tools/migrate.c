@@ -151,6 +151,13 @@ static int recover(struct mig_ctx *c)
 	bool dirty = extfs_warning(fs) != NULL;
 	extfs_close(fs);
 	c->r->resumed = true;
+	/* A process killed while allocating leaves clusters nothing uses: give them back. */
+	struct bdev_check_result res;
+	memset(&res, 0, sizeof(res));
+	ret = bdev_check(c->disk->bs, BDEV_CHECK_FIX_LEAKS, &res);
+	bdev_check_result_free(&res);
+	if (ret < 0)
+		return ret;
 	if (!dirty)
 		return 0;
 	if ((ret = bdev_snapshot_apply(c->disk->bs, SNAPSHOT)) < 0)
@@ -178,6 +185,23 @@ static int existing_output(struct mig_ctx *c, const char *base)
 	    c->o->output, c->o->output);
 }
 
+/* A re-sync writes only into a migration's result: its state file says so. */
+static int check_ours(struct mig_ctx *c)
+{
+	struct extfs *fs;
+	uint32_t ino;
+	int used, ret = fs_disk_open_fs(c->disk, c->root_part, false, &fs, &used);
+
+	if (ret < 0)
+		return ret;
+	ret = extfs_lookup(fs, MIG_STATE, false, &ino);
+	extfs_close(fs);
+	if (ret < 0)
+		return err_set(EINVAL, "%s: no %s in it: not a ligero migrate result", c->o->output,
+			       MIG_STATE);
+	return 0;
+}
+
 static int open_target(struct mig_ctx *c, const char *base)
 {
 	const struct migrate_opts *o = c->o;
@@ -201,6 +225,8 @@ static int open_target(struct mig_ctx *c, const char *base)
 			ret = existing_output(c, base);
 		else if (ret == 0 && has_snapshot(c->disk->bs))
 			ret = recover(c);
+		else if (ret == 0)
+			ret = check_ours(c);
 	}
 	if (ret < 0)
 		return ret;
@@ -210,6 +236,7 @@ static int open_target(struct mig_ctx *c, const char *base)
 		return ret;
 	if ((ret = fs_disk_open_fs(c->disk, c->root_part, true, &c->fs, &used)) < 0)
 		return ret;
+	c->writing = true;
 	return extfs_mark_mounted(c->fs);
 }
 
@@ -236,9 +263,6 @@ static int prepare_target(struct mig_ctx *c)
 	int state;
 	int ret = mig_state_load(c, &state);
 
-	if (ret == 0 && c->o->resync && state < 0)
-		ret = err_set(EINVAL, "%s: no %s in it: not a ligero migrate result", c->o->output,
-			      MIG_STATE);
 	if (ret == 0 && c->o->mac)
 		c->r->mac = strdup(c->o->mac);
 	if (ret == 0 && (ret = mig_rules_init(&c->rules, c->fs)) == 0)
@@ -278,7 +302,7 @@ static int fixups(struct mig_ctx *c)
  * run finished. */
 static int close_target(struct mig_ctx *c, int ret)
 {
-	if (c->fs && !c->dry) {
+	if (c->writing) {
 		int r2 = mig_state_save(c, ret == 0);
 		if (ret == 0)
 			ret = r2;
@@ -322,8 +346,14 @@ int migrate_run(const struct migrate_opts *o, struct migrate_report *r)
 	if (ret == 0)
 		ret = fixups(&c);
 	if (ret == 0 && c.src->remote_status == 1)
-		mig_note(&c, "files changed while the server's tar read them: stop the services "
-			     "that write (databases) and run --resync");
+		mig_note(&c,
+			 "files changed while the server's tar read them (%s): stop the "
+			 "services that write (databases) and run --resync",
+			 c.src->remote_said);
+	else if (ret == 0 && c.src->remote_said[0])
+		mig_note(&c, "the server said: %s", c.src->remote_said);
+	/* Closing records messages of its own: the first failure's is the one to show. */
+	char *msg = ret < 0 ? strdup(err_msg_or(ret)) : NULL;
 	if (c.fs || c.disk)
 		ret = close_target(&c, ret);
 	if (c.bgfs)
@@ -338,5 +368,8 @@ int migrate_run(const struct migrate_opts *o, struct migrate_report *r)
 	mig_strv_free(c.pkg_owned, c.npkg_owned);
 	free(c.status_merged);
 	free(base);
+	if (msg && ret < 0)
+		err_set(-ret, "%s", msg);
+	free(msg);
 	return ret;
 }

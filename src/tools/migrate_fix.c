@@ -148,9 +148,13 @@ static const char *const masked_pats[] = {
     NULL,
 };
 
+/* Where the unit is, named as the distribution names it (Debian's packages install into
+ * /lib/systemd/system, RHEL's into /usr/lib/systemd/system, merged /usr or not). */
 static const char *unit_dir(struct mig_ctx *c, const char *unit)
 {
-	static const char *const dirs[] = {"/lib/systemd/system", "/usr/lib/systemd/system"};
+	static const char *const debian[] = {"/lib/systemd/system", "/usr/lib/systemd/system"};
+	static const char *const rhel[] = {"/usr/lib/systemd/system", "/lib/systemd/system"};
+	const char *const *dirs = c->family == MIG_FAM_RHEL ? rhel : debian;
 	char p[300];
 	uint32_t mode;
 

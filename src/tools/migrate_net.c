@@ -141,7 +141,7 @@ static int venet_line_addr(struct mig_ctx *c, const char *l, struct migrate_addr
 
 /* The interfaces file without venet and without what an earlier run added; addresses of the
  * venet stanzas collected on the way (when collect). */
-static char *interfaces_strip(struct mig_ctx *c, const char *text, bool collect, bool *had)
+char *mig_interfaces_strip(struct mig_ctx *c, const char *text, bool collect, bool *had)
 {
 	char *out = NULL;
 	size_t len = 0;
@@ -155,9 +155,10 @@ static char *interfaces_strip(struct mig_ctx *c, const char *text, bool collect,
 	for (const char *l = text; l && *l;) {
 		const char *eol = strchr(l, '\n');
 		size_t ll = eol ? (size_t)(eol - l) : strlen(l);
-		char line[4096];
-		snprintf(line, sizeof(line), "%.*s", (int)ll, l);
+		char *line = strndup(l, ll);
 		l = eol ? eol + 1 : NULL;
+		if (!line)
+			break;
 		const char *t = line + strspn(line, " \t");
 		if (stanza_start(t)) {
 			char kw[64], name[256];
@@ -169,8 +170,6 @@ static char *interfaces_strip(struct mig_ctx *c, const char *text, bool collect,
 				memset(&last, 0, sizeof(last));
 			} else if (!strcmp(kw, "auto") || !strncmp(kw, "allow-", 6)) {
 				/* Keep the other names of the line. */
-				char rest[4096] = "";
-				size_t rl = 0;
 				bool any = false;
 				char *dup = strdup(t + strlen(kw));
 				for (char *s = NULL, *w = dup ? strtok_r(dup, " \t", &s) : NULL; w;
@@ -179,30 +178,24 @@ static char *interfaces_strip(struct mig_ctx *c, const char *text, bool collect,
 						*had |= venet_name(w, strlen(w));
 						continue;
 					}
-					rl += (size_t)snprintf(rest + rl, sizeof(rest) - rl, " %s",
-							       w);
+					fprintf(m, "%s %s", any ? "" : kw, w);
 					any = true;
 				}
 				free(dup);
 				if (any)
-					fprintf(m, "%s%s\n", kw, rest);
-				continue;
-			}
-			if (!drop)
+					fputc('\n', m);
+			} else if (!drop) {
 				fprintf(m, "%s\n", line);
-			continue;
-		}
-		if (drop && *t && *t != '#') {
+			}
+		} else if (drop && *t && *t != '#') {
 			if (collect)
 				venet_line_addr(c, t, &last);
-			continue;
+		} else if (*t == '#' && (strstr(t, "venet") || !strncmp(t, MARK, strlen(MARK)))) {
+			/* vzctl's "# Auto generated venet0 interface", an earlier run's mark. */
+		} else if (!drop || *t) {
+			fprintf(m, "%s\n", line);
 		}
-		/* vzctl's "# Auto generated venet0 interface", an earlier run's mark. */
-		if (*t == '#' && (strstr(t, "venet") || !strncmp(t, MARK, strlen(MARK))))
-			continue;
-		if (drop && !*t)
-			continue;
-		fprintf(m, "%s\n", line);
+		free(line);
 	}
 	fclose(m);
 	/* No run of blank lines at the end. */
@@ -263,8 +256,7 @@ static char *ifupdown_block(struct mig_ctx *c)
 	if (!m)
 		return NULL;
 	fprintf(m,
-		"\n" MARK " eth0 is the VM's network card (MAC %s, named by\n"
-		"# " LINK_FILE "), with the container's venet addresses\n"
+		"\n" MARK " eth0, the VM's network card (MAC %s; " LINK_FILE ")\n"
 		"auto eth0\n",
 		c->r->mac);
 	for (int fam = 4; fam <= 6; fam += 2) {
@@ -306,7 +298,7 @@ static int link_file(struct mig_ctx *c)
 static int fix_ifupdown(struct mig_ctx *c, const char *text)
 {
 	bool had;
-	char *base = interfaces_strip(c, text, false, &had), *block = ifupdown_block(c);
+	char *base = mig_interfaces_strip(c, text, false, &had), *block = ifupdown_block(c);
 	char *all = NULL;
 	int ret;
 
@@ -413,7 +405,7 @@ static int fix_ifcfg(struct mig_ctx *c, char **names, size_t n)
 	if (!m)
 		return err_set(ENOMEM, "out of memory");
 	fprintf(m,
-		MARK " the VM's network card, with the container's venet addresses\n"
+		MARK " the VM's network card, with the container's addresses\n"
 		     "DEVICE=eth0\nHWADDR=%s\nTYPE=Ethernet\nONBOOT=yes\nBOOTPROTO=none\n",
 		c->r->mac);
 	int k = 0;
@@ -499,7 +491,7 @@ static int fix_networkd(struct mig_ctx *c, char **names, size_t n)
 	if (!m)
 		return err_set(ENOMEM, "out of memory");
 	fprintf(m,
-		MARK " the VM's network card, with the container's venet addresses\n"
+		MARK " the VM's network card, with the container's addresses\n"
 		     "[Match]\nMACAddress=%s\n\n[Network]\n",
 		c->r->mac);
 	for (size_t i = 0; i < c->r->naddrs; i++)
@@ -577,7 +569,7 @@ int mig_net_fix(struct mig_ctx *c)
 	if (ret == 0 && !c->r->naddrs && strmap_get(&c->cfg, "IP_ADDRESS"))
 		ret = words(strmap_get(&c->cfg, "IP_ADDRESS"), add_addr_text, c);
 	bool from_files = !c->r->naddrs;
-	char *stripped = ifs ? interfaces_strip(c, ifs, from_files, &had) : NULL;
+	char *stripped = ifs ? mig_interfaces_strip(c, ifs, from_files, &had) : NULL;
 	free(stripped);
 	bool ifcfg_venet = false, nd_venet = false;
 	for (size_t i = 0; i < ncfg; i++)
@@ -593,7 +585,8 @@ int mig_net_fix(struct mig_ctx *c)
 		free(t);
 	}
 	/* A re-sync keeps what the last run used, unless told otherwise. */
-	for (size_t i = 0; !c->r->naddrs && i < c->prevnet.naddrs && ret == 0; i++)
+	bool no_addrs = !c->r->naddrs;
+	for (size_t i = 0; no_addrs && i < c->prevnet.naddrs && ret == 0; i++)
 		ret = add_addr(c, &c->prevnet.addrs[i]);
 	for (size_t i = 0; i < o->ngateways && ret == 0; i++)
 		ret = strv_add(&c->r->gateways, &c->r->ngateways, o->gateways[i]);
@@ -603,8 +596,21 @@ int mig_net_fix(struct mig_ctx *c)
 		ret = words(strmap_get(&c->cfg, "NAMESERVER"), add_dns, c);
 	if (ret == 0 && strmap_get(&c->cfg, "SEARCHDOMAIN"))
 		ret = words(strmap_get(&c->cfg, "SEARCHDOMAIN"), add_search, c);
+	bool no_dns = !c->r->ndns, no_search = !c->r->nsearch;
+	for (size_t i = 0; no_dns && i < c->prevnet.ndns && ret == 0; i++)
+		ret = add_dns(c, c->prevnet.dns[i]);
+	for (size_t i = 0; no_search && i < c->prevnet.nsearch && ret == 0; i++)
+		ret = add_search(c, c->prevnet.search[i]);
 	if (ret == 0 && !c->r->ndns)
 		ret = resolv_conf(c);
+	/* IPv4 first, each family in the order found. */
+	for (size_t i = 1; i < c->r->naddrs; i++)
+		for (size_t j = i; j > 0 && c->r->addrs[j].family < c->r->addrs[j - 1].family;
+		     j--) {
+			struct migrate_addr t = c->r->addrs[j];
+			c->r->addrs[j] = c->r->addrs[j - 1];
+			c->r->addrs[j - 1] = t;
+		}
 	uint32_t mode;
 	bool networkd = mig_lstat(c,
 				  "/etc/systemd/system/multi-user.target.wants/"

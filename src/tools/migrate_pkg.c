@@ -381,25 +381,31 @@ int mig_pkg_prepare(struct mig_ctx *c)
 	return 0;
 }
 
-/* Append the base's stanzas of packages the container's status does not have installed. */
-static int dpkg_fix(struct mig_ctx *c)
+int mig_dpkg_merge(const char *status, const char *stanzas, char **out, size_t *olen,
+		   size_t *merged)
 {
-	char *buf = NULL, *out = NULL;
-	size_t len, olen = 0;
 	struct db ct, add;
+	char *a = strdup(status), *b = strdup(stanzas);
 	int ret;
 
-	if (!c->status_merged || !*c->status_merged)
-		return 0;
-	if ((ret = mig_read(c, STATUS, &buf, &len)) < 0)
-		return ret == -ENOENT ? 0 : ret;
-	char *addbuf = strdup(c->status_merged);
-	if (!addbuf || (ret = db_parse(&ct, buf)) < 0 || (ret = db_parse(&add, addbuf)) < 0) {
-		free(addbuf);
-		return ret < 0 ? ret : err_set(ENOMEM, "out of memory");
+	memset(&ct, 0, sizeof(ct));
+	memset(&add, 0, sizeof(add));
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return err_set(ENOMEM, "out of memory");
 	}
-	FILE *m = open_memstream(&out, &olen);
-	size_t merged = 0;
+	/* db_parse takes the buffer it is given, even when it fails. */
+	if ((ret = db_parse(&ct, a)) == 0)
+		ret = db_parse(&add, b);
+	else
+		free(b);
+	*out = NULL;
+	*olen = 0;
+	*merged = 0;
+	FILE *m = ret == 0 ? open_memstream(out, olen) : NULL;
+	if (ret == 0 && !m)
+		ret = err_set(ENOMEM, "out of memory");
 	for (size_t i = 0; m && i < ct.n; i++) {
 		/* A stanza of a package being merged that is not installed (config-files left,
 		 * half-removed) gives way to the base's. */
@@ -409,23 +415,37 @@ static int dpkg_fix(struct mig_ctx *c)
 		fputc('\n', m);
 	}
 	for (size_t i = 0; m && i < add.n; i++) {
-		if (add.v[i].pkg && strmap_find(&ct.by_name, add.v[i].pkg))
+		if (!add.v[i].pkg || strmap_find(&ct.by_name, add.v[i].pkg))
 			continue;
 		fwrite(add.v[i].text, 1, add.v[i].len, m);
 		fputc('\n', m);
-		merged++;
+		(*merged)++;
 	}
 	if (m)
 		fclose(m);
-	else
-		ret = err_set(ENOMEM, "out of memory");
+	db_free(&ct);
+	db_free(&add);
+	return ret;
+}
+
+/* Append the base's stanzas of packages the container's status does not have installed. */
+static int dpkg_fix(struct mig_ctx *c)
+{
+	char *buf = NULL, *out = NULL;
+	size_t len, olen, merged;
+	int ret;
+
+	if (!c->status_merged || !*c->status_merged)
+		return 0;
+	if ((ret = mig_read(c, STATUS, &buf, &len)) < 0)
+		return ret == -ENOENT ? 0 : ret;
+	ret = mig_dpkg_merge(buf, c->status_merged, &out, &olen, &merged);
+	free(buf);
 	if (ret == 0 && merged)
 		ret = mig_write(c, STATUS, out, olen, 0644,
 				"the base's kernel packages and what they need that the container "
 				"lacks are merged in, so dpkg knows the kernel the VM boots");
 	free(out);
-	db_free(&ct);
-	db_free(&add);
 	return ret;
 }
 

@@ -87,6 +87,7 @@ struct mig_src {
 	const struct mig_files *names; /* the container's passwd and group (archived ACL names) */
 	const char *const *excludes;   /* ssh: guest paths the remote tar leaves out */
 	int remote_status;	       /* ssh: the remote tar's exit status (1: files changed) */
+	char remote_said[512];	       /* ssh: what it wrote on stderr then */
 	void *impl;
 };
 
@@ -136,6 +137,7 @@ struct mig_ctx {
 	int root_part;
 	struct fs_disk *disk; /* the target: the overlay, or (dry) the base or the overlay */
 	struct extfs *fs;
+	bool writing; /* the overlay's filesystem is open for writing: the state goes with it */
 	struct mig_rules rules;
 	struct strmap prev;    /* earlier runs' changes: guest path -> struct migrate_change */
 	struct strmap dropped; /* paths the copy replaced with a new version of the source's */
@@ -179,9 +181,16 @@ int mig_sync(struct mig_ctx *c);
 /* migrate_pkg.c: dpkg kernel packages (found before the copy, merged after), rpm's unit */
 int mig_pkg_prepare(struct mig_ctx *c);
 int mig_pkg_fix(struct mig_ctx *c);
+/* dpkg's status text with the stanzas of packages it does not have installed appended (a
+ * stanza of the same package that is not installed gives way); *merged counts them. */
+int mig_dpkg_merge(const char *status, const char *stanzas, char **out, size_t *olen,
+		   size_t *merged);
 
 /* migrate_net.c: venet out, eth0 in */
 int mig_net_fix(struct mig_ctx *c);
+/* The interfaces(5) text without venet stanzas (and without what an earlier run added);
+ * with collect, the venet addresses go to c->r. *had: there was venet. */
+char *mig_interfaces_strip(struct mig_ctx *c, const char *text, bool collect, bool *had);
 /* The default MAC: 52:54:00 and three bytes of a hash of the container's identity. */
 void mig_net_default_mac(struct mig_ctx *c, char mac[18]);
 

@@ -197,6 +197,8 @@ int mig_state_load(struct mig_ctx *c, int *state)
 	struct migrate_report *p = &c->prevnet;
 	p->net_style = jstr(o, "network");
 	jstrv(o, "gateways", &p->gateways, &p->ngateways);
+	jstrv(o, "dns", &p->dns, &p->ndns);
+	jstrv(o, "search", &p->search, &p->nsearch);
 	char **a = NULL;
 	size_t na = 0;
 	jstrv(o, "addresses", &a, &na);
@@ -240,6 +242,8 @@ int mig_state_save(struct mig_ctx *c, bool complete)
 			       r->naddrs ? addrs(r->addrs, r->naddrs)
 					 : addrs(c->prevnet.addrs, c->prevnet.naddrs));
 	json_object_object_add(o, "gateways", strv(r->gateways, r->ngateways));
+	json_object_object_add(o, "dns", strv(r->dns, r->ndns));
+	json_object_object_add(o, "search", strv(r->search, r->nsearch));
 	/* This run's changes, then the earlier ones it did not redo (and whose source did
 	 * not change since). */
 	for (size_t i = 0; i < r->nchanges; i++) {

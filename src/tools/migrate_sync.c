@@ -53,7 +53,11 @@ struct sync {
 	size_t nfin, capfin;
 	struct migrate_counts *k;
 	char *buf;
+	uint32_t fake; /* dry run: stand-in inode numbers of files it would create */
 };
+
+/* Stand-in inodes are above any ext inode number a dry run reads. */
+#define FAKE_INO 0x80000000u
 
 static struct sync_dir skip_dir; /* the source's directory is the VM's: skip what it holds */
 
@@ -212,13 +216,13 @@ static int attrs_differ(struct sync *s, uint32_t ino, const struct extfs_stat *s
 
 /* rsync's quick check on what is not content: the same kind of node, size, time, target. */
 static int quick_same(struct sync *s, uint32_t ino, const struct extfs_stat *st,
-		      const struct fs_node *n, bool *same)
+		      const struct fs_node *n, bool any_time, bool *same)
 {
 	*same = false;
 	if ((st->mode & S_IFMT) != (n->mode & S_IFMT))
 		return 0;
 	if (S_ISREG(n->mode)) {
-		*same = st->size == n->size && (s->c->o->checksum || ts_eq(st->mtime, n->mtime));
+		*same = st->size == n->size && (any_time || ts_eq(st->mtime, n->mtime));
 	} else if (S_ISLNK(n->mode)) {
 		char t[4096];
 		int ret = extfs_readlink(s->fs, ino, t, sizeof(t));
@@ -326,6 +330,9 @@ static int create_node(struct sync *s, struct sync_dir *d, const char *name, str
 		n.content = (struct fs_content){count_next, &cnt};
 	if (s->dry) {
 		s->k->bytes += S_ISREG(n.mode) ? n.size : 0;
+		/* Files get a stand-in inode, so hard links to them count as links. */
+		if (!S_ISDIR(n.mode))
+			*ino = FAKE_INO | ++s->fake;
 		return 0;
 	}
 	ret = fs_node_create(s->fs, d->ino, name, &n, ino);
@@ -479,7 +486,9 @@ static int map_dir(struct sync *s, struct mig_entry *e, uint32_t ino)
 		return err_set(ENOMEM, "out of memory");
 	if (e->no_descend)
 		d->keep_all = true;
-	return fin_add(s, ino, &e->node);
+	/* Read the table now: an empty source directory empties the target's too. */
+	int ret = d->keep_all ? 0 : dir_load(s, d);
+	return ret < 0 ? ret : fin_add(s, ino, &e->node);
 }
 
 /* Owner, mode and attributes of an existing node: fixed if they differ. */
@@ -512,10 +521,12 @@ static int changed_by_us(struct sync *s, struct mig_entry *e, bool *skip)
 		return 0;
 	if (extfs_lookup(s->fs, ch->backup, false, &bino) == 0 &&
 	    extfs_stat(s->fs, bino, &st) == 0 &&
-	    (ret = quick_same(s, bino, &st, &e->node, &same)) < 0)
+	    (ret = quick_same(s, bino, &st, &e->node, false, &same)) < 0)
 		return ret;
 	err_clear();
-	if (same && !s->c->o->checksum && st.uid == e->node.uid && st.gid == e->node.gid &&
+	/* The quick check only, even with --checksum: the backup is the source's version as it
+	 * was, and a changed file has a new time. */
+	if (same && st.uid == e->node.uid && st.gid == e->node.gid &&
 	    (S_ISLNK(st.mode) || (st.mode & 07777) == (e->node.mode & 07777))) {
 		*skip = true;
 		return 0;
@@ -607,6 +618,10 @@ static int sync_entry(struct mig_entry *e, void *priv)
 	struct sync_ent *te = strmap_get(&d->ents, name);
 	if (te)
 		te->seen = true;
+	if (te && te->ino >= FAKE_INO) {
+		s->k->unchanged++; /* a name an archive lists twice, in a dry run */
+		return 0;
+	}
 	bool skip;
 	if ((ret = changed_by_us(s, e, &skip)) < 0)
 		return ret;
@@ -628,7 +643,7 @@ static int sync_entry(struct mig_entry *e, void *priv)
 	if (te) {
 		bool same, changed;
 		if ((ret = extfs_stat(s->fs, te->ino, &st)) < 0 ||
-		    (ret = quick_same(s, te->ino, &st, &e->node, &same)) < 0)
+		    (ret = quick_same(s, te->ino, &st, &e->node, c->o->checksum, &same)) < 0)
 			return ret;
 		if (same && S_ISREG(st.mode) && c->o->checksum && e->node.size) {
 			if ((ret = checksum_copy(s, d, name, te->ino, e)) < 0)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,7 +28,8 @@ struct tar_src {
 	char *root; /* the remote directory to copy ("/") */
 	pid_t pid;
 	int fd;
-	bool raw; /* progress counts the file's bytes (compressed), not the archive's */
+	int errfd; /* ssh's stderr (and the remote command's): a memfd read afterwards */
+	bool raw;  /* progress counts the file's bytes (compressed), not the archive's */
 };
 
 /* ---- entries ---- */
@@ -173,6 +175,26 @@ static int acl_xattr(struct archive_entry *ae, int type, const struct mig_files 
 		  buf, len, cbpriv);
 }
 
+/* The entry's mode. Reading an access ACL, libarchive puts the group entry's permissions in
+ * the mode's group bits; with a mask (any ACL beyond the mode has one), those bits are the
+ * mask's, as stat(2) shows them. */
+static uint32_t acl_mode(struct archive_entry *ae)
+{
+	uint32_t mode = (uint32_t)archive_entry_mode(ae);
+	int t, perm, tag, id;
+	const char *nm;
+
+	if (!(mode & S_IFMT))
+		mode |= S_IFREG;
+	if (archive_entry_acl_reset(ae, ARCHIVE_ENTRY_ACL_TYPE_ACCESS) <= 0)
+		return mode;
+	while (archive_entry_acl_next(ae, ARCHIVE_ENTRY_ACL_TYPE_ACCESS, &t, &perm, &tag, &id,
+				      &nm) == ARCHIVE_OK)
+		if (tag == ARCHIVE_ENTRY_ACL_MASK)
+			mode = (mode & ~070u) | (uint32_t)(perm & 7) << 3;
+	return mode;
+}
+
 struct tar_xattr {
 	struct archive_entry *ae;
 	const struct mig_files *names;
@@ -206,7 +228,8 @@ static int read_entries(struct mig_src *s, struct archive *a, mig_entry_fn cb, v
 	struct archive_entry *ae;
 	int r, ret = 0;
 
-	while (ret == 0 && (r = archive_read_next_header(a, &ae)) >= ARCHIVE_WARN) {
+	while (ret == 0 &&
+	       ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK || r == ARCHIVE_WARN)) {
 		char *path =
 		    clean_path(archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "");
 		char *hard = NULL;
@@ -222,9 +245,7 @@ static int read_entries(struct mig_src *s, struct archive *a, mig_entry_fn cb, v
 		struct tar_data d = {a, s->name};
 		struct tar_xattr x = {ae, s->names};
 		struct mig_entry e = {.path = path, .hardlink = hard};
-		uint32_t mode = (uint32_t)archive_entry_mode(ae);
-		if (!(mode & S_IFMT))
-			mode |= S_IFREG;
+		uint32_t mode = acl_mode(ae);
 		e.node = (struct fs_node){
 		    .mode = mode,
 		    .uid = (uint32_t)archive_entry_uid(ae),
@@ -436,7 +457,10 @@ static int ssh_start(struct mig_src *s, const char *cmd)
 	words[nw++] = "--";
 	words[nw++] = (char *)cmd;
 	words[nw] = NULL;
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
+	if (t->errfd >= 0)
+		close(t->errfd);
+	if ((t->errfd = memfd_create("ligero-ssh-stderr", MFD_CLOEXEC)) < 0 ||
+	    pipe2(pfd, O_CLOEXEC) < 0) {
 		free(rsh);
 		return err_sys(errno, "pipe");
 	}
@@ -445,6 +469,7 @@ static int ssh_start(struct mig_src *s, const char *cmd)
 		int nul = open("/dev/null", O_RDONLY);
 		dup2(nul, 0);
 		dup2(pfd[1], 1);
+		dup2(t->errfd, 2);
 		execvp(words[0], words);
 		fprintf(stderr, "ligero: %s: %s\n", words[0], strerror(errno));
 		_exit(127);
@@ -459,6 +484,32 @@ static int ssh_start(struct mig_src *s, const char *cmd)
 	t->pid = pid;
 	t->fd = pfd[0];
 	return 0;
+}
+
+/* The last line ssh (or the remote command) wrote on stderr, or "" (buf: 512 bytes). With
+ * all, every line, joined with "; ". */
+static const char *ssh_said(struct tar_src *t, char *buf, bool all)
+{
+	char text[4096];
+	ssize_t n = t->errfd >= 0 ? pread(t->errfd, text, sizeof(text) - 1, 0) : -1;
+
+	buf[0] = 0;
+	if (n <= 0)
+		return buf;
+	text[n] = 0;
+	size_t len = 0;
+	for (char *save = NULL, *l = strtok_r(text, "\r\n", &save); l;
+	     l = strtok_r(NULL, "\r\n", &save)) {
+		if (!*l)
+			continue;
+		if (!all)
+			len = 0;
+		len += (size_t)snprintf(buf + len, len < 512 ? 512 - len : 0, "%s%s",
+					len ? "; " : "", l);
+		if (len >= 512)
+			break;
+	}
+	return buf;
 }
 
 /* Wait for ssh; its status (or the remote command's) in s->remote_status. */
@@ -495,10 +546,12 @@ static int ssh_read_archive(struct mig_src *s, mig_entry_fn cb, void *priv)
 		ret = read_entries(s, a, cb, priv);
 	archive_read_free(a);
 	int st = ssh_finish(s, ret != 0);
+	char said[512];
 	if (ret == 0 && st > 1)
-		ret = err_set(EIO,
-			      "%s: the remote tar failed (exit status %d; its messages are above)",
-			      s->name, st);
+		ret = err_set(EIO, "%s: %s (exit status %d)", s->name,
+			      *ssh_said(t, said, false) ? said : "the remote tar failed", st);
+	else if (ret == 0)
+		snprintf(s->remote_said, sizeof(s->remote_said), "%s", ssh_said(t, said, true));
 	return ret;
 }
 
@@ -543,11 +596,13 @@ static int ssh_probe(struct mig_src *s, struct mig_files *files)
 		char ch;
 		ssize_t r = read(t->fd, &ch, 1);
 		if (r <= 0 || n + 1 >= sizeof(line)) {
-			ssh_finish(s, true);
+			char said[512];
+			ssh_finish(s, false);
 			return err_set(EIO,
-				       "%s: no answer from the server (is it reachable with '%s', "
-				       "and is it a Linux root with tar?)",
-				       s->name, s->rsh);
+				       "%s: %s (the server must be reachable with '%s' and have "
+				       "tar)",
+				       s->name, *ssh_said(t, said, false) ? said : "no answer",
+				       s->rsh);
 		}
 		if (ch != '\n') {
 			line[n++] = ch;
@@ -605,8 +660,13 @@ static int ssh_walk(struct mig_src *s, mig_entry_fn cb, void *priv)
 
 static void ssh_close(struct mig_src *s)
 {
-	if (s->impl)
+	struct tar_src *t = s->impl;
+
+	if (t) {
 		ssh_finish(s, true);
+		if (t->errfd >= 0)
+			close(t->errfd);
+	}
 	tar_close(s);
 }
 
@@ -622,6 +682,7 @@ int mig_ssh_open(struct mig_src *s)
 	if (!t)
 		return err_set(ENOMEM, "out of memory");
 	t->fd = -1;
+	t->errfd = -1;
 	s->impl = t;
 	s->ops = &ssh_ops;
 	s->kind = "ssh";
