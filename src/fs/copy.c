@@ -288,7 +288,7 @@ int fs_copy_out(struct gfs *fs, const char *path, const char *hostdir)
 
 static int node_content(struct extfs *fs, uint32_t ino, const struct fs_node *n)
 {
-	uint64_t off;
+	uint64_t off, end = 0;
 	const void *buf;
 	size_t len;
 	int ret = 0;
@@ -296,9 +296,14 @@ static int node_content(struct extfs *fs, uint32_t ino, const struct fs_node *n)
 	while (n->content.next && ret == 0) {
 		if ((ret = n->content.next(n->content.priv, &off, &buf, &len)) < 0 || len == 0)
 			break;
-		ret = extfs_pwrite(fs, ino, off, buf, len);
+		/* Blocks mapped first, then written in place: one extent per run, big writes. */
+		if ((ret = extfs_alloc(fs, ino, off, len)) == 0)
+			ret = extfs_pwrite(fs, ino, off, buf, len);
+		if (off + len > end)
+			end = off + len;
 	}
-	if (ret == 0)
+	/* A file that ends in a hole, or shrank while it was read, gets its size here. */
+	if (ret == 0 && end != n->size)
 		ret = extfs_truncate(fs, ino, n->size);
 	return ret;
 }
