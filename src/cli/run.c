@@ -1,5 +1,6 @@
 /* `ligero run`: boot a Linux kernel in a KVM virtual machine. */
 #include "cli/cli.h"
+#include "cli/run_boot.h"
 #include "cli/run_devices.h"
 #include "vmm/acpi.h"
 #include "vmm/vm.h"
@@ -147,9 +148,11 @@ static void run_usage(FILE *f)
 	      "       ligero run --dump-acpi DIR [--cpus N]\n",
 	      f);
 	fputs(run_devices_usage, f);
+	fputs(run_boot_usage, f);
 	fputs(
 	    "\n"
 	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
+	    "Without --kernel, boots the first disk's own kernel as its boot loader would.\n"
 	    "On a terminal, Ctrl-A x quits. SIGTERM (and SIGINT without a terminal) presses the\n"
 	    "guest's ACPI power button; if the guest has not powered off --stop-timeout seconds\n"
 	    "later (default 60; 0: stop at once), or on a second signal, ligero stops it.\n"
@@ -200,10 +203,14 @@ int cmd_run(int argc, char **argv)
 	    {"force", no_argument, NULL, 'f'},
 	    {"stop-timeout", required_argument, NULL, 't'},
 	    {"dump-acpi", required_argument, NULL, 'd'},
+	    {"boot-entry", required_argument, NULL, 'e'},
+	    {"list-boot-entries", no_argument, NULL, 'L'},
+	    {"output", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
+	struct run_boot boot = {0};
 	const char *console = "stdio", *msg, *dump = NULL;
 	enum vm_exit why;
 	struct vm *vm;
@@ -237,6 +244,16 @@ int cmd_run(int argc, char **argv)
 		case 'f':
 			cfg.force = true;
 			break;
+		case 'e':
+			boot.entry = optarg;
+			break;
+		case 'L':
+			boot.list = true;
+			break;
+		case 'O':
+			if (run_boot_output(&boot, optarg))
+				return 1;
+			break;
 		case 't':
 			if (parse_timeout(optarg, &stop_timeout))
 				return 1;
@@ -255,11 +272,15 @@ int cmd_run(int argc, char **argv)
 		return cli_usage_fail("run", "unexpected argument '%s'", argv[optind]);
 	if (dump)
 		return (ret = acpi_dump(dump, cfg.cpus)) < 0 ? cli_fail_err(ret) : 0;
-	if (!cfg.kernel)
-		return cli_fail("--kernel is required (see 'ligero run --help')");
-	if (open_console(console, &cfg))
+	if ((ret = run_boot_prepare(&cfg, &boot)) != 0)
+		return ret < 0 ? 0 : ret;
+	if (open_console(console, &cfg)) {
+		run_boot_release(&boot, &cfg);
 		return 1;
-	if ((ret = vm_create(&cfg, &vm)) < 0)
+	}
+	ret = vm_create(&cfg, &vm);
+	run_boot_release(&boot, &cfg);
+	if (ret < 0)
 		return cli_fail_err(ret);
 
 	stdin_tty = isatty(STDIN_FILENO);

@@ -236,15 +236,26 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 	return ret;
 }
 
+/* The kernel and initrd of cfg, files or buffers; *initrd NULL when there is none. */
+static void vm_boot_files(const struct vm_config *cfg, struct boot_file *kernel,
+			  struct boot_file *initrd_file, struct boot_file **initrd)
+{
+	*kernel = (struct boot_file){cfg->kernel, cfg->kernel_buf, cfg->kernel_len};
+	*initrd_file = (struct boot_file){cfg->initrd, cfg->initrd_buf, cfg->initrd_len};
+	*initrd = cfg->initrd || cfg->initrd_buf ? initrd_file : NULL;
+}
+
 static int vm_load(struct vm *vm, const struct vm_config *cfg)
 {
 	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START;
 	uint8_t *acpi = mem_ptr(&vm->mem, BOOT_BIOS_START, cap);
+	struct boot_file kernel, initrd_file, *initrd;
 	int ret;
 
 	if (!acpi || acpi_build(acpi, cap, BOOT_BIOS_START, cfg->cpus) == 0)
 		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
-	ret = boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	vm_boot_files(cfg, &kernel, &initrd_file, &initrd);
+	ret = boot_load(&vm->mem, &kernel, initrd, cfg->cmdline, BOOT_BIOS_START);
 	exitstat_mark(vm->stat, "kernel loaded");
 	return ret;
 }
@@ -297,6 +308,7 @@ static int vm_load_wait(struct vm *vm)
 int vm_create(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
+	struct boot_file kernel, initrd_file, *initrd;
 	int ret;
 
 	if (!vm)
@@ -316,10 +328,11 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	}
 	vm->stat = exitstat_new();
 	exitstat_mark(vm->stat, "vm_create");
+	vm_boot_files(cfg, &kernel, &initrd_file, &initrd);
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = guestprof_new(&vm->prof)) < 0 ||
 	    (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
-	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
+	    (ret = boot_probe(&kernel, initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
 	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
 	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||

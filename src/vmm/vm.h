@@ -3,6 +3,7 @@
 #define LIGERO_VMM_VM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,8 +18,13 @@ enum vm_exit {
 };
 
 struct vm_config {
-	const char *kernel;  /* bzImage path */
-	const char *initrd;  /* or NULL */
+	const char *kernel; /* bzImage path (with kernel_buf: only its name in messages) */
+	const char *initrd; /* or NULL */
+	/* The kernel and initrd already in memory, instead of the files above: tools/bootdisk
+	 * reads a disk's own (vmm/ never reads guest filesystems). They must stay valid until
+	 * vm_create returns. */
+	const void *kernel_buf, *initrd_buf;
+	size_t kernel_len, initrd_len;
 	const char *cmdline; /* the user's part; the VMM appends its own (see boot.h) */
 	uint64_t mem_size;
 	unsigned cpus;

@@ -71,6 +71,15 @@ int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o)
 	return 0;
 }
 
+int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format)
+{
+	if (!v || i >= v->ndisks)
+		return 0;
+	*path = v->disk[i].path;
+	*format = v->disk[i].format;
+	return 1;
+}
+
 int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o)
 {
 	if (v->nnets == MAX_NETS)

@@ -52,6 +52,9 @@ int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o);
 int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o);
 int vm_devices_set_balloon(struct vm_devices *v, const struct vm_balloon_opts *o);
 int vm_devices_add_rng(struct vm_devices *v);
+/* The image file and format (NULL: probed) of disk i, 0 if there is no such disk; for booting
+ * the first disk's own kernel (tools/bootdisk). */
+int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format);
 /* Seed for default MAC addresses (stable per VM): the VM name or its first disk. */
 void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 
