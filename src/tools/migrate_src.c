@@ -556,11 +556,12 @@ static int img_open(struct mig_src *s, const char *path)
 
 /* ---- choosing the source ---- */
 
-/* An OpenVZ 7 private area keeps a ploop image, not a tree. */
+/* An OpenVZ 7 private area keeps a ploop image (root.hdd/, its DiskDescriptor.xml naming the
+ * images of its snapshot chain), not a tree; root.hdd itself may be given too. */
 static char *ploop_in(const char *dir)
 {
-	static const char *const names[] = {"root.hdd/DiskDescriptor.xml", "root.hdd/root.hds",
-					    "root.hdd/root.hdd"};
+	static const char *const names[] = {"DiskDescriptor.xml", "root.hdd/DiskDescriptor.xml",
+					    "root.hdd/root.hds", "root.hdd/root.hdd"};
 	char *p;
 	struct stat st;
 
