@@ -257,10 +257,12 @@ static int remove_tree(struct sync *s, uint32_t dir, const char *name, uint32_t 
 		}
 		size_t it = 0;
 		struct strmap_slot *sl;
+		/* Only directories on the way to an owned entry need each name looked up. */
+		bool holds = mig_rules_holds(&s->c->rules, ino);
 		while (ret == 0 && (sl = strmap_next(&tmp.ents, &it))) {
 			struct sync_ent *e = sl->val;
 			bool k = true;
-			if (!mig_rules_owned(&s->c->rules, ino, sl->key))
+			if (!holds || !mig_rules_owned(&s->c->rules, ino, sl->key))
 				ret = remove_tree(s, ino, sl->key, e->ino, &k);
 			*kept |= k;
 		}
