@@ -239,6 +239,9 @@ def test_text_report(world, ligero, tmp_path):
     assert "(backup: /var/lib/ligero-migrate/orig/etc/network/interfaces.ligero-orig)" in out
     assert "note: give the VM the MAC address 52:54:00:" in out
     assert p.stderr == ""
+    # -p: a progress bar on stderr, up to 100%; the report on stdout all the same.
+    p = lg(ligero, "--resync", world.ct, vm, "-p")
+    assert "(100.00/100%)" in p.stderr and "copy: " in p.stdout
 
 
 # ---- the other sources give the same result --------------------------------------------------
@@ -278,6 +281,59 @@ def test_image_source(world, results, ligero, tmp_path):
         assert res.manifest("etc/apt") == mf.manifest(s / "etc/apt")
         assert res.manifest("usr/share/doc/bash") == mf.manifest(s / "usr/share/doc/bash")
     assert "venet" not in (res / "etc/network/interfaces").read_text()
+
+
+def gpt_disk(fs, out):
+    """A GPT disk holding the filesystem image fs as partition 1, as ploop lays its disks out."""
+    size = os.path.getsize(fs)
+    run_cmd("truncate", "-s", str(size + (2 << 20)), out, check=True)
+    run_cmd("sgdisk", "-n", f"1:2048:+{size // 1024}K", "-t", "1:8300", out, check=True)
+    with open(fs, "rb") as src, open(out, "r+b") as dst:
+        dst.seek(2048 * 512)
+        shutil.copyfileobj(src, dst, 4 << 20)
+    return out
+
+
+def test_ploop_source(world, results, ligero, tmp_path):
+    """OpenVZ 7's layout: /vz/private/CTID/root.hdd/ with DiskDescriptor.xml and a snapshot
+    chain (a base image and a top delta, parallels images made by qemu-img) holding a GPT
+    disk; the top's content is what gets migrated."""
+    import ploop_fixtures as pf
+    ct2 = copy_tree(world.ct, tmp_path / "ct2")
+    (ct2 / "srv/data/f07").write_bytes(b"changed after the snapshot\n")
+    fs1, fs2 = tmp_path / "fs1", tmp_path / "fs2"
+    for tree, fs in ((world.ct, fs1), (ct2, fs2)):
+        run_cmd("mkfs.ext4", "-q", "-F", "-b", "4096", "-U",
+                "2d5fa2a6-45c7-4e8e-9d3c-6a3f5b0b9a11", "-E",
+                "hash_seed=3e9e7d25-7bb4-4a1c-8a3a-0f1d2e3c4b5a", "-d", tree, fs, "400M",
+                check=True)
+    d1, d2 = gpt_disk(fs1, tmp_path / "d1.raw"), gpt_disk(fs2, tmp_path / "d2.raw")
+    hdd = tmp_path / "private/101/root.hdd"
+    hdd.mkdir(parents=True)
+    base_guid, top = pf.guid(), pf.TOP_GUID
+    pf.parallels_from_raw(d1, hdd / "root.hds")
+    pf.delta_between(d1, d2, hdd / f"root.hds.{top}")
+    pf.descriptor(hdd, [(base_guid, "root.hds", "Compressed"),
+                        (top, f"root.hds.{top}", "Compressed")], os.path.getsize(d1) // 512)
+    conf = tmp_path / "ve.conf"
+    conf.write_text(mf.CTID_CONF.replace('VE_LAYOUT="simfs"', 'VE_LAYOUT="ploop"'))
+    vm = tmp_path / "ploop.qcow2"
+    before = {p.name: sha256(p) for p in hdd.iterdir()}
+    r = lgj(ligero, hdd.parent, "--base", world.base, "-o", vm, "--config", conf)
+    assert r["source-kind"] == "image" and r["ve-layout"] == "ploop"
+    assert {p.name: sha256(p) for p in hdd.iterdir()} == before  # the source is not written
+    res = results(vm)
+    with mf.mounted(fs2) as s:
+        assert res.manifest("srv/data") == mf.manifest(s / "srv/data")
+    assert (res / "srv/data/f07").read_bytes() == b"changed after the snapshot\n"
+    assert "venet" not in (res / "etc/network/interfaces").read_text()
+    # root.hdd itself (the directory holding DiskDescriptor.xml) names the same source.
+    r2 = lgj(ligero, hdd, "--base", world.base, "-o", tmp_path / "dry.qcow2", "--config", conf,
+             "--dry-run")
+    assert r2["source-kind"] == "image" and r2["dry-run"] is True
+    for key in ("entries", "created", "updated", "deleted", "kept", "linked"):
+        assert r2["copy"][key] == r["copy"][key], key
+    assert not (tmp_path / "dry.qcow2").exists()
 
 
 @pytest.fixture
