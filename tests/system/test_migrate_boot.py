@@ -29,6 +29,8 @@ from vmhost_fixture import vmhost  # noqa: F401
 sys.path.insert(0, str(REPO / "tests" / "vmhost"))
 import vmhost as _vmhost  # noqa: E402
 
+pytestmark = pytest.mark.vmhost
+
 ADDR = "192.0.2.10"
 HOST_ADDR = "192.0.2.1"
 MAC = "52:54:00:4d:31:01"
