@@ -325,6 +325,31 @@ def base_image(tree, path, size_mb=1536):
     return path
 
 
+def copy_sparse(src, dst, start, size):
+    """Bytes [start, start + size) of src into a new file dst, holes kept (only the data
+    extents SEEK_DATA finds are read and written)."""
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        fd, end, off = f.fileno(), start + size, start
+        while off < end:
+            try:
+                off = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after off
+                break
+            if off >= end:
+                break
+            hole = min(os.lseek(fd, off, os.SEEK_HOLE), end)
+            f.seek(off)
+            g.seek(off - start)
+            left = hole - off
+            while left:
+                b = f.read(min(left, 4 * MiB))
+                assert b, f"{src} ended early"
+                g.write(b)
+                left -= len(b)
+            off = hole
+        g.truncate(size)
+
+
 def root_partition(image, out):
     """The root filesystem of a GPT disk image (partition 2, or the whole disk), raw, via
     qemu-img and sfdisk (not ligero)."""
@@ -334,15 +359,7 @@ def root_partition(image, out):
     if p.returncode == 0:
         parts = json.loads(p.stdout)["partitiontable"]["partitions"]
         part = parts[1] if len(parts) > 1 else parts[0]
-        with open(raw, "rb") as src, open(out, "wb") as dst:
-            src.seek(part["start"] * 512)
-            left = part["size"] * 512
-            while left:
-                b = src.read(min(left, 4 * MiB))
-                if not b:
-                    break
-                dst.write(b)
-                left -= len(b)
+        copy_sparse(raw, out, part["start"] * 512, part["size"] * 512)
         raw.unlink()
     else:
         os.rename(raw, out)
