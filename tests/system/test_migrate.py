@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -87,6 +86,7 @@ class Result:
         assert p.returncode == 0, p.stdout + p.stderr
         self._m = mf.mounted(self.fs)
         self.root = self._m.__enter__()
+        self._manifests = {}
 
     def close(self):
         if self._m:
@@ -98,7 +98,11 @@ class Result:
         return self.root / rel.lstrip("/")
 
     def manifest(self, sub="", skip=()):
-        return mf.manifest(self / sub, skip)
+        """Computed once per (sub, skip): the filesystem is mounted read-only."""
+        key = (sub, tuple(skip))
+        if key not in self._manifests:
+            self._manifests[key] = mf.manifest(self / sub, skip)
+        return self._manifests[key]
 
 
 @pytest.fixture
@@ -123,6 +127,14 @@ def dir_run(world, ligero):
     return SimpleNamespace(vm=vm, report=report)
 
 
+@pytest.fixture(scope="module")
+def dir_result(world, dir_run):
+    """dir_run's result, opened once for the tests that read it or compare with it."""
+    r = Result(dir_run.vm, world.dir)
+    yield r
+    r.close()
+
+
 def same_result(a, b, changes):
     """Two migrations of the same container: the same trees, but for the state file (which
     names the source) and the times of what ligero wrote (now)."""
@@ -137,7 +149,7 @@ def same_result(a, b, changes):
 
 # ---- a directory (simfs private area) -------------------------------------------------------
 
-def test_directory_source(world, dir_run, results, ligero):
+def test_directory_source(world, dir_run, dir_result, ligero):
     r = dir_run.report
     assert r["source-kind"] == "directory" and r["os-id"] == "debian" and r["usr-layout"] == "merged"
     assert r["hostname"] == "ct101.example.com" and r["ctid"] == "101"
@@ -146,7 +158,7 @@ def test_directory_source(world, dir_run, results, ligero):
     assert sha256(world.base) == world.base_hash
     info = json.loads(run_cmd("qemu-img", "info", "--output=json", dir_run.vm).stdout)
     assert info["backing-filename"] == str(world.base.resolve())
-    res = results(dir_run.vm)
+    res = dir_result
     # The container's data, exactly (the kernel's view of both trees).
     assert res.manifest("srv/data") == mf.manifest(world.ct / "srv/data")
     # What belongs to the VM is the base's.
@@ -174,14 +186,14 @@ def test_directory_source(world, dir_run, results, ligero):
     assert q.stdout.count("\n") == len(status)
 
 
-def test_directory_network(world, dir_run, results):
+def test_directory_network(world, dir_run, dir_result):
     r = dir_run.report
     mac = r["mac"]
     assert mac.startswith("52:54:00:") and r["network"] == "ifupdown"
     assert r["addresses"] == ["192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/64"]
     assert r["gateways"] == ["192.0.2.1"] and r["dns"] == ["192.0.2.53", "2001:db8::53"]
     assert any(mac in n for n in r["notes"])
-    res = results(dir_run.vm)
+    res = dir_result
     ifs = (res / "etc/network/interfaces").read_text()
     assert "venet" not in ifs
     assert "auto lo\niface lo inet loopback" in ifs
@@ -200,9 +212,9 @@ def test_directory_network(world, dir_run, results):
     assert ch["backup"] == "/var/lib/ligero-migrate/orig/etc/network/interfaces.ligero-orig"
 
 
-def test_directory_leftovers(world, dir_run, results):
+def test_directory_leftovers(world, dir_run, dir_result):
     changes = {c["path"]: c for c in dir_run.report["changes"]}
-    res = results(dir_run.vm)
+    res = dir_result
     sysd = res / "etc/systemd/system"
     assert not (res / "etc/init.d/vzquota").exists()
     assert not os.path.lexists(res / "etc/rc2.d/S10vzquota")
@@ -246,17 +258,17 @@ def test_text_report(world, ligero, tmp_path):
 
 # ---- the other sources give the same result --------------------------------------------------
 
-def test_tar_source(world, dir_run, results, ligero, tmp_path):
+def test_tar_source(world, dir_run, dir_result, results, ligero, tmp_path):
     tarball = tmp_path / "ct.tar.gz"
     run_cmd("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse",
-            "--format=posix", "-C", world.ct, "-czf", tarball, ".", check=True)
+            "--format=posix", "-I", "gzip -1", "-C", world.ct, "-cf", tarball, ".", check=True)
     vm = tmp_path / "tar.qcow2"
     r = lgj(ligero, tarball, "--base", world.base, "-o", vm, "--config", world.conf,
             "--gateway", "192.0.2.1")
     assert r["source-kind"] == "tar"
     assert r["changes"] == dir_run.report["changes"]
     assert r["copy"] == dir_run.report["copy"] | {"linked": r["copy"]["linked"]}
-    a, b = results(vm), results(dir_run.vm)
+    a, b = results(vm), dir_result
     same_result(a.manifest(), b.manifest(), r["changes"])
     acl = run_cmd("getfacl", "-n", "--omit-header", a / "srv/data/f06").stdout
     assert "user:1000:rwx" in acl and "group:1000:r-x" in acl
@@ -371,7 +383,7 @@ def sshd(tmp_path):
     p.wait(timeout=60)
 
 
-def test_ssh_source(world, dir_run, results, ligero, sshd, tmp_path):
+def test_ssh_source(world, dir_run, dir_result, results, ligero, sshd, tmp_path):
     """The server's own tar, over the system's ssh: the same result as the directory."""
     vm = tmp_path / "ssh.qcow2"
     url = f"ssh://root@127.0.0.1:{sshd.port}{world.ct}"
@@ -379,7 +391,7 @@ def test_ssh_source(world, dir_run, results, ligero, sshd, tmp_path):
             "--config", world.conf, "--gateway", "192.0.2.1")
     assert r["source-kind"] == "ssh"
     assert r["changes"] == dir_run.report["changes"]
-    a, b = results(vm), results(dir_run.vm)
+    a, b = results(vm), dir_result
     same_result(a.manifest(), b.manifest(), r["changes"])
     # An unreachable server: one line.
     p = lg(ligero, f"ssh://root@127.0.0.1:1{world.ct}", "-e", sshd.rsh, "--base", world.base,
@@ -627,7 +639,7 @@ def test_full_target(ligero, tmp_path):
 
 # ---- interrupted runs ------------------------------------------------------------------------
 
-def test_interrupted_and_resumed(world, dir_run, results, ligero, tmp_path):
+def test_interrupted_and_resumed(world, dir_run, dir_result, results, ligero, tmp_path):
     vm = tmp_path / "vm.qcow2"
     args = [world.ct, "--base", world.base, "-o", vm, "--config", world.conf, "--gateway",
             "192.0.2.1"]
@@ -652,7 +664,7 @@ def test_interrupted_and_resumed(world, dir_run, results, ligero, tmp_path):
     assert r["resumed"] is True and any("killed" in n for n in r["notes"])
     assert r["changes"] == dir_run.report["changes"]
     assert "ligero-migrate" not in run_cmd("qemu-img", "snapshot", "-l", vm).stdout
-    a, b = results(vm), results(dir_run.vm)
+    a, b = results(vm), dir_result
     same_result(a.manifest(), b.manifest(), r["changes"])
     # Finished: running it again is refused (a re-sync is the way).
     p = lg(ligero, *args, check=False)
