@@ -56,6 +56,7 @@ static void usage(FILE *f)
 	      "  sysprep  make a cloned disk unique (machine ID, SSH keys, hostname, ...)\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
+	      "  migrate  an OpenVZ container (or any Linux root) to a VM: an overlay of a base\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -75,6 +76,7 @@ static const struct {
     {"run", cmd_run},
     {"ksm", cmd_ksm},
     {"sysprep", cmd_sysprep},
+    {"migrate", cmd_migrate},
 };
 /* clang-format on */
 
