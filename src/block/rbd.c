@@ -554,6 +554,7 @@ int rbd_connect(const char *name, const struct rbd_target *t, bool cache, rados_
 		rados_shutdown(c);
 		return rbd_fail(name, r, "could not read the Ceph configuration file");
 	}
+	rados_conf_set(c, "rbd_cache", cache ? "true" : "false"); /* the name's options win */
 	for (size_t i = 0; i < t->nkv; i++) {
 		r = rados_conf_set(c, t->keys[i], t->vals[i]);
 		if (r < 0) {
@@ -565,7 +566,6 @@ int rbd_connect(const char *name, const struct rbd_target *t, bool cache, rados_
 		rados_shutdown(c);
 		return err_set(EINVAL, "%s: invalid monitor address list '%s'", name, t->mon_host);
 	}
-	rados_conf_set(c, "rbd_cache", cache ? "true" : "false");
 	r = rados_connect(c);
 	if (r < 0) {
 		rados_shutdown(c);
@@ -627,7 +627,7 @@ static int take_lock(struct bdev *bs)
 	char who[160] = "another client";
 	if (rbd_lock_get_owners(s->image, &mode, owners, &n) == 0) {
 		if (n)
-			snprintf(who, sizeof(who), "%s", owners[0]);
+			snprintf(who, sizeof(who), "the client at %s", owners[0]);
 		rbd_lock_get_owners_cleanup(owners, n);
 	}
 	if (r == -EROFS || r == -EBUSY || r == -EAGAIN)

@@ -46,7 +46,7 @@ int rbd_snapshot_list(struct bdev *bs, struct bdev_snapshot **list, int *n)
 		snprintf(sn->id, sizeof(sn->id), "%s", snaps[i].name);
 		snprintf(sn->name, sizeof(sn->name), "%s", snaps[i].name);
 		sn->vm_state_size = snaps[i].size; /* what qemu-img shows as VM SIZE for RBD */
-		sn->icount = UINT64_MAX;
+		sn->icount = 0; /* qemu-img prints 0: QEMU's rbd driver leaves it clear */
 	}
 	*n = r;
 	if (r)

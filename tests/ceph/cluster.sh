@@ -12,8 +12,10 @@
 # Then: rbd -c DIR/ceph.conf ls; qemu-img info rbd:rbd/IMG:conf=DIR/ceph.conf;
 #       ligero img info rbd:rbd/IMG:conf=DIR/ceph.conf (or CEPH_CONF=DIR/ceph.conf, which librados
 #       reads as its default config file).
-# Environment: CEPH_MEMSTORE_BYTES (the OSD's memory budget, default 6 GiB), CEPH_WAIT (hang
-# guard in seconds for each readiness wait, default 300).
+# Environment: CEPH_OBJECTSTORE (memstore, the default; or bluestore on a sparse file in DIR,
+# which survives a kill -9 of the OSD as a disk does: memstore keeps nothing across a crash),
+# CEPH_MEMSTORE_BYTES (memstore's budget, default 6 GiB), CEPH_WAIT (hang guard in seconds for
+# each readiness wait, default 300).
 set -euo pipefail
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -44,7 +46,7 @@ alive() {
 C() { ceph -c "$D/ceph.conf" --connect-timeout 30 "$@"; }
 
 start_osd() {
-	ceph-osd -c "$D/ceph.conf" -i 0
+	ceph-osd -c "$D/ceph.conf" -i 0 2>>"$D/log/osd.0.stderr"
 	wait_for "osd.0 up" sh -c "ceph -c '$D/ceph.conf' --connect-timeout 30 osd dump | grep -q '^osd.0 up'"
 }
 
@@ -62,6 +64,8 @@ start() {
 	fsid=$(cat /proc/sys/kernel/random/uuid)
 	osd_uuid=$(cat /proc/sys/kernel/random/uuid)
 	port=$(free_port)
+	store=${CEPH_OBJECTSTORE:-memstore}
+	case $store in memstore | bluestore) ;; *) die "CEPH_OBJECTSTORE: memstore or bluestore" ;; esac
 	cat >"$D/ceph.conf" <<CONF
 [global]
 fsid = $fsid
@@ -74,13 +78,16 @@ auth service required = cephx
 auth client required = cephx
 keyring = $D/keyring
 run dir = $D/run
-admin socket = $D/run/\$name.asok
 pid file = $D/run/\$name.pid
-log file = $D/log/\$name.log
 mon data = $D/mon/\$name
 osd data = $D/osd/\$name
-osd objectstore = memstore
+osd objectstore = $store
 memstore device bytes = ${CEPH_MEMSTORE_BYTES:-6442450944}
+bluestore block create = true
+bluestore block size = 8589934592
+bluestore fsck on mkfs = false
+bluestore cache size = 134217728
+osd memory target = 939524096
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg autoscale mode = off
@@ -94,8 +101,15 @@ osd max object namespace len = 64
 mon osd reporter subtree level = osd
 [mon]
 keyring = $D/mon/\$name/keyring
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
 [osd]
 keyring = $D/osd/\$name/keyring
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
+[client]
+admin socket =
+log file = $D/log/client.log
 CONF
 	ceph-authtool --create-keyring "$D/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 	ceph-authtool "$D/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
@@ -103,7 +117,7 @@ CONF
 	monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$port]" "$D/monmap" >/dev/null
 	ceph-mon -c "$D/ceph.conf" --mkfs -i a --monmap "$D/monmap" --keyring "$D/keyring" \
 		>"$D/log/mkfs-mon.log" 2>&1
-	ceph-mon -c "$D/ceph.conf" -i a
+	ceph-mon -c "$D/ceph.conf" -i a 2>>"$D/log/mon.a.stderr"
 	wait_for "mon.a" C mon stat
 	C osd new "$osd_uuid" 0 >/dev/null
 	C auth get-or-create osd.0 mon 'allow profile osd' osd 'allow *' mgr 'allow profile osd' \
