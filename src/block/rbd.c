@@ -555,6 +555,8 @@ int rbd_connect(const char *name, const struct rbd_target *t, bool cache, rados_
 		return rbd_fail(name, r, "could not read the Ceph configuration file");
 	}
 	rados_conf_set(c, "rbd_cache", cache ? "true" : "false"); /* the name's options win */
+	rados_conf_set(c, "err_to_stderr", "false"); /* the library prints nothing: errors are
+							 returned (and named) */
 	for (size_t i = 0; i < t->nkv; i++) {
 		r = rados_conf_set(c, t->keys[i], t->vals[i]);
 		if (r < 0) {
