@@ -255,12 +255,15 @@ def test_osd_killed_mid_write_loses_no_acknowledged_write(ligero, ceph_durable):
     c = ceph_durable
     img = fresh("k")
     name = c.name(img)
-    n = 48
+    n = 128
     tool(ligero, "img", "create", "-f", "raw", name, f"{n}M")
     cmds = [f"write -P {i + 1} {i}M 1M" for i in range(n)]
+    # stdbuf: a line per acknowledged write as it happens (its preload is fine under ASan)
+    env = dict(os.environ, ASAN_OPTIONS="verify_asan_link_order=0:" +
+               os.environ.get("ASAN_OPTIONS", ""))
     p = subprocess.Popen(["stdbuf", "-oL", ligero, "img", "io", "-t", "writethrough",
                           *io_args(cmds), name], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=env)
     acked = 0
     guard = time.monotonic() + HANG
     while acked < 8:
