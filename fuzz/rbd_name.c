@@ -30,5 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* a refusal always says why */
 	}
 	err_clear();
+	free(name);
 	return 0;
 }

@@ -168,19 +168,27 @@ out:
 	return ret;
 }
 
+/* Is o's "driver" the string want? */
+static bool driver_is(struct json_object *o, const char *want)
+{
+	struct json_object *drv;
+
+	return json_object_object_get_ex(o, "driver", &drv) &&
+	       json_object_is_type(drv, json_type_string) &&
+	       !strcmp(json_object_get_string(drv), want);
+}
+
 /* The object that describes the RBD node of a json: name: the top one or its "file". */
 static struct json_object *rbd_node(struct json_object *o)
 {
-	struct json_object *drv, *file;
+	struct json_object *file;
 
 	if (!json_object_is_type(o, json_type_object))
 		return NULL;
-	if (json_object_object_get_ex(o, "driver", &drv) &&
-	    !strcmp(json_object_get_string(drv), "rbd"))
+	if (driver_is(o, "rbd"))
 		return o;
 	if (json_object_object_get_ex(o, "file", &file) &&
-	    (!json_object_object_get_ex(o, "driver", &drv) ||
-	     !strcmp(json_object_get_string(drv), "raw")))
+	    (!json_object_object_get_ex(o, "driver", NULL) || driver_is(o, "raw")))
 		return rbd_node(file);
 	return NULL;
 }
@@ -233,6 +241,9 @@ static int json_servers(const char *name, struct json_object *n, struct rbd_targ
 
 	if (!json_object_object_get_ex(n, "server", &srv))
 		return 0;
+	if (!json_object_is_type(srv, json_type_array) &&
+	    !json_object_is_type(srv, json_type_object))
+		return err_set(EINVAL, "%s: \"server\" is not a list of servers", name);
 	size_t count = json_object_is_type(srv, json_type_array)
 			   ? json_object_array_length(srv)
 			   : (size_t)json_object_object_length(srv);
@@ -244,7 +255,8 @@ static int json_servers(const char *name, struct json_object *n, struct rbd_targ
 			e = json_object_array_get_idx(srv, i);
 		else if (!json_object_object_get_ex(srv, idx, &e))
 			e = NULL;
-		const char *h = e ? jstr(e, "host") : NULL, *p = e ? jstr(e, "port") : NULL;
+		bool obj = e && json_object_is_type(e, json_type_object);
+		const char *h = obj ? jstr(e, "host") : NULL, *p = obj ? jstr(e, "port") : NULL;
 		if (!h || !p)
 			return err_set(EINVAL, "%s: server %zu needs a host and a port", name, i);
 		int n2 = snprintf(buf + len, sizeof(buf) - len, "%s%s%s%s:%s", len ? ";" : "",
@@ -267,9 +279,16 @@ static int json_keyvalues(const char *name, struct json_object *n, struct rbd_ta
 	struct json_object *l = json_tokener_parse(s);
 	if (!l || !json_object_is_type(l, json_type_array) || json_object_array_length(l) % 2)
 		ret = err_set(EINVAL, "%s: =keyvalue-pairs is not a list of pairs", name);
-	for (size_t i = 0; ret == 0 && i < json_object_array_length(l); i += 2)
-		ret = add_kv(name, t, json_object_get_string(json_object_array_get_idx(l, i)),
-			     json_object_get_string(json_object_array_get_idx(l, i + 1)));
+	for (size_t i = 0; ret == 0 && i < json_object_array_length(l); i += 2) {
+		struct json_object *k = json_object_array_get_idx(l, i);
+		struct json_object *v = json_object_array_get_idx(l, i + 1);
+		if (!json_object_is_type(k, json_type_string) ||
+		    !json_object_is_type(v, json_type_string))
+			ret = err_set(EINVAL, "%s: =keyvalue-pairs holds something not a string",
+				      name);
+		else
+			ret = add_kv(name, t, json_object_get_string(k), json_object_get_string(v));
+	}
 	json_object_put(l);
 	return ret;
 }

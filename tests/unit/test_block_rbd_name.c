@@ -100,7 +100,11 @@ static void json_names(void **state)
 	assert_false(bdev_rbd_is_name("json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"rbd\"}}"));
 	assert_false(bdev_rbd_is_name("disk.qcow2"));
 	assert_false(bdev_rbd_is_name("json:[1"));
+	assert_false(bdev_rbd_is_name("json:{\"driver\":null,\"file\":{\"driver\":7}}"));
 }
+
+static const char kv_null[] = "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\","
+			      "\"=keyvalue-pairs\":\"[null,1]\"}";
 
 static void bad_names(void **state)
 {
@@ -115,9 +119,10 @@ static void bad_names(void **state)
 	    "rbd:rbd/img:conf=a:conf=b",
 	    "json:{\"driver\":\"rbd\",\"pool\":\"p\"}",
 	    "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\",\"key-secret\":\"s\"}",
-	    "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\",\"server\":[{\"host\":\"h\"}]"
-	    "}",
+	    "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\",\"server\":[{}]}",
 	    "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\",\"=keyvalue-pairs\":\"[1]\"}",
+	    "json:{\"driver\":\"rbd\",\"pool\":\"p\",\"image\":\"i\",\"server\":\"h\"}",
+	    kv_null,
 	    "nbd://x",
 	};
 	struct rbd_target t;
