@@ -247,8 +247,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts);
 
 /* Does name address a remote image (an NBD export: nbd://..., nbd+unix://..., nbd:H:P,
- * json:{"driver":"nbd",...}) rather than a file? */
+ * json:{"driver":"nbd",...}; an RBD image: rbd:pool/image..., json:{"driver":"rbd",...})
+ * rather than a file? */
 bool bdev_is_remote_name(const char *name);
+/* Does bdev_create on a remote name make a new, zeroed image (RBD) rather than check an
+ * existing one (an NBD export)? */
+bool bdev_remote_create_is_new(const char *name);
 /* Is bs a remote image (no file of its own: no locks, no host offsets, no actual size)? */
 bool bdev_is_remote(const struct bdev *bs);
 
