@@ -100,6 +100,7 @@ static int setup(struct server *s)
 static int serve_loop(struct server *s)
 {
 	struct epoll_event ev[4];
+	struct signalfd_siginfo si;
 
 	for (;;) {
 		int n = epoll_wait(s->epfd, ev, 4, -1);
@@ -108,7 +109,9 @@ static int serve_loop(struct server *s)
 		for (int i = 0; i < n; i++) {
 			switch (ev[i].data.u64) {
 			case TAG_SIGNAL:
-				return 0;
+				if (read(s->sigfd, &si, sizeof(si)) == sizeof(si))
+					return 0; /* taken: not pending once unblocked */
+				break;
 			case TAG_LISTEN:
 				accept_one(s);
 				break;
