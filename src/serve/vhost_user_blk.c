@@ -19,7 +19,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define TAG_SOCKET  1000 /* epoll tags below it are ring indexes */
+#define TAG_SOCKET  1
 #define ALL_RINGS   ((1u << VHOST_USER_BLK_MAX_QUEUES) - 1)
 #define RING_BITS   ((1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC))
 #define MAX_WORKERS 16
@@ -282,13 +282,9 @@ static int on_get_vring_base(struct vhost_user_blk *d, struct vhost_user_msg *m)
 	st.num = vub_ring_stop(d, i);
 	/* The front-end hands over new descriptors when it starts the ring again. */
 	close_fd(&r->call_fd);
+	vub_ring_set_kick(d, i, -1);
 	vub_rings_resume(d, 1u << i);
 	pthread_mutex_unlock(&d->lock);
-	if (r->kick_fd >= 0) {
-		epoll_ctl(d->epfd, EPOLL_CTL_DEL, r->kick_fd, NULL);
-		close(r->kick_fd);
-		r->kick_fd = -1;
-	}
 	return vhost_user_reply(d->fd, m->hdr.request, &st, sizeof(st));
 }
 
@@ -321,20 +317,15 @@ static int on_set_vring_kick(struct vhost_user_blk *d, struct vhost_user_msg *m)
 	if (fd < 0)
 		return fd;
 	struct vub_ring *r = &d->ring[i];
-	if (r->kick_fd >= 0) {
-		epoll_ctl(d->epfd, EPOLL_CTL_DEL, r->kick_fd, NULL);
-		close(r->kick_fd);
-	}
-	r->kick_fd = fd;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return err_sys(errno, "ring %u: watching its kick descriptor", i);
 	pthread_mutex_lock(&d->lock);
-	if (!r->started)
-		r->broken = false;
-	try_start(d, i);
+	ret = vub_ring_set_kick(d, i, fd);
+	if (ret == 0) {
+		if (!r->started)
+			r->broken = false;
+		try_start(d, i);
+	}
 	pthread_mutex_unlock(&d->lock);
-	return 0;
+	return ret;
 }
 
 /* CALL and ERR: the descriptor replaces the old one under the lock (I/O threads signal it). */
@@ -371,7 +362,7 @@ static int on_set_vring_enable(struct vhost_user_blk *d, struct vhost_user_msg *
 	d->ring[i].enabled = on;
 	if (on) {
 		d->ring[i].pending = true;
-		pthread_cond_broadcast(&d->work);
+		vub_wake(d);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return 0;
@@ -474,10 +465,9 @@ int vhost_user_blk_new(struct vhost_user_blk **out, const struct vhost_user_blk_
 	if (!d)
 		return err_set(ENOMEM, "out of memory");
 	d->o = *o;
-	d->fd = d->epfd = -1;
+	d->fd = d->epfd = d->wepfd = d->work_fd = d->stop_fd = -1;
 	d->read_only = o->read_only || o->bs->read_only;
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->work, NULL);
 	pthread_cond_init(&d->idle, NULL);
 	rings_init(d);
 	d->offered = virtio_blk_config_init(&d->cfg, o->bs, d->read_only, VHOST_USER_BLK_SEG_MAX,
@@ -536,9 +526,7 @@ int vhost_user_blk_detach(struct vhost_user_blk *d)
 	for (unsigned i = 0; i < VHOST_USER_BLK_MAX_QUEUES; i++) {
 		struct vub_ring *r = &d->ring[i];
 		vub_ring_stop(d, i);
-		if (r->kick_fd >= 0) /* the front-end shares it: no automatic removal */
-			epoll_ctl(d->epfd, EPOLL_CTL_DEL, r->kick_fd, NULL);
-		close_fd(&r->kick_fd);
+		vub_ring_set_kick(d, i, -1);
 		close_fd(&r->call_fd);
 		close_fd(&r->err_fd);
 	}
@@ -570,15 +558,10 @@ static int read_messages(struct vhost_user_blk *d)
 
 bool vhost_user_blk_dispatch(struct vhost_user_blk *d)
 {
-	struct epoll_event ev[VHOST_USER_BLK_MAX_QUEUES + 1];
-	int n = epoll_wait(d->epfd, ev, VHOST_USER_BLK_MAX_QUEUES + 1, 0);
+	struct epoll_event ev[1];
+	int n = epoll_wait(d->epfd, ev, 1, 0);
 
 	for (int k = 0; k < n && d->fd >= 0; k++) {
-		uint64_t tag = ev[k].data.u64;
-		if (tag < VHOST_USER_BLK_MAX_QUEUES) {
-			vub_ring_kick(d, (unsigned)tag);
-			continue;
-		}
 		int ret = read_messages(d);
 		if (ret == 0)
 			continue;
@@ -598,13 +581,10 @@ void vhost_user_blk_free(struct vhost_user_blk *d)
 		return;
 	if (vhost_user_blk_detach(d) < 0)
 		vub_log(d, "%s", err_msg());
-	if (d->nworkers)
-		vub_workers_stop(d);
-	free(d->w);
+	vub_workers_stop(d);
 	if (d->epfd >= 0)
 		close(d->epfd);
 	pthread_mutex_destroy(&d->lock);
-	pthread_cond_destroy(&d->work);
 	pthread_cond_destroy(&d->idle);
 	free(d);
 }

@@ -22,8 +22,8 @@ struct vub_ring {
 	uint16_t base; /* SET_VRING_BASE: the first avail entry to take */
 	bool addr_set;
 	struct vhost_user_addr addr; /* user addresses, translated when the ring starts */
-	int kick_fd;
 
+	int kick_fd;	 /* lock: watched by the I/O threads (wepfd) */
 	struct virtq vq; /* lock */
 	int call_fd;	 /* lock: -1 = the front-end polls */
 	int err_fd;	 /* lock: -1 = none */
@@ -52,16 +52,17 @@ struct vhost_user_blk {
 	uint64_t features; /* SET_FEATURES */
 	uint64_t protocol; /* SET_PROTOCOL_FEATURES */
 	int fd;		   /* the front-end's socket, -1 = none */
-	int epfd;	   /* the socket and the kick descriptors */
+	int epfd;	   /* the loop's: the socket */
+	int wepfd;	   /* the I/O threads': kick descriptors, work_fd, stop_fd */
+	int work_fd;	   /* eventfd: chains wait for one more I/O thread */
+	int stop_fd;	   /* eventfd: the I/O threads end */
 	struct vhost_user_reader rd;
 	struct vhost_user_mem mem; /* replaced only while every ring is paused and idle */
 
 	pthread_mutex_t lock;
-	pthread_cond_t work; /* a ring may have chains for an idle I/O thread */
 	pthread_cond_t idle; /* a paused ring's last chain is done */
 	struct vub_ring ring[VHOST_USER_BLK_MAX_QUEUES];
 	unsigned next_ring; /* lock: where the I/O threads look first (fairness) */
-	bool quit;	    /* lock */
 	struct vub_worker *w;
 	int nworkers;
 };
@@ -69,6 +70,7 @@ struct vhost_user_blk {
 __attribute__((format(printf, 2, 3))) void vub_log(struct vhost_user_blk *d, const char *fmt, ...);
 
 /* vhost_user_rings.c. "lock" = d->lock held. */
+/* The I/O threads' epoll set and eventfds, then the threads. */
 int vub_workers_start(struct vhost_user_blk *d, int n);
 void vub_workers_stop(struct vhost_user_blk *d);
 /* lock: keep the I/O threads off the rings in mask (bit i = ring i) and wait until none holds
@@ -82,7 +84,9 @@ void vub_ring_start(struct vhost_user_blk *d, unsigned i, uint16_t last_avail);
 uint16_t vub_ring_stop(struct vhost_user_blk *d, unsigned i);
 /* lock: the ring is unusable: stop taking chains, tell the front-end (error eventfd), log. */
 void vub_ring_fail(struct vhost_user_blk *d, unsigned i, const char *why);
-/* A kick: chains wait on ring i. */
-void vub_ring_kick(struct vhost_user_blk *d, unsigned i);
+/* lock: ring i's kick descriptor is fd now (-1: none); the old one is closed. 0 or -errno. */
+int vub_ring_set_kick(struct vhost_user_blk *d, unsigned i, int fd);
+/* Chains may wait on some ring: wake an idle I/O thread. */
+void vub_wake(struct vhost_user_blk *d);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * vhost-user-blk's rings and I/O threads. Each I/O thread takes the next chain from whichever
- * running ring has one (round robin over the rings), does the request on the block layer with
- * the device's lock released (virtio_blk_exec, the VMM's own request code), puts it on the used
- * ring and signals the front-end's call eventfd when the driver wants an interrupt. The loop
- * thread only turns kicks into wake-ups, so a request costs two thread hand-offs and no copy.
+ * vhost-user-blk's rings and I/O threads. The I/O threads wait on the rings' kick eventfds
+ * themselves (one epoll set, edge-triggered, so a kick wakes one thread): the thread a kick
+ * wakes takes the chain, does the request on the block layer with the device's lock released
+ * (virtio_blk_exec, the VMM's own request code), puts it on the used ring and signals the
+ * front-end's call eventfd when the driver wants an interrupt. A request at queue depth 1
+ * costs one thread wake-up on our side and no copy; when more chains wait, the thread wakes
+ * another one (work_fd) before it starts on its own. The loop thread never touches a request.
  */
 #include "serve/vhost_user_blk_int.h"
 #include "block/block.h"
@@ -13,6 +15,7 @@
 #include <linux/virtio_ring.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -34,6 +37,13 @@ static struct vub_ring *next_ring(struct vhost_user_blk *d, unsigned *idx)
 		}
 	}
 	return NULL;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
 static void signal_fd(int fd)
@@ -71,19 +81,18 @@ static void complete(struct vhost_user_blk *d, unsigned i, struct vub_worker *t,
 		pthread_cond_broadcast(&d->idle);
 }
 
-static void *worker_main(void *arg)
+void vub_wake(struct vhost_user_blk *d)
 {
-	struct vub_worker *t = arg;
-	struct vhost_user_blk *d = t->d;
+	signal_fd(d->work_fd);
+}
 
-	pthread_mutex_lock(&d->lock);
-	while (!d->quit) {
-		unsigned i;
-		struct vub_ring *r = next_ring(d, &i);
-		if (!r) {
-			pthread_cond_wait(&d->work, &d->lock);
-			continue;
-		}
+/* lock: take chains from the rings until none has any, one request at a time. */
+static void serve(struct vhost_user_blk *d, struct vub_worker *t)
+{
+	unsigned i;
+	struct vub_ring *r;
+
+	while ((r = next_ring(d, &i))) {
 		int got = virtq_pop(&r->vq, &t->e);
 		if (got < 0) {
 			vub_ring_fail(d, i, err_msg());
@@ -96,20 +105,76 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		r->busy++;
-		/* More waiting: one more thread (a kick wakes one, not the whole pool). */
 		if (virtq_has_avail(&r->vq))
-			pthread_cond_signal(&d->work);
+			vub_wake(d);
 		pthread_mutex_unlock(&d->lock);
 		int64_t used = virtio_blk_exec(&t->x, &t->e);
 		pthread_mutex_lock(&d->lock);
 		complete(d, i, t, used);
 	}
-	pthread_mutex_unlock(&d->lock);
-	return NULL;
+}
+
+enum { TAG_WORK = 1000, TAG_STOP };
+
+static void *worker_main(void *arg)
+{
+	struct vub_worker *t = arg;
+	struct vhost_user_blk *d = t->d;
+	struct epoll_event ev[8];
+	uint64_t v;
+
+	for (;;) {
+		int n = epoll_wait(d->wepfd, ev, 8, -1);
+		if (n < 0 && errno != EINTR)
+			return NULL;
+		pthread_mutex_lock(&d->lock);
+		for (int k = 0; k < n; k++) {
+			uint64_t tag = ev[k].data.u64;
+			if (tag == TAG_STOP) {
+				pthread_mutex_unlock(&d->lock);
+				return NULL;
+			}
+			if (tag == TAG_WORK) {
+				if (read(d->work_fd, &v, sizeof(v)) < 0) {
+					/* another thread took it */
+				}
+				continue;
+			}
+			/* Under the lock: the loop may replace the descriptor meanwhile (the event
+			 * is then stale, and a spurious look at the ring is harmless). */
+			struct vub_ring *r = &d->ring[tag];
+			if (r->kick_fd >= 0 && read(r->kick_fd, &v, sizeof(v)) < 0) {
+				/* drained already: a kick is a hint */
+			}
+			r->pending = true;
+		}
+		serve(d, t);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+static int watch(struct vhost_user_blk *d, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event ev = {.events = events, .data.u64 = tag};
+
+	if (epoll_ctl(d->wepfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return err_sys(errno, "setting up the I/O threads");
+	return 0;
 }
 
 int vub_workers_start(struct vhost_user_blk *d, int n)
 {
+	int ret;
+
+	d->wepfd = epoll_create1(EPOLL_CLOEXEC);
+	d->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	d->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->wepfd < 0 || d->work_fd < 0 || d->stop_fd < 0)
+		return err_sys(errno, "setting up the I/O threads");
+	/* work_fd edge-triggered: one write, one thread; stop_fd level-triggered: all of them */
+	if ((ret = watch(d, d->work_fd, EPOLLIN | EPOLLET, TAG_WORK)) < 0 ||
+	    (ret = watch(d, d->stop_fd, EPOLLIN, TAG_STOP)) < 0)
+		return ret;
 	d->w = calloc((size_t)n, sizeof(*d->w));
 	if (!d->w)
 		return err_set(ENOMEM, "out of memory");
@@ -133,10 +198,8 @@ int vub_workers_start(struct vhost_user_blk *d, int n)
 
 void vub_workers_stop(struct vhost_user_blk *d)
 {
-	pthread_mutex_lock(&d->lock);
-	d->quit = true;
-	pthread_cond_broadcast(&d->work);
-	pthread_mutex_unlock(&d->lock);
+	if (d->stop_fd >= 0)
+		signal_fd(d->stop_fd);
 	for (int k = 0; k < d->nworkers; k++) {
 		pthread_join(d->w[k].tid, NULL);
 		virtio_blk_exec_free(&d->w[k].x);
@@ -144,6 +207,24 @@ void vub_workers_stop(struct vhost_user_blk *d)
 	free(d->w);
 	d->w = NULL;
 	d->nworkers = 0;
+	close_fd(&d->wepfd);
+	close_fd(&d->work_fd);
+	close_fd(&d->stop_fd);
+}
+
+int vub_ring_set_kick(struct vhost_user_blk *d, unsigned i, int fd)
+{
+	struct vub_ring *r = &d->ring[i];
+
+	if (r->kick_fd >= 0) {
+		/* The front-end holds the same file: closing ours would not take it out of the
+		 * epoll set. */
+		epoll_ctl(d->wepfd, EPOLL_CTL_DEL, r->kick_fd, NULL);
+		close(r->kick_fd);
+	}
+	r->kick_fd = fd;
+	/* A kick that came before the descriptor was watched shows as ready at once. */
+	return fd < 0 ? 0 : watch(d, fd, EPOLLIN | EPOLLET, i);
 }
 
 void vub_rings_pause(struct vhost_user_blk *d, unsigned mask)
@@ -168,7 +249,7 @@ void vub_rings_resume(struct vhost_user_blk *d, unsigned mask)
 	for (unsigned i = 0; i < VHOST_USER_BLK_MAX_QUEUES; i++)
 		if (mask & (1u << i))
 			d->ring[i].paused = false;
-	pthread_cond_broadcast(&d->work);
+	vub_wake(d);
 }
 
 /* The guest-physical address of a ring area the front-end named by its own address. */
@@ -214,19 +295,4 @@ uint16_t vub_ring_stop(struct vhost_user_blk *d, unsigned i)
 	r->pending = false;
 	r->base = next;
 	return next;
-}
-
-void vub_ring_kick(struct vhost_user_blk *d, unsigned i)
-{
-	struct vub_ring *r = &d->ring[i];
-	uint64_t v;
-
-	if (r->kick_fd >= 0 && read(r->kick_fd, &v, sizeof(v)) < 0) {
-		/* drained already: a kick is a hint */
-	}
-	pthread_mutex_lock(&d->lock);
-	r->pending = true;
-	if (runnable(r))
-		pthread_cond_signal(&d->work);
-	pthread_mutex_unlock(&d->lock);
 }
