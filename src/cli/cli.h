@@ -73,5 +73,7 @@ int cmd_run(int argc, char **argv);
 extern const char cli_version[];
 /* ligero help [GROUP] [VERB]: argv[0] is "help", argc >= 2. */
 int cmd_help(int argc, char **argv);
+int cmd_ksm(int argc, char **argv);
+int cmd_sysprep(int argc, char **argv);
 
 #endif

@@ -53,7 +53,9 @@ static void usage(FILE *f)
 	      "           rebase, resize, snapshot, amend, io (qemu-img's flags), serve (NBD)\n"
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
+	      "  sysprep  make a cloned disk unique (machine ID, SSH keys, hostname, ...)\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -61,6 +63,8 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* One group per line, so that branches adding groups merge cleanly. */
+/* clang-format off */
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -69,7 +73,10 @@ static const struct {
     {"fs", cmd_fs},
     {"sparsify", cmd_sparsify},
     {"run", cmd_run},
+    {"ksm", cmd_ksm},
+    {"sysprep", cmd_sysprep},
 };
+/* clang-format on */
 
 int main(int argc, char **argv)
 {
