@@ -15,7 +15,9 @@ fixtures
 markers
     vmhost       the test boots the emulated host (set for every user of the vmhost fixture);
                  `pytest -m "not vmhost"` is the host-side tier
-    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "not vmhost or asan"`)
+    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "vmhost and asan"`)
+    slow         a host-side test of a minute or more; the fast tier (`bash .ci/run --fast`)
+                 leaves it out, CI runs it
 
 Plain helpers (importable: `from conftest import run_cmd, io_args`):
     run_cmd(*args, ...)  the function behind the `run` fixture
@@ -69,6 +71,8 @@ def pytest_configure(config):
                             "automatically for every test that uses the vmhost fixture")
     config.addinivalue_line("markers", "asan: an emulated-host test that CI also runs with the "
                             "ASan/UBSan build (the others run with the plain build only)")
+    config.addinivalue_line("markers", "slow: a host-side test of a minute or more (crash "
+                            "consistency, every XFS name): CI runs it, the fast tier leaves it out")
 
 
 def pytest_collection_modifyitems(config, items):
