@@ -121,6 +121,7 @@ def raw_sha(qemu_img, image, tmp_path):
     return sha256(raw)
 
 
+@pytest.mark.slow
 def test_guest_sees_the_chain(ligero, guest, chain, qemu_img, tmp_path):
     base, top = chain
     want = raw_sha(qemu_img, top, tmp_path)
@@ -139,6 +140,7 @@ def test_guest_sees_the_chain(ligero, guest, chain, qemu_img, tmp_path):
     assert not os.path.exists(srv.sock), "the socket is removed at exit"
 
 
+@pytest.mark.slow
 def test_guest_writes_zeroes_and_discards(ligero, guest, chain, qemu_img, qemu_io, tmp_path):
     """The guest writes a pattern (then flushes), zeroes with and without unmap, discards; all
     of it lands in the overlay, which qemu-img finds clean, and the base is untouched."""
@@ -165,6 +167,7 @@ def test_guest_writes_zeroes_and_discards(ligero, guest, chain, qemu_img, qemu_i
     assert value(lines, "sha") == raw_sha(qemu_img, top, tmp_path)
 
 
+@pytest.mark.slow
 def test_read_only(ligero, guest, chain, tmp_path):
     base, top = chain
     before = sha256(top)
@@ -180,6 +183,7 @@ def test_read_only(ligero, guest, chain, tmp_path):
     assert sha256(top) == before
 
 
+@pytest.mark.slow
 def test_snapshot_leaves_the_image(ligero, guest, chain, tmp_path):
     base, top = chain
     before = sha256(top)
@@ -192,6 +196,7 @@ def test_snapshot_leaves_the_image(ligero, guest, chain, tmp_path):
     assert sha256(top) == before
 
 
+@pytest.mark.slow
 def test_two_queues(ligero, guest, chain, qemu_img, tmp_path):
     """Two vCPUs, two request queues: a reader on each CPU, both see the whole disk."""
     base, top = chain
@@ -219,6 +224,7 @@ def vhost_user_garbage(sock):
         assert s.recv(1) == b""  # dropped
 
 
+@pytest.mark.slow
 def test_front_ends_come_and_go(ligero, guest, chain, qemu_img, tmp_path):
     """A lying front-end is dropped; a VM is served; a second VM while it runs is turned away;
     the first is killed mid-read; the next VM is served as if nothing happened."""
