@@ -223,3 +223,8 @@ void virtio_blk_destroy(struct virtio_dev *d)
 		virtio_blk_exec_free(&b->t[i].x);
 	free(b);
 }
+
+struct bdev *virtio_blk_bdev(struct virtio_dev *d)
+{
+	return ((struct blk *)d)->bs;
+}
