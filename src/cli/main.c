@@ -45,6 +45,8 @@ static void usage(FILE *f)
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  vm       VMs by name: create, start, stop, list, console, autostart ...\n"
+	      "  host     the host itself: check that it can run VMs\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -60,6 +62,8 @@ static const struct {
     {"fs", cmd_fs},
     {"sparsify", cmd_sparsify},
     {"run", cmd_run},
+    {"vm", cmd_vm},
+    {"host", cmd_host},
 };
 
 int main(int argc, char **argv)
