@@ -116,7 +116,7 @@ def console_out(data):
         try:
             c.sendall(data)
         except OSError:
-            drop(c)
+            pass  # a watcher that left: its socket is dropped once read says so
 
 
 def drop(c):
@@ -277,7 +277,11 @@ while not ending:
             else:
                 con_clients[c] = bytearray()
                 sel.register(c, selectors.EVENT_READ, "con")
-                c.sendall(bytes(ring))
+                try:
+                    c.sendall(bytes(ring))
+                except OSError:
+                    pass  # gone already: what it typed is still read below
+
             continue
         c = key.fileobj
         try:
