@@ -718,3 +718,259 @@ def test_host_check_fake_root(ligero, tmp_path):
     assert p.returncode == 1
     one_line_error(run_cmd(ligero, "host", "check", "--root", tmp_path / "nope"), "--root")
     one_line_error(run_cmd(ligero, "host", "check", "--output=xml"), "--output")
+
+
+# ---- the real VMM, in the emulated host (one boot for all cases) ----
+
+E2E = r'''
+L=/work/ligero
+Q=@QMPCMD@
+QI=/usr/bin/qemu-img
+export LIGERO_STATE_DIR=/tmp/st LIGERO_RUNTIME_DIR=/tmp/rt
+K=/work/guest/vmlinuz
+I=/work/guest/initrd.img
+CL=$LIGERO_STATE_DIR/log/t1.console.log
+step() { echo "=== STEP $1"; }
+res() { echo "=== RC $1 $2"; }
+# poll until a command succeeds; the first argument is a hang guard in seconds
+until_() {
+	g=$1; shift; n=0
+	while ! "$@" >/dev/null 2>&1; do
+		n=$((n + 1)); [ $n -ge $((g * 10)) ] && return 1; sleep 0.1
+	done
+}
+state() { $L vm list | awk -v n="$1" '$1 == n {print $2}'; }
+is_state() { [ "$(state "$1")" = "$2" ]; }
+# the guest of this run is at its shell (its init printed LIGERO-RC; acpid runs by then)
+rcs() { grep -c LIGERO-RC= $CL 2>/dev/null || echo 0; }
+more_rcs() { [ "$(rcs)" -gt "$1" ]; }
+guest_up() { n0=$1; until_ 300 more_rcs $n0; }
+
+$QI create -q -f qcow2 /work/d.qcow2 256M
+step create
+$L vm create t1 --kernel $K --initrd $I --memory 256M --cpus 1 --disk /work/d.qcow2 \
+	--cmdline 'console=ttyS0 ligero.run="dd if=/dev/urandom of=/dev/vda bs=64k count=160 conv=fsync 2>&1; sync" ligero.exit=shell'
+res create $?
+cat $LIGERO_STATE_DIR/vms/t1.json
+
+step start
+n0=$(rcs)
+$L vm start t1
+res start $?
+$L vm list
+PID=$(cat /tmp/rt/t1.pid)
+echo "PID $PID"
+echo "CMDLINE $(tr '\0' ' ' </proc/$PID/cmdline)"
+echo "MODES $(stat -c %a /tmp/rt/t1.qmp) $(stat -c %a /tmp/rt/t1.console)"
+echo "QSTATUS $($Q /tmp/rt/t1.qmp query-status)"
+echo "QNAME $($Q /tmp/rt/t1.qmp query-name)"
+$L vm show t1 --output=json >/tmp/show.json
+res show $?
+echo "SHOW $(tr -d '\n' </tmp/show.json)"
+echo "MONITOR $($L vm monitor t1)"
+guest_up $n0
+res guest-up $?
+
+step console
+mkfifo /tmp/cin1 /tmp/cin2
+$L vm console t1 </tmp/cin1 >/tmp/cout1 2>/tmp/cerr1 &
+c1=$!
+$L vm console t1 </tmp/cin2 >/tmp/cout2 2>/tmp/cerr2 &
+c2=$!
+exec 3>/tmp/cin1 4>/tmp/cin2
+until_ 60 grep -q LIGERO-MARKER /tmp/cout1
+res late-replay $?
+echo 'echo MARK-$((6*7))' >&3
+until_ 120 grep -q MARK-42 /tmp/cout1
+res typed-runs $?
+until_ 60 grep -q MARK-42 /tmp/cout2
+res other-watcher $?
+printf '\035' >&3
+wait $c1
+res detach1 $?
+printf '\035' >&4
+wait $c2
+res detach2 $?
+exec 3>&- 4>&-
+echo "COUT $(tail -c 300 /tmp/cout1 | tr -d '\r' | tr '\n' '|')"
+is_state t1 running
+res still-running $?
+
+step stop
+$L vm stop t1 --timeout 120
+res stop $?
+echo "STATE-AFTER-STOP $(state t1) $($L vm list | awk '$1 == "t1" {print $3}')"
+echo "BUTTON $(grep -c LIGERO-POWER-BUTTON $CL)"
+$QI check /work/d.qcow2
+res check-after-stop $?
+
+step kill
+$L vm start t1
+res start2 $?
+$L vm kill t1
+res kill $?
+echo "STATE-AFTER-KILL $($L vm list | awk '$1 == "t1" {print $2, $3}')"
+$QI check /work/d.qcow2
+res check-after-kill $?
+
+step sigkill
+$L vm start t1
+res start3 $?
+kill -9 "$(cat /tmp/rt/t1.pid)"
+until_ 60 is_state t1 crashed
+res crashed $?
+echo "STATE-AFTER-SIGKILL $($L vm list | awk '$1 == "t1" {print $2, $3}')"
+$QI check /work/d.qcow2 >/dev/null 2>&1
+echo "CHECK-AFTER-SIGKILL $?"
+$L vm start t1
+res start4 $?
+$L vm kill t1
+
+step race
+$L vm start t1 >/tmp/o1 2>/tmp/e1 &
+a=$!
+$L vm start t1 >/tmp/o2 2>/tmp/e2 &
+b=$!
+wait $a
+ra=$?
+wait $b
+rb=$?
+echo "RACE $ra $rb"
+echo "RACE-OUT $(cat /tmp/o1 /tmp/o2 | tr '\n' '|')"
+echo "RACE-ERR $(cat /tmp/e1 /tmp/e2 | tr '\n' '|')"
+echo "RACE-PID $(cat /tmp/rt/t1.pid)"
+$L vm kill t1
+
+step run
+n0=$(rcs)
+$L vm run t1 >/tmp/run.out 2>&1 &
+r=$!
+until_ 120 is_state t1 running
+res run-running $?
+echo "RUNPID $r $(cat /tmp/rt/t1.pid)"
+guest_up $n0
+kill -TERM $r
+wait $r
+res run-sigterm $?
+echo "STATE-AFTER-RUN $($L vm list | awk '$1 == "t1" {print $2, $3}')"
+
+step timeout
+$L vm edit t1 --cmdline 'console=ttyS0 ligero.exit=shell ligero.button=ignore'
+n0=$(rcs)
+$L vm start t1
+guest_up $n0
+$L vm stop t1 --timeout 5
+res stop-timeout $?
+echo "STATE-AFTER-TIMEOUT $($L vm list | awk '$1 == "t1" {print $2, $3}')"
+
+step delete
+$QI create -q -f qcow2 /work/base.qcow2 64M
+$QI create -q -f qcow2 -b /work/base.qcow2 -F qcow2 /work/ov.qcow2
+$L vm create t2 --kernel $K --disk /work/base.qcow2
+$L vm create t3 --kernel $K --disk /work/ov.qcow2
+$L vm delete t2 --disks
+res delete-t2 $?
+ls /work/base.qcow2 >/dev/null 2>&1
+res base-kept $?
+$L vm delete t1 --disks
+res delete $?
+ls /work/d.qcow2 >/dev/null 2>&1
+echo "DISK-LEFT $?"
+echo "DEFS $(ls $LIGERO_STATE_DIR/vms | tr '\n' ' ')"
+step end
+'''
+
+
+def vmm_has_contract(ligero):
+    text = run_cmd(ligero, "run", "--help").stdout
+    return all(o in text for o in ("--qmp", "--console-socket", "--exit-status-file",
+                                   "--stop-timeout"))
+
+
+@pytest.fixture(scope="module")
+def e2e(ligero, vmhost):
+    if not vmm_has_contract(ligero):
+        pytest.skip("this build's ligero run lacks --qmp/--console-socket/--exit-status-file/"
+                    "--stop-timeout (the qmp and power branches)")
+    import vmhost as vh
+    qmpcmd = BUILD / "tests" / "tools" / "qmpcmd"
+    script = E2E.replace("@QMPCMD@", str(qmpcmd))
+    res = vmhost(script, bins=[str(qmpcmd), "/usr/bin/qemu-img"], timeout=2400, smp=2,
+                 mem="2G")
+    (vh.build_dir() / "vmhost" / "test_vm.log").write_text(res.output + res.log)
+    vh.skip_if_host_failed(res)
+    rcs = dict(re.findall(r"^=== RC (\S+) (\d+)$", res.output, re.M))
+    assert "=== STEP end" in res.output, res.output[-6000:]
+    return {"out": res.output, "rc": {k: int(v) for k, v in rcs.items()}}
+
+
+def val(e2e, key):
+    m = re.search(rf"^{key} (.*)$", e2e["out"], re.M)
+    assert m, f"no {key} in:\n" + e2e["out"][-4000:]
+    return m.group(1)
+
+
+def test_vm_in_the_emulated_host_start(e2e):
+    rc = e2e["rc"]
+    assert rc["create"] == 0 and rc["start"] == 0 and rc["show"] == 0 and rc["guest-up"] == 0
+    pid = int(val(e2e, "PID"))
+    cmd = val(e2e, "CMDLINE").split()
+    assert cmd[:2] == ["ligero", "run"] and cmd[cmd.index("--name") + 1] == "t1"
+    assert val(e2e, "MODES") == "600 600"  # both sockets
+    assert json.loads(val(e2e, "QSTATUS"))["status"] == "running"
+    assert json.loads(val(e2e, "QNAME")) == {"name": "t1"}
+    show = json.loads(val(e2e, "SHOW"))
+    assert show["runtime"]["state"] == "running" and show["runtime"]["pid"] == pid
+    assert show["runtime"]["rss"] > 0
+    assert "/work/d.qcow2" in json.dumps(show["runtime"]["block"])
+    assert val(e2e, "MONITOR") == "/tmp/rt/t1.qmp"
+
+
+def test_vm_in_the_emulated_host_console(e2e):
+    rc = e2e["rc"]
+    assert rc["late-replay"] == 0  # attached after the boot, the boot shows
+    assert rc["typed-runs"] == 0  # $((6*7)) became 42: the guest's shell ran it
+    assert rc["other-watcher"] == 0
+    assert rc["detach1"] == 0 and rc["detach2"] == 0 and rc["still-running"] == 0
+
+
+def test_vm_in_the_emulated_host_stop_kill_crash(e2e):
+    rc = e2e["rc"]
+    assert rc["stop"] == 0
+    assert val(e2e, "STATE-AFTER-STOP") == "stopped (poweroff) -"
+    assert int(val(e2e, "BUTTON")) >= 1  # the guest saw the power button
+    assert rc["check-after-stop"] == 0  # qemu-img check: clean
+    assert rc["start2"] == 0 and rc["kill"] == 0
+    assert val(e2e, "STATE-AFTER-KILL") == "stopped (killed)"
+    assert rc["check-after-kill"] == 0
+    assert rc["start3"] == 0 and rc["crashed"] == 0
+    assert val(e2e, "STATE-AFTER-SIGKILL") == "crashed (killed)"
+    assert int(val(e2e, "CHECK-AFTER-SIGKILL")) in (0, 3)  # leaks at most, never corruption
+    assert rc["start4"] == 0
+
+
+def test_vm_in_the_emulated_host_race(e2e):
+    ra, rb = map(int, val(e2e, "RACE").split())
+    assert sorted((ra, rb)) == [0, 1]
+    pid = val(e2e, "RACE-PID")
+    assert val(e2e, "RACE-OUT").strip("|") == f"t1: running (pid {pid})"
+    assert val(e2e, "RACE-ERR").strip("|") == \
+        f"ligero: vm start: t1 is already running (pid {pid})"
+
+
+def test_vm_in_the_emulated_host_unit_execstart(e2e):
+    rc = e2e["rc"]
+    assert rc["run-running"] == 0
+    shell_pid, vm_pid = val(e2e, "RUNPID").split()
+    assert shell_pid == vm_pid  # `vm run` became the VM: what systemd supervises
+    assert rc["run-sigterm"] == 0  # SIGTERM: the power button, a clean power-off, exit 0
+    assert val(e2e, "STATE-AFTER-RUN") == "stopped (poweroff)"
+
+
+def test_vm_in_the_emulated_host_stop_timeout_and_delete(e2e):
+    rc = e2e["rc"]
+    assert rc["stop-timeout"] == 0
+    assert val(e2e, "STATE-AFTER-TIMEOUT") == "stopped (stop-timeout)"
+    assert rc["delete-t2"] == 0 and rc["base-kept"] == 0
+    assert rc["delete"] == 0 and val(e2e, "DISK-LEFT") != "0"
+    assert val(e2e, "DEFS").split() == ["t3.json"]
