@@ -110,7 +110,7 @@ if [ $ic = 1 ]; then # one boot each with initcall_debug; the guest prints its d
 	for v in ligero qemu-q35 qemu-microvm; do
 		sleep 2
 		case $v in
-		ligero) timeout 300 ./ligero run --kernel $K --initrd $I --memory ${mem}M \
+		ligero) timeout 300 ./ligero run --stop-timeout 0 --kernel $K --initrd $I --memory ${mem}M \
 			--cmdline 'quiet initcall_debug ligero.run=dmesg' ;;
 		*) timeout 300 qemu-system-x86_64 -M ${v#qemu-} -accel kvm -cpu host -m $mem -smp 1 \
 			-nodefaults -no-user-config -display none -serial stdio -no-reboot \

@@ -37,7 +37,7 @@ while [ $i -lt $runs ]; do
 	sleep 2
 	rm -f /tmp/prof /tmp/stats
 	echo "BOOT-BEGIN $i $(up)"
-	LIGERO_PROFILE=/tmp/prof LIGERO_STATS=/tmp/stats timeout 300 ./ligero run --kernel $K \
+	LIGERO_PROFILE=/tmp/prof LIGERO_STATS=/tmp/stats timeout 300 ./ligero run --stop-timeout 0 --kernel $K \
 		--initrd $I --memory 256M --cmdline 'quiet nokaslr' </dev/null 2>/dev/null |
 		while IFS= read -r line; do echo "CON $(up) $line"; done
 	sed -n 's/^ligero: at \([0-9.]*\) s (uptime): \(.*\)/MARK \1 \2/p' /tmp/stats

@@ -84,7 +84,7 @@ fresh() {
 	qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2
 }
 ligero_blk() {
-	timeout 300 ./ligero run --kernel $K --initrd $I --memory 512M --disk raw.img,format=raw,cache=writeback \
+	timeout 300 ./ligero run --stop-timeout 0 --kernel $K --initrd $I --memory 512M --disk raw.img,format=raw,cache=writeback \
 		--disk ov.qcow2,format=qcow2,cache=writeback --disk vbench.img,format=raw,readonly=on \
 		--disk g_blk.img,format=raw,readonly=on --cmdline 'ligero.run="sh /dev/vdd"' \
 		--console /tmp/l.log >/dev/null 2>&1
@@ -123,7 +123,7 @@ pin() { # srv|cli
 	[ -z "$PIN" ] || { [ $1 = srv ] && echo "taskset -c 0" || echo "taskset -c 1"; }
 }
 ligero_net() {
-	LIGERO_NET_COALESCE_US=$CO LIGERO_PROFILE=${PROFILE:+/tmp/prof_$1} timeout 300 $(pin $1) ./ligero run --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
+	LIGERO_NET_COALESCE_US=$CO LIGERO_PROFILE=${PROFILE:+/tmp/prof_$1} timeout 300 $(pin $1) ./ligero run --stop-timeout 0 --kernel $K --initrd $I --memory 256M --net bridge=br0 --disk g_$1.img,format=raw,readonly=on \
 		--disk vbench.img,format=raw,readonly=on --cmdline "${PROFILE:+nokaslr }ligero.run=\"sh /dev/vda\"" --console /tmp/n$1.log >/dev/null 2>&1
 }
 # PROFILE: the guest's kernel symbols (a boot that writes its /proc/kallsyms onto a raw disk),

@@ -1,7 +1,7 @@
 /* `ligero fs <verb>`: dispatch, common options, and opening a disk address. */
 #include "cli/fs.h"
 #include "cli/cli.h"
-#include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <getopt.h>
@@ -139,8 +139,8 @@ int fs_cli_open(struct fs_handle *h, const struct fs_cli *o, const char *addr, b
 		return cli_fail_err(ret);
 	if (h->disk->warning)
 		fprintf(stderr, "ligero: %s\n", h->disk->warning);
-	if (extfs_warning(h->fs))
-		fprintf(stderr, "ligero: %s\n", extfs_warning(h->fs));
+	if (gfs_warning(h->gfs))
+		fprintf(stderr, "ligero: %s\n", gfs_warning(h->gfs));
 	return 0;
 }
 

@@ -98,7 +98,7 @@ int fs_inspect_main(int argc, char **argv)
 		return 1;
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
-	fs_inspect(h.disk, h.fs, h.num, &in);
+	fs_inspect_gfs(h.disk, h.gfs, h.num, &in);
 	if (o.json)
 		print_json(h.disk->path, &in);
 	else

@@ -3,6 +3,7 @@
 #include "cli/fs.h"
 #include "fs/ext.h"
 #include "fs/fuse.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -43,7 +44,7 @@ static int serve(struct fs_handle *h, const char *mnt, bool ro, int report)
 
 	/* umount finds the server by the pid in the mount's source name. */
 	snprintf(fsname, sizeof(fsname), "ligero:%d", (int)getpid());
-	ret = fs_fuse_mount(&ff, h->fs, mnt, ro, fsname);
+	ret = fs_fuse_mount(&ff, h->gfs, h->fs, mnt, ro, fsname);
 	if (report >= 0) {
 		const char *msg = ret < 0 ? err_msg_or(ret) : "";
 		char st = ret < 0 ? 1 : 0;
@@ -89,8 +90,8 @@ int fs_mount_main(int argc, char **argv)
 		return cli_fail_err(ret);
 	if (h.disk->warning)
 		fprintf(stderr, "ligero: %s\n", h.disk->warning);
-	if (extfs_warning(h.fs))
-		fprintf(stderr, "ligero: %s\n", extfs_warning(h.fs));
+	if (gfs_warning(h.gfs))
+		fprintf(stderr, "ligero: %s\n", gfs_warning(h.gfs));
 	if (m.foreground) {
 		ret = serve(&h, mnt, m.ro, -1);
 		return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);

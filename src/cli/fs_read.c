@@ -3,7 +3,7 @@
 #include "cli/fs.h"
 #include "block/block.h"
 #include "fs/copy.h"
-#include "fs/ext.h"
+#include "fs/gfs.h"
 #include "fs/ops.h"
 #include "util/error.h"
 #include "util/size.h"
@@ -150,11 +150,11 @@ static int ls_opt(int c, const char *arg, void *priv)
 
 struct names {
 	char **name;
-	uint32_t *ino;
+	uint64_t *ino;
 	size_t n, cap;
 };
 
-static int names_add(const char *name, uint32_t ino, void *priv)
+static int names_add(const char *name, uint64_t ino, void *priv)
 {
 	struct names *l = priv;
 
@@ -163,7 +163,7 @@ static int names_add(const char *name, uint32_t ino, void *priv)
 		char **nn = realloc(l->name, cap * sizeof(*nn));
 		if (nn)
 			l->name = nn;
-		uint32_t *ni = realloc(l->ino, cap * sizeof(*ni));
+		uint64_t *ni = realloc(l->ino, cap * sizeof(*ni));
 		if (ni)
 			l->ino = ni;
 		if (!nn || !ni)
@@ -183,7 +183,7 @@ static void names_sort(struct names *l)
 			char *t = l->name[j];
 			l->name[j] = l->name[j - 1];
 			l->name[j - 1] = t;
-			uint32_t x = l->ino[j];
+			uint64_t x = l->ino[j];
 			l->ino[j] = l->ino[j - 1];
 			l->ino[j - 1] = x;
 		}
@@ -219,9 +219,9 @@ static void mode_str(uint32_t mode, char *s)
 	s[10] = 0;
 }
 
-static int ls_print(struct extfs *fs, const struct ls_opts *lo, const char *shown, uint32_t ino)
+static int ls_print(struct gfs *fs, const struct ls_opts *lo, const char *shown, uint64_t ino)
 {
-	struct extfs_stat st;
+	struct gfs_stat st;
 	char m[12], tbuf[64], target[4096] = "";
 	int ret;
 
@@ -229,9 +229,9 @@ static int ls_print(struct extfs *fs, const struct ls_opts *lo, const char *show
 		puts(shown);
 		return 0;
 	}
-	if ((ret = extfs_stat(fs, ino, &st)) < 0)
+	if ((ret = gfs_stat(fs, ino, &st)) < 0)
 		return ret;
-	if (S_ISLNK(st.mode) && (ret = extfs_readlink(fs, ino, target, sizeof(target))) < 0)
+	if (S_ISLNK(st.mode) && (ret = gfs_readlink(fs, ino, target, sizeof(target))) < 0)
 		return ret;
 	mode_str(st.mode, m);
 	struct tm tm;
@@ -246,8 +246,8 @@ static int ls_print(struct extfs *fs, const struct ls_opts *lo, const char *show
 #define LS_MAX_DEPTH 4096
 
 /* anc holds the directory inodes above this one: meeting one again is a loop (damaged fs). */
-static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, uint32_t dir,
-		  uint32_t *anc, int depth)
+static int ls_dir(struct gfs *fs, const struct ls_opts *lo, const char *path, uint64_t dir,
+		  uint64_t *anc, int depth)
 {
 	struct names l = {0};
 	int ret;
@@ -256,11 +256,11 @@ static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, 
 		if (anc[k] == dir)
 			return err_set(ELOOP,
 				       "%s: %s: directory loop (the directory contains itself)",
-				       extfs_name(fs), path);
+				       gfs_name(fs), path);
 	if (depth >= LS_MAX_DEPTH)
-		return err_set(ELOOP, "%s: %s: directory tree too deep", extfs_name(fs), path);
+		return err_set(ELOOP, "%s: %s: directory tree too deep", gfs_name(fs), path);
 	anc[depth] = dir;
-	ret = extfs_readdir(fs, dir, names_add, &l);
+	ret = gfs_readdir(fs, dir, names_add, &l);
 	names_sort(&l);
 	for (size_t i = 0; ret == 0 && i < l.n; i++) {
 		char *full = NULL;
@@ -273,9 +273,9 @@ static int ls_dir(struct extfs *fs, const struct ls_opts *lo, const char *path, 
 			ret = err_set(ENOMEM, "out of memory");
 			break;
 		}
-		struct extfs_stat st;
+		struct gfs_stat st;
 		ret = ls_print(fs, lo, full, l.ino[i]);
-		if (ret == 0 && (ret = extfs_stat(fs, l.ino[i], &st)) == 0 && S_ISDIR(st.mode))
+		if (ret == 0 && (ret = gfs_stat(fs, l.ino[i], &st)) == 0 && S_ISDIR(st.mode))
 			ret = ls_dir(fs, lo, full, l.ino[i], anc, depth + 1);
 		free(full);
 	}
@@ -289,8 +289,8 @@ int fs_ls_main(int argc, char **argv)
 	struct ls_opts lo = {0};
 	struct fs_cli o;
 	struct fs_handle h;
-	struct extfs_stat st;
-	uint32_t ino;
+	struct gfs_stat st;
+	uint64_t ino;
 	int i = fs_cli_parse(&o, argc, argv, "lR", ls_opt, &lo, usage), ret;
 
 	if (i < 0)
@@ -301,15 +301,16 @@ int fs_ls_main(int argc, char **argv)
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
 	const char *path = argv[i];
-	ret = extfs_lookup(h.fs, path, true, &ino);
+	ret = gfs_lookup(h.gfs, path, true, &ino);
 	if (ret == 0)
-		ret = extfs_stat(h.fs, ino, &st);
+		ret = gfs_stat(h.gfs, ino, &st);
 	if (ret == 0 && S_ISDIR(st.mode)) {
-		uint32_t *anc = calloc(LS_MAX_DEPTH, sizeof(*anc));
-		ret = anc ? ls_dir(h.fs, &lo, path, ino, anc, 0) : err_set(ENOMEM, "out of memory");
+		uint64_t *anc = calloc(LS_MAX_DEPTH, sizeof(*anc));
+		ret =
+		    anc ? ls_dir(h.gfs, &lo, path, ino, anc, 0) : err_set(ENOMEM, "out of memory");
 		free(anc);
 	} else if (ret == 0)
-		ret = ls_print(h.fs, &lo, path, ino);
+		ret = ls_print(h.gfs, &lo, path, ino);
 	fflush(stdout);
 	return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);
 }
@@ -329,7 +330,7 @@ int fs_cat_main(int argc, char **argv)
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
 	for (; ret == 0 && i < argc; i++)
-		ret = fs_cat(h.fs, argv[i], STDOUT_FILENO);
+		ret = fs_cat(h.gfs, argv[i], STDOUT_FILENO);
 	return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);
 }
 
@@ -365,22 +366,22 @@ static void add_time(struct json_object *o, const char *name, struct timespec ts
 	json_object_object_add(o, key, json_object_new_int64(ts.tv_nsec));
 }
 
-static int stat_one(struct extfs *fs, const char *path, bool json)
+static int stat_one(struct gfs *fs, const char *path, bool json)
 {
-	struct extfs_stat st;
+	struct gfs_stat st;
 	char target[4096] = "", m[12];
-	uint32_t ino;
+	uint64_t ino;
 	int ret;
 
-	if ((ret = extfs_lookup(fs, path, false, &ino)) < 0 || (ret = extfs_stat(fs, ino, &st)) < 0)
+	if ((ret = gfs_lookup(fs, path, false, &ino)) < 0 || (ret = gfs_stat(fs, ino, &st)) < 0)
 		return ret;
-	if (S_ISLNK(st.mode) && (ret = extfs_readlink(fs, ino, target, sizeof(target))) < 0)
+	if (S_ISLNK(st.mode) && (ret = gfs_readlink(fs, ino, target, sizeof(target))) < 0)
 		return ret;
 	if (json) {
 		struct json_object *o = json_object_new_object();
 		json_object_object_add(o, "path", json_object_new_string(path));
 		json_object_object_add(o, "type", json_object_new_string(type_name(st.mode)));
-		json_object_object_add(o, "inode", json_object_new_int64(st.ino));
+		json_object_object_add(o, "inode", json_object_new_int64((int64_t)st.ino));
 		json_object_object_add(o, "mode", json_object_new_int(st.mode & 07777));
 		json_object_object_add(o, "uid", json_object_new_int64(st.uid));
 		json_object_object_add(o, "gid", json_object_new_int64(st.gid));
@@ -402,7 +403,7 @@ static int stat_one(struct extfs *fs, const char *path, bool json)
 	printf("  File: %s%s%s\n", path, target[0] ? " -> " : "", target);
 	printf("  Size: %-12llu Blocks: %-10llu %s\n", (unsigned long long)st.size,
 	       (unsigned long long)st.blocks, type_name(st.mode));
-	printf(" Inode: %-12u Links: %u\n", st.ino, st.nlink);
+	printf(" Inode: %-12llu Links: %u\n", (unsigned long long)st.ino, st.nlink);
 	printf("Access: (%04o/%s)  Uid: %u  Gid: %u\n", st.mode & 07777, m, st.uid, st.gid);
 	time_text("Access", st.atime);
 	time_text("Modify", st.mtime);
@@ -426,7 +427,7 @@ int fs_stat_main(int argc, char **argv)
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
 	for (; ret == 0 && i < argc; i++)
-		ret = stat_one(h.fs, argv[i], o.json);
+		ret = stat_one(h.gfs, argv[i], o.json);
 	return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);
 }
 
@@ -449,6 +450,6 @@ int fs_copy_out_main(int argc, char **argv)
 	if (fs_cli_open(&h, &o, addr, false))
 		return 1;
 	for (; ret == 0 && i < argc - 1; i++)
-		ret = fs_copy_out(h.fs, argv[i], hostdir);
+		ret = fs_copy_out(h.gfs, argv[i], hostdir);
 	return fs_cli_close(&h, ret < 0 ? cli_fail_err(ret) : 0);
 }

@@ -301,8 +301,8 @@ int fs_edit_main(int argc, char **argv)
 	int fw = open(work, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fo < 0 || fw < 0)
 		rc = cli_fail("cannot create temporary files in %s", dir);
-	if (!rc && (ret = fs_cat(h.fs, argv[i], fo)) == 0)
-		ret = fs_cat(h.fs, argv[i], fw);
+	if (!rc && (ret = fs_cat(h.gfs, argv[i], fo)) == 0)
+		ret = fs_cat(h.gfs, argv[i], fw);
 	if (fo >= 0)
 		close(fo);
 	if (fw >= 0)

@@ -1,6 +1,8 @@
 /* `ligero run`: boot a Linux kernel in a KVM virtual machine. */
 #include "cli/cli.h"
+#include "cli/run_boot.h"
 #include "cli/run_devices.h"
+#include "vmm/acpi.h"
 #include "vmm/vm.h"
 #include "vmm/virtio/vmdev.h"
 #include "util/error.h"
@@ -14,14 +16,109 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Signals. SIGTERM (and SIGINT when stdin is not a terminal, as from systemd, a script or
+ * `kill -INT`) presses the guest's power button and arms a timer of --stop-timeout seconds;
+ * when it fires, or on a second such signal, the VM is stopped where it stands. SIGHUP, and
+ * SIGINT on a terminal (where raw mode sends Ctrl-C to the guest, so it came from elsewhere),
+ * stop it at once, as ever. Handlers only touch atomics, alarm() and vm.h's async-signal-safe
+ * calls. */
 static struct vm *running;
-static volatile sig_atomic_t stop_signal;
+static unsigned stop_timeout = 60;
+static bool stdin_tty;
+static int graceful_signal; /* the signal that pressed the button (atomic) */
+static volatile sig_atomic_t stop_signal, timed_out;
 
 static void on_signal(int sig)
 {
-	stop_signal = sig;
-	if (running)
+	int none = 0, saved = errno; /* the eventfd writes below may change it */
+	bool graceful = sig == SIGTERM || (sig == SIGINT && !stdin_tty);
+
+	if (!running)
+		return;
+	if (graceful && stop_timeout > 0 &&
+	    __atomic_compare_exchange_n(&graceful_signal, &none, sig, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST)) {
+		alarm(stop_timeout);
+		vm_press_power_button(running);
+	} else {
+		stop_signal = sig;
 		vm_request_stop(running, VM_EXIT_QUIT);
+	}
+	errno = saved;
+}
+
+static void on_alarm(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	if (!running)
+		return;
+	timed_out = 1;
+	vm_request_stop(running, VM_EXIT_QUIT);
+	errno = saved;
+}
+
+static void catch_signals(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGALRM};
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&sa.sa_mask, sigs[i]);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sa.sa_handler = sigs[i] == SIGALRM ? on_alarm : on_signal;
+		sigaction(sigs[i], &sa, NULL);
+	}
+	signal(SIGPIPE, SIG_IGN); /* a console reader that goes away must not kill the VMM */
+}
+
+static const char *signal_name(int sig)
+{
+	switch (sig) {
+	case SIGINT:
+		return "SIGINT";
+	case SIGTERM:
+		return "SIGTERM";
+	case SIGHUP:
+		return "SIGHUP";
+	}
+	return "a signal";
+}
+
+/* The exit status for how the VM ended, with its one line on stderr where it is a failure. */
+static int run_status(enum vm_exit why, const char *msg)
+{
+	int graceful = __atomic_load_n(&graceful_signal, __ATOMIC_SEQ_CST);
+
+	if (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET)
+		return 0; /* after the power button too: that is the clean way out */
+	if (why != VM_EXIT_QUIT)
+		return cli_fail("%s", msg);
+	if (timed_out)
+		return cli_fail("the guest did not power off within %u s of %s; stopped it",
+				stop_timeout, signal_name(graceful));
+	if (!stop_signal)
+		return 0; /* Ctrl-A x */
+	if (graceful)
+		cli_fail("%s after %s, before the guest powered off; stopped it",
+			 signal_name(stop_signal), signal_name(graceful));
+	return 128 + stop_signal; /* killed, like any process: not a clean guest exit */
+}
+
+static int parse_timeout(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || v > 86400 * 365)
+		return cli_fail("--stop-timeout '%s' is not a number of seconds (0 to 31536000)",
+				s);
+	*out = v;
+	return 0;
 }
 
 /* LIGERO_STATS=1 prints the VM's exit and start-up statistics on stderr; LIGERO_STATS=/PATH
@@ -46,14 +143,23 @@ static void print_stats(const struct vm *vm)
 static void run_usage(FILE *f)
 {
 	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n",
+	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
+	      "                  [--stop-timeout SECONDS]\n"
+	      "       ligero run --dump-acpi DIR [--cpus N]\n",
 	      f);
 	fputs(run_devices_usage, f);
+	fputs(run_boot_usage, f);
 	fputs(
 	    "\n"
 	    "Boots a Linux bzImage on KVM with the guest's serial console on stdio (or FILE).\n"
-	    "On a terminal, Ctrl-A x quits. Exit status 0 when the guest powers off or reboots\n"
-	    "(or on Ctrl-A x), 1 on a guest panic, triple fault or KVM error, 128+N on signal N.\n"
+	    "Without --kernel, boots the first disk's own kernel as its boot loader would.\n"
+	    "On a terminal, Ctrl-A x quits. SIGTERM (and SIGINT without a terminal) presses the\n"
+	    "guest's ACPI power button; if the guest has not powered off --stop-timeout seconds\n"
+	    "later (default 60; 0: stop at once), or on a second signal, ligero stops it.\n"
+	    "Exit status 0 when the guest powers off or reboots (after SIGTERM too) or on\n"
+	    "Ctrl-A x; 1 on a guest panic, triple fault, KVM error, disk flush error or when the\n"
+	    "stop timeout ran out; 128+N when signal N stopped the guest. --dump-acpi writes the\n"
+	    "ACPI tables as DIR/SIG.dat (for the iasl disassembler) and exits.\n"
 	    "See docs/ligero-run.md.\n",
 	    f);
 }
@@ -95,12 +201,17 @@ int cmd_run(int argc, char **argv)
 	    {"cpus", required_argument, NULL, 'c'},
 	    {"console", required_argument, NULL, 'o'},
 	    {"force", no_argument, NULL, 'f'},
+	    {"stop-timeout", required_argument, NULL, 't'},
+	    {"dump-acpi", required_argument, NULL, 'd'},
+	    {"boot-entry", required_argument, NULL, 'e'},
+	    {"list-boot-entries", no_argument, NULL, 'L'},
+	    {"output", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
-	const char *console = "stdio", *msg;
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct run_boot boot = {0};
+	const char *console = "stdio", *msg, *dump = NULL;
 	enum vm_exit why;
 	struct vm *vm;
 	int c, ret;
@@ -133,6 +244,23 @@ int cmd_run(int argc, char **argv)
 		case 'f':
 			cfg.force = true;
 			break;
+		case 'e':
+			boot.entry = optarg;
+			break;
+		case 'L':
+			boot.list = true;
+			break;
+		case 'O':
+			if (run_boot_output(&boot, optarg))
+				return 1;
+			break;
+		case 't':
+			if (parse_timeout(optarg, &stop_timeout))
+				return 1;
+			break;
+		case 'd':
+			dump = optarg;
+			break;
 		case 'h':
 			run_usage(stdout);
 			return 0;
@@ -142,31 +270,27 @@ int cmd_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_fail("run", "unexpected argument '%s'", argv[optind]);
-	if (!cfg.kernel)
-		return cli_fail("--kernel is required (see 'ligero run --help')");
-	if (open_console(console, &cfg))
+	if (dump)
+		return (ret = acpi_dump(dump, cfg.cpus)) < 0 ? cli_fail_err(ret) : 0;
+	if ((ret = run_boot_prepare(&cfg, &boot)) != 0)
+		return ret < 0 ? 0 : ret;
+	if (open_console(console, &cfg)) {
+		run_boot_release(&boot, &cfg);
 		return 1;
-	if ((ret = vm_create(&cfg, &vm)) < 0)
+	}
+	ret = vm_create(&cfg, &vm);
+	run_boot_release(&boot, &cfg);
+	if (ret < 0)
 		return cli_fail_err(ret);
 
-	sigemptyset(&sa.sa_mask);
+	stdin_tty = isatty(STDIN_FILENO);
 	running = vm;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN); /* a console reader that goes away must not kill the VMM */
+	catch_signals();
 	ret = vm_run(vm, &why, &msg);
 	running = NULL;
+	alarm(0);
 	print_stats(vm);
-	if (ret < 0) {
-		vm_destroy(vm);
-		return cli_fail_err(ret);
-	}
-	ret = why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET || why == VM_EXIT_QUIT ? 0 : 1;
-	if (ret)
-		cli_fail("%s", msg);
-	else if (why == VM_EXIT_QUIT && stop_signal)
-		ret = 128 + stop_signal; /* killed, like any process: not a clean guest exit */
+	ret = ret < 0 ? cli_fail_err(ret) : run_status(why, msg);
 	vm_destroy(vm);
 	return ret;
 }

@@ -5,6 +5,7 @@
  */
 #include "fs/copy.h"
 #include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <dirent.h>
@@ -76,14 +77,14 @@ static char *join(const char *a, const char *b)
 #define MAX_DEPTH 4096
 
 struct out_ctx {
-	struct extfs *fs;
+	struct gfs *fs;
 	struct links links;
 	char *buf;
 	int depth;
-	uint32_t path[MAX_DEPTH]; /* directory inodes from the top of the copy down */
+	uint64_t path[MAX_DEPTH]; /* directory inodes from the top of the copy down */
 };
 
-static int out_node(struct out_ctx *c, uint32_t ino, const char *host);
+static int out_node(struct out_ctx *c, uint64_t ino, const char *host);
 
 struct out_dir {
 	struct out_ctx *c;
@@ -91,7 +92,7 @@ struct out_dir {
 	int ret;
 };
 
-static int out_child(const char *name, uint32_t ino, void *priv)
+static int out_child(const char *name, uint64_t ino, void *priv)
 {
 	struct out_dir *od = priv;
 	char *p = join(od->host, name);
@@ -112,23 +113,23 @@ static int out_xattr(const char *name, const void *val, size_t len, void *priv)
 	return 0;
 }
 
-static int out_file(struct out_ctx *c, uint32_t ino, const struct extfs_stat *st, const char *host)
+static int out_file(struct out_ctx *c, uint64_t ino, const struct gfs_stat *st, const char *host)
 {
-	struct extfs_range *r = NULL;
+	struct gfs_range *r = NULL;
 	size_t n = 0;
 	int ret, fd = open(host, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0)
 		return err_sys(errno, "%s: cannot create", host);
-	ret = extfs_data_ranges(c->fs, ino, &r, &n);
+	ret = gfs_data_ranges(c->fs, ino, &r, &n);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		for (uint64_t off = r[i].start; ret == 0 && off < r[i].start + r[i].len;) {
 			uint64_t left = r[i].start + r[i].len - off;
 			size_t want = left < CHUNK ? (size_t)left : CHUNK, got;
-			ret = extfs_pread(c->fs, ino, off, c->buf, want, &got);
+			ret = gfs_pread(c->fs, ino, off, c->buf, want, &got);
 			if (ret == 0 && got == 0)
-				ret =
-				    err_set(EIO, "%s: inode %u ends early", extfs_name(c->fs), ino);
+				ret = err_set(EIO, "%s: inode %llu ends early", gfs_name(c->fs),
+					      (unsigned long long)ino);
 			if (ret == 0 && pwrite(fd, c->buf, got, (off_t)off) != (ssize_t)got)
 				ret = err_sys(errno ? errno : ENOSPC, "%s: write error", host);
 			off += got;
@@ -143,13 +144,13 @@ static int out_file(struct out_ctx *c, uint32_t ino, const struct extfs_stat *st
 }
 
 /* Owner, xattrs, mode (after chown, which clears set-id bits), then times. */
-static int out_attrs(struct out_ctx *c, uint32_t ino, const struct extfs_stat *st, const char *host)
+static int out_attrs(struct out_ctx *c, uint64_t ino, const struct gfs_stat *st, const char *host)
 {
 	int ret;
 
 	if (lchown(host, st->uid, st->gid) < 0)
 		return err_sys(errno, "%s: cannot set the owner", host);
-	if ((ret = extfs_xattr_list(c->fs, ino, out_xattr, (void *)host)) < 0)
+	if ((ret = gfs_xattr_list(c->fs, ino, out_xattr, (void *)host)) < 0)
 		return ret;
 	if (!S_ISLNK(st->mode) && chmod(host, st->mode & 07777) < 0)
 		return err_sys(errno, "%s: cannot set the mode", host);
@@ -175,10 +176,10 @@ static int out_replace(const char *host, bool dir)
 	return 0;
 }
 
-static int out_node(struct out_ctx *c, uint32_t ino, const char *host)
+static int out_node(struct out_ctx *c, uint64_t ino, const char *host)
 {
-	struct extfs_stat st;
-	int ret = extfs_stat(c->fs, ino, &st);
+	struct gfs_stat st;
+	int ret = gfs_stat(c->fs, ino, &st);
 
 	if (ret < 0)
 		return ret;
@@ -203,19 +204,19 @@ static int out_node(struct out_ctx *c, uint32_t ino, const char *host)
 			return err_set(ELOOP,
 				       "%s: directory tree deeper than %d levels (a loop in a "
 				       "damaged filesystem?)",
-				       extfs_name(c->fs), MAX_DEPTH);
+				       gfs_name(c->fs), MAX_DEPTH);
 		for (int k = 0; k < c->depth; k++)
 			if (c->path[k] == ino)
 				return err_set(ELOOP,
-					       "%s: directory inode %u contains itself (a loop "
+					       "%s: directory inode %llu contains itself (a loop "
 					       "in a damaged filesystem); stopped at %s",
-					       extfs_name(c->fs), ino, host);
+					       gfs_name(c->fs), (unsigned long long)ino, host);
 		c->path[c->depth] = ino;
 		if (ret == 0 && mkdir(host, 0700) < 0)
 			return err_sys(errno, "%s: cannot create directory", host);
 		struct out_dir od = {c, host, 0};
 		c->depth++;
-		ret = extfs_readdir(c->fs, ino, out_child, &od);
+		ret = gfs_readdir(c->fs, ino, out_child, &od);
 		c->depth--;
 		if (ret < 0)
 			return ret;
@@ -224,7 +225,7 @@ static int out_node(struct out_ctx *c, uint32_t ino, const char *host)
 			return ret;
 	} else if (S_ISLNK(st.mode)) {
 		char target[4096];
-		if ((ret = extfs_readlink(c->fs, ino, target, sizeof(target))) < 0)
+		if ((ret = gfs_readlink(c->fs, ino, target, sizeof(target))) < 0)
 			return ret;
 		if (symlink(target, host) < 0)
 			return err_sys(errno, "%s: cannot create symbolic link", host);
@@ -247,10 +248,10 @@ static const char *base_name(const char *path, char *buf, size_t len)
 	return buf;
 }
 
-int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir)
+int fs_copy_out(struct gfs *fs, const char *path, const char *hostdir)
 {
 	struct stat hs;
-	uint32_t ino;
+	uint64_t ino;
 	char base[256];
 	int ret;
 
@@ -258,9 +259,9 @@ int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir)
 		return err_sys(errno, "%s", hostdir);
 	if (!S_ISDIR(hs.st_mode))
 		return err_set(ENOTDIR, "%s: not a directory", hostdir);
-	if ((ret = extfs_lookup(fs, path, false, &ino)) < 0)
+	if ((ret = gfs_lookup(fs, path, false, &ino)) < 0)
 		return ret;
-	/* The context holds the loop-detection path (16 KiB): on the heap, not the stack. */
+	/* The context holds the loop-detection path (32 KiB): on the heap, not the stack. */
 	struct out_ctx *c = calloc(1, sizeof(*c));
 	if (!c || !(c->buf = malloc(CHUNK))) {
 		free(c);
@@ -271,7 +272,7 @@ int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir)
 	if (!strcmp(base, "/")) {
 		struct out_dir od = {c, hostdir, 0};
 		c->path[c->depth++] = ino;
-		ret = extfs_readdir(fs, ino, out_child, &od);
+		ret = gfs_readdir(fs, ino, out_child, &od);
 	} else {
 		char *host = join(hostdir, base);
 		ret = host ? out_node(c, ino, host) : err_set(ENOMEM, "out of memory");

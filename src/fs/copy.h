@@ -4,10 +4,11 @@
 #define LIGERO_FS_COPY_H
 
 struct extfs;
+struct gfs;
 
 /* Copy guest path (file or directory tree) into the existing host directory hostdir, as
  * hostdir/<basename>; "/" copies the root's contents. Existing files are replaced. */
-int fs_copy_out(struct extfs *fs, const char *path, const char *hostdir);
+int fs_copy_out(struct gfs *fs, const char *path, const char *hostdir);
 /* Copy a host file or tree into the guest directory dir as dir/<basename>; a host path ending in
  * "/." copies the directory's contents. Directories merge, files are replaced. */
 int fs_copy_in(struct extfs *fs, const char *hostpath, const char *dir);

@@ -2,6 +2,7 @@
 #include "fs/disk.h"
 #include "block/block.h"
 #include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -118,6 +119,31 @@ static char *slot_name(struct fs_disk *d, int num)
 	return name;
 }
 
+static bool readable(const struct fs_probe *p)
+{
+	return fs_type_is_ext(p->type) || !strcmp(p->type, "xfs");
+}
+
+/* Why a slot cannot be opened (the message recorded), or 0. */
+static int slot_check(const struct fs_slot *s, const char *name, bool rw)
+{
+	if (s->part && s->part->container)
+		return err_set(EINVAL,
+			       "%s: is an extended partition (it holds the logical "
+			       "partitions, numbered from 5), not a filesystem",
+			       name);
+	if (!s->probe.type[0])
+		return err_set(EINVAL, "%s: no filesystem found (not a known superblock)", name);
+	if (rw && !strcmp(s->probe.type, "xfs"))
+		return err_set(EROFS, "%s: xfs is read-only in ligero; writes need ext2/3/4", name);
+	if (!readable(&s->probe))
+		return err_set(ENOTSUP,
+			       "%s: %s filesystems are not supported (ext2, ext3, ext4 and, "
+			       "read-only, xfs are)",
+			       name, s->probe.type);
+	return 0;
+}
+
 static int open_slot(struct fs_disk *d, const struct fs_slot *s, bool rw, struct extfs **fs)
 {
 	char *name = slot_name(d, s->num);
@@ -125,20 +151,23 @@ static int open_slot(struct fs_disk *d, const struct fs_slot *s, bool rw, struct
 
 	if (!name)
 		return err_set(ENOMEM, "out of memory");
-	if (s->part && s->part->container)
-		ret = err_set(EINVAL,
-			      "%s: is an extended partition (it holds the logical "
-			      "partitions, numbered from 5), not a filesystem",
-			      name);
-	else if (!s->probe.type[0])
-		ret = err_set(EINVAL, "%s: no filesystem found (not a known superblock)", name);
-	else if (!fs_type_is_ext(s->probe.type))
-		ret = err_set(ENOTSUP,
-			      "%s: %s filesystems are not supported (ext2, ext3 and ext4 "
-			      "are)",
-			      name, s->probe.type);
-	else
+	if ((ret = slot_check(s, name, rw)) == 0 && !fs_type_is_ext(s->probe.type))
+		ret = err_set(ENOTSUP, "%s: holds %s; this needs ext2/3/4", name, s->probe.type);
+	if (ret == 0)
 		ret = extfs_open(fs, d->bs, s->start, s->size, name, rw);
+	free(name);
+	return ret;
+}
+
+static int open_slot_gfs(struct fs_disk *d, const struct fs_slot *s, struct gfs **fs)
+{
+	char *name = slot_name(d, s->num);
+	int ret;
+
+	if (!name)
+		return err_set(ENOMEM, "out of memory");
+	if ((ret = slot_check(s, name, false)) == 0)
+		ret = gfs_open(fs, d->bs, s->start, s->size, name);
 	free(name);
 	return ret;
 }
@@ -148,18 +177,18 @@ static bool mountable(const struct fs_probe *p)
 	return p->type[0] && strcmp(p->type, "swap") && strcmp(p->type, "LVM2_member");
 }
 
-/* Several filesystems: the root is the ext one with /etc/os-release. */
+/* Several filesystems: the root is the readable one with /etc/os-release. */
 static int pick_root(struct fs_disk *d, struct fs_slot *s, size_t n, int *num)
 {
 	int found = 0, count = 0;
 	char others[128] = "";
 
 	for (size_t i = 0; i < n; i++) {
-		struct extfs *fs;
-		uint32_t ino;
-		if (!fs_type_is_ext(s[i].probe.type) || open_slot(d, &s[i], false, &fs) < 0)
+		struct gfs *fs;
+		uint64_t ino;
+		if (!readable(&s[i].probe) || open_slot_gfs(d, &s[i], &fs) < 0)
 			continue;
-		if (extfs_lookup(fs, "/etc/os-release", false, &ino) == 0) {
+		if (gfs_lookup(fs, "/etc/os-release", false, &ino) == 0) {
 			count++;
 			if (!found)
 				found = s[i].num;
@@ -167,7 +196,7 @@ static int pick_root(struct fs_disk *d, struct fs_slot *s, size_t n, int *num)
 				snprintf(others + strlen(others), sizeof(others) - strlen(others),
 					 " %d", s[i].num);
 		}
-		extfs_close(fs);
+		gfs_close(fs);
 	}
 	if (count == 1) {
 		*num = found;
@@ -184,26 +213,22 @@ static int pick_root(struct fs_disk *d, struct fs_slot *s, size_t n, int *num)
 		       d->path, d->path, d->path);
 }
 
-int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int *used)
+/* The slot an address names (num 0: the only filesystem, or the root among several). */
+static int pick_slot(struct fs_disk *d, int num, struct fs_slot *s, size_t n, struct fs_slot **slot)
 {
-	struct fs_slot *s;
-	size_t n;
-	int ret = fs_disk_slots(d, &s, &n);
+	int ret = 0;
 
-	if (ret < 0)
-		return ret;
-	if (num && d->pt.scheme == PART_NONE) {
-		ret = err_set(ENOENT,
-			      "%s: has no partition table, so no partition %d (name the "
-			      "whole disk as %s)",
-			      d->path, num, d->path);
-		goto out;
-	}
+	if (num && d->pt.scheme == PART_NONE)
+		return err_set(ENOENT,
+			       "%s: has no partition table, so no partition %d (name the "
+			       "whole disk as %s)",
+			       d->path, num, d->path);
 	if (!num && d->pt.scheme == PART_NONE) {
 		if (!s[0].probe.type[0])
-			ret = err_set(EINVAL, "%s: no partition table and no known filesystem",
-				      d->path);
-		goto open;
+			return err_set(EINVAL, "%s: no partition table and no known filesystem",
+				       d->path);
+		*slot = &s[0];
+		return 0;
 	}
 	if (!num) {
 		int candidates = 0;
@@ -213,26 +238,48 @@ int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int 
 				num = s[i].num;
 			}
 		if (candidates == 0)
-			ret = err_set(EINVAL,
-				      "%s: none of its %zu partitions holds a known "
-				      "filesystem",
-				      d->path, n);
-		else if (candidates > 1)
-			ret = pick_root(d, s, n, &num);
+			return err_set(EINVAL,
+				       "%s: none of its %zu partitions holds a known "
+				       "filesystem",
+				       d->path, n);
+		if (candidates > 1 && (ret = pick_root(d, s, n, &num)) < 0)
+			return ret;
 	}
-open:
-	if (ret == 0) {
-		struct fs_slot *slot = NULL;
-		for (size_t i = 0; i < n; i++)
-			if (s[i].num == num)
-				slot = &s[i];
-		if (!slot)
-			ret = err_set(ENOENT, "%s: has no partition %d (see 'ligero fs list %s')",
-				      d->path, num, d->path);
-		else if ((ret = open_slot(d, slot, rw, fs)) == 0 && used)
-			*used = num;
-	}
-out:
+	for (size_t i = 0; i < n; i++)
+		if (s[i].num == num) {
+			*slot = &s[i];
+			return 0;
+		}
+	return err_set(ENOENT, "%s: has no partition %d (see 'ligero fs list %s')", d->path, num,
+		       d->path);
+}
+
+int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int *used)
+{
+	struct fs_slot *s, *slot;
+	size_t n;
+	int ret = fs_disk_slots(d, &s, &n);
+
+	if (ret < 0)
+		return ret;
+	if ((ret = pick_slot(d, num, s, n, &slot)) == 0 &&
+	    (ret = open_slot(d, slot, rw, fs)) == 0 && used)
+		*used = slot->num;
+	free(s);
+	return ret;
+}
+
+int fs_disk_open_gfs(struct fs_disk *d, int num, struct gfs **fs, int *used)
+{
+	struct fs_slot *s, *slot;
+	size_t n;
+	int ret = fs_disk_slots(d, &s, &n);
+
+	if (ret < 0)
+		return ret;
+	if ((ret = pick_slot(d, num, s, n, &slot)) == 0 &&
+	    (ret = open_slot_gfs(d, slot, fs)) == 0 && used)
+		*used = slot->num;
 	free(s);
 	return ret;
 }
@@ -254,18 +301,31 @@ int fs_handle_open(struct fs_handle *h, const char *addr, const char *disk_opt, 
 	free(path);
 	if (ret < 0)
 		return ret;
-	ret = fs_disk_open_fs(h->disk, num, rw, &h->fs, &h->num);
+	if (!rw) {
+		ret = fs_disk_open_gfs(h->disk, num, &h->gfs, &h->num);
+		h->fs = ret == 0 ? gfs_ext(h->gfs) : NULL;
+	} else if ((ret = fs_disk_open_fs(h->disk, num, rw, &h->fs, &h->num)) == 0 &&
+		   (ret = gfs_wrap_ext(&h->gfs, h->fs)) < 0) {
+		extfs_close(h->fs);
+	}
 	if (ret < 0) {
 		fs_disk_close(h->disk);
-		h->disk = NULL;
+		memset(h, 0, sizeof(*h));
+	} else {
+		h->rw = rw;
 	}
 	return ret;
 }
 
 int fs_handle_close(struct fs_handle *h)
 {
-	int ret = extfs_close(h->fs);
+	int ret = 0;
 
+	/* A writing handle's gfs only wraps h->fs, which holds the write-back; a read-only
+	 * handle's gfs owns its filesystem. */
+	gfs_close(h->gfs);
+	if (h->rw)
+		ret = extfs_close(h->fs);
 	fs_disk_close(h->disk);
 	memset(h, 0, sizeof(*h));
 	return ret;

@@ -14,6 +14,7 @@
 
 struct bdev;
 struct extfs;
+struct gfs;
 
 struct fs_disk {
 	struct bdev *bs;
@@ -33,8 +34,10 @@ struct fs_slot {
 /* An address resolved to an open filesystem. */
 struct fs_handle {
 	struct fs_disk *disk;
-	struct extfs *fs;
-	int num; /* the partition used, 0 for a whole-disk filesystem */
+	struct extfs *fs; /* for writing: NULL when the filesystem is one ligero only reads (xfs) */
+	struct gfs *gfs;  /* for reading, whatever the filesystem */
+	int num;	  /* the partition used, 0 for a whole-disk filesystem */
+	bool rw;	  /* opened for writing (h->fs holds the changes until close) */
 };
 
 /* Split "DISK:N" into the disk path (malloc'ed) and N; plain "DISK" gives N = 0. A name that
@@ -50,8 +53,11 @@ void fs_disk_close(struct fs_disk *d);
 int fs_disk_slots(struct fs_disk *d, struct fs_slot **out, size_t *n);
 /* Open the ext filesystem of partition num (0 = pick as described above). */
 int fs_disk_open_fs(struct fs_disk *d, int num, bool rw, struct extfs **fs, int *used);
-/* Parse an address, open the disk and its filesystem. disk_opt (--disk) names the file
- * literally; then addr is unused and num_opt picks the partition. */
+/* Open the filesystem of partition num (0 = pick) read-only, whatever it is (ext2/3/4, xfs). */
+int fs_disk_open_gfs(struct fs_disk *d, int num, struct gfs **fs, int *used);
+/* Parse an address, open the disk and its filesystem: h->gfs always, h->fs too when it is ext
+ * (rw refuses filesystems ligero only reads). disk_opt (--disk) names the file literally; then
+ * addr is unused and num_opt picks the partition. */
 int fs_handle_open(struct fs_handle *h, const char *addr, const char *disk_opt, int num_opt,
 		   bool rw);
 /* Close the filesystem (writing it back) and the disk; returns the first error. */

@@ -1,13 +1,16 @@
 /*
- * FUSE over the ext layer. Requests are served by one thread (fuse_loop, not fuse_loop_mt):
- * libext2fs is not thread-safe, and a guest disk is not a throughput device. Paths are resolved
- * on every call; the kernel caches attributes and entries for a second in between.
+ * FUSE over the guest filesystem layer: reads go through gfs (ext or xfs), writes through the ext
+ * layer (an xfs mount is read-only). Requests are served by one thread (fuse_loop, not
+ * fuse_loop_mt): libext2fs and the xfs reader are not thread-safe, and a guest disk is not a
+ * throughput device. Paths are resolved on every call; the kernel caches attributes and entries
+ * for a second in between.
  */
 #define FUSE_USE_VERSION 35
 #include <fuse.h>
 
 #include "fs/fuse.h"
 #include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -21,7 +24,8 @@
 
 struct fs_fuse {
 	struct fuse *fuse;
-	struct extfs *fs;
+	struct gfs *gfs;
+	struct extfs *fs; /* NULL when the filesystem is only read (xfs) */
 	bool ro;
 	bool mounted;
 	bool signals;
@@ -32,7 +36,12 @@ static struct extfs *ctx_fs(void)
 	return ((struct fs_fuse *)fuse_get_context()->private_data)->fs;
 }
 
-static void to_stat(const struct extfs_stat *e, struct stat *st)
+static struct gfs *ctx_gfs(void)
+{
+	return ((struct fs_fuse *)fuse_get_context()->private_data)->gfs;
+}
+
+static void to_stat(const struct gfs_stat *e, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = e->ino;
@@ -49,9 +58,15 @@ static void to_stat(const struct extfs_stat *e, struct stat *st)
 	st->st_ctim = e->ctime;
 }
 
+/* For the writing operations, which the kernel only sends to a read-write (ext) mount. */
 static int lookup(const char *path, bool follow, uint32_t *ino)
 {
-	return extfs_lookup(ctx_fs(), path, follow, ino);
+	return ctx_fs() ? extfs_lookup(ctx_fs(), path, follow, ino) : -EROFS;
+}
+
+static int glookup(const char *path, bool follow, uint64_t *ino)
+{
+	return gfs_lookup(ctx_gfs(), path, follow, ino);
 }
 
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -63,26 +78,26 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
-	struct extfs_stat e;
-	uint32_t ino;
-	int ret = lookup(path, false, &ino);
+	struct gfs_stat e;
+	uint64_t ino;
+	int ret = glookup(path, false, &ino);
 
-	if (ret == 0 && (ret = extfs_stat(ctx_fs(), ino, &e)) == 0)
+	if (ret == 0 && (ret = gfs_stat(ctx_gfs(), ino, &e)) == 0)
 		to_stat(&e, st);
 	return ret;
 }
 
 static int op_readlink(const char *path, char *buf, size_t size)
 {
-	uint32_t ino;
-	int ret = lookup(path, false, &ino);
+	uint64_t ino;
+	int ret = glookup(path, false, &ino);
 
 	if (ret < 0)
 		return ret;
-	ret = extfs_readlink(ctx_fs(), ino, buf, size);
+	ret = gfs_readlink(ctx_gfs(), ino, buf, size);
 	if (ret == -ENAMETOOLONG && size) { /* FUSE truncates, like readlink(2) */
 		char big[4096];
-		if (extfs_readlink(ctx_fs(), ino, big, sizeof(big)) == 0) {
+		if (gfs_readlink(ctx_gfs(), ino, big, sizeof(big)) == 0) {
 			memcpy(buf, big, size - 1);
 			buf[size - 1] = 0;
 			return 0;
@@ -96,7 +111,7 @@ struct fill {
 	fuse_fill_dir_t filler;
 };
 
-static int fill_one(const char *name, uint32_t ino, void *priv)
+static int fill_one(const char *name, uint64_t ino, void *priv)
 {
 	struct fill *f = priv;
 
@@ -107,21 +122,21 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	struct fill f = {buf, filler};
-	uint32_t ino;
-	int ret = lookup(path, true, &ino);
+	uint64_t ino;
+	int ret = glookup(path, true, &ino);
 
 	if (ret < 0)
 		return ret;
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
-	ret = extfs_readdir(ctx_fs(), ino, fill_one, &f);
+	ret = gfs_readdir(ctx_gfs(), ino, fill_one, &f);
 	return ret < 0 ? ret : 0;
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
-	uint32_t ino;
-	int ret = lookup(path, true, &ino);
+	uint64_t ino;
+	int ret = glookup(path, true, &ino);
 
 	if (ret == 0)
 		fi->fh = ino;
@@ -131,7 +146,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	size_t got;
-	int ret = extfs_pread(ctx_fs(), (uint32_t)fi->fh, (uint64_t)off, buf, size, &got);
+	int ret = gfs_pread(ctx_gfs(), fi->fh, (uint64_t)off, buf, size, &got);
 
 	return ret < 0 ? ret : (int)got;
 }
@@ -139,14 +154,15 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
 static int op_write(const char *path, const char *buf, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	int ret = extfs_pwrite(ctx_fs(), (uint32_t)fi->fh, (uint64_t)off, buf, size);
+	int ret =
+	    ctx_fs() ? extfs_pwrite(ctx_fs(), (uint32_t)fi->fh, (uint64_t)off, buf, size) : -EROFS;
 
 	return ret < 0 ? ret : (int)size;
 }
 
 static int parent_of(const char *path, uint32_t *dir, char base[256])
 {
-	return extfs_lookup_parent(ctx_fs(), path, dir, base);
+	return ctx_fs() ? extfs_lookup_parent(ctx_fs(), path, dir, base) : -EROFS;
 }
 
 static int op_mknod(const char *path, mode_t mode, dev_t rdev)
@@ -274,12 +290,17 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 
 static int op_statfs(const char *path, struct statvfs *sv)
 {
-	return extfs_statfs(ctx_fs(), sv);
+	if (ctx_fs())
+		return extfs_statfs(ctx_fs(), sv);
+	memset(sv, 0, sizeof(*sv)); /* the xfs reader keeps no free-space counts */
+	sv->f_bsize = sv->f_frsize = 4096;
+	sv->f_namemax = 255;
+	return 0;
 }
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	return extfs_sync(ctx_fs());
+	return ctx_fs() ? extfs_sync(ctx_fs()) : 0;
 }
 
 static int op_setxattr(const char *path, const char *name, const char *val, size_t size, int flags)
@@ -304,14 +325,45 @@ static int op_setxattr(const char *path, const char *name, const char *val, size
 	return extfs_xattr_set(ctx_fs(), ino, name, val, size);
 }
 
+struct xget {
+	const char *name;
+	char *buf;
+	size_t size;
+	int ret;
+};
+
+static int xget_one(const char *name, const void *val, size_t len, void *priv)
+{
+	struct xget *x = priv;
+
+	if (strcmp(name, x->name))
+		return 0;
+	if (x->size && len > x->size)
+		x->ret = -ERANGE;
+	else if (x->size)
+		memcpy(x->buf, val, len);
+	if (x->ret == 0)
+		x->ret = (int)len;
+	return 1;
+}
+
 static int op_getxattr(const char *path, const char *name, char *buf, size_t size)
 {
+	struct xget x = {name, buf, size, 0};
+	uint64_t gino;
 	uint32_t ino;
 	void *val;
 	size_t len;
-	int ret = lookup(path, false, &ino);
+	int ret;
 
-	if (ret < 0 || (ret = extfs_xattr_get(ctx_fs(), ino, name, &val, &len)) < 0)
+	if (!ctx_fs()) { /* read-only families: from the attribute list, if they have one */
+		if ((ret = glookup(path, false, &gino)) < 0 ||
+		    (ret = gfs_xattr_list(ctx_gfs(), gino, xget_one, &x)) < 0)
+			return ret;
+		return ret == 0 ? -ENODATA : x.ret;
+	}
+	if ((ret = lookup(path, false, &ino)) < 0 ||
+	    (ret = extfs_xattr_get(ctx_fs(), ino, name, &val, &len)) < 0)
 		return ret;
 	if (size && len > size)
 		ret = -ERANGE;
@@ -340,10 +392,10 @@ static int xlist_add(const char *name, const void *val, size_t len, void *priv)
 static int op_listxattr(const char *path, char *buf, size_t size)
 {
 	struct xlist x = {buf, size, 0};
-	uint32_t ino;
-	int ret = lookup(path, false, &ino);
+	uint64_t ino;
+	int ret = glookup(path, false, &ino);
 
-	if (ret < 0 || (ret = extfs_xattr_list(ctx_fs(), ino, xlist_add, &x)) < 0)
+	if (ret < 0 || (ret = gfs_xattr_list(ctx_gfs(), ino, xlist_add, &x)) < 0)
 		return ret;
 	if (size && x.len > size)
 		return -ERANGE;
@@ -386,8 +438,8 @@ static const struct fuse_operations ops = {
     .removexattr = op_removexattr,
 };
 
-int fs_fuse_mount(struct fs_fuse **out, struct extfs *fs, const char *mountpoint, bool ro,
-		  const char *fsname)
+int fs_fuse_mount(struct fs_fuse **out, struct gfs *gfs, struct extfs *fs, const char *mountpoint,
+		  bool ro, const char *fsname)
 {
 	struct fs_fuse *ff = calloc(1, sizeof(*ff));
 	char *opt = NULL;
@@ -395,12 +447,13 @@ int fs_fuse_mount(struct fs_fuse **out, struct extfs *fs, const char *mountpoint
 
 	if (!ff)
 		return err_set(ENOMEM, "out of memory");
+	ff->gfs = gfs;
 	ff->fs = fs;
-	ff->ro = ro;
+	ff->ro = ro || !fs;
 	/* fsname is ours and contains no commas (the caller checks); FUSE splits options on them.
 	 */
 	if (asprintf(&opt, "fsname=%s,subtype=ligero,default_permissions%s", fsname,
-		     ro ? ",ro" : "") < 0) {
+		     ff->ro ? ",ro" : "") < 0) {
 		free(ff);
 		return err_set(ENOMEM, "out of memory");
 	}

@@ -2,6 +2,7 @@
 #include "fs/gfs.h"
 #include "fs/detect.h"
 #include "fs/ext.h"
+#include "fs/xfs.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -108,6 +109,35 @@ static int ext_close(void *impl)
 	return extfs_close(impl);
 }
 
+static int ext_data_ranges(void *impl, uint64_t ino, struct gfs_range **out, size_t *n)
+{
+	struct extfs_range *r = NULL;
+	uint32_t i = 0;
+	int ret = ext_ino(ino, &i);
+
+	*out = NULL;
+	*n = 0;
+	if (ret < 0 || (ret = extfs_data_ranges(impl, i, &r, n)) < 0)
+		return ret;
+	if (*n && !(*out = calloc(*n, sizeof(**out)))) {
+		free(r);
+		*n = 0;
+		return err_set(ENOMEM, "out of memory");
+	}
+	for (size_t k = 0; k < *n; k++)
+		(*out)[k] = (struct gfs_range){r[k].start, r[k].len};
+	free(r);
+	return 0;
+}
+
+static int ext_xattr_list(void *impl, uint64_t ino, gfs_xattr_cb cb, void *priv)
+{
+	uint32_t i = 0;
+	int ret = ext_ino(ino, &i);
+
+	return ret < 0 ? ret : extfs_xattr_list(impl, i, cb, priv);
+}
+
 static const struct gfs_ops ext_ops = {
     .family = "ext",
     .lookup = ext_lookup,
@@ -117,6 +147,61 @@ static const struct gfs_ops ext_ops = {
     .readlink = ext_readlink,
     .warning = ext_warning,
     .close = ext_close,
+    .data_ranges = ext_data_ranges,
+    .xattr_list = ext_xattr_list,
+};
+
+/* xfs: the reader speaks gfs's types already; these only convert the opaque pointer. */
+static int xfs_op_lookup(void *impl, const char *path, bool follow, uint64_t *ino)
+{
+	return xfs_lookup(impl, path, follow, ino);
+}
+
+static int xfs_op_stat(void *impl, uint64_t ino, struct gfs_stat *st)
+{
+	return xfs_stat(impl, ino, st);
+}
+
+static int xfs_op_readdir(void *impl, uint64_t dir, gfs_dir_cb cb, void *priv)
+{
+	return xfs_readdir(impl, dir, cb, priv);
+}
+
+static int xfs_op_pread(void *impl, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *got)
+{
+	return xfs_pread(impl, ino, off, buf, len, got);
+}
+
+static int xfs_op_readlink(void *impl, uint64_t ino, char *buf, size_t size)
+{
+	return xfs_readlink(impl, ino, buf, size);
+}
+
+static const char *xfs_op_warning(const void *impl)
+{
+	return xfs_warning(impl);
+}
+
+static int xfs_op_close(void *impl)
+{
+	return xfs_close(impl);
+}
+
+static int xfs_op_data_ranges(void *impl, uint64_t ino, struct gfs_range **out, size_t *n)
+{
+	return xfs_data_ranges(impl, ino, out, n);
+}
+
+static const struct gfs_ops xfs_ops = {
+    .family = "xfs",
+    .lookup = xfs_op_lookup,
+    .stat = xfs_op_stat,
+    .readdir = xfs_op_readdir,
+    .pread = xfs_op_pread,
+    .readlink = xfs_op_readlink,
+    .warning = xfs_op_warning,
+    .close = xfs_op_close,
+    .data_ranges = xfs_op_data_ranges,
 };
 
 static int gfs_new(struct gfs **out, const struct gfs_ops *ops, void *impl, bool owned,
@@ -139,6 +224,7 @@ int gfs_open(struct gfs **out, struct bdev *bs, uint64_t off, uint64_t len, cons
 {
 	struct fs_probe probe;
 	struct extfs *ext;
+	struct xfs *xfs;
 	int ret = fs_detect(bs, off, len, &probe);
 
 	if (ret < 0)
@@ -148,6 +234,13 @@ int gfs_open(struct gfs **out, struct bdev *bs, uint64_t off, uint64_t len, cons
 			return ret;
 		if ((ret = gfs_new(out, &ext_ops, ext, true, name)) < 0)
 			extfs_close(ext);
+		return ret;
+	}
+	if (!strcmp(probe.type, "xfs")) {
+		if ((ret = xfs_open(&xfs, bs, off, len, name)) < 0)
+			return ret;
+		if ((ret = gfs_new(out, &xfs_ops, xfs, true, name)) < 0)
+			xfs_close(xfs);
 		return ret;
 	}
 	if (probe.type[0])
@@ -241,4 +334,27 @@ int gfs_read_file(struct gfs *fs, const char *path, size_t max, char **buf, size
 	*buf = b;
 	*len = got;
 	return 0;
+}
+
+int gfs_data_ranges(struct gfs *fs, uint64_t ino, struct gfs_range **out, size_t *n)
+{
+	struct gfs_stat st;
+	int ret;
+
+	if (fs->ops->data_ranges)
+		return fs->ops->data_ranges(fs->impl, ino, out, n);
+	*out = NULL;
+	*n = 0;
+	if ((ret = gfs_stat(fs, ino, &st)) < 0 || st.size == 0)
+		return ret;
+	if (!(*out = malloc(sizeof(**out))))
+		return err_set(ENOMEM, "%s: out of memory", fs->name);
+	**out = (struct gfs_range){0, st.size};
+	*n = 1;
+	return 0;
+}
+
+int gfs_xattr_list(struct gfs *fs, uint64_t ino, gfs_xattr_cb cb, void *priv)
+{
+	return fs->ops->xattr_list ? fs->ops->xattr_list(fs->impl, ino, cb, priv) : 0;
 }

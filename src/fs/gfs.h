@@ -34,6 +34,14 @@ struct gfs_stat {
  * returned by gfs_readdir. */
 typedef int (*gfs_dir_cb)(const char *name, uint64_t ino, void *priv);
 
+/* A byte range of a file. */
+struct gfs_range {
+	uint64_t start, len;
+};
+
+/* Called for every extended attribute ("user.x", "security.selinux"); a non-zero return stops. */
+typedef int (*gfs_xattr_cb)(const char *name, const void *val, size_t len, void *priv);
+
 /* One filesystem's implementation. impl is what its open returned. */
 struct gfs_ops {
 	const char *family; /* "ext", "xfs" */
@@ -44,6 +52,9 @@ struct gfs_ops {
 	int (*readlink)(void *impl, uint64_t ino, char *buf, size_t size);
 	const char *(*warning)(const void *impl);
 	int (*close)(void *impl);
+	/* Optional (NULL: the whole file is data, no attributes). */
+	int (*data_ranges)(void *impl, uint64_t ino, struct gfs_range **out, size_t *n);
+	int (*xattr_list)(void *impl, uint64_t ino, gfs_xattr_cb cb, void *priv);
 };
 
 /* Open the filesystem in [off, off+len) of bs read-only, whatever its type (-EMEDIUMTYPE with a
@@ -77,5 +88,10 @@ int gfs_readlink(struct gfs *fs, uint64_t ino, char *buf, size_t size);
 /* A whole regular file (symlinks followed) into a malloc'ed buffer with a NUL after its len
  * bytes; -EFBIG with a message when it is larger than max. */
 int gfs_read_file(struct gfs *fs, const char *path, size_t max, char **buf, size_t *len);
+/* The byte ranges of a regular file that hold data (holes and unwritten extents left out, up to
+ * its size), *out malloc'ed. */
+int gfs_data_ranges(struct gfs *fs, uint64_t ino, struct gfs_range **out, size_t *n);
+/* Every extended attribute of an inode (none on filesystems whose reader has no attributes). */
+int gfs_xattr_list(struct gfs *fs, uint64_t ino, gfs_xattr_cb cb, void *priv);
 
 #endif

@@ -5,6 +5,7 @@
 #include "fs/inspect.h"
 #include "fs/disk.h"
 #include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <ctype.h>
@@ -18,24 +19,12 @@
 #define MAX_SMALL (256 * 1024)
 
 /* A whole small file as a string, or NULL when it is absent, not regular, or too big. */
-static char *read_small(struct extfs *fs, const char *path)
+static char *read_small(struct gfs *fs, const char *path)
 {
-	struct extfs_stat st;
-	uint32_t ino;
-	size_t got;
+	char *buf;
+	size_t len;
 
-	if (extfs_lookup(fs, path, true, &ino) < 0 || extfs_stat(fs, ino, &st) < 0 ||
-	    !S_ISREG(st.mode) || st.size > MAX_SMALL)
-		return NULL;
-	char *buf = malloc(st.size + 1);
-	if (!buf)
-		return NULL;
-	if (extfs_pread(fs, ino, 0, buf, st.size, &got) < 0) {
-		free(buf);
-		return NULL;
-	}
-	buf[got] = 0;
-	return buf;
+	return gfs_read_file(fs, path, MAX_SMALL, &buf, &len) < 0 ? NULL : buf;
 }
 
 static char *dup_trim(const char *s, size_t n)
@@ -75,7 +64,7 @@ static void parse_os_release(char *text, struct fs_inspect *in)
 	}
 }
 
-static void parse_hostname(struct extfs *fs, struct fs_inspect *in)
+static void parse_hostname(struct gfs *fs, struct fs_inspect *in)
 {
 	char *t = read_small(fs, "/etc/hostname");
 
@@ -96,7 +85,7 @@ static void parse_hostname(struct extfs *fs, struct fs_inspect *in)
 	free(t);
 }
 
-static void parse_fstab(struct extfs *fs, struct fs_inspect *in)
+static void parse_fstab(struct gfs *fs, struct fs_inspect *in)
 {
 	char *t = read_small(fs, "/etc/fstab"), *save = NULL;
 
@@ -125,7 +114,7 @@ struct dirlist {
 	size_t n;
 };
 
-static int dl_add(const char *name, uint32_t ino, void *priv)
+static int dl_add(const char *name, uint64_t ino, void *priv)
 {
 	struct dirlist *l = priv;
 	char **v = realloc(l->names, (l->n + 1) * sizeof(*v));
@@ -144,13 +133,13 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Sorted names in a guest directory (empty when it does not exist). */
-static void list_dir(struct extfs *fs, const char *path, struct dirlist *l)
+static void list_dir(struct gfs *fs, const char *path, struct dirlist *l)
 {
-	uint32_t ino;
+	uint64_t ino;
 
 	l->names = NULL;
 	l->n = 0;
-	if (extfs_lookup(fs, path, true, &ino) < 0 || extfs_readdir(fs, ino, dl_add, l) < 0)
+	if (gfs_lookup(fs, path, true, &ino) < 0 || gfs_readdir(fs, ino, dl_add, l) < 0)
 		return;
 	if (l->n > 1)
 		qsort(l->names, l->n, sizeof(*l->names), cmp_str);
@@ -163,11 +152,11 @@ static void dl_free(struct dirlist *l)
 	free(l->names);
 }
 
-static bool exists(struct extfs *fs, const char *path)
+static bool exists(struct gfs *fs, const char *path)
 {
-	uint32_t ino;
+	uint64_t ino;
 
-	return extfs_lookup(fs, path, true, &ino) == 0;
+	return gfs_lookup(fs, path, true, &ino) == 0;
 }
 
 static char *joinp(const char *dir, const char *name)
@@ -180,7 +169,7 @@ static char *joinp(const char *dir, const char *name)
 }
 
 /* vmlinuz-VER with initrd.img-VER (Debian), initramfs-VER.img (Fedora family) or initrd-VER. */
-static void find_kernels(struct extfs *fs, const char *dir, struct fs_inspect *in)
+static void find_kernels(struct gfs *fs, const char *dir, struct fs_inspect *in)
 {
 	struct dirlist l;
 
@@ -224,7 +213,7 @@ static void add_net(struct fs_inspect *in, char *path)
 	v[in->nnetfiles++] = path;
 }
 
-static void find_net(struct extfs *fs, struct fs_inspect *in)
+static void find_net(struct gfs *fs, struct fs_inspect *in)
 {
 	static const struct {
 		const char *dir, *prefix, *suffix;
@@ -252,7 +241,8 @@ static void find_net(struct extfs *fs, struct fs_inspect *in)
 	}
 }
 
-/* A separate /boot: the other ext filesystems of the disk with vmlinuz-* at their root. */
+/* A separate /boot: the disk's other filesystems (ext, or xfs as RHEL's /boot is) with vmlinuz-*
+ * at their root. */
 static void find_boot_part(struct fs_disk *d, int root_part, struct fs_inspect *in)
 {
 	struct fs_slot *s;
@@ -261,20 +251,33 @@ static void find_boot_part(struct fs_disk *d, int root_part, struct fs_inspect *
 	if (fs_disk_slots(d, &s, &n) < 0)
 		return;
 	for (size_t i = 0; i < n && !in->nkernels; i++) {
-		struct extfs *fs;
-		if (s[i].num == root_part || !fs_type_is_ext(s[i].probe.type) ||
-		    fs_disk_open_fs(d, s[i].num, false, &fs, NULL) < 0)
+		struct gfs *fs;
+		if (s[i].num == root_part ||
+		    (!fs_type_is_ext(s[i].probe.type) && strcmp(s[i].probe.type, "xfs")) ||
+		    fs_disk_open_gfs(d, s[i].num, &fs, NULL) < 0)
 			continue;
 		find_kernels(fs, "/", in);
 		if (in->nkernels)
 			in->boot_part = s[i].num;
-		extfs_close(fs);
+		gfs_close(fs);
 	}
 	free(s);
 	err_clear();
 }
 
 int fs_inspect(struct fs_disk *d, struct extfs *root, int root_part, struct fs_inspect *out)
+{
+	struct gfs *fs;
+	int ret = gfs_wrap_ext(&fs, root);
+
+	if (ret < 0)
+		return ret;
+	ret = fs_inspect_gfs(d, fs, root_part, out);
+	gfs_close(fs);
+	return ret;
+}
+
+int fs_inspect_gfs(struct fs_disk *d, struct gfs *root, int root_part, struct fs_inspect *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->root_part = out->boot_part = root_part;

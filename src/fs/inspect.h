@@ -7,6 +7,7 @@
 
 struct fs_disk;
 struct extfs;
+struct gfs;
 
 struct fs_kernel {
 	char *version; /* "6.1.0-13-amd64" */
@@ -32,7 +33,9 @@ struct fs_inspect {
 };
 
 /* Inspect the root filesystem root (partition root_part of disk d); kernels in a separate /boot
- * partition are found by looking at the disk's other ext filesystems. */
+ * partition are found by looking at the disk's other filesystems (ext or xfs). */
+int fs_inspect_gfs(struct fs_disk *d, struct gfs *root, int root_part, struct fs_inspect *out);
+/* The same for an ext root filesystem. */
 int fs_inspect(struct fs_disk *d, struct extfs *root, int root_part, struct fs_inspect *out);
 /* Free what fs_inspect filled in. */
 void fs_inspect_free(struct fs_inspect *in);

@@ -1,6 +1,7 @@
-/* Path-level operations built on the inode-level ext calls. */
+/* Path-level operations built on the inode-level ext calls (reading: on gfs). */
 #include "fs/ops.h"
 #include "fs/ext.h"
+#include "fs/gfs.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -11,24 +12,24 @@
 
 #define CHUNK (1u << 20)
 
-int fs_cat(struct extfs *fs, const char *path, int fd)
+int fs_cat(struct gfs *fs, const char *path, int fd)
 {
-	struct extfs_stat st;
-	uint32_t ino;
+	struct gfs_stat st;
+	uint64_t ino;
 	int ret;
 
-	if ((ret = extfs_lookup(fs, path, true, &ino)) < 0 || (ret = extfs_stat(fs, ino, &st)) < 0)
+	if ((ret = gfs_lookup(fs, path, true, &ino)) < 0 || (ret = gfs_stat(fs, ino, &st)) < 0)
 		return ret;
 	if (S_ISDIR(st.mode))
-		return err_set(EISDIR, "%s: %s: is a directory", extfs_name(fs), path);
+		return err_set(EISDIR, "%s: %s: is a directory", gfs_name(fs), path);
 	if (!S_ISREG(st.mode))
-		return err_set(EINVAL, "%s: %s: not a regular file", extfs_name(fs), path);
+		return err_set(EINVAL, "%s: %s: not a regular file", gfs_name(fs), path);
 	char *buf = malloc(CHUNK);
 	if (!buf)
 		return err_set(ENOMEM, "out of memory");
 	for (uint64_t off = 0; ret == 0 && off < st.size;) {
 		size_t got = 0;
-		ret = extfs_pread(fs, ino, off, buf, CHUNK, &got);
+		ret = gfs_pread(fs, ino, off, buf, CHUNK, &got);
 		if (ret == 0 && got == 0)
 			break;
 		for (size_t done = 0; ret == 0 && done < got;) {

@@ -6,9 +6,10 @@
 #include <stdint.h>
 
 struct extfs;
+struct gfs;
 
-/* Copy the content of a regular guest file to a host fd. */
-int fs_cat(struct extfs *fs, const char *path, int fd);
+/* Copy the content of a regular guest file to a host fd (any filesystem ligero reads). */
+int fs_cat(struct gfs *fs, const char *path, int fd);
 /* Replace (or create, mode 0644 root-owned) a guest file with everything read from fd. An
  * existing file keeps its inode, owner and mode. */
 int fs_write_from(struct extfs *fs, const char *path, int fd);

@@ -1,12 +1,21 @@
 /* ACPI tables. The guest learns its CPUs and interrupt routing from the MADT (Debian's cloud
  * kernel parses no MP table), how to power off from the FADT's PM1a block and the DSDT's \_S5,
- * and where PCI lives from the DSDT's root bridge and the MCFG. The FADT also says which legacy
- * devices are absent, so the guest does not spend seconds probing a CMOS clock or an 8042. */
+ * that it has a power button from the FADT (a fixed-feature button: PWRBTN_STS/EN in the PM1a
+ * event block, signalled on the SCI; nothing in the DSDT), and where PCI lives from the DSDT's
+ * root bridge and the MCFG. The FADT also says which legacy devices are absent, so the guest
+ * does not spend seconds probing a CMOS clock or an 8042. */
 #include "vmm/acpi.h"
+#include "vmm/boot.h"
 #include "vmm/pci.h"
 #include "vmm/pm.h"
+#include "util/error.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define IOAPIC_ADDR 0xfec00000u
 #define LAPIC_ADDR  0xfee00000u
@@ -14,8 +23,10 @@
 /* IAPC_BOOT_ARCH: no legacy devices, no 8042, no VGA, no CMOS RTC. */
 #define BOOT_ARCH_NO_VGA 0x0004
 #define BOOT_ARCH_NO_RTC 0x0020
-/* FADT flags: WBINVD works, C1 on all CPUs, no power or sleep button. */
-#define FADT_FLAGS (0x1 | 0x4 | 0x10 | 0x20)
+/* FADT flags: WBINVD works, C1 on all CPUs, no sleep button. PWR_BUTTON (0x10) is clear: the
+ * power button is the fixed-feature one, which Linux offers as LNXPWRBN (ACPI 6.3, 4.8.2.2.1.1);
+ * a control-method button would need a PNP0C0C device and a GPE block instead. */
+#define FADT_FLAGS (0x1 | 0x4 | 0x20)
 
 struct out {
 	uint8_t *buf;
@@ -434,4 +445,75 @@ size_t acpi_build(uint8_t *buf, size_t cap, uint64_t base, unsigned ncpus)
 	rsdp[8] = -acpi_checksum(rsdp, 20);
 	rsdp[32] = -acpi_checksum(rsdp, 36);
 	return o.n;
+}
+
+static uint64_t rd(const uint8_t *p, int bytes)
+{
+	uint64_t v = 0;
+
+	while (bytes--)
+		v = v << 8 | p[bytes];
+	return v;
+}
+
+static int dump_one(const char *dir, const char *name, const uint8_t *p, size_t len)
+{
+	char path[4096];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.dat", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_sys(errno, "%s", path);
+	if (write(fd, p, len) != (ssize_t)len)
+		ret = err_sys(errno ? errno : EIO, "%s: write error", path);
+	if (close(fd) < 0 && ret == 0)
+		ret = err_sys(errno, "%s", path);
+	return ret;
+}
+
+/* The table at guest address gpa with its length field, or NULL when it lies outside. */
+static const uint8_t *dump_find(const uint8_t *buf, size_t n, uint64_t gpa, size_t *len)
+{
+	uint64_t off = gpa - BOOT_BIOS_START;
+
+	if (gpa < BOOT_BIOS_START || off + 8 > n || rd(buf + off + 4, 4) > n - off)
+		return NULL;
+	*len = rd(buf + off + 4, 4);
+	return buf + off;
+}
+
+int acpi_dump(const char *dir, unsigned ncpus)
+{
+	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START, n, len, xlen;
+	uint8_t *buf = malloc(cap);
+	const uint8_t *xsdt, *t, *fadt = NULL;
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	n = acpi_build(buf, cap, BOOT_BIOS_START, ncpus);
+	if (n == 0 || !(xsdt = dump_find(buf, n, rd(buf + 24, 8), &xlen))) {
+		free(buf);
+		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
+	}
+	ret = dump_one(dir, "RSDP", buf, 36);
+	if (ret == 0)
+		ret = dump_one(dir, "XSDT", xsdt, xlen);
+	for (size_t i = 36; ret == 0 && i + 8 <= xlen; i += 8) {
+		char sig[5] = {0};
+		if (!(t = dump_find(buf, n, rd(xsdt + i, 8), &len)))
+			break;
+		memcpy(sig, t, 4);
+		if (!memcmp(sig, "FACP", 4))
+			fadt = t;
+		ret = dump_one(dir, sig, t, len);
+	}
+	/* the FADT points at the DSDT and the FACS */
+	if (ret == 0 && fadt && (t = dump_find(buf, n, rd(fadt + 140, 8), &len)))
+		ret = dump_one(dir, "DSDT", t, len);
+	if (ret == 0 && fadt && (t = dump_find(buf, n, rd(fadt + 36, 4), &len)))
+		ret = dump_one(dir, "FACS", t, len);
+	free(buf);
+	return ret;
 }

@@ -185,27 +185,33 @@ static void boot_gdt(struct guest_mem *mem)
 	gdt[3] = 0x00cf93000000ffffull; /* 0x18: __BOOT_DS */
 }
 
-static int load_initrd(struct guest_mem *mem, const char *path, const struct bzimage *bz,
-		       uint8_t *zp)
+static int load_initrd(struct guest_mem *mem, const struct boot_file *initrd,
+		       const struct bzimage *bz, uint8_t *zp)
 {
-	uint64_t size = 0, top, addr, kernel_end = BOOT_KERNEL_ADDR + bz->init_size;
-	int fd = open_regular(path, &size), ret;
+	uint64_t size = initrd->len, top, addr, kernel_end = BOOT_KERNEL_ADDR + bz->init_size;
+	const char *path = initrd->path ? initrd->path : "initrd";
+	int fd = -1, ret = 0;
 
-	if (fd < 0)
+	if (!initrd->buf && (fd = open_regular(path, &size)) < 0)
 		return fd;
 	top = mem_low_end(mem);
 	if (bz->initrd_addr_max && top > (uint64_t)bz->initrd_addr_max + 1)
 		top = (uint64_t)bz->initrd_addr_max + 1;
 	if (size == 0 || size > top || ((top - size) & ~0xfffull) < kernel_end) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return err_set(ENOMEM,
 			       "%s: initrd of %llu bytes does not fit below %#llx "
 			       "after the kernel; give the guest more --memory",
 			       path, (unsigned long long)size, (unsigned long long)top);
 	}
 	addr = (top - size) & ~0xfffull;
-	ret = read_full(fd, mem_ptr(mem, addr, size), size, 0, path);
-	close(fd);
+	if (initrd->buf) {
+		memcpy(mem_ptr(mem, addr, size), initrd->buf, size);
+	} else {
+		ret = read_full(fd, mem_ptr(mem, addr, size), size, 0, path);
+		close(fd);
+	}
 	put32(zp + HDR_RAMDISK_IMAGE, addr);
 	put32(zp + HDR_RAMDISK_SIZE, size);
 	return ret;
@@ -230,28 +236,58 @@ static int read_header(const char *kernel, uint8_t *hdr, size_t cap, struct bzim
 	return fd;
 }
 
-int boot_probe(const char *kernel, const char *initrd)
+/* The setup header of a kernel given as a buffer (what read_header does for a file). */
+static int buf_header(const struct boot_file *k, uint8_t *hdr, size_t cap, struct bzimage *bz)
+{
+	size_t len = k->len < cap ? k->len : cap;
+	int ret;
+
+	memcpy(hdr, k->buf, len);
+	if ((ret = bzimage_parse(hdr, len, k->len, bz)) < 0)
+		return err_prefix(ret, "%s: ", k->path ? k->path : "kernel");
+	return 0;
+}
+
+/* The kernel's header: a file stays open for the caller (*fd), a buffer gives *fd = -1. */
+static int kernel_header(const struct boot_file *k, uint8_t *hdr, size_t cap, struct bzimage *bz,
+			 uint64_t *fsize, int *fd)
+{
+	*fd = -1;
+	if (k->buf) {
+		*fsize = k->len;
+		return buf_header(k, hdr, cap, bz);
+	}
+	*fd = read_header(k->path, hdr, cap, bz, fsize);
+	return *fd < 0 ? *fd : 0;
+}
+
+int boot_probe(const struct boot_file *kernel, const struct boot_file *initrd)
 {
 	uint8_t hdr[0x400] = {0};
 	struct bzimage bz;
 	uint64_t size = 0;
-	int fd = read_header(kernel, hdr, sizeof(hdr), &bz, &size);
+	int fd, ret = kernel_header(kernel, hdr, sizeof(hdr), &bz, &size, &fd);
 
-	if (fd < 0)
-		return fd;
-	close(fd);
-	if (initrd) {
-		if ((fd = open_regular(initrd, &size)) < 0)
+	if (ret < 0)
+		return ret;
+	if (fd >= 0)
+		close(fd);
+	if (!initrd)
+		return 0;
+	size = initrd->len;
+	if (!initrd->buf) {
+		if ((fd = open_regular(initrd->path, &size)) < 0)
 			return fd;
 		close(fd);
-		if (size == 0)
-			return err_set(EINVAL, "%s: initrd is empty", initrd);
 	}
+	if (size == 0)
+		return err_set(EINVAL, "%s: initrd is empty",
+			       initrd->path ? initrd->path : "initrd");
 	return 0;
 }
 
-int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, const char *cmdline,
-	      uint64_t rsdp)
+int boot_load(struct guest_mem *mem, const struct boot_file *kernel, const struct boot_file *initrd,
+	      const char *cmdline, uint64_t rsdp)
 {
 	uint8_t hdr[0x400] = {0}, *zp = mem_ptr(mem, BOOT_ZERO_PAGE, 4096);
 	struct e820_entry e820[E820_MAX];
@@ -262,20 +298,27 @@ int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, con
 	unsigned n;
 	int fd, ret;
 
-	if ((fd = read_header(kernel, hdr, sizeof(hdr), &bz, &fsize)) < 0)
-		return fd;
+	if ((ret = kernel_header(kernel, hdr, sizeof(hdr), &bz, &fsize, &fd)) < 0)
+		return ret;
 	ksize = fsize - bz.setup_bytes;
 	if (BOOT_KERNEL_ADDR + bz.init_size > mem_low_end(mem)) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return err_set(ENOMEM,
 			       "%s: kernel needs %u MiB from 1 MiB up; give the guest more "
 			       "--memory",
-			       kernel, bz.init_size >> 20);
+			       kernel->path ? kernel->path : "kernel", bz.init_size >> 20);
 	}
-	ret = read_full(fd, mem_ptr(mem, BOOT_KERNEL_ADDR, ksize), ksize, bz.setup_bytes, kernel);
-	close(fd);
-	if (ret)
-		return ret;
+	if (kernel->buf) {
+		memcpy(mem_ptr(mem, BOOT_KERNEL_ADDR, ksize),
+		       (const uint8_t *)kernel->buf + bz.setup_bytes, ksize);
+	} else {
+		ret = read_full(fd, mem_ptr(mem, BOOT_KERNEL_ADDR, ksize), ksize, bz.setup_bytes,
+				kernel->path);
+		close(fd);
+		if (ret)
+			return ret;
+	}
 
 	memset(zp, 0, 4096);
 	memcpy(zp + HDR_SETUP_SECTS, hdr + HDR_SETUP_SECTS, bz.hdr_end - HDR_SETUP_SECTS);

@@ -41,12 +41,21 @@ struct e820_entry {
 #define E820_RESERVED 2
 #define E820_MAX      16
 
+/* A kernel or an initrd: a host file, or bytes already in memory (buf set: path then only
+ * names them in messages). tools/bootdisk reads a disk's own kernel into memory; the VMM never
+ * reads guest filesystems itself. */
+struct boot_file {
+	const char *path;
+	const void *buf;
+	uint64_t len;
+};
+
 /* Parse the setup header in the first `len` bytes of a file of `file_size` bytes.
  * Returns -ENOEXEC with a message when it is not a usable bzImage. */
 int bzimage_parse(const uint8_t *buf, size_t len, uint64_t file_size, struct bzimage *bz);
-/* Check that kernel is a usable bzImage and initrd (may be NULL) a readable file, before any
- * KVM work, so that a wrong path fails first and clearly. */
-int boot_probe(const char *kernel, const char *initrd);
+/* Check that kernel is a usable bzImage and initrd (may be NULL) a readable, non-empty file or
+ * buffer, before any KVM work, so that a wrong path fails first and clearly. */
+int boot_probe(const struct boot_file *kernel, const struct boot_file *initrd);
 /* Build the e820 map for this memory layout; returns the number of entries. */
 unsigned boot_e820(const struct guest_mem *mem, struct e820_entry *out);
 /* Compose the guest's command line: BOOT_CMDLINE_PREFIX, console=ttyS0 unless the user chose a
@@ -54,7 +63,7 @@ unsigned boot_e820(const struct guest_mem *mem, struct e820_entry *out);
 int boot_cmdline(const char *user, char *out, size_t max);
 /* Load kernel and initrd into guest memory and write zero page, command line, GDT and page
  * tables. rsdp is the ACPI root pointer's guest address. */
-int boot_load(struct guest_mem *mem, const char *kernel, const char *initrd, const char *cmdline,
-	      uint64_t rsdp);
+int boot_load(struct guest_mem *mem, const struct boot_file *kernel, const struct boot_file *initrd,
+	      const char *cmdline, uint64_t rsdp);
 
 #endif

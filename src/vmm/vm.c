@@ -1,7 +1,7 @@
 /* A VM: KVM with the in-kernel irqchip and PIT, guest RAM, ACPI tables, the kernel, the few
  * devices, and one thread per vCPU. The calling thread of vm_run() carries console input and
- * waits for a stop request; whoever stops the VM first (a device, a vCPU, a signal) names the
- * reason. */
+ * power button presses and waits for a stop request; whoever stops the VM first (a device, a
+ * vCPU, a signal) names the reason. */
 #include "vmm/vm.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
@@ -38,10 +38,12 @@
 
 struct vm {
 	int kvm_fd, vm_fd, stop_fd;
+	int button_fd; /* eventfd: vm_press_power_button() was called */
 	size_t run_size;
 	struct guest_mem mem;
 	struct bus io, mmio;
 	struct serial serial;
+	struct pm pm;
 	struct pci_host pci;
 	struct vm_devices *devices;
 	struct exitstat *stat;	/* LIGERO_STATS=1 only */
@@ -111,6 +113,17 @@ void vm_request_stop(struct vm *vm, enum vm_exit why)
 {
 	if (vm_claim_stop(vm, why))
 		vm_publish_stop(vm);
+}
+
+void vm_press_power_button(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	/* Only an eventfd write here, so that a signal handler may call it: the event loop in
+	 * vm_run() does the device work (pm.c takes a mutex). */
+	if (write(vm->button_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: presses are already pending, and one press is as good as many. */
+	}
 }
 
 void vm_fail(struct vm *vm, const char *fmt, ...)
@@ -223,15 +236,26 @@ static int vm_create_vcpus(struct vm *vm, unsigned n)
 	return ret;
 }
 
+/* The kernel and initrd of cfg, files or buffers; *initrd NULL when there is none. */
+static void vm_boot_files(const struct vm_config *cfg, struct boot_file *kernel,
+			  struct boot_file *initrd_file, struct boot_file **initrd)
+{
+	*kernel = (struct boot_file){cfg->kernel, cfg->kernel_buf, cfg->kernel_len};
+	*initrd_file = (struct boot_file){cfg->initrd, cfg->initrd_buf, cfg->initrd_len};
+	*initrd = cfg->initrd || cfg->initrd_buf ? initrd_file : NULL;
+}
+
 static int vm_load(struct vm *vm, const struct vm_config *cfg)
 {
 	size_t cap = BOOT_KERNEL_ADDR - BOOT_BIOS_START;
 	uint8_t *acpi = mem_ptr(&vm->mem, BOOT_BIOS_START, cap);
+	struct boot_file kernel, initrd_file, *initrd;
 	int ret;
 
 	if (!acpi || acpi_build(acpi, cap, BOOT_BIOS_START, cfg->cpus) == 0)
 		return err_set(ENOSPC, "ACPI tables do not fit below 1 MiB");
-	ret = boot_load(&vm->mem, cfg->kernel, cfg->initrd, cfg->cmdline, BOOT_BIOS_START);
+	vm_boot_files(cfg, &kernel, &initrd_file, &initrd);
+	ret = boot_load(&vm->mem, &kernel, initrd, cfg->cmdline, BOOT_BIOS_START);
 	exitstat_mark(vm->stat, "kernel loaded");
 	return ret;
 }
@@ -284,6 +308,7 @@ static int vm_load_wait(struct vm *vm)
 int vm_create(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
+	struct boot_file kernel, initrd_file, *initrd;
 	int ret;
 
 	if (!vm)
@@ -291,20 +316,27 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->console_in = cfg->console_in;
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (vm->stop_fd < 0) {
+	vm->button_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->stop_fd < 0 || vm->button_fd < 0) {
+		ret = err_sys(errno, "eventfd");
+		if (vm->stop_fd >= 0)
+			close(vm->stop_fd);
+		if (vm->button_fd >= 0)
+			close(vm->button_fd);
 		free(vm);
-		return err_sys(errno, "eventfd");
+		return ret;
 	}
 	vm->stat = exitstat_new();
 	exitstat_mark(vm->stat, "vm_create");
+	vm_boot_files(cfg, &kernel, &initrd_file, &initrd);
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = guestprof_new(&vm->prof)) < 0 ||
 	    (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
-	    (ret = boot_probe(cfg->kernel, cfg->initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
+	    (ret = boot_probe(&kernel, initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
 	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
 	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
-	    (ret = pm_init(&vm->io, vm)) < 0 ||
+	    (ret = pm_init(&vm->pm, &vm->io, vm, vm->vm_fd)) < 0 ||
 	    (ret = cfg->devices ? vm_devices_attach(vm->devices = cfg->devices, vm->vm_fd, &vm->mem,
 						    &vm->io, &vm->mmio)
 				: pci_host_init(&vm->pci, &vm->io, &vm->mmio)) < 0 ||
@@ -331,7 +363,17 @@ static void on_kick(int sig)
 	(void)sig; /* only here to make KVM_RUN return EINTR */
 }
 
-/* Forward console input until the VM stops. Input waits while the guest's FIFO is full. */
+/* Drain the press count and press the button once: it is a latch, many presses are one. */
+static void vm_button_pressed(struct vm *vm)
+{
+	uint64_t n;
+
+	if (read(vm->button_fd, &n, sizeof(n)) == sizeof(n))
+		pm_press_power_button(&vm->pm);
+}
+
+/* Forward console input and power button presses until the VM stops. Input waits while the
+ * guest's FIFO is full. */
 static void vm_console_loop(struct vm *vm)
 {
 	uint8_t buf[SERIAL_RX_SIZE];
@@ -339,15 +381,19 @@ static void vm_console_loop(struct vm *vm)
 	bool in_open = vm->console_in >= 0, quit = false;
 
 	while (!vm_stopping(vm)) {
-		struct pollfd p[2] = {{vm->stop_fd, POLLIN, 0}, {vm->console_in, POLLIN, 0}};
+		struct pollfd p[3] = {{vm->stop_fd, POLLIN, 0},
+				      {vm->button_fd, POLLIN, 0},
+				      {vm->console_in, POLLIN, 0}};
 		int want = in_open && have == off;
-		if (poll(p, want ? 2 : 1, have > off ? 10 : -1) < 0 && errno != EINTR)
+		if (poll(p, want ? 3 : 2, have > off ? 10 : -1) < 0 && errno != EINTR)
 			break;
+		if (p[1].revents & POLLIN)
+			vm_button_pressed(vm);
 		if (have > off) {
 			off += serial_rx(&vm->serial, buf + off, have - off);
 			continue;
 		}
-		if (!want || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (!want || !(p[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		ssize_t r = read(vm->console_in, buf, sizeof(buf));
 		if (r <= 0) {
@@ -410,7 +456,9 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 		fprintf(stderr, "ligero: %s\n", err_msg());
 	*why = vm->why;
 	*msg = vm->msg[0] ? vm->msg : vm_exit_name(vm->why);
-	return 0;
+	/* Whatever ended the VM, the guest runs no more: finish the disks' requests in flight,
+	 * then flush and close them, before the caller reports anything or exits. */
+	return vm_devices_stop(vm->devices);
 }
 
 void vm_destroy(struct vm *vm)
@@ -427,7 +475,9 @@ void vm_destroy(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
+	pm_destroy(&vm->pm);
 	close(vm->stop_fd);
+	close(vm->button_fd);
 	exitstat_free(vm->stat);
 	guestprof_free(vm->prof);
 	free(vm);

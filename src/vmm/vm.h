@@ -3,6 +3,7 @@
 #define LIGERO_VMM_VM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,8 +18,13 @@ enum vm_exit {
 };
 
 struct vm_config {
-	const char *kernel;  /* bzImage path */
-	const char *initrd;  /* or NULL */
+	const char *kernel; /* bzImage path (with kernel_buf: only its name in messages) */
+	const char *initrd; /* or NULL */
+	/* The kernel and initrd already in memory, instead of the files above: tools/bootdisk
+	 * reads a disk's own (vmm/ never reads guest filesystems). They must stay valid until
+	 * vm_create returns. */
+	const void *kernel_buf, *initrd_buf;
+	size_t kernel_len, initrd_len;
 	const char *cmdline; /* the user's part; the VMM appends its own (see boot.h) */
 	uint64_t mem_size;
 	unsigned cpus;
@@ -32,10 +38,18 @@ struct vm;
 
 /* Check the config, open KVM, load the kernel and build the machine. */
 int vm_create(const struct vm_config *cfg, struct vm **out);
-/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. */
+/* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. Before it
+ * returns, the devices are stopped (disk requests in flight complete) and the disks flushed and
+ * closed; a disk that could not be flushed makes it return -errno with a message (*why and *msg
+ * are set all the same). */
 int vm_run(struct vm *vm, enum vm_exit *why, const char **msg);
 /* Ask a running VM to stop with this reason (async-signal-safe). */
 void vm_request_stop(struct vm *vm, enum vm_exit why);
+/* Press the ACPI power button, as a person would press a PC's: the guest's OS is told (SCI,
+ * PWRBTN_STS) and decides what to do, normally a clean power-off, which vm_run() then reports
+ * as VM_EXIT_POWEROFF. Nothing happens if the guest ignores it. Async-signal-safe and callable
+ * from any thread; presses made before vm_run() are delivered when it starts. */
+void vm_press_power_button(struct vm *vm);
 /* True once the VM has been asked to stop; vCPU threads poll it. */
 bool vm_stopping(struct vm *vm);
 /* Stop with VM_EXIT_ERROR, recording this message (the first failure wins). */

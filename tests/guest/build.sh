@@ -64,7 +64,7 @@ if [ ! -f "$out/initrd.img" ] || [ "$here/init.sh" -nt "$out/initrd.img" ] ||
 	chmod 755 "$root/init"
 	/usr/bin/python3 "$here/modules.py" "$out/modules" virtio virtio_ring virtio_pci \
 		virtio_blk virtio_net failover net_failover virtio_balloon virtio_rng \
-		pvpanic pvpanic_mmio >"$root/etc/modules.order"
+		pvpanic pvpanic_mmio evdev button >"$root/etc/modules.order"
 	while read -r m; do
 		mkdir -p "$root/lib/modules/$(dirname "$m")"
 		cp "$out/modules/$m" "$root/lib/modules/$m"

@@ -169,6 +169,8 @@ def test_every_option_of_every_verb_is_offered(ligero, complete):
 def test_option_values(complete):
     assert sorted(complete("ligero img convert -O ")) == ["qcow2", "raw"]
     assert sorted(complete("ligero img create -f q")) == ["qcow2"]
+    assert sorted(complete("ligero img info -f ")) == ["parallels", "ploop", "qcow2", "raw"]
+    assert sorted(complete("ligero img create -f ")) == ["qcow2", "raw"]
     assert sorted(complete("ligero img info --output=")) == ["human", "json"]
     assert complete("ligero img info --output=j") == ["json"]
     assert sorted(complete("ligero img info --output ")) == ["human", "json"]
@@ -178,7 +180,8 @@ def test_option_values(complete):
     assert "cluster_size=" in complete("ligero img create -o ")
     assert sorted(complete("ligero img amend -o ")) == ["compat=", "lazy_refcounts="]
     assert sorted(complete("ligero run --net ")) == ["bridge=", "tap="]
-    assert complete("ligero run --output=") == []  # not an option of run
+    assert sorted(complete("ligero run --output=")) == ["human", "json"]  # --list-boot-entries
+    assert complete("ligero run --repair=") == []  # not an option of run
     assert "--output=" in complete("ligero sparsify --ou")
 
 

@@ -150,7 +150,13 @@ def test_unsupported_filesystems(tmp_path):
             shutil.copyfileobj(s, d)
     out = lg("list", disk).stdout.decode()
     assert "xfs" in out and "xfsl" in out and "btrfs" in out and "btrl" in out
-    fails("ls", f"{disk}:1", "/", want=[f"{disk}:1", "xfs", "not supported"])
+    # xfs reads (empty here), btrfs does not; writing xfs is refused, nothing written.
+    assert lg("ls", f"{disk}:1", "/").stdout == b""
+    fails("ls", f"{disk}:2", "/", want=[f"{disk}:2", "btrfs", "not supported"])
+    before = sha256(disk)
+    fails("write", f"{disk}:1", "/x", input=b"x",
+          want=[f"ligero: {disk}:1: xfs is read-only in ligero; writes need ext2/3/4"])
+    assert sha256(disk) == before
     fails("ls", disk, "/", want=[str(disk), "none holds /etc/os-release"])
 
 

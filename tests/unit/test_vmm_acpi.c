@@ -1,4 +1,5 @@
-/* ACPI tables: checksums, pointers between tables, CPUs in the MADT, \_S5 in the DSDT. */
+/* ACPI tables: checksums, pointers between tables, CPUs in the MADT, \_S5 in the DSDT, the
+ * fixed-feature power button and its SCI; the DSDT parsed as AML (the subset ligero emits). */
 #include "vmm/acpi.h"
 #include "vmm/pci.h"
 #include "vmm/pm.h"
@@ -7,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -122,6 +124,217 @@ static void test_fadt_power_off_and_no_rtc(void **state)
 	assert_non_null(memmem(dsdt, rd(dsdt + 4, 4), "QEMU0001", 8));
 }
 
+static void test_fadt_fixed_power_button(void **state)
+{
+	const uint8_t *xsdt = build(2), *fadt = find(xsdt, "FACP"), *madt = find(xsdt, "APIC");
+	const uint8_t *p = madt + 44, *end = madt + rd(madt + 4, 4);
+	uint32_t flags = rd(fadt + 112, 4);
+	int sci_overrides = 0;
+
+	/* PWR_BUTTON clear: the power button is the fixed-feature one; SLP_BUTTON set: no sleep
+	 * button at all */
+	assert_int_equal(flags & 0x10, 0);
+	assert_int_equal(flags & 0x20, 0x20);
+	/* its registers: PM1a status and enable, two bytes each, and the SCI they raise */
+	assert_int_equal(rd(fadt + 56, 4), PM1A_EVT_PORT);
+	assert_int_equal(fadt[88], 4);
+	assert_int_equal(rd(fadt + 46, 2), PM_SCI_IRQ);
+	assert_int_equal(rd(fadt + 60, 4), 0); /* no PM1b block to look at */
+	/* no SMI_CMD: the OS finds the machine in ACPI mode already (SCI_EN reads set) */
+	assert_int_equal(rd(fadt + 48, 4), 0);
+	/* the MADT makes the SCI level-triggered and active high on GSI 9, as pm.c drives it */
+	for (; p < end; p += p[1]) {
+		if (p[0] != 2 || p[3] != PM_SCI_IRQ)
+			continue;
+		sci_overrides++;
+		assert_int_equal(rd(p + 4, 4), PM_SCI_IRQ);
+		assert_int_equal(rd(p + 8, 2) & 3, 1);	    /* active high */
+		assert_int_equal(rd(p + 8, 2) >> 2 & 3, 3); /* level */
+	}
+	assert_int_equal(sci_overrides, 1);
+}
+
+/* --- a small AML reader: the terms ligero emits, every length checked. --- */
+
+struct aml {
+	const uint8_t *p, *end;
+	char scope[64];
+	char devices[8][64];
+	char hids[8][16];
+	unsigned ndev;
+	bool s5;
+};
+
+static size_t pkg_length(struct aml *a)
+{
+	const uint8_t *start = a->p;
+	unsigned extra;
+	size_t len;
+
+	assert_true(a->p < a->end);
+	extra = a->p[0] >> 6;
+	len = extra ? a->p[0] & 0xf : a->p[0] & 0x3f;
+	assert_true(a->p + 1 + extra <= a->end);
+	for (unsigned i = 0; i < extra; i++)
+		len |= (size_t)a->p[1 + i] << (4 + 8 * i);
+	a->p += 1 + extra;
+	/* the length counts itself: where the package ends */
+	assert_true(len >= (size_t)(a->p - start) && start + len <= a->end);
+	return len - (a->p - start);
+}
+
+static void name_seg(struct aml *a, char out[5])
+{
+	assert_true(a->p + 4 <= a->end);
+	memcpy(out, a->p, 4);
+	out[4] = 0;
+	for (int i = 0; i < 4; i++)
+		assert_true((out[i] >= 'A' && out[i] <= 'Z') || out[i] == '_' ||
+			    (i && out[i] >= '0' && out[i] <= '9'));
+	a->p += 4;
+}
+
+static void name_string(struct aml *a, char *out, size_t cap)
+{
+	char seg[5];
+
+	out[0] = 0;
+	if (a->p < a->end && *a->p == '\\') {
+		snprintf(out, cap, "\\");
+		a->p++;
+	}
+	name_seg(a, seg);
+	strncat(out, seg, cap - strlen(out) - 1);
+}
+
+/* A data object; for a string or an EISA id, its text in hid (if not NULL). */
+static void data_object(struct aml *a, char *hid)
+{
+	uint8_t op;
+
+	assert_true(a->p < a->end);
+	op = *a->p++;
+	switch (op) {
+	case 0x00:
+	case 0x01:
+		return;
+	case 0x0a:
+	case 0x0b:
+	case 0x0c:
+	case 0x0e: {
+		int n = op == 0x0a ? 1 : op == 0x0b ? 2 : op == 0x0c ? 4 : 8;
+		assert_true(a->p + n <= a->end);
+		if (hid && n == 4) {
+			uint32_t v = rd(a->p, 4);
+			uint16_t vendor = (v & 0xff) << 8 | (v >> 8 & 0xff);
+			snprintf(hid, 16, "%c%c%c%02X%02X", '@' + (vendor >> 10 & 31),
+				 '@' + (vendor >> 5 & 31), '@' + (vendor & 31), v >> 16 & 0xff,
+				 v >> 24);
+		}
+		a->p += n;
+		return;
+	}
+	case 0x0d: {
+		const uint8_t *nul = memchr(a->p, 0, a->end - a->p);
+		assert_non_null(nul);
+		if (hid)
+			snprintf(hid, 16, "%s", (const char *)a->p);
+		a->p = nul + 1;
+		return;
+	}
+	case 0x11: { /* Buffer: PkgLength, BufferSize, bytes */
+		size_t len = pkg_length(a);
+		const uint8_t *end = a->p + len;
+		struct aml size = {.p = a->p, .end = end};
+		data_object(&size, NULL);
+		a->p = end;
+		return;
+	}
+	case 0x12: { /* Package: PkgLength, NumElements, elements */
+		size_t len = pkg_length(a);
+		struct aml in = {.p = a->p, .end = a->p + len};
+		unsigned n;
+		assert_true(len >= 1);
+		n = *in.p++;
+		for (unsigned i = 0; i < n; i++)
+			data_object(&in, NULL);
+		assert_ptr_equal(in.p, in.end);
+		a->p = in.end;
+		return;
+	}
+	}
+	fail_msg("unexpected AML data opcode %#x at offset %td", op, a->p - 1 - buf);
+}
+
+static void term_list(struct aml *a);
+
+static void term(struct aml *a)
+{
+	char name[64], hid[16] = "";
+	uint8_t op = *a->p++;
+
+	if (op == 0x08) { /* Name(seg, data) */
+		name_string(a, name, sizeof(name));
+		data_object(a, !strcmp(name, "_HID") ? hid : NULL);
+		if (hid[0] && a->ndev)
+			snprintf(a->hids[a->ndev - 1], 16, "%s", hid);
+		if (!strcmp(name, "_S5_") && !a->scope[0])
+			a->s5 = true;
+		return;
+	}
+	if (op == 0x10 || (op == 0x5b && a->p < a->end && *a->p == 0x82)) {
+		bool device = op == 0x5b;
+		char saved[64];
+		if (device)
+			a->p++;
+		size_t len = pkg_length(a);
+		struct aml in = *a;
+		in.end = a->p + len;
+		name_string(&in, name, sizeof(name));
+		memcpy(saved, in.scope, sizeof(saved));
+		assert_true(strlen(saved) + strlen(name) + 2 <= sizeof(in.scope));
+		if (name[0] == '\\')
+			in.scope[0] = 0; /* an absolute path */
+		else if (saved[0])
+			strcat(in.scope, ".");
+		strcat(in.scope, name);
+		if (device) {
+			assert_true(in.ndev < 8);
+			snprintf(in.devices[in.ndev++], 64, "%s", in.scope);
+		}
+		term_list(&in);
+		memcpy(in.scope, saved, sizeof(saved));
+		in.end = a->end;
+		*a = in;
+		return;
+	}
+	fail_msg("unexpected AML opcode %#x at offset %td", op, a->p - 1 - buf);
+}
+
+static void term_list(struct aml *a)
+{
+	while (a->p < a->end)
+		term(a);
+	assert_ptr_equal(a->p, a->end);
+}
+
+static void test_dsdt_parses(void **state)
+{
+	const uint8_t *dsdt = table(rd(find(build(4), "FACP") + 140, 8), "DSDT");
+	struct aml a = {.p = dsdt + 36, .end = dsdt + rd(dsdt + 4, 4)};
+
+	term_list(&a);
+	assert_true(a.s5);
+	assert_int_equal(a.ndev, 2);
+	assert_string_equal(a.devices[0], "\\_SB_.PCI0");
+	assert_string_equal(a.hids[0], "PNP0A08");
+	assert_string_equal(a.devices[1], "\\_SB_.PEVT");
+	assert_string_equal(a.hids[1], "QEMU0001");
+	/* a PNP0C0C device would be a second, control-method power button */
+	for (unsigned i = 0; i < a.ndev; i++)
+		assert_string_not_equal(a.hids[i], "PNP0C0C");
+}
+
 static void test_mcfg_covers_ecam(void **state)
 {
 	const uint8_t *mcfg = find(build(1), "MCFG");
@@ -143,6 +356,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_madt_lists_every_cpu),
 	    cmocka_unit_test(test_fadt_power_off_and_no_rtc),
+	    cmocka_unit_test(test_fadt_fixed_power_button),
+	    cmocka_unit_test(test_dsdt_parses),
 	    cmocka_unit_test(test_mcfg_covers_ecam),
 	    cmocka_unit_test(test_too_small_buffer),
 	};

@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -113,6 +115,64 @@ static void test_mem_ptr_bounds(void **state)
 	assert_null(mem_ptr(&m, 4096, ~0ull));
 }
 
+/* A kernel and initrd given as buffers load exactly as the same bytes given as files. */
+static void test_load_from_buffers(void **state)
+{
+	char kpath[] = "/tmp/test_vmm_boot_k.XXXXXX", ipath[] = "/tmp/test_vmm_boot_i.XXXXXX";
+	size_t klen = 64 << 10, ilen = 10000;
+	uint8_t *kernel = malloc(klen), *initrd = malloc(ilen), *zp1, *zp2, zeros[0x400] = {0};
+	struct guest_mem m1, m2;
+	int kfd = mkstemp(kpath), ifd = mkstemp(ipath);
+
+	make_header(0x020f);
+	for (size_t i = 0; i < klen; i++)
+		kernel[i] = (uint8_t)(i * 7 + 3);
+	for (size_t i = 0; i < ilen; i++)
+		initrd[i] = (uint8_t)(i * 13 + 1);
+	memcpy(kernel, hdr, sizeof(hdr));
+	assert_true(kfd >= 0 && ifd >= 0);
+	assert_int_equal(write(kfd, kernel, klen), (ssize_t)klen);
+	assert_int_equal(write(ifd, initrd, ilen), (ssize_t)ilen);
+	close(kfd);
+	close(ifd);
+
+	struct boot_file kf = {kpath, NULL, 0}, inf = {ipath, NULL, 0};
+	struct boot_file kb = {"disk.img:2:/boot/vmlinuz", kernel, klen};
+	struct boot_file ib = {"disk.img:2:/boot/initrd.img", initrd, ilen};
+	assert_int_equal(boot_probe(&kf, &inf), 0);
+	assert_int_equal(boot_probe(&kb, &ib), 0);
+	assert_int_equal(mem_layout(&m1, 256 << 20), 0);
+	assert_int_equal(mem_layout(&m2, 256 << 20), 0);
+	assert_int_equal(mem_alloc(&m1), 0);
+	assert_int_equal(mem_alloc(&m2), 0);
+	assert_int_equal(boot_load(&m1, &kf, &inf, "quiet", 0xe0000), 0);
+	assert_int_equal(boot_load(&m2, &kb, &ib, "quiet", 0xe0000), 0);
+	zp1 = mem_ptr(&m1, BOOT_ZERO_PAGE, 4096);
+	zp2 = mem_ptr(&m2, BOOT_ZERO_PAGE, 4096);
+	assert_memory_equal(zp1, zp2, 4096);
+	size_t setup = 28 * 512;
+	assert_memory_equal(mem_ptr(&m2, BOOT_KERNEL_ADDR, klen - setup), kernel + setup,
+			    klen - setup);
+	assert_memory_equal(mem_ptr(&m1, BOOT_KERNEL_ADDR, klen - setup),
+			    mem_ptr(&m2, BOOT_KERNEL_ADDR, klen - setup), klen - setup);
+	uint32_t at = zp2[0x218] | zp2[0x219] << 8 | zp2[0x21a] << 16 | (uint32_t)zp2[0x21b] << 24;
+	assert_int_equal(zp2[0x21c] | zp2[0x21d] << 8, ilen & 0xffff);
+	assert_memory_equal(mem_ptr(&m2, at, ilen), initrd, ilen);
+	assert_memory_equal(mem_ptr(&m1, BOOT_CMDLINE_ADDR, 64),
+			    mem_ptr(&m2, BOOT_CMDLINE_ADDR, 64), 64);
+	mem_unmap(&m1);
+	mem_unmap(&m2);
+
+	/* what bootdisk must catch before: no bzImage, an empty initrd */
+	struct boot_file zk = {"zeros", zeros, sizeof(zeros)}, empty = {"empty", initrd, 0};
+	assert_int_equal(boot_probe(&zk, NULL), -ENOEXEC);
+	assert_int_equal(boot_probe(&kb, &empty), -EINVAL);
+	unlink(kpath);
+	unlink(ipath);
+	free(kernel);
+	free(initrd);
+}
+
 static void test_cmdline(void **state)
 {
 	char out[64];
@@ -135,6 +195,7 @@ int main(void)
 	    cmocka_unit_test(test_layout_and_hole),
 	    cmocka_unit_test(test_mem_ptr_bounds),
 	    cmocka_unit_test(test_cmdline),
+	    cmocka_unit_test(test_load_from_buffers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,7 @@ while [ $i -lt $n ]; do
 	i=$((i + 1))
 	rm -f /tmp/stats
 	t0=$(cut -d' ' -f1 /proc/uptime)
-	LIGERO_STATS=/tmp/stats timeout 150 ./ligero run --kernel guest/vmlinuz \
+	LIGERO_STATS=/tmp/stats timeout 150 ./ligero run --stop-timeout 0 --kernel guest/vmlinuz \
 		--initrd guest/initrd.img $args \
 		--cmdline 'quiet ligero.run="echo SOAK-NPROC=$(nproc)"' >/tmp/out 2>/tmp/err
 	rc=$?

@@ -47,9 +47,28 @@ def build_guest():
     return Path(out.stdout.strip())
 
 
-def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None):
+def build_debian():
+    """Build (or reuse) the real test guests (tests/guest/debian.sh, as root); returns the
+    dict of debian.json with an added "rhel" key holding rhel.json (paths, UUIDs, kernel
+    version, boot entries). The disks are shared by every test: boot overlays or copies."""
+    import json
+    env = dict(os.environ, LIGERO_BUILD=str(build_dir()))
+    out = subprocess.run(["sh", str(REPO / "tests/guest/debian.sh"), str(build_dir() / "guest")],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError("tests/guest/debian.sh failed: " + out.stderr.strip())
+    d = Path(out.stdout.strip().splitlines()[-1])
+    info = json.loads((d / "debian.json").read_text())
+    info["rhel"] = json.loads((d / "rhel.json").read_text())
+    return info
+
+
+def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None,
+        disks=(), disk_space=None, disks_out=None):
     """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout. `env`
-    adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...)."""
+    adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...). `disks` are
+    "FILE[:NAME]" strings, seen as /work/disks/NAME (read-write copies); `disks_out` is a
+    directory that receives the files at the top of /work/disks after the run."""
     work = build_dir() / "vmhost"
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"script.{os.getpid()}.sh"
@@ -61,6 +80,12 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
         cmd += ["--bin", b]
     for t in trees:
         cmd += ["--tree", t]
+    for d in disks:
+        cmd += ["--disk", str(d)]
+    if disk_space:
+        cmd += ["--disk-space", str(disk_space)]
+    if disks_out:
+        cmd += ["--disks-out", str(disks_out)]
     env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()),
                **(env or {}))
     log = ""

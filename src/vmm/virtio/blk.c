@@ -322,15 +322,28 @@ int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 	return 0;
 }
 
-void virtio_blk_destroy(struct virtio_dev *d)
+int virtio_blk_close(struct virtio_dev *d)
 {
 	struct blk *b = (struct blk *)d; /* dev is the first member */
+	int ret;
 
+	if (!b->bs)
+		return 0;
+	/* the reset joins the I/O threads, each once its request is complete */
 	virtio_dev_destroy(d);
-	if (b->bs) {
-		bdev_flush(b->bs);
-		bdev_close(b->bs);
-	}
+	ret = bdev_flush(b->bs);
+	if (ret < 0)
+		ret = err_prefix(ret, "closing the disks: ");
+	bdev_close(b->bs);
+	b->bs = NULL;
+	return ret;
+}
+
+void virtio_blk_destroy(struct virtio_dev *d)
+{
+	struct blk *b = (struct blk *)d;
+
+	virtio_blk_close(d);
 	pthread_cond_destroy(&b->wake);
 	for (int i = 0; i < BLK_THREADS; i++)
 		free(b->t[i].bounce);

@@ -15,6 +15,10 @@
 void virtio_blk_opts_free(struct virtio_blk_opts *o);
 int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 		      const struct virtio_mem *mem, struct kvm_irq *irq);
+/* Stop the device, flush the disk and close it: 0 or the flush's error. A second call does
+ * nothing and returns 0. */
+int virtio_blk_close(struct virtio_dev *d);
+/* Close (ignoring errors) and free. */
 void virtio_blk_destroy(struct virtio_dev *d);
 
 /* A stable locally administered MAC from a seed (the VM's name or first disk path). */

@@ -35,6 +35,7 @@ struct vm_devices {
 	struct pci_bus bus;
 	struct virtio_dev *dev[MAX_DISKS + MAX_NETS + 2];
 	void (*destroy[MAX_DISKS + MAX_NETS + 2])(struct virtio_dev *);
+	int (*close[MAX_DISKS + MAX_NETS + 2])(struct virtio_dev *); /* disks: flush and close */
 	unsigned ndev;
 	pthread_t balloon_timer;
 	int timer_fd;
@@ -68,6 +69,15 @@ int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o)
 	}
 	v->ndisks++;
 	return 0;
+}
+
+int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format)
+{
+	if (!v || i >= v->ndisks)
+		return 0;
+	*path = v->disk[i].path;
+	*format = v->disk[i].format;
+	return 1;
 }
 
 int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o)
@@ -173,6 +183,7 @@ static int plug(struct vm_devices *v, struct virtio_dev *d, void (*destroy)(stru
 	int ret;
 
 	v->dev[v->ndev] = d;
+	v->close[v->ndev] = destroy == virtio_blk_destroy ? virtio_blk_close : NULL;
 	v->destroy[v->ndev++] = destroy;
 	ret = pci_bus_add(&v->bus, &d->pci);
 	return ret < 0 ? err_set(-ret, "no free PCI slot for virtio-%s", d->ops->name) : 0;
@@ -261,10 +272,29 @@ int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *m
 	return attach_devices(v);
 }
 
-void vm_devices_stop(struct vm_devices *v)
+/* Flush and close every disk; the first failure's message is the one kept. */
+static int close_disks(struct vm_devices *v)
 {
+	char first[512] = "";
+	int ret = 0;
+
+	for (unsigned i = 0; i < v->ndev; i++) {
+		int r = v->close[i] ? v->close[i](v->dev[i]) : 0;
+		if (r < 0 && ret == 0) {
+			ret = r;
+			snprintf(first, sizeof(first), "%s", err_msg_or(r));
+		}
+	}
+	return ret < 0 ? err_set(-ret, "%s", first) : 0;
+}
+
+int vm_devices_stop(struct vm_devices *v)
+{
+	int ret;
+
 	if (!v)
-		return;
+		return 0;
+	ret = close_disks(v);
 	if (v->timer_running) {
 		eventfd_write(v->timer_fd, 1);
 		pthread_join(v->balloon_timer, NULL);
@@ -279,6 +309,7 @@ void vm_devices_stop(struct vm_devices *v)
 	if (v->attached)
 		pci_bus_destroy(&v->bus);
 	v->attached = false;
+	return ret;
 }
 
 void vm_devices_free(struct vm_devices *v)

@@ -52,12 +52,19 @@ int vm_devices_add_disk(struct vm_devices *v, const struct virtio_blk_opts *o);
 int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o);
 int vm_devices_set_balloon(struct vm_devices *v, const struct vm_balloon_opts *o);
 int vm_devices_add_rng(struct vm_devices *v);
+/* The image file and format (NULL: probed) of disk i, 0 if there is no such disk; for booting
+ * the first disk's own kernel (tools/bootdisk). */
+int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format);
 /* Seed for default MAC addresses (stable per VM): the VM name or its first disk. */
 void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 
 int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
 		      struct bus *mmio);
-void vm_devices_stop(struct vm_devices *v);
+/* Stop every device (a disk finishes the requests its threads are doing; requests the guest
+ * queued behind them are dropped, the guest being stopped), then flush and close the disks.
+ * Returns 0, or the first disk's flush error (-errno, message recorded); the other disks are
+ * flushed and closed all the same. A second call does nothing. */
+int vm_devices_stop(struct vm_devices *v);
 void vm_devices_free(struct vm_devices *v);
 
 #endif
