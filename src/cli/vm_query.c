@@ -2,6 +2,7 @@
  * VM's QMP socket say, with short QMP timeouts so that one stuck VM never stalls the listing. */
 #include "cli/cli.h"
 #include "cli/vm.h"
+#include "host/ksm.h"
 #include "host/procinfo.h"
 #include "host/qmp_client.h"
 #include "host/runtime.h"
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Per VM, for list (a stuck VM costs this once) and show. */
 #define LIST_QMP_TIMEOUT_MS 1000
@@ -32,6 +34,26 @@ static bool is_up(enum vm_state s)
 	return s != VM_DEFINED && s != VM_STOPPED && s != VM_CRASHED;
 }
 
+/* The running ligero VMs as src/host/ksm.c sees them (its per-VM KSM figures), for list and
+ * show; a VM it does not know (a stand-in VMM) keeps procinfo's figures, from the same files. */
+static struct ksm_vm *ksm_vms;
+static size_t ksm_nvms;
+
+static void use_ksm_figures(struct row *r)
+{
+	for (size_t i = 0; i < ksm_nvms; i++)
+		if (ksm_vms[i].pid == r->st.pid && ksm_vms[i].merging_pages >= 0)
+			r->u.ksm_shared = ksm_vms[i].merging_pages * sysconf(_SC_PAGESIZE);
+}
+
+static void usage_of(struct row *r)
+{
+	if (!is_up(r->st.state) || r->st.pid <= 0 || proc_usage_get("/proc", r->st.pid, &r->u) < 0)
+		return;
+	r->has_usage = true;
+	use_ksm_figures(r);
+}
+
 static void fill_row(const struct vm_cli *o, struct row *r)
 {
 	int ret = registry_load(&o->reg, r->name, &r->def);
@@ -45,8 +67,7 @@ static void fill_row(const struct vm_cli *o, struct row *r)
 		r->st.state = VM_UNRESPONSIVE;
 		return;
 	}
-	if (is_up(r->st.state) && r->st.pid > 0 && proc_usage_get("/proc", r->st.pid, &r->u) == 0)
-		r->has_usage = true;
+	usage_of(r);
 }
 
 static const char *state_text(const struct row *r, char *buf, size_t len)
@@ -180,10 +201,13 @@ int vm_list_main(int argc, char **argv)
 		registry_names_free(names, n);
 		return vm_cli_done(&o, vm_cli_fail(&o, -ENOMEM));
 	}
+	if (ksm_list_vms("/", &ksm_vms, &ksm_nvms) < 0)
+		ksm_nvms = 0;
 	for (size_t i = 0; i < n; i++) {
 		rows[i].name = names[i];
 		fill_row(&o, &rows[i]);
 	}
+	free(ksm_vms);
 	if (o.json) {
 		struct json_object *a = json_object_new_array();
 		for (size_t i = 0; i < n; i++)
@@ -340,8 +364,10 @@ int vm_show_main(int argc, char **argv)
 		vmdef_free(&r.def);
 		return vm_cli_done(&o, vm_cli_fail(&o, ret));
 	}
-	if (is_up(r.st.state) && r.st.pid > 0 && proc_usage_get("/proc", r.st.pid, &r.u) == 0)
-		r.has_usage = true;
+	if (ksm_list_vms("/", &ksm_vms, &ksm_nvms) < 0)
+		ksm_nvms = 0;
+	usage_of(&r);
+	free(ksm_vms);
 	if (r.st.state == VM_RUNNING || r.st.state == VM_PAUSED || r.st.state == VM_STOPPING)
 		ask_vm(&o, &r.def, &balloon, &block);
 	if (o.json)
