@@ -29,11 +29,14 @@ const char *vm_state_name(enum vm_state s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
 
-/* Reasons after which a VM counts as stopped; any other reason is a crash. */
+/* Reasons (ligero run's, docs/ligero-run.md, and ligero vm's own) after which a VM counts as
+ * stopped: it powered off or rebooted, or somebody stopped it (QMP quit, a signal, a stop that
+ * timed out, vm kill). Any other reason (panic, triple-fault, kvm-error, disk-error, error) is
+ * a crash. */
 static bool clean_reason(const char *reason)
 {
-	static const char *const clean[] = {"poweroff", "reset",  "quit", "stop-timeout",
-					    "signal",	"killed", NULL};
+	static const char *const clean[] = {"poweroff",		"reset",  "quit", "stop-timeout",
+					    "killed-by-signal", "killed", NULL};
 
 	for (int i = 0; clean[i]; i++)
 		if (!strcmp(reason, clean[i]))
