@@ -297,7 +297,9 @@ def cmdline(pid):
 
 def test_lifecycle(env, disk):
     d = disk()
-    create(env, "vm1", "--kernel", str(FAKE_VMM), "--balloon", "--memory", "300M", disk=d)
+    create(env, "vm1", "--kernel", str(FAKE_VMM), "--balloon", "--memory", "300M", "--rng",
+           "--net", "tap=tapx", "--cmdline", "a=1 b", disk=d)
+    mac = env.definition("vm1")["net"][0]["mac"]
     p = env("vm", "start", "vm1", check=True)
     pid = env.pid("vm1")
     assert p.stdout == f"vm1: running (pid {pid})\n"
@@ -309,6 +311,11 @@ def test_lifecycle(env, disk):
     assert args[args.index(b"--disk") + 1] == f"{d},format=qcow2".encode()
     assert args[args.index(b"--memory") + 1] == b"300M"
     assert args[args.index(b"--console") + 1] == b"none"
+    assert args[args.index(b"--net") + 1] == f"tap=tapx,mac={mac}".encode()
+    assert args[args.index(b"--balloon") + 1] == b"0" and b"--rng" in args
+    assert args[args.index(b"--cmdline") + 1] == b"a=1 b"
+    assert args[args.index(b"--exit-status-file") + 1] == bytes(env.run_dir / "vm1.exit")
+    assert args[args.index(b"--console-log") + 1] == bytes(env.state / "log/vm1.console.log")
     for s in ("vm1.qmp", "vm1.console"):
         assert stat.S_IMODE(os.stat(env.run_dir / s).st_mode) == 0o600
     row = env.list()["vm1"]
@@ -941,7 +948,7 @@ def test_vm_in_the_emulated_host_console(e2e):
 def test_vm_in_the_emulated_host_stop_kill_crash(e2e):
     rc = e2e["rc"]
     assert rc["stop"] == 0
-    assert val(e2e, "STATE-AFTER-STOP") == "stopped (poweroff) -"
+    assert val(e2e, "STATE-AFTER-STOP") == "stopped (poweroff)"
     assert int(val(e2e, "BUTTON")) >= 1  # the guest saw the power button
     assert rc["check-after-stop"] == 0  # qemu-img check: clean
     assert rc["start2"] == 0 and rc["kill"] == 0
