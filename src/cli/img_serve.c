@@ -87,8 +87,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	};
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:k:p:b:x:D:rste:Uh", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":f:k:p:b:x:D:rste:Uh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			a->fmt = optarg;
@@ -139,14 +139,11 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			serve_usage(stdout);
 			return -1;
 		default:
-			serve_usage(stderr);
-			return 1;
+			return cli_opt_error("img serve", c, argv, longopts);
 		}
 	}
-	if (optind != argc - 1) {
-		serve_usage(stderr);
-		return 1;
-	}
+	if (optind != argc - 1)
+		return cli_usage_fail("img serve", "expected one image file name");
 	a->file = argv[optind];
 	if (a->o.socket_path && (a->port_given || a->o.bind_addr))
 		return cli_fail("img serve: --socket cannot be combined with --port or --bind");

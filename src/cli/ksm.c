@@ -26,27 +26,40 @@ static const char *ksm_root(void)
 	return r && *r ? r : "/";
 }
 
+static const char *const verb_usage[][2] = {
+    {"status", "status [--output=human|json]\n"
+	       "      KSM's knobs and counters, memory saved, each running ligero VM's RSS and\n"
+	       "      merged pages, and the host: guest memory promised, used, saved\n"},
+    {"enable", "enable [--pages-to-scan N] [--sleep-ms MS] [--persist]\n"
+	       "      start merging (root); --persist sets it again at every boot\n"
+	       "      (" KSM_TMPFILES_DROPIN ", systemd-tmpfiles)\n"},
+    {"disable", "disable [--unmerge]\n"
+		"      stop merging (root); --unmerge also splits every merged page again;\n"
+		"      removes the boot-time setting of enable's persist option\n"},
+    {"auto", "auto [--once] [--dry-run] [--persist] [--interval S] [--advisor]\n"
+	     "         [--npages-boost N] [--npages-decay N] [--npages-min N] [--npages-max N]\n"
+	     "         [--sleep-msec MS] [--thres-coef PCT] [--thres-const KIB]\n"
+	     "         [--output=human|json]\n"
+	     "      ksmtuned's control loop for ligero's VMs, in the foreground (SIGUSR1\n"
+	     "      decides at once); --once decides once; --dry-run writes nothing;\n"
+	     "      --persist installs and enables ligero-ksm-auto.service instead of running\n"},
+};
+
+/* The group's help: every verb. */
 static void usage(FILE *f)
 {
-	fputs("usage: ligero ksm status [--output=json]\n"
-	      "       ligero ksm enable [--pages-to-scan N] [--sleep-ms MS] [--persist]\n"
-	      "       ligero ksm disable [--unmerge]\n"
-	      "       ligero ksm auto [--once] [--dry-run] [--persist] [--interval S] [--advisor]\n"
-	      "                       [--npages-boost N] [--npages-decay N] [--npages-min N]\n"
-	      "                       [--npages-max N] [--sleep-msec MS] [--thres-coef PCT]\n"
-	      "                       [--thres-const KIB] [--output=json]\n"
-	      "\n"
-	      "status   KSM's knobs and counters, memory saved, each running ligero VM's RSS and\n"
-	      "         merged pages, and the host: guest memory promised, used, saved\n"
-	      "enable   start merging (root); --persist sets it again at every boot\n"
-	      "         (" KSM_TMPFILES_DROPIN ", systemd-tmpfiles)\n"
-	      "disable  stop merging (root); --unmerge also splits every merged page again;\n"
-	      "         removes the boot-time setting enable --persist made\n"
-	      "auto     ksmtuned's control loop for ligero's VMs, in the foreground (SIGUSR1\n"
-	      "         decides at once); --once decides once; --persist installs and enables\n"
-	      "         ligero-ksm-auto.service instead of running\n"
-	      "See docs/ligero-ksm.md.\n",
-	      f);
+	fputs("usage: ligero ksm <verb> [options]\n\nverbs:\n", f);
+	for (size_t i = 0; i < sizeof(verb_usage) / sizeof(verb_usage[0]); i++)
+		fprintf(f, "  %s", verb_usage[i][1]);
+	fputs("See 'man ligero-ksm' and docs/ligero-ksm.md.\n", f);
+}
+
+/* One verb's help. */
+static void verb_help(const char *verb)
+{
+	for (size_t i = 0; i < sizeof(verb_usage) / sizeof(verb_usage[0]); i++)
+		if (!strcmp(verb, verb_usage[i][0]))
+			printf("usage: ligero ksm %s", verb_usage[i][1]);
 }
 
 /* ---- numbers ---- */
@@ -226,21 +239,20 @@ static int ksm_status_main(int argc, char **argv)
 	bool json = false;
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'h') {
-			usage(stdout);
+			verb_help(argv[0]);
 			return 0;
 		}
 		if (c != 'J') {
-			usage(stderr);
-			return 1;
+			return cli_opt_error("ksm status", c, argv, longopts);
 		}
 		if (parse_output(optarg, &json))
 			return 1;
 	}
 	if (optind < argc)
-		return cli_fail("ksm status: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("ksm status", "unexpected argument '%s'", argv[optind]);
 	if ((ret = ksm_report_read(ksm_root(), &r)) < 0)
 		return cli_fail_err(ret);
 	if (json)
@@ -267,8 +279,8 @@ static int ksm_enable_main(int argc, char **argv)
 	struct ksm_sysfs k;
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (parse_num("--pages-to-scan", optarg, 1, UINT32_MAX, &pages))
@@ -282,15 +294,14 @@ static int ksm_enable_main(int argc, char **argv)
 			persist = true;
 			break;
 		case 'h':
-			usage(stdout);
+			verb_help(argv[0]);
 			return 0;
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("ksm enable", c, argv, longopts);
 		}
 	}
 	if (optind < argc)
-		return cli_fail("ksm enable: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("ksm enable", "unexpected argument '%s'", argv[optind]);
 	if ((ret = ksm_enable(ksm_root(), pages, sleep_ms)) < 0 ||
 	    (ret = ksm_sysfs_read(ksm_root(), &k)) < 0)
 		return cli_fail_err(ret);
@@ -319,20 +330,19 @@ static int ksm_disable_main(int argc, char **argv)
 	char unit[PATH_MAX];
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if (c == 'u') {
 			unmerge = true;
 		} else if (c == 'h') {
-			usage(stdout);
+			verb_help(argv[0]);
 			return 0;
 		} else {
-			usage(stderr);
-			return 1;
+			return cli_opt_error("ksm disable", c, argv, longopts);
 		}
 	}
 	if (optind < argc)
-		return cli_fail("ksm disable: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("ksm disable", "unexpected argument '%s'", argv[optind]);
 	if ((ret = ksm_disable(ksm_root(), unmerge)) < 0 ||
 	    (ret = ksm_persist_remove(ksm_root(), &removed)) < 0)
 		return cli_fail_err(ret);
@@ -385,8 +395,8 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 
 	memset(o, 0, sizeof(*o));
 	ksm_tune_defaults(f);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":h", longopts, &li)) != -1) {
 		const char *name = NULL;
 		switch (c) {
 		case '1':
@@ -403,7 +413,7 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 				return 1;
 			continue;
 		case 'h':
-			usage(stdout);
+			verb_help(argv[0]);
 			return -1;
 		case 'a':
 			f->advisor = true;
@@ -426,8 +436,7 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 				return 1;
 			break;
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("ksm auto", c, argv, longopts);
 		}
 		switch (c) {
 		case 'i':
@@ -463,7 +472,7 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 				 name, v);
 	}
 	if (optind < argc)
-		return cli_fail("ksm auto: unexpected argument '%s'", argv[optind]);
+		return cli_usage_fail("ksm auto", "unexpected argument '%s'", argv[optind]);
 	if (f->npages_min > f->npages_max)
 		return cli_fail("ksm auto: --npages-min %" PRId64 " is above --npages-max %" PRId64,
 				f->npages_min, f->npages_max);
@@ -601,10 +610,8 @@ int cmd_ksm(int argc, char **argv)
 	    {"auto", ksm_auto_main},
 	};
 
-	if (argc < 2) {
-		usage(stderr);
-		return 1;
-	}
+	if (argc < 2)
+		return cli_usage_fail("ksm", "a verb is needed: status, enable, disable or auto");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;
@@ -612,5 +619,5 @@ int cmd_ksm(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(argv[1], verbs[i].name))
 			return verbs[i].fn(argc - 1, argv + 1);
-	return cli_fail("unknown ksm verb '%s' (see 'ligero ksm --help')", argv[1]);
+	return cli_usage_fail("ksm", "unknown verb '%s'", argv[1]);
 }

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 	      "pinning, DHCP leases, hostname, logs, ...), by writing into the disk's top image\n"
 	      "through its filesystem: an overlay changes, its base does not. The root must be\n"
 	      "ext2/3/4. Refused: an image in use, a base that overlays depend on.\n"
-	      "  --operations  virt-sysprep's syntax: defaults, all, none, NAME, -NAME\n"
+	      "  --operations  virt-sysprep's syntax: defaults, all, none, a name adds an\n"
+	      "                operation, a name after a minus sign removes it\n"
 	      "  --dry-run     list what would change, write nothing\n"
 	      "See docs/ligero-sysprep.md.\n",
 	      f);
@@ -102,8 +103,8 @@ int cmd_sysprep(int argc, char **argv)
 	const struct sysprep_op *ops = sysprep_ops(&nops);
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, ":hn", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			o.hostname = optarg;
@@ -128,8 +129,7 @@ int cmd_sysprep(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 1;
+			return cli_opt_error("sysprep", c, argv, longopts);
 		}
 	}
 	if (list) {
@@ -137,7 +137,7 @@ int cmd_sysprep(int argc, char **argv)
 		return 0;
 	}
 	if (optind >= argc)
-		return cli_fail("sysprep: no disk given (see 'ligero sysprep --help')");
+		return cli_usage_fail("sysprep", "no disk given");
 	if (optind + 1 < argc)
 		return cli_fail("sysprep: one disk at a time (unexpected '%s')", argv[optind + 1]);
 	for (size_t i = 0; i < nops && o.hostname; i++)

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "vmhost"))
 import vmhost as vmh  # noqa: E402
 
 MiB = 1 << 20
-pytestmark = [pytest.mark.skipif(vmh.missing() is not None, reason=str(vmh.missing()))]
+pytestmark = [pytest.mark.vmhost, pytest.mark.skipif(vmh.missing() is not None, reason=str(vmh.missing()))]
 
 
 def script_disk(src, dst):

@@ -1,5 +1,6 @@
 """Python side of the emulated-host harness: run a shell script inside the emulated host
 (tests/vmhost/vmhost.sh) and get its output and exit status back."""
+import fcntl
 import os
 import shutil
 import subprocess
@@ -89,7 +90,14 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
     env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()),
                **(env or {}))
     log = ""
+    lock = None
     try:
+        # VMHOST_LOCK: wait for the emulated host's turn here, before the hang guard's clock
+        # starts (vmhost.sh, told by VMHOST_LOCKED, then does not wait again)
+        if os.environ.get("VMHOST_LOCK") and not os.environ.get("VMHOST_LOCKED"):
+            lock = open(os.environ["VMHOST_LOCK"], "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env["VMHOST_LOCKED"] = "1"
         for attempt in (1, 2):  # an emulated host whose own kernel failed gets one more boot
             out = subprocess.run(cmd + [str(path)], env=env, capture_output=True, text=True,
                                  errors="replace", timeout=timeout + 120)
@@ -99,6 +107,8 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
             log += f"\nvmhost: attempt {attempt} failed (emulated host)\n"
     finally:
         path.unlink(missing_ok=True)
+        if lock:
+            lock.close()
     return VmhostResult(out.returncode, out.stdout, log)
 
 

@@ -349,3 +349,8 @@ void virtio_blk_destroy(struct virtio_dev *d)
 		free(b->t[i].bounce);
 	free(b);
 }
+
+struct bdev *virtio_blk_bdev(struct virtio_dev *d)
+{
+	return ((struct blk *)d)->bs;
+}
