@@ -335,6 +335,32 @@ static int base_check_writable(struct bdev *bs)
 		       bs->filename, live, live == 1 ? "" : "s", first);
 }
 
+int bdev_base_users(const char *path, char *first, size_t len)
+{
+	char list[8192];
+	struct stat st;
+	int live = 0;
+	ssize_t n;
+
+	if (first && len)
+		first[0] = '\0';
+	if (stat(path, &st) < 0)
+		return -errno;
+	n = getxattr(path, BASE_XATTR, list, sizeof(list) - 1);
+	if (n <= 0)
+		return 0;
+	list[n] = '\0';
+	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p;
+	     p = strtok_r(NULL, "\n", &save)) {
+		if (!overlay_uses(p, &st))
+			continue;
+		if (!live++ && first && len)
+			snprintf(first, len, "%s", p);
+	}
+	err_clear();
+	return live;
+}
+
 int bdev_base_register(const char *base_path, const char *overlay_path)
 {
 	char list[8192], abs[4096];

@@ -302,6 +302,11 @@ int bdev_base_register(const char *base_path, const char *overlay_path);
  * reading goes on), or NULL. Tools show it: the library prints nothing. */
 const char *bdev_warning(const struct bdev *bs);
 
+/* How many overlays recorded on the image at path (bdev_base_register) still use it as their
+ * backing file; first (when not NULL) gets the path of one. 0 when none, or when the filesystem
+ * keeps no records; -errno when path cannot be stat'ed. Changes nothing. */
+int bdev_base_users(const char *path, char *first, size_t len);
+
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);
 

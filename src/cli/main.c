@@ -57,6 +57,8 @@ static void usage(FILE *f)
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
 	      "  migrate  an OpenVZ container (or any Linux root) to a VM: an overlay of a base\n"
+	      "  vm       VMs by name: create, start, stop, list, console, autostart ...\n"
+	      "  host     the host itself: check that it can run VMs\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -77,6 +79,8 @@ static const struct {
     {"ksm", cmd_ksm},
     {"sysprep", cmd_sysprep},
     {"migrate", cmd_migrate},
+    {"vm", cmd_vm},
+    {"host", cmd_host},
 };
 /* clang-format on */
 
