@@ -64,6 +64,14 @@ grub_disk() {
 		sed -i "s/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX=\"console=ttyS0\"/; s/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=$tmo/" \
 			"$root/etc/default/grub"
 		sed -i "/^[[:space:]]*linux[[:space:]]/ s/\$/ console=ttyS0/" "$root/boot/grub/grub.cfg"
+		# a headless install (virt-install --graphics none): GRUB on the serial port, as
+		# grub-mkconfig writes it with GRUB_TERMINAL=serial. With gfxterm and no video device
+		# GRUB shows nothing and never boots (checked under TCG: no output in 60 s).
+		sed -i "1i serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial" \
+			"$root/boot/grub/grub.cfg"
+		sed -i "s/^\([[:space:]]*\)terminal_output gfxterm\$/\1terminal_output serial/" \
+			"$root/boot/grub/grub.cfg"
+		echo "GRUB_TERMINAL=serial" >>"$root/etc/default/grub"
 		[ "$tmo" = 5 ] || sed -i "s/^\([[:space:]]*set timeout=\)5\$/\1$tmo/" "$root/boot/grub/grub.cfg"
 		grep -E "^[[:space:]]*(set timeout=|linux[[:space:]])" "$root/boot/grub/grub.cfg" >&2
 		umount "$root/sys" "$root/proc" "$root/dev" "$root"
