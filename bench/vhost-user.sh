@@ -61,7 +61,10 @@ trap cleanup EXIT INT TERM
 guest=$(LIGERO_BUILD=$build sh "$root/tests/guest/build.sh" "$build/guest")
 gcc -O2 -static -pthread -o "$tmp/vb" "$here/vbench.c"
 sh "$root/tests/guest/addbins.sh" "$tmp/extra.cpio" "$tmp/vb"
-cat "$guest/initrd.img" "$tmp/extra.cpio" >"$tmp/initrd.img"
+# the kernel reads an archive that follows a compressed one only at a 4-byte boundary
+size=$(stat -c %s "$guest/initrd.img")
+{ cat "$guest/initrd.img"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$tmp/extra.cpio"; } \
+	>"$tmp/initrd.img"
 
 echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)"
 echo "ligero: $LIGERO   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"

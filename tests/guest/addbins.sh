@@ -2,8 +2,10 @@
 # Add host programs to the test guest: writes OUT, an uncompressed cpio archive holding each
 # BIN as /bin/NAME (NAME defaults to BIN's file name) and the shared libraries ldd says it
 # loads, at their own paths. The kernel unpacks archives one after the other, so
-# `cat initrd.img OUT >initrd-plus.img` is the guest's initrd with the programs in it (busybox
-# has no fio, no util-linux blkdiscard -z). Static programs bring no libraries.
+# initrd.img, zero-padded to a multiple of 4 bytes, then OUT, is the guest's initrd with the
+# programs in it (busybox has no fio, no util-linux blkdiscard -z): the kernel reads an archive
+# that follows a compressed one only at a 4-byte boundary, and ignores it otherwise. Static
+# programs bring no libraries.
 #   usage: tests/guest/addbins.sh OUT BIN[:NAME]...
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 OUT BIN[:NAME]..." >&2; exit 2; }

@@ -44,7 +44,9 @@ def guest(tmp_path_factory):
     run_cmd("sh", REPO / "tests/guest/addbins.sh", extra, "/usr/sbin/blkdiscard:ul-blkdiscard",
             "/usr/bin/fallocate:ul-fallocate", check=True)
     initrd = tmp / "initrd-plus.img"
-    initrd.write_bytes((d / "initrd.img").read_bytes() + extra.read_bytes())
+    # the kernel reads an archive that follows a compressed one only at a 4-byte boundary
+    base = (d / "initrd.img").read_bytes()
+    initrd.write_bytes(base + b"\0" * (-len(base) % 4) + extra.read_bytes())
     return {"kernel": d / "vmlinuz", "initrd": initrd}
 
 
