@@ -66,6 +66,7 @@ echo PINGED=$(echos)
 
 L1_SCRIPT = """
 cd /work
+for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
 ip link add br0 type bridge && ip addr add %(host)s/24 dev br0 && ip link set br0 up
 ./ligero run --cpus 2 --memory 1G --disk disks/vm.qcow2 --net bridge=br0,mac=%(mac)s \\
 	--cmdline %(cmdline)s >/tmp/vm.out 2>&1 &
@@ -80,6 +81,14 @@ echo VM-RC=$?
 tr -d '\\r' </tmp/vm.out | sed 's/^/vm| /'
 rm -f disks/debian.qcow2
 """
+
+
+def l1_modules():
+    """tun and bridge (with what they need) for the emulated host, which loads only KVM."""
+    mods = _vmhost.build_guest() / "modules"
+    order = run_cmd(sys.executable, REPO / "tests/guest/modules.py", mods, "tun", "bridge",
+                    check=True).stdout.split()
+    return [f"{mods / m}:mods/{i:02d}-{Path(m).name}" for i, m in enumerate(order)]
 
 
 def disk_boot_available(ligero):
@@ -122,7 +131,8 @@ def test_migrated_vm_boots(ligero, vmhost, tmp_path):  # noqa: F811
     text = L1_SCRIPT % {"host": HOST_ADDR, "mac": MAC, "addr": ADDR,
                         "cmdline": shlex.quote(f"ligero.run64={b64}")}
     out = tmp_path / "out"
-    res = vmhost(text, timeout=3600, mem="2G", disks=[base, vm], disks_out=out)
+    res = vmhost(text, files=l1_modules(), timeout=3600, mem="2G", disks=[base, vm],
+                 disks_out=out)
     _vmhost.skip_if_host_failed(res)
     assert res.rc == 0, res.output[-3000:] + res.log[-2000:]
     console = [line[4:] for line in res.output.splitlines() if line.startswith("vm| ")]
