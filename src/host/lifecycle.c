@@ -261,7 +261,9 @@ int vm_run_exec(const struct registry *r, const struct vmdef *def, const char *e
 		ret = err_sys(errno, "cannot run %s", exe);
 	}
 	vm_argv_free(argv);
-	ftruncate(fd, 0);
+	/* best effort: a pid left in the unlocked file reads as a stale leftover anyway */
+	if (ftruncate(fd, 0) < 0)
+		ret = ret < 0 ? ret : -errno;
 	close(fd);
 	return ret;
 }

@@ -352,7 +352,7 @@ static int file_open_archive(struct mig_src *s, struct archive **out)
 
 static int file_probe(struct mig_src *s, struct mig_files *files)
 {
-	struct archive *a;
+	struct archive *a = NULL;
 	struct probe_pass p = {files};
 	int ret = file_open_archive(s, &a);
 
@@ -366,7 +366,7 @@ static int file_probe(struct mig_src *s, struct mig_files *files)
 
 static int file_walk(struct mig_src *s, mig_entry_fn cb, void *priv)
 {
-	struct archive *a;
+	struct archive *a = NULL;
 	int ret = file_open_archive(s, &a);
 
 	if (ret == 0) {
