@@ -613,7 +613,8 @@ def test_vm_running(world, ligero, tmp_path):
             p = run_cmd("qemu-img", "info", vm)
             if p.returncode != 0:
                 break  # qemu-io holds its write lock
-            assert time.monotonic() < deadline
+            assert holder.poll() is None, "qemu-io ended: " + holder.stderr.read().decode()
+            assert time.monotonic() < deadline, "qemu-io never took its lock: " + p.stdout
             time.sleep(0.05)
         p = lg(ligero, "--resync", world.ct, vm, check=False)
         one_line_error(p, str(vm), "in use")
