@@ -11,8 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Read a small /proc file into buf (NUL-terminated); its length or -errno. */
-static ssize_t slurp(const char *path, char *buf, size_t size)
+ssize_t proc_slurp(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t got = 0;
@@ -54,10 +53,10 @@ static int64_t ksm_pages(const char *proc, pid_t pid)
 	int64_t v;
 
 	snprintf(path, sizeof(path), "%s/%d/ksm_merging_pages", proc, (int)pid);
-	if (slurp(path, buf, sizeof(buf)) > 0)
+	if (proc_slurp(path, buf, sizeof(buf)) > 0)
 		return strtoll(buf, NULL, 10);
 	snprintf(path, sizeof(path), "%s/%d/ksm_stat", proc, (int)pid);
-	if (slurp(path, buf, sizeof(buf)) > 0 && (v = field(buf, "ksm_merging_pages")) >= 0)
+	if (proc_slurp(path, buf, sizeof(buf)) > 0 && (v = field(buf, "ksm_merging_pages")) >= 0)
 		return v;
 	return -1;
 }
@@ -71,7 +70,7 @@ static int start_time(const char *proc, pid_t pid, double *out)
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%d/stat", proc, (int)pid);
-	if ((n = slurp(path, buf, sizeof(buf))) < 0)
+	if ((n = proc_slurp(path, buf, sizeof(buf))) < 0)
 		return (int)n;
 	if (!(p = strrchr(buf, ')')))
 		return -EINVAL;
@@ -94,14 +93,14 @@ int proc_usage_get(const char *proc, pid_t pid, struct proc_usage *u)
 
 	memset(u, 0, sizeof(*u));
 	snprintf(path, sizeof(path), "%s/%d/status", proc, (int)pid);
-	if ((n = slurp(path, buf, sizeof(buf))) < 0)
+	if ((n = proc_slurp(path, buf, sizeof(buf))) < 0)
 		return (int)n;
 	kb = field(buf, "VmRSS:");
 	u->rss = kb > 0 ? (uint64_t)kb * 1024 : 0;
 	pages = ksm_pages(proc, pid);
 	u->ksm_shared = pages >= 0 ? pages * sysconf(_SC_PAGESIZE) : -1;
 	snprintf(path, sizeof(path), "%s/uptime", proc);
-	if (start_time(proc, pid, &started) == 0 && slurp(path, buf, sizeof(buf)) > 0 &&
+	if (start_time(proc, pid, &started) == 0 && proc_slurp(path, buf, sizeof(buf)) > 0 &&
 	    sscanf(buf, "%lf", &up) == 1 && up >= started)
 		u->uptime = up - started;
 	return 0;
@@ -113,7 +112,7 @@ int proc_cmdline(const char *proc, pid_t pid, char *buf, size_t size, size_t *le
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%d/cmdline", proc, (int)pid);
-	n = slurp(path, buf, size);
+	n = proc_slurp(path, buf, size);
 	if (n < 0)
 		return n == -ENOENT ? -ESRCH : (int)n;
 	*len = (size_t)n;
