@@ -608,14 +608,16 @@ def test_vm_running(world, ligero, tmp_path):
     holder = subprocess.Popen(["qemu-io", "-f", "qcow2", str(vm)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120  # a hang guard
+        # qemu-io answers a command only once the image is open and locked; polling with
+        # qemu-img info instead races with qemu-io's own open (either one can lose the lock).
+        holder.stdin.write(b"info\n")
+        holder.stdin.flush()
         while True:
-            p = run_cmd("qemu-img", "info", vm)
-            if p.returncode != 0:
-                break  # qemu-io holds its write lock
-            assert holder.poll() is None, "qemu-io ended: " + holder.stderr.read().decode()
-            assert time.monotonic() < deadline, "qemu-io never took its lock: " + p.stdout
-            time.sleep(0.05)
+            line = holder.stdout.readline()
+            assert line, "qemu-io ended: " + holder.stderr.read().decode()
+            if b"cluster size" in line:
+                break
+        assert run_cmd("qemu-img", "info", vm).returncode != 0  # the oracle: QEMU sees the lock
         p = lg(ligero, "--resync", world.ct, vm, check=False)
         one_line_error(p, str(vm), "in use")
     finally:
