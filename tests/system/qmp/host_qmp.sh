@@ -15,12 +15,18 @@ L=./ligero; UC=${UC:-unixcat}
 K="--kernel guest/vmlinuz --initrd guest/initrd.img"
 CAPS='{"execute": "qmp_capabilities"}'
 
+# a console client that ended (its VMM died) leaves the fifo without a reader: the write fails,
+# the script goes on to report what happened
+trap '' PIPE
+
 # wait_for PATTERN FILES PID: until one of FILES (a space-separated list) shows PATTERN;
-# fails when PID is gone, or after 300 s (a hang guard: boots here take 5-30 s)
+# fails when PID is gone (its stderr's tail is printed: a sanitizer's report lands there), or
+# after 300 s (a hang guard: boots here take 5-30 s)
 wait_for() {
 	i=0
 	while ! grep -sqaE "$1" $2; do
-		kill -0 "$3" 2>/dev/null || return 1
+		kill -0 "$3" 2>/dev/null || {
+			echo "VMM-GONE $(tail -c 1500 /tmp/err 2>/dev/null | tr '\n' '|')"; return 1; }
 		i=$((i + 1)); [ $i -gt 600 ] && return 1
 		sleep 0.5
 	done
@@ -127,7 +133,7 @@ echo 'grep -E "MemTotal|MemFree" /proc/meminfo | sed s/^/MEM1-/' >&3
 wait_for "^MEM1-MemFree" /tmp/cA.out $pid
 qmp balloon '{"execute": "balloon", "arguments": {"value": 268435456}}'
 i=0
-while [ $i -lt 300 ]; do
+while [ $i -lt 300 ] && kill -0 $pid 2>/dev/null; do
 	qmp qb '{"execute": "query-balloon"}' >/dev/null
 	grep -q '"actual": 268435456' /tmp/qb.qmp && break
 	i=$((i + 1)); sleep 1
