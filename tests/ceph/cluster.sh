@@ -95,6 +95,9 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
+# a throwaway cluster: no refusal to start because the host's disk is nearly full (the default
+# refuses under 5% free: ENOSPC, and the mon exits without a word on stderr)
+mon data avail crit = 0
 mon max pg per osd = 1000
 osd max object name len = 256
 osd max object namespace len = 64
