@@ -261,9 +261,10 @@ int vm_run_exec(const struct registry *r, const struct vmdef *def, const char *e
 		ret = err_sys(errno, "cannot run %s", exe);
 	}
 	vm_argv_free(argv);
-	/* best effort: a pid left in the unlocked file reads as a stale leftover anyway */
-	if (ftruncate(fd, 0) < 0)
-		ret = ret < 0 ? ret : -errno;
+	/* best effort, its result ignored: a pid left in the unlocked file reads as a stale
+	 * leftover anyway */
+	int truncated = ftruncate(fd, 0);
+	(void)truncated;
 	close(fd);
 	return ret;
 }

@@ -13,11 +13,12 @@ struct proc_usage {
 	double uptime;	/* seconds since the process started */
 };
 
-/* Read pid's figures under proc (normally "/proc"). KSM: ksm_merging_pages (Linux 5.19+,
- * /proc/PID/ksm_merging_pages or the line in ksm_stat) times the page size. 0 or -errno. */
 /* Read a small file (in /proc or /sys) whole into buf, NUL-terminated; its length or -errno,
  * with no message. */
 ssize_t proc_slurp(const char *path, char *buf, size_t size);
+
+/* Read pid's figures under proc (normally "/proc"). KSM: ksm_merging_pages (Linux 5.19+,
+ * /proc/PID/ksm_merging_pages or the line in ksm_stat) times the page size. 0 or -errno. */
 int proc_usage_get(const char *proc, pid_t pid, struct proc_usage *u);
 
 /* pid's command line as a NUL-separated buffer; *len its length. 0 or -errno (-ESRCH when the
