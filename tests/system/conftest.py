@@ -105,6 +105,24 @@ def _marked_run(*args, **kwargs):
 _vmhost.run = _marked_run
 
 
+# A passed test's tmp_path is removed at once: the suite writes tens of gigabytes of images over
+# a run, and pytest keeps every test's directory (and the last three runs'), which filled CI's disk.
+# A failed or errored test keeps its directory for inspection. (pytest 7.3's
+# tmp_path_retention_policy does this; Debian 12 has pytest 7.2.)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and "tmp_path" in getattr(item, "funcargs", {}):
+        item._ligero_tmp = item.funcargs["tmp_path"]
+    if rep.failed:
+        item._ligero_keep = True
+    if rep.when == "teardown" and not getattr(item, "_ligero_keep", False):
+        path = getattr(item, "_ligero_tmp", None)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _need(tool):
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (the oracle these tests compare against)")
