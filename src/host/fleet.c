@@ -86,12 +86,11 @@ void fleet_member_mac(const char *prefix, unsigned index, unsigned nic, char mac
 		 low >> 8, low & 0xff);
 }
 
-static int by_index_prefix_len;
-
+/* Members share their prefix: a shorter name is a smaller index, and among names of one length
+ * the digits compare as text. */
 static int by_index(const void *a, const void *b)
 {
-	const char *x = *(char *const *)a + by_index_prefix_len;
-	const char *y = *(char *const *)b + by_index_prefix_len;
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
 
 	return strlen(x) != strlen(y) ? (strlen(x) < strlen(y) ? -1 : 1) : strcmp(x, y);
 }
@@ -110,8 +109,8 @@ int fleet_members(const struct registry *r, const char *prefix, char ***names, s
 			free((*names)[i]);
 	}
 	*n = k;
-	by_index_prefix_len = (int)strlen(prefix);
-	qsort(*names, k, sizeof(**names), by_index);
+	if (k)
+		qsort(*names, k, sizeof(**names), by_index);
 	return 0;
 }
 
