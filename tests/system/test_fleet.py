@@ -374,3 +374,16 @@ def test_usage_errors(env, blank):
     create_blank(env, blank, "lab", 1)
     env("fleet", "list", "--output=json", "--", "lab", check=True)
     assert "usage: ligero fleet create" in env("fleet", "create", "--help", check=True).stdout
+
+
+def test_delete_disks_keeps_what_another_vm_uses(env, blank):
+    create_blank(env, blank, "lab", 2)
+    used = blank.parent / "lab1.qcow2"
+    env("vm", "create", "teacher", "--disk", f"{used},readonly=on", "--kernel", FAKE_VMM,
+        check=True)
+    p = env("fleet", "delete", "lab", "--disks", check=True)
+    assert re.search(r"^ligero: fleet delete: lab1: disk kept: .*teacher", p.stderr, re.M), \
+        p.stderr
+    assert used.exists() and not (blank.parent / "lab2.qcow2").exists()
+    assert sorted(p.name for p in (env.state / "vms").iterdir()) == ["teacher.json"]
+    assert blank.exists()
