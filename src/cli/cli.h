@@ -78,5 +78,6 @@ extern const char cli_version[];
 int cmd_help(int argc, char **argv);
 int cmd_ksm(int argc, char **argv);
 int cmd_sysprep(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 
 #endif

@@ -58,6 +58,7 @@ static void usage(FILE *f)
 	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
 	      "  migrate  an OpenVZ container (or any Linux root) to a VM: an overlay of a base\n"
 	      "  vm       VMs by name: create, start, stop, list, console, autostart ...\n"
+	      "  fleet    many VMs from one base: create, start, stop, reset, list, delete\n"
 	      "  host     the host itself: check that it can run VMs\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
@@ -81,6 +82,7 @@ static const struct {
     {"migrate", cmd_migrate},
     {"vm", cmd_vm},
     {"host", cmd_host},
+    {"fleet", cmd_fleet},
 };
 /* clang-format on */
 

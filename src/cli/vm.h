@@ -42,6 +42,23 @@ int vm_console_attach(const struct vm_cli *o);
 char *vm_cli_duration(double seconds, char *buf, size_t len);
 char *vm_cli_size(uint64_t bytes, char *buf, size_t len);
 
+/* vm create's options (cli/vm_define.c), shared with fleet create: the table (n entries and a
+ * zero one; its vals stay below 0x200), what vm_define_collect gathers from them as vm_cli_parse's
+ * cb, and vm_define_apply, which applies them to d once the registry is open (MACs need it):
+ * 0 or an exit code after printing why. */
+#define VM_DEFAULT_MEMORY (1ull << 30)
+struct vm_define_opts {
+	const char *memory, *cpus, *kernel, *initrd, *cmdline;
+	const char *disks[64], *nets[16], *rm_disks[64], *rm_nets[16];
+	int ndisks, nnets, nrm_disks, nrm_nets;
+	int balloon, rng, autostart; /* -1 unchanged, 0 off, 1 on */
+	bool disk_boot, any;
+	const char *verb;
+};
+const struct option *vm_define_options(size_t *n);
+int vm_define_collect(int c, const char *arg, void *priv);
+int vm_define_apply(const struct vm_cli *o, const struct vm_define_opts *k, struct vmdef *d);
+
 int vm_create_main(int argc, char **argv);
 int vm_edit_main(int argc, char **argv);
 int vm_delete_main(int argc, char **argv);

@@ -22,8 +22,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_MEMORY (1ull << 30)
-
 /* An absolute path to an existing file, malloc'd; NULL after printing why not. */
 static char *existing_file(const struct vm_cli *o, const char *what, const char *path)
 {
@@ -191,19 +189,9 @@ enum {
 	OPT_DISKS,
 };
 
-/* Options are collected first and applied once the registry is open (MACs need it). */
-struct collected {
-	const char *memory, *cpus, *kernel, *initrd, *cmdline;
-	const char *disks[64], *nets[16], *rm_disks[64], *rm_nets[16];
-	int ndisks, nnets, nrm_disks, nrm_nets;
-	int balloon, rng, autostart; /* -1 unchanged, 0 off, 1 on */
-	bool disk_boot, any;
-	const char *verb;
-};
-
-static int collect(int c, const char *arg, void *priv)
+int vm_define_collect(int c, const char *arg, void *priv)
 {
-	struct collected *k = priv;
+	struct vm_define_opts *k = priv;
 
 	k->any = true;
 	switch (c) {
@@ -259,8 +247,7 @@ static int collect(int c, const char *arg, void *priv)
 	return 1;
 }
 
-/* Apply what was collected to d (the new definition, or the one being edited). */
-static int apply(const struct vm_cli *o, const struct collected *k, struct vmdef *d)
+int vm_define_apply(const struct vm_cli *o, const struct vm_define_opts *k, struct vmdef *d)
 {
 	int ret;
 
@@ -334,27 +321,36 @@ static const char create_usage[] =
     "\n"
     "Without --kernel the first disk's own kernel boots. Memory defaults to 1G, CPUs to 1.\n";
 
+static const struct option create_opts[] = {
+    {"disk", required_argument, NULL, OPT_DISK},
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"initrd", required_argument, NULL, OPT_INITRD},
+    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+    {"memory", required_argument, NULL, OPT_MEMORY},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"net", required_argument, NULL, OPT_NET},
+    {"balloon", no_argument, NULL, OPT_BALLOON},
+    {"rng", no_argument, NULL, OPT_RNG},
+    {"autostart", no_argument, NULL, OPT_AUTOSTART},
+    {0},
+};
+
+const struct option *vm_define_options(size_t *n)
+{
+	*n = sizeof(create_opts) / sizeof(create_opts[0]) - 1;
+	return create_opts;
+}
+
 int vm_create_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"disk", required_argument, NULL, OPT_DISK},
-	    {"kernel", required_argument, NULL, OPT_KERNEL},
-	    {"initrd", required_argument, NULL, OPT_INITRD},
-	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
-	    {"memory", required_argument, NULL, OPT_MEMORY},
-	    {"cpus", required_argument, NULL, OPT_CPUS},
-	    {"net", required_argument, NULL, OPT_NET},
-	    {"balloon", no_argument, NULL, OPT_BALLOON},
-	    {"rng", no_argument, NULL, OPT_RNG},
-	    {"autostart", no_argument, NULL, OPT_AUTOSTART},
-	    {0},
-	};
+	const struct option *opts = create_opts;
 	struct vm_cli o = {.verb = "vm create"};
-	struct collected k = {.balloon = -1, .rng = -1, .autostart = -1, .verb = o.verb};
-	struct vmdef d = {.memory = DEFAULT_MEMORY, .cpus = 1};
+	struct vm_define_opts k = {.balloon = -1, .rng = -1, .autostart = -1, .verb = o.verb};
+	struct vmdef d = {.memory = VM_DEFAULT_MEMORY, .cpus = 1};
 	int ret, lock;
 
-	if ((ret = vm_cli_parse(&o, create_usage, argc, argv, opts, false, true, collect, &k)))
+	if ((ret = vm_cli_parse(&o, create_usage, argc, argv, opts, false, true, vm_define_collect,
+				&k)))
 		return ret < 0 ? 0 : ret;
 	if (!k.kernel && (k.initrd || k.cmdline))
 		return vm_cli_done(&o, cli_usage_fail(o.verb, "--initrd and --cmdline go with "
@@ -364,7 +360,7 @@ int vm_create_main(int argc, char **argv)
 	vmdef_stamp(&d);
 	if ((lock = registry_lock(&o.reg)) < 0)
 		return vm_cli_done(&o, vm_cli_fail(&o, lock));
-	ret = apply(&o, &k, &d);
+	ret = vm_define_apply(&o, &k, &d);
 	if (!ret && (ret = registry_create(&o.reg, &d)) < 0)
 		ret = vm_cli_fail(&o, ret);
 	registry_unlock(lock);
@@ -489,12 +485,13 @@ int vm_edit_main(int argc, char **argv)
 	    {0},
 	};
 	struct vm_cli o = {.verb = "vm edit"};
-	struct collected k = {.balloon = -1, .rng = -1, .autostart = -1, .verb = o.verb};
+	struct vm_define_opts k = {.balloon = -1, .rng = -1, .autostart = -1, .verb = o.verb};
 	struct vmdef d;
 	int ret, lock, vmlock;
 	const char *ed;
 
-	if ((ret = vm_cli_parse(&o, edit_usage, argc, argv, opts, false, true, collect, &k)))
+	if ((ret = vm_cli_parse(&o, edit_usage, argc, argv, opts, false, true, vm_define_collect,
+				&k)))
 		return ret < 0 ? 0 : ret;
 	if ((vmlock = lock_stopped(&o, "editing it")) < 0)
 		return vm_cli_done(&o, 1);
@@ -507,7 +504,7 @@ int vm_edit_main(int argc, char **argv)
 		goto out;
 	}
 	if (k.any) {
-		ret = apply(&o, &k, &d);
+		ret = vm_define_apply(&o, &k, &d);
 	} else {
 		ed = getenv("VISUAL");
 		if (!ed || !*ed)
