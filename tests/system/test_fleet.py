@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,9 @@ import pytest
 from conftest import run_cmd
 from fs_fixtures import debugfs, extract, sha256
 from test_sysprep import debian_tree, make_disk
-from test_vm import FAKE_VMM, GUARD, Env
+from test_vm import FAKE_VMM, GUARD, Env, env  # noqa: F401 (env: test_vm's fixture)
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-
-
-@pytest.fixture
-def env(ligero):
-    base = tempfile.mkdtemp(prefix="lfl", dir="/tmp")
-    e = Env(ligero, base)
-    yield e
-    e.kill_all()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -198,9 +188,14 @@ def test_disk_dir_not_writable(env, blank, tmp_path):
     os.chmod(env.base, 0o755)
     os.chmod(blank.parent, 0o755)
     os.chmod(blank, 0o644)
+    # The binary and the kernel file from copies here: the checkout may sit in a directory
+    # nobody cannot walk into (mktemp -d makes it 0700).
+    exe, kernel = env.base / "ligero", env.base / "kernel"
+    shutil.copy2(env.ligero, exe)
+    shutil.copy2(FAKE_VMM, kernel)
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        env.ligero, "fleet", "create", "lab", "--count", "2", "--base", blank,
-                        "--disk-dir", ro, "--no-sysprep", "--kernel", FAKE_VMM],
+                        exe, "fleet", "create", "lab", "--count", "2", "--base", blank,
+                        "--disk-dir", ro, "--no-sysprep", "--kernel", kernel],
                        env=dict(env.env, LIGERO_STATE_DIR=str(state),
                                 LIGERO_RUNTIME_DIR=str(state / "run")),
                        capture_output=True, text=True, timeout=GUARD)
