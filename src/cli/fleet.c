@@ -51,7 +51,7 @@ static int number(const char *verb, const char *opt, const char *s, long lo, lon
 static int fleet_opt(int c, const char *arg, void *priv)
 {
 	struct fleet_args *a = priv;
-	long v;
+	long v = 0;
 
 	switch (c) {
 	case OPT_COUNT:
@@ -131,7 +131,7 @@ static int create_main(int argc, char **argv)
 	struct fleet_create_opts fo;
 	size_t n, nown = sizeof(own) / sizeof(own[0]);
 	const struct option *vmopts = vm_define_options(&n);
-	long count;
+	long count = 0;
 	int ret;
 
 	memcpy(opts, vmopts, n * sizeof(*opts));
