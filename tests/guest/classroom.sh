@@ -47,7 +47,7 @@ dir=$(dirname "$base")
 run "$L" img info "$dir/estudiante1.qcow2"
 
 say "KSM on (the host merges identical guest pages: three copies of one system are mostly the same bytes), then the class starts"
-run "$L" ksm enable --pages-to-scan 4000 --sleep-ms 10 >/dev/null || echo "(KSM could not be enabled: figures below show it off)"
+run "$L" ksm enable --pages-to-scan 4000 --sleep-ms 10 || echo "(KSM could not be enabled: figures below show it off)"
 run "$L" fleet start estudiante || fail "fleet start failed"
 for i in 1 2 3; do
 	wait_for "$S/log/estudiante$i.console.log" "root@estudiante$i:~#" ||
@@ -69,7 +69,9 @@ before=$(wc -c <"$log")
 	printf '%s\n' "$cmd"
 	wait_for "$log" '^DEMO-42' || echo "(no answer within $guard s)" >&2
 } | "$L" vm console estudiante1 >/dev/null
-tail -c +$((before + 1)) "$log" | tr -d '\r' | sed -n '/^I am /,/^DEMO-42/p' | grep -v '^DEMO-42'
+esc=$(printf '\033') # bash's bracketed-paste switches around each prompt
+tail -c +$((before + 1)) "$log" | tr -d '\r' | sed "s/$esc\[[0-9;?]*[A-Za-z]//g" |
+	sed -n '/^I am /,/^DEMO-42/p' | grep -v '^DEMO-42'
 
 say "End of the class: the ACPI power button of each VM, then the definitions and overlays go; the base stays"
 run "$L" fleet stop estudiante --timeout 600 || fail "fleet stop failed"
