@@ -1,12 +1,12 @@
 #!/bin/sh
 # The seed's KSM experiment (issue 22), ligero and QEMU side by side in one emulated-host run
 # (tests/vmhost/vmhost.sh: L1 given 3 GiB of RAM and ONE vCPU; two vCPUs crashed L1 with two
-# Debian guests). VMS guests (default 10) of 900 MiB, each on a linked clone of one base: the
-# real Debian disk (tests/guest/debian.sh) copied once, with a FILE_MIB (600) MiB file of random
-# bytes written into it as /root/ksm-big with `ligero fs write`. Each guest, once up, reads that
-# file (so every guest's page cache holds the same pages) and prints KSM-READ-DONE; the command
-# comes from a shared read-only script disk (the guest's ligero-test service, tests/guest/README.md)
-# and the guest stays up afterwards.
+# Debian guests). VMS guests (default 10) of 900 MiB, each on a linked clone of one base, the
+# real Debian disk (tests/guest/debian.sh). Each guest, once up, reads the same FILE_MIB (600)
+# MiB file of random bytes from a second, shared disk it mounts read-only (the base's root has
+# no room for it), so every guest's page cache holds the same pages, and prints KSM-READ-DONE;
+# the command comes from a shared read-only script disk (the guest's ligero-test service,
+# tests/guest/README.md) and the guest stays up afterwards.
 #   ligero  `ligero fleet create bench --count VMS --base base.qcow2` (overlays, sysprep,
 #           definitions), then `ligero vm start benchI`: the disk's own kernel from grub.cfg
 #   qemu    VMS `qemu-img create -b base.qcow2` overlays, `qemu-system-x86_64 -accel kvm -m 900
@@ -50,26 +50,30 @@ median3() { echo "$@" | tr ' ' '\n' | sort -g | sed -n 2p; }
 dir=$(LIGERO_BUILD=$build sh "$repo/tests/guest/debian.sh" "$build/guest" | tail -n1)
 . "$dir/debian.env"
 
-# The base: the Debian disk with the big file in it, cached per disk build and file size.
+# The file: FILE_MIB MiB of random bytes as /ksm-big in an ext4 image (data.img, label ksmdata),
+# a second disk every guest gets read-only and mounts read-only (the Debian disk's root has
+# not that much room). Cached per size. The base is the Debian disk itself.
 work="$build/bench-ksm"
-base="$work/$(basename "$dir")-$file_mib/base.qcow2"
-if [ ! -f "$base" ]; then
-	rm -rf "$work"
-	mkdir -p "$(dirname "$base")"
-	echo "bench: writing a $file_mib MiB file into a copy of $DISK ($base)" >&2
-	qemu-img convert -f qcow2 -O qcow2 "$DISK" "$base.tmp"
-	head -c "${file_mib}M" /dev/urandom | "$ligero" fs write "$base.tmp" /root/ksm-big ||
-		{ rm -f "$base.tmp"; echo "bench: ligero fs write into $base.tmp failed" >&2; exit 1; }
-	mv "$base.tmp" "$base"
+data="$work/data-$file_mib.img"
+mkdir -p "$work"
+if [ ! -f "$data" ]; then
+	echo "bench: making $data ($file_mib MiB of random bytes in an ext4 image)" >&2
+	rm -rf "$work"/data-* "$work/data.d"
+	mkdir "$work/data.d"
+	head -c "${file_mib}M" /dev/urandom >"$work/data.d/ksm-big"
+	mkfs.ext4 -q -F -L ksmdata -d "$work/data.d" "$data.tmp" "$((file_mib + file_mib / 16 + 16))M" ||
+		{ rm -rf "$data.tmp" "$work/data.d"; echo "bench: mkfs.ext4 -d $work/data.d failed" >&2; exit 1; }
+	rm -rf "$work/data.d"
+	mv "$data.tmp" "$data"
 fi
 script="$work/script.img"
-printf 'LIGERO-SCRIPT\nt0=$(cut -d" " -f1 /proc/uptime)\ncat /root/ksm-big >/dev/null\necho "KSM-READ-DONE uptime=$(cut -d" " -f1 /proc/uptime) read-from=$t0 $(grep -E "^(MemTotal|Cached):" /proc/meminfo | tr -s " " | tr "\\n" " ")"\nexec sleep infinity\n' >"$script"
+printf 'LIGERO-SCRIPT\nmkdir -p /mnt/ksm && mount -o ro,noload /dev/disk/by-label/ksmdata /mnt/ksm || echo KSM-MOUNT-FAILED\nt0=$(cut -d" " -f1 /proc/uptime)\ncat /mnt/ksm/ksm-big >/dev/null\necho "KSM-READ-DONE uptime=$(cut -d" " -f1 /proc/uptime) read-from=$t0 $(grep -E "^(MemTotal|Cached):" /proc/meminfo | tr -s " " | tr "\\n" " ")"\nexec sleep infinity\n' >"$script"
 truncate -s 1M "$script"
 
 # ---- 20 members, on this host ----
 t=$(mktemp -d "$work/create.XXXXXX")
 trap 'rm -rf "$t"' EXIT
-cp --sparse=always "$base" "$t/base.qcow2" # the fleet records its overlays on its base (xattr)
+cp --sparse=always "$DISK" "$t/base.qcow2" # the fleet records its overlays on its base (xattr)
 lig= qim=
 for r in 1 2 3; do
 	mkdir "$t/l$r" "$t/q$r"
@@ -192,7 +196,8 @@ case " $only " in *" ligero "*)
 	baseline ligero
 	a=$(up)
 	$L fleet create bench --count $vms --base disks/base.qcow2 --disk-dir disks --memory ${mem}M \
-		--disk disks/script.img,format=raw,readonly=on >/tmp/fc.out 2>&1 || { cat /tmp/fc.out; exit 1; }
+		--disk disks/script.img,format=raw,readonly=on \
+		--disk disks/data.img,format=raw,readonly=on >/tmp/fc.out 2>&1 || { cat /tmp/fc.out; exit 1; }
 	say "ligero create-s=$(awk -v a="$a" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }') count=$vms"
 	pids= last_read=
 	i=1
@@ -233,6 +238,7 @@ case " $only " in *" qemu "*)
 			-nodefaults -no-user-config -display none -serial file:/tmp/q$i.con \
 			-drive file=disks/q$i.qcow2,if=virtio,format=qcow2 \
 			-drive file=disks/script.img,if=virtio,format=raw,readonly=on \
+			-drive file=disks/data.img,if=virtio,format=raw,readonly=on \
 			-kernel disks/debian.vmlinuz -initrd disks/debian.initrd.img -append "$append" \
 			</dev/null >/tmp/q$i.out 2>&1 &
 		p=$!
@@ -252,7 +258,7 @@ out=$(VMHOST_LOCK=${VMHOST_LOCK:-} LIGERO_BUILD=$build sh "$repo/tests/vmhost/vm
 	--mem "$l1mem" --smp 1 --timeout 14400 \
 	--bin "$(command -v qemu-system-x86_64)" --bin "$(command -v qemu-img)" \
 	--tree /usr/share/qemu --tree /usr/share/seabios \
-	--disk "$base" --disk "$script" --disk "$KERNEL:debian.vmlinuz" \
+	--disk "$DISK:base.qcow2" --disk "$script" --disk "$data:data.img" --disk "$KERNEL:debian.vmlinuz" \
 	--disk "$INITRD:debian.initrd.img" --disk-space 2G "$inner" 2>"$work/vmhost.err") || {
 	echo "$out" | tail -n 30
 	tail -n 30 "$work/vmhost.err"
