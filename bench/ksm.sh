@@ -140,7 +140,7 @@ converge() {
 		if [ $d -gt $tol ]; then
 			ws_t=$t ws_ps=$ps ws_fs=$fs
 		elif [ $((fs - ws_fs)) -ge 2 ] && awk -v a="$ws_t" -v b="$t" 'BEGIN { exit !(b - a >= 10) }'; then
-			say "$1 converged-s=$(awk -v a="$2" -v b="$ws_t" 'BEGIN { printf "%.1f", b > a ? b - a : 0 }') pages_sharing=$ps full_scans=$fs"
+			say "$1 converged-s=$(awk -v a="$2" -v b="$ws_t" 'BEGIN { printf "%.1f", (b > a ? b - a : 0) }') pages_sharing=$ps full_scans=$fs"
 			return 0
 		fi
 	done
@@ -180,9 +180,8 @@ booted() {
 	rc=$?
 	if [ $rc = 0 ]; then
 		t=$(up)
-		say "$1 read name=$2 at=$t $(grep -a KSM-READ-DONE "$3" | tr -d '\r' | head -n1)"
+		say "$1 read name=$2 at=$t boot-to-read-s=$(awk -v a="$st" -v b="$t" 'BEGIN { printf "%.1f", b - a }') $(grep -a KSM-READ-DONE "$3" | tr -d '\r' | head -n1)"
 		converge "$1 step name=$2" "$t"
-		last_read=$t
 		return 0
 	fi
 	say "$1 lost name=$2 why=$([ $rc = 1 ] && echo vmm-exited || echo guard)"
@@ -199,9 +198,10 @@ case " $only " in *" ligero "*)
 		--disk disks/script.img,format=raw,readonly=on \
 		--disk disks/data.img,format=raw,readonly=on >/tmp/fc.out 2>&1 || { cat /tmp/fc.out; exit 1; }
 	say "ligero create-s=$(awk -v a="$a" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }') count=$vms"
-	pids= last_read=
+	pids=
 	i=1
 	while [ $i -le $vms ]; do
+		st=$(up)
 		$L vm start bench$i >/tmp/vs.out 2>&1 || sed "s/^/# bench$i start: /" /tmp/vs.out
 		p=$(cat $LIGERO_STATE_DIR/run/bench$i.pid 2>/dev/null)
 		if [ -n "$p" ] && booted ligero bench$i $LIGERO_STATE_DIR/log/bench$i.console.log $p; then
@@ -212,7 +212,6 @@ case " $only " in *" ligero "*)
 		i=$((i + 1))
 	done
 	after ligero $pids
-	[ -z "$last_read" ] || converge "ligero final" "$last_read"
 	$L ksm status | sed 's/^/# ligero ksm status: /'
 	$L fleet list bench | sed 's/^/# ligero fleet list: /'
 	$L fleet kill bench >/dev/null 2>&1
@@ -231,9 +230,10 @@ case " $only " in *" qemu "*)
 		i=$((i + 1))
 	done
 	say "qemu create-s=$(awk -v a="$a" -v b="$(up)" 'BEGIN { printf "%.2f", b - a }') count=$vms"
-	pids= last_read=
+	pids=
 	i=1
 	while [ $i -le $vms ]; do
+		st=$(up)
 		qemu-system-x86_64 -accel kvm -machine q35,mem-merge=on -cpu host -m $mem -smp 1 \
 			-nodefaults -no-user-config -display none -serial file:/tmp/q$i.con \
 			-drive file=disks/q$i.qcow2,if=virtio,format=qcow2 \
@@ -246,7 +246,6 @@ case " $only " in *" qemu "*)
 		i=$((i + 1))
 	done
 	after qemu $pids
-	[ -z "$last_read" ] || converge "qemu final" "$last_read"
 	for p in $pids; do kill -TERM $p; done
 	for p in $pids; do wait $p; done
 	;;
@@ -275,7 +274,8 @@ $1 == "KSMB" && $3 ~ /^used-before-mib=/ { before[$2] = kv($0, "used-before-mib"
 $1 == "KSMB" && $3 ~ /^used-after-mib=/ { after[$2] = kv($0, "used-after-mib"); sharing[$2] = kv($0, "pages_sharing"); shared[$2] = kv($0, "pages_shared") }
 $1 == "KSMB" && $3 == "read" { up[$2]++ }
 $1 == "KSMB" && $3 == "lost" { lost[$2] = lost[$2] " " kv($0, "name") "(" kv($0, "why") ")" }
-$1 == "KSMB" && $3 == "step" && $5 ~ /^converged-s=/ { conv[$2] = kv($0, "converged-s") }
+$1 == "KSMB" && $3 == "step" && $5 ~ /^converged-s=/ { conv[$2] = kv($0, "converged-s"); convsum[$2] += conv[$2] }
+$1 == "KSMB" && $3 == "read" { boot[$2] += kv($0, "boot-to-read-s") }
 $1 == "KSMB" && $3 == "rss" { rss[$2] += kv($0, "rss-kb"); nrss[$2]++ }
 $1 == "CREATE20" { c20 = $0 }
 END {
@@ -286,6 +286,7 @@ END {
 		if (!(m in after)) { printf "%-7s no figures\n", m; continue }
 		per[m] = up[m] ? (after[m] - before[m]) / up[m] : 0
 		printf "%-7s %4d %12d %12d %10.1f %12d %11s %14.1f\n", m, up[m], before[m], after[m], per[m], sharing[m], conv[m], nrss[m] ? rss[m] / nrss[m] / 1024 : 0
+		printf "%s: KSM converged %s s after the last guest read its file (%.1f s summed over the %d guests); boot to read %.1f s per guest\n", m, conv[m], convsum[m], up[m], up[m] ? boot[m] / up[m] : 0
 		if (lost[m] != "") printf "%s: guests lost:%s\n", m, lost[m]
 	}
 	if (("ligero" in per) && ("qemu" in per) && per["qemu"] > 0)
