@@ -149,7 +149,7 @@ converge() {
 }
 baseline() {
 	sync; echo 3 >/proc/sys/vm/drop_caches
-	say "$1 used-before-mib=$(used) memtotal-mib=$(($(mi MemTotal) / 1024)) pages_sharing=$(cat $k/pages_sharing)"
+	say "$1 used-before-mib=$(used) total-free-cache-mib=$(free -m | awk '/^Mem:/ { print $3 }') memtotal-mib=$(($(mi MemTotal) / 1024)) pages_sharing=$(cat $k/pages_sharing)"
 	free -m | sed "s/^/# $1 free before: /"
 }
 # wait_read NAME CONSOLE PID: until the guest printed KSM-READ-DONE (0), its VMM died (1), or
@@ -168,10 +168,10 @@ after() {
 	tag=$1
 	shift
 	sync; echo 3 >/proc/sys/vm/drop_caches
-	say "$tag used-after-mib=$(used) pages_shared=$(cat $k/pages_shared) pages_sharing=$(cat $k/pages_sharing) pages_unshared=$(cat $k/pages_unshared) full_scans=$(cat $k/full_scans)"
+	say "$tag used-after-mib=$(used) total-free-cache-mib=$(free -m | awk '/^Mem:/ { print $3 }') pages_shared=$(cat $k/pages_shared) pages_sharing=$(cat $k/pages_sharing) pages_unshared=$(cat $k/pages_unshared) full_scans=$(cat $k/full_scans)"
 	free -m | sed "s/^/# $tag free after: /"
 	for p in "$@"; do
-		say "$tag rss pid=$p rss-kb=$(sed -n 's/^VmRSS: *\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) anon-kb=$(sed -n 's/^RssAnon: *\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) merging=$(cat /proc/$p/ksm_merging_pages 2>/dev/null)"
+		say "$tag rss pid=$p rss-kb=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) anon-kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) merging=$(cat /proc/$p/ksm_merging_pages 2>/dev/null)"
 	done
 }
 # boot TAG NAME CONSOLE PID: wait for the guest's read, then for KSM; a lost guest is reported
