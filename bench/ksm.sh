@@ -92,19 +92,19 @@ for r in 1 2 3; do
 	LIGERO_STATE_DIR="$t/state$r" "$ligero" fleet delete m --disks >/dev/null
 done
 echo "# 20 members on this host (3 rounds, seconds): ligero fleet create:$lig; 20 qemu-img create -b:$qim" |
-	tee "$work/create20"
-echo "CREATE20 ligero=$(median3 $lig) qemu-img=$(median3 $qim)" >>"$work/create20"
+	tee "$work/create20-$vms"
+echo "CREATE20 ligero=$(median3 $lig) qemu-img=$(median3 $qim)" >>"$work/create20-$vms"
 if [ "${SYSPREP:-1}" = 1 ] && command -v virt-sysprep >/dev/null; then
 	a=$(now) ok=0
 	for f in "$t"/q3/m*.qcow2; do
 		LIBGUESTFS_BACKEND=direct virt-sysprep -q -a "$f" >"$t/sysprep.log" 2>&1 && ok=$((ok + 1))
 	done
-	echo "CREATE20 virt-sysprep=$(dt "$a" "$(now)") ok=$ok" >>"$work/create20"
+	echo "CREATE20 virt-sysprep=$(dt "$a" "$(now)") ok=$ok" >>"$work/create20-$vms"
 	[ $ok = 20 ] || echo "# virt-sysprep failed: $(tail -n 3 "$t/sysprep.log" | tr '\n' ' ')" |
-		tee -a "$work/create20"
+		tee -a "$work/create20-$vms"
 elif [ "${SYSPREP:-1}" = 1 ]; then
 	echo "# virt-sysprep is not installed here (libguestfs-tools): the qemu-img figure has no sysprep" |
-		tee -a "$work/create20"
+		tee -a "$work/create20-$vms"
 fi
 rm -rf "$t"
 trap - EXIT
@@ -264,11 +264,11 @@ out=$(VMHOST_LOCK=${VMHOST_LOCK:-} LIGERO_BUILD=$build sh "$repo/tests/vmhost/vm
 	echo "bench: the emulated host failed" >&2
 	exit 1
 }
-echo "$out" >"$work/last.out"
-echo "# emulated-host run: $(($(date +%s) - t0)) s (with the wait for VMHOST_LOCK); $vms guests of $mem MiB, L1 $l1mem, 1 vCPU; output in $work/last.out"
+echo "$out" >"$work/last-$vms.out"
+echo "# emulated-host run: $(($(date +%s) - t0)) s (with the wait for VMHOST_LOCK); $vms guests of $mem MiB, L1 $l1mem, 1 vCPU; output in $work/last-$vms.out"
 echo "$out" | grep '^#' || true
 echo "$out" | grep '^KSMB ' | sed 's/^KSMB /# /'
-{ echo "$out"; cat "$work/create20" 2>/dev/null; } | awk -v vms="$vms" -v only="$only" '
+{ echo "$out"; cat "$work/create20-$vms" 2>/dev/null; } | awk -v vms="$vms" -v only="$only" '
 function kv(s, k,   i, n, a) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
 $1 == "KSMB" && $3 ~ /^used-before-mib=/ { before[$2] = kv($0, "used-before-mib") }
 $1 == "KSMB" && $3 ~ /^used-after-mib=/ { after[$2] = kv($0, "used-after-mib"); sharing[$2] = kv($0, "pages_sharing"); shared[$2] = kv($0, "pages_shared") }
