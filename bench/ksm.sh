@@ -23,7 +23,8 @@
 # create 20 members, `ligero fleet create --count 20` against 20 `qemu-img create -b`
 # (medians of 3 rounds), and `virt-sysprep` on each of the 20 when it is installed and runs.
 # usage: bench/ksm.sh            (as root: the Debian disk's build)
-# env: VMS (10), FILE_MIB (600), MEM (MiB per guest, 900), L1MEM (3G), ONLY ("ligero qemu"),
+# env: VMS (10), FILE_MIB (600), MEM (MiB per guest, 900), L1MEM (3G), ONLY ("ligero qemu": which
+#      VMMs, in that order; "qemu ligero" swaps it),
 #      SYSPREP (1: time virt-sysprep when installed; 0: skip it), LIGERO_BUILD, LIGERO_CACHE
 #      (tests/guest/debian.sh), VMHOST_LOCK (tests/vmhost/vmhost.sh)
 set -eu
@@ -37,6 +38,9 @@ build=${LIGERO_BUILD:-$repo/build}
 ligero=${LIGERO:-$build/ligero}
 for v in "$vms" "$file_mib" "$mem"; do
 	case $v in *[!0-9]* | '' | 0) echo "bench: VMS, FILE_MIB and MEM are positive integers" >&2; exit 2 ;; esac
+done
+for v in $only; do
+	case $v in ligero | qemu) ;; *) echo "bench: ONLY=$only: the VMMs are ligero and qemu" >&2; exit 2 ;; esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (the Debian disk's build)" >&2; exit 1; }
 for t in qemu-img qemu-system-x86_64; do
@@ -100,7 +104,7 @@ if [ "${SYSPREP:-1}" = 1 ] && command -v virt-sysprep >/dev/null; then
 		LIBGUESTFS_BACKEND=direct virt-sysprep -q -a "$f" >"$t/sysprep.log" 2>&1 && ok=$((ok + 1))
 	done
 	echo "CREATE20 virt-sysprep=$(dt "$a" "$(now)") ok=$ok" >>"$work/create20-$vms"
-	[ $ok = 20 ] || echo "# virt-sysprep failed: $(tail -n 3 "$t/sysprep.log" | tr '\n' ' ')" |
+	[ $ok = 20 ] || echo "# virt-sysprep failed on $((20 - ok)) of 20: $(head -n 1 "$t/sysprep.log")" |
 		tee -a "$work/create20-$vms"
 elif [ "${SYSPREP:-1}" = 1 ]; then
 	echo "# virt-sysprep is not installed here (libguestfs-tools): the qemu-img figure has no sysprep" |
@@ -148,9 +152,16 @@ converge() {
 	return 1
 }
 baseline() {
+	n=0 # what the last VMM's guests had merged is gone
+	while [ "$(cat $k/pages_sharing)" -gt 0 ] && [ $n -lt 300 ]; do sleep 1; n=$((n + 1)); done
 	sync; echo 3 >/proc/sys/vm/drop_caches
+	meminfo "$1 before"
 	say "$1 used-before-mib=$(used) total-free-cache-mib=$(free -m | awk '/^Mem:/ { print $3 }') memtotal-mib=$(($(mi MemTotal) / 1024)) pages_sharing=$(cat $k/pages_sharing)"
 	free -m | sed "s/^/# $1 free before: /"
+}
+# meminfo TAG: where L1's memory is (KiB), to tell a drift of L1 itself from the VMs' cost
+meminfo() {
+	say "$1 meminfo$(for f in MemFree AnonPages Shmem Slab KernelStack PageTables Cached Buffers; do printf ' %s=%s' $f "$(mi $f)"; done)"
 }
 # wait_read NAME CONSOLE PID: until the guest printed KSM-READ-DONE (0), its VMM died (1), or
 # the guard (1800 s: a Debian boot takes minutes here) ran out (2)
@@ -170,6 +181,7 @@ after() {
 	sync; echo 3 >/proc/sys/vm/drop_caches
 	say "$tag used-after-mib=$(used) total-free-cache-mib=$(free -m | awk '/^Mem:/ { print $3 }') pages_shared=$(cat $k/pages_shared) pages_sharing=$(cat $k/pages_sharing) pages_unshared=$(cat $k/pages_unshared) full_scans=$(cat $k/full_scans)"
 	free -m | sed "s/^/# $tag free after: /"
+	meminfo "$tag after"
 	for p in "$@"; do
 		say "$tag rss pid=$p rss-kb=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) anon-kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null) merging=$(cat /proc/$p/ksm_merging_pages 2>/dev/null)"
 	done
@@ -188,10 +200,19 @@ booted() {
 	tr -d '\r' <"$3" | tail -n 15 | sed "s/^/# $2 console: /"
 	return 1
 }
+# gone TAG: L1's used memory once the VMs have exited and KSM let go of their pages: how far
+# L1 itself drifted during the run (compare with the baseline)
+gone() {
+	n=0
+	while [ "$(cat $k/pages_sharing)" -gt 0 ] && [ $n -lt 300 ]; do sleep 1; n=$((n + 1)); done
+	sync; echo 3 >/proc/sys/vm/drop_caches
+	say "$1 used-after-exit-mib=$(used)"
+	meminfo "$1 after-exit"
+}
 say "l1 kernel=$(uname -r) cpus=$(nproc) memtotal-mib=$(($(mi MemTotal) / 1024))"
 $L ksm enable --pages-to-scan 4000 --sleep-ms 10 | sed 's/^/# /'
 
-case " $only " in *" ligero "*)
+run_ligero() {
 	baseline ligero
 	a=$(up)
 	$L fleet create bench --count $vms --base disks/base.qcow2 --disk-dir disks --memory ${mem}M \
@@ -216,12 +237,10 @@ case " $only " in *" ligero "*)
 	$L fleet list bench | sed 's/^/# ligero fleet list: /'
 	$L fleet kill bench >/dev/null 2>&1
 	for p in $pids; do while kill -0 $p 2>/dev/null; do sleep 1; done; done
-	;;
-esac
+	gone ligero
+}
 
-case " $only " in *" qemu "*)
-	n=0
-	while [ "$(cat $k/pages_sharing)" -gt 0 ] && [ $n -lt 300 ]; do sleep 1; n=$((n + 1)); done
+run_qemu() {
 	baseline qemu
 	a=$(up)
 	i=1
@@ -248,8 +267,10 @@ case " $only " in *" qemu "*)
 	after qemu $pids
 	for p in $pids; do kill -TERM $p; done
 	for p in $pids; do wait $p; done
-	;;
-esac
+	gone qemu
+}
+
+for v in $only; do run_$v; done
 exit 0
 INNER
 t0=$(date +%s)
@@ -271,13 +292,14 @@ echo "$out" | grep '^KSMB ' | sed 's/^KSMB /# /'
 { echo "$out"; cat "$work/create20-$vms" 2>/dev/null; } | awk -v vms="$vms" -v only="$only" '
 function kv(s, k,   i, n, a) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
 $1 == "KSMB" && $3 ~ /^used-before-mib=/ { before[$2] = kv($0, "used-before-mib") }
+$1 == "KSMB" && $3 ~ /^used-after-exit-mib=/ { gone[$2] = kv($0, "used-after-exit-mib") }
 $1 == "KSMB" && $3 ~ /^used-after-mib=/ { after[$2] = kv($0, "used-after-mib"); sharing[$2] = kv($0, "pages_sharing"); shared[$2] = kv($0, "pages_shared") }
 $1 == "KSMB" && $3 == "read" { up[$2]++ }
 $1 == "KSMB" && $3 == "lost" { lost[$2] = lost[$2] " " kv($0, "name") "(" kv($0, "why") ")" }
 $1 == "KSMB" && $3 == "step" && $5 ~ /^converged-s=/ { conv[$2] = kv($0, "converged-s"); convsum[$2] += conv[$2] }
 $1 == "KSMB" && $3 == "read" { boot[$2] += kv($0, "boot-to-read-s") }
 $1 == "KSMB" && $3 == "rss" { rss[$2] += kv($0, "rss-kb"); nrss[$2]++ }
-$1 == "CREATE20" { c20 = $0 }
+$1 == "CREATE20" { c20 = c20 " " $0 }
 END {
 	n = split(only, v, " ")
 	printf "%-7s %4s %12s %12s %10s %12s %11s %14s\n", "vmm", "up", "used before", "used after", "per VM", "pages_sharing", "converge s", "VMM RSS/VM MiB"
@@ -287,6 +309,7 @@ END {
 		per[m] = up[m] ? (after[m] - before[m]) / up[m] : 0
 		printf "%-7s %4d %12d %12d %10.1f %12d %11s %14.1f\n", m, up[m], before[m], after[m], per[m], sharing[m], conv[m], nrss[m] ? rss[m] / nrss[m] / 1024 : 0
 		printf "%s: KSM converged %s s after the last guest read its file (%.1f s summed over the %d guests); boot to read %.1f s per guest\n", m, conv[m], convsum[m], up[m], up[m] ? boot[m] / up[m] : 0
+		if (m in gone) printf "%s: L1 used %d MiB once its VMs had exited (%+d MiB from its baseline)\n", m, gone[m], gone[m] - before[m]
 		if (lost[m] != "") printf "%s: guests lost:%s\n", m, lost[m]
 	}
 	if (("ligero" in per) && ("qemu" in per) && per["qemu"] > 0)
@@ -294,7 +317,7 @@ END {
 	if ("ligero" in after)
 		printf "ligero: %d of %d guests up, L1 used %d MiB after (target: 10 guests, under 2048 MiB)\n", up["ligero"], vms, after["ligero"]
 	if (c20 != "") {
-		l = kv(c20, "ligero"); q = kv(c20, "qemu-img"); s = kv(c20, "virt-sysprep")
+		l = kv(c20, "ligero"); q = kv(c20, "qemu-img"); s = kv(c20, "ok") == 20 ? kv(c20, "virt-sysprep") : ""
 		printf "20 members: ligero fleet create %.3f s (target < 1 s); 20 qemu-img create -b %.3f s", l, q
 		if (s != "") printf "; + virt-sysprep x20 %.1f s (ratio ligero / (qemu-img + virt-sysprep) = %.3f)", s, l / (q + s)
 		printf "\n"
