@@ -78,7 +78,7 @@ truncate -s 1M "$script"
 t=$(mktemp -d "$work/create.XXXXXX")
 trap 'rm -rf "$t"' EXIT
 cp --sparse=always "$DISK" "$t/base.qcow2" # the fleet records its overlays on its base (xattr)
-lig= qim=
+lig='' qim=''
 for r in 1 2 3; do
 	mkdir "$t/l$r" "$t/q$r"
 	a=$(now)
