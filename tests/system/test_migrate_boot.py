@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -68,16 +69,29 @@ L1_SCRIPT = """
 cd /work
 for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
 ip link add br0 type bridge && ip addr add %(host)s/24 dev br0 && ip link set br0 up
-./ligero run --cpus 2 --memory 1G --disk disks/vm.qcow2 --net bridge=br0,mac=%(mac)s \\
-	--cmdline %(cmdline)s >/tmp/vm.out 2>&1 &
-vm=$!
-n=0
-until grep -q READY-FOR-PING /tmp/vm.out || ! kill -0 $vm 2>/dev/null; do
-	n=$((n + 1)); [ $n -gt 18000 ] && break; sleep 0.1
+# A guest the emulated host loses (a triple fault, its known failure under nested SVM) is booted
+# once more from the overlay as it was; the retry is reported (VM-RETRY), never hidden.
+cp disks/vm.qcow2 /tmp/vm.qcow2.orig
+for try in 1 2; do
+	./ligero run --cpus 2 --memory 1G --disk disks/vm.qcow2 --net bridge=br0,mac=%(mac)s \\
+		--cmdline %(cmdline)s >/tmp/vm.out 2>&1 &
+	vm=$!
+	n=0
+	until grep -q READY-FOR-PING /tmp/vm.out || ! kill -0 $vm 2>/dev/null; do
+		n=$((n + 1)); [ $n -gt 18000 ] && break; sleep 0.1
+	done
+	grep -q READY-FOR-PING /tmp/vm.out && ping -c 3 -W 10 %(addr)s && echo HOST-PING-OK
+	wait $vm
+	rc=$?
+	if [ $try = 1 ] && [ $rc != 0 ] && grep -q triple-faulted /tmp/vm.out; then
+		echo "VM-RETRY rc=$rc: $(grep triple-faulted /tmp/vm.out)"
+		cp /tmp/vm.qcow2.orig disks/vm.qcow2
+		continue
+	fi
+	break
 done
-ping -c 3 -W 10 %(addr)s && echo HOST-PING-OK
-wait $vm
-echo VM-RC=$?
+rm -f /tmp/vm.qcow2.orig
+echo VM-RC=$rc
 tr -d '\\r' </tmp/vm.out | sed 's/^/vm| /'
 rm -f disks/debian.qcow2
 """
@@ -135,6 +149,9 @@ def test_migrated_vm_boots(ligero, vmhost, tmp_path):  # noqa: F811
                  disks_out=out)
     _vmhost.skip_if_host_failed(res)
     assert res.rc == 0, res.output[-3000:] + res.log[-2000:]
+    for line in res.output.splitlines():
+        if line.startswith("VM-RETRY"):
+            warnings.warn("emulated host: the migrated VM was booted again: " + line)
     console = [line[4:] for line in res.output.splitlines() if line.startswith("vm| ")]
     text = "\n".join(console)
     v = dict(re.findall(r"^([A-Z0-9]+)=(.*)$", text, re.M))
