@@ -83,8 +83,9 @@ sigterm() {
 }
 
 # vm NAME MODE DISK ARGS...: one VM (MODE plain, sigterm, early or console), booted once more from
-# DISK as it was when the emulated host killed the first boot with a triple fault, or when the
-# hang guard (GUARD s) stopped it; such a retry is reported ("VMT NAME retry ...").
+# DISK as it was when the emulated host killed the first boot with a triple fault or a double
+# fault (the guest kernel's "PANIC: double fault", seen at its syscall entry), or when the hang
+# guard (GUARD s) stopped it; such a retry is reported ("VMT NAME retry ...").
 vm() {
 	n=$1 mode=$2 disk=$3
 	shift 3
@@ -102,7 +103,8 @@ vm() {
 		rc=$?
 		t1=$(up)
 		echo "VMT $n try=$try rc=$rc start=$t0 end=$t1"
-		if [ $try = 1 ] && { [ $rc = 124 ] || [ $rc = 137 ] || grep -q triple-faulted /tmp/$n.err; }; then
+		if [ $try = 1 ] && { [ $rc = 124 ] || [ $rc = 137 ] || grep -q triple-faulted /tmp/$n.err ||
+			grep -q 'PANIC: double fault' /tmp/$n.con; }; then
 			echo "VMT $n retry rc=$rc"
 			tr -d '\r' </tmp/$n.con | tail -n 30 | sed "s/^/$n-failed-con| /"
 			[ -z "$(tail -c 1 /tmp/$n.con)" ] || echo
