@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cmd
 from fs_fixtures import debugfs, extract, sha256
 from test_sysprep import debian_tree, make_disk
-from test_vm import FAKE_VMM, GUARD, Env, env  # noqa: F401 (env: test_vm's fixture)
+from test_vm import FAKE_VMM, GUARD, Env, env, one_line_error  # noqa: F401 (env: test_vm's fixture)
 
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
@@ -32,15 +32,6 @@ def blank(env, qemu_img):
     path.parent.mkdir()
     qemu_img("create", "-q", "-f", "qcow2", path, "64M", check=True)
     return path
-
-
-def one_line_error(p, *words):
-    assert p.returncode != 0, p.stdout
-    lines = p.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
 
 
 def info(path):
