@@ -84,7 +84,9 @@ int vm_cli_parse(struct vm_cli *o, const char *usage, int argc, char **argv,
 		switch (c) {
 		case 'h':
 		case OPT_HELP:
-			printf("usage: ligero %s %s\n       [--state-dir DIR]\n", o->verb, usage);
+			/* usage starts with the verb: "vm list" + "list [--output=json]" */
+			printf("usage: ligero %.*s %s\n       [--state-dir DIR]\n",
+			       (int)strcspn(o->verb, " "), o->verb, usage);
 			return -1;
 		case OPT_STATE_DIR:
 			o->state_dir = optarg;

@@ -1027,3 +1027,19 @@ def test_vm_in_the_emulated_host_stop_timeout_and_delete(e2e):
     assert rc["delete-t2"] == 0 and rc["base-kept"] == 0
     assert rc["delete"] == 0 and val(e2e, "DISK-LEFT") != "0"
     assert val(e2e, "DEFS").split() == ["t3.json"]
+
+
+@pytest.mark.parametrize("group,verbs", [
+    ("vm", ["create", "start", "stop", "restart", "kill", "list", "show", "console", "edit",
+            "delete", "monitor", "run", "autostart"]),
+    ("fleet", ["create", "start", "stop", "restart", "kill", "reset", "list", "delete"]),
+])
+def test_verb_help_names_the_verb_once(ligero, group, verbs):
+    """`ligero vm list --help` starts "usage: ligero vm list [...": the verb once, then its
+    options (it once read "vm list list")."""
+    for verb in verbs:
+        out = run_cmd(ligero, group, verb, "--help")
+        assert out.returncode == 0, (verb, out.stderr)
+        first = out.stdout.splitlines()[0]
+        assert first.startswith("usage: ligero %s %s" % (group, verb)), first
+        assert not first.startswith("usage: ligero %s %s %s" % (group, verb, verb)), first
