@@ -278,10 +278,12 @@ int cmd_run(int argc, char **argv)
 		run_boot_release(&boot, &cfg);
 		return 1;
 	}
+	vm_devices_set_cpus(cfg.devices, cfg.cpus);
 	ret = vm_create(&cfg, &vm);
 	run_boot_release(&boot, &cfg);
 	if (ret < 0)
 		return cli_fail_err(ret);
+	run_devices_notice(cfg.devices);
 
 	stdin_tty = isatty(STDIN_FILENO);
 	running = vm;
