@@ -445,6 +445,15 @@ static int make(struct fix *f, enum virtio_net_vhost vhost, unsigned queues, uns
 	return 0;
 }
 
+/* The NIC gone (its slot with it: a new bus). */
+static void unmake(struct fix *f)
+{
+	virtio_net_destroy(f->d);
+	f->d = NULL;
+	pci_bus_destroy(&f->bus);
+	pci_bus_init(&f->bus, ECAM, MMIO, 0x10000000);
+}
+
 static uint64_t offered(struct fix *f)
 {
 	wr(f, VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
@@ -614,8 +623,7 @@ static void features_follow_tap_and_options(void **state)
 	assert_int_equal(fake.ntap, 2);
 	/* one vector per queue and one for configuration */
 	assert_int_equal((cfg_rd(f, 0x42, 2) & 0x7ff) + 1, 6);
-	virtio_net_destroy(f->d);
-	f->d = NULL;
+	unmake(f);
 
 	/* a kernel whose vhost-net lacks EVENT_IDX: not offered */
 	fake.vhost_features &= ~F(VIRTIO_RING_F_EVENT_IDX);
@@ -777,8 +785,7 @@ static void vhost_reset_and_renegotiate(void **state)
 	bring_up(f, NET_FEATURES, 2);
 	assert_int_equal(v->vq[1].backend, f->n->tap.fd[0]);
 	/* VM exit: stopped before the memory goes */
-	virtio_net_destroy(f->d);
-	f->d = NULL;
+	unmake(f);
 }
 
 static void ctrl_pairs(struct fix *f, unsigned ctrl_qi, uint16_t pairs, uint8_t want)
@@ -802,8 +809,9 @@ static void ctrl_pairs(struct fix *f, unsigned ctrl_qi, uint16_t pairs, uint8_t 
 	assert_int_equal(ack, want);
 }
 
-/* Two pairs: one runs at first; the guest's `ethtool -L combined 2` starts the second, `1`
- * stops it (its ring indexes saved), `2` again resumes it where it stopped. */
+/* Two pairs, each with its kernel worker from DRIVER_OK; the tap steers packets to the first
+ * only, until the guest's `ethtool -L combined 2`; `1` stops the steering again, but the pair's
+ * worker stays (its transmit buffers in flight must complete). */
 static void vhost_multiqueue(void **state)
 {
 	struct fix *f = *state;
@@ -816,34 +824,66 @@ static void vhost_multiqueue(void **state)
 	v1 = &fk[fake.vhost[1]];
 	bring_up(f, mq, 5);
 	assert_int_equal(v0->vq[0].backend, f->n->tap.fd[0]);
-	assert_int_equal(v1->vq[0].backend, -1);
-	assert_true(fk[f->n->tap.fd[1]].detached);
-	ctrl_pairs(f, 4, 2, VIRTIO_NET_OK);
 	assert_int_equal(v1->vq[0].backend, f->n->tap.fd[1]);
 	assert_int_equal(v1->vq[1].backend, f->n->tap.fd[1]);
 	assert_int_equal(v1->vq[0].kick, f->d->q[2].kick_fd);
+	assert_int_equal(v1->vq[1].kick, f->d->q[3].kick_fd);
+	assert_int_equal(v1->vq[0].call, f->d->msix_fd[2]);
 	assert_int_equal(v1->vq[1].call, f->d->msix_fd[3]);
-	assert_false(fk[f->n->tap.fd[1]].detached);
-	v1->vq[0].base = 7;
-	v1->vq[1].base = 9;
-	ctrl_pairs(f, 4, 1, VIRTIO_NET_OK);
-	assert_int_equal(v1->vq[0].backend, -1);
+	assert_false(fk[f->n->tap.fd[0]].detached);
 	assert_true(fk[f->n->tap.fd[1]].detached);
-	v1->vq[0].base = v1->vq[1].base = 0;
 	ctrl_pairs(f, 4, 2, VIRTIO_NET_OK);
-	assert_int_equal(v1->vq[0].base, 7);
-	assert_int_equal(v1->vq[1].base, 9);
-	assert_int_equal(v1->vq[0].backend, f->n->tap.fd[1]);
+	assert_false(fk[f->n->tap.fd[1]].detached);
+	ctrl_pairs(f, 4, 1, VIRTIO_NET_OK);
+	assert_true(fk[f->n->tap.fd[1]].detached);
+	assert_int_equal(v1->vq[1].backend, f->n->tap.fd[1]);
+	ctrl_pairs(f, 4, 2, VIRTIO_NET_OK);
+	assert_false(fk[f->n->tap.fd[1]].detached);
 	/* more pairs than the device has, or none: refused, nothing changes */
 	ctrl_pairs(f, 4, 3, VIRTIO_NET_ERR);
 	ctrl_pairs(f, 4, 0, VIRTIO_NET_ERR);
-	assert_int_equal(v1->vq[0].backend, f->n->tap.fd[1]);
+	assert_false(fk[f->n->tap.fd[1]].detached);
 	/* a driver without MQ: one pair, the control queue is queue 2 */
 	bring_up(f, NET_FEATURES | F(VIRTIO_NET_F_CTRL_VQ), 3);
 	assert_int_equal(v1->vq[0].backend, -1);
-	assert_int_equal(v0->vq[0].base, 0); /* a new driver: its rings start at 0 */
+	assert_true(fk[f->n->tap.fd[1]].detached);
 	assert_int_equal(v0->vq[0].backend, f->n->tap.fd[0]);
 	ctrl_pairs(f, 2, 2, VIRTIO_NET_ERR);
+}
+
+/* Paused (the VM is): the kernel's workers let go of the rings, saying where each stopped; on
+ * resume they go on from there, the same rings, the same driver. */
+static void vhost_pause_resume(void **state)
+{
+	struct fix *f = *state;
+	struct fake_fd *v;
+
+	assert_int_equal(make(f, VIRTIO_NET_VHOST_AUTO, 1, 0), 0);
+	v = &fk[fake.vhost[0]];
+	bring_up(f, NET_FEATURES, 2);
+	v->vq[0].base = 37; /* the kernel's worker has taken 37 RX buffers, 5 TX ones */
+	v->vq[1].base = 5;
+	virtio_net_pause(f->d);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(v->vq[i].backend, -1);
+		assert_int_equal(v->vq[i].kick, -1);
+	}
+	assert_int_equal(f->n->vhost.base[0][0], 37);
+	assert_int_equal(f->n->vhost.base[0][1], 5);
+	v->vq[0].base = v->vq[1].base = 0; /* whatever it holds meanwhile */
+	assert_int_equal(virtio_net_resume(f->d), 0);
+	assert_int_equal(v->vq[0].base, 37);
+	assert_int_equal(v->vq[1].base, 5);
+	assert_int_equal(v->vq[0].backend, f->n->tap.fd[0]);
+	assert_int_equal(v->vq[1].call, f->d->msix_fd[1]);
+	assert_int_equal(v->vq[1].kick, f->d->q[1].kick_fd);
+	assert_false(rd(f, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* a resume that cannot restart the kernel's worker leaves the device needing a reset */
+	virtio_net_pause(f->d);
+	close(fake.vhost[0]); /* the fake forgets it: every ioctl now fails */
+	assert_true(virtio_net_resume(f->d) < 0);
+	assert_true(rd(f, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	f->n->vhost.fd[0] = -1;
 }
 
 static void vhost_unusable_falls_back(void **state)
@@ -858,8 +898,7 @@ static void vhost_unusable_falls_back(void **state)
 	assert_non_null(strstr(line, "/dev/vhost-net: No such file or directory"));
 	bring_up(f, NET_FEATURES, 2);
 	assert_true(f->n->pair[0].running);
-	virtio_net_destroy(f->d);
-	f->d = NULL;
+	unmake(f);
 
 	/* a file there that is no vhost device (ENOTTY) */
 	fake.vhost_open_errno = 0;
@@ -867,8 +906,7 @@ static void vhost_unusable_falls_back(void **state)
 	assert_int_equal(make(f, VIRTIO_NET_VHOST_AUTO, 1, 0), 0);
 	virtio_net_describe(f->d, line, sizeof(line));
 	assert_non_null(strstr(line, "VHOST_SET_OWNER"));
-	virtio_net_destroy(f->d);
-	f->d = NULL;
+	unmake(f);
 
 	/* vhost=on: no VM without it */
 	fake.vhost_open_errno = EACCES;
@@ -1049,8 +1087,8 @@ static void user_tx(void **state)
 	assert_int_equal(recv(fake.tap[0], got, sizeof(got), MSG_DONTWAIT), -1);
 }
 
-/* Two pairs in userspace: the second runs once the guest asks, and takes its tap queue's
- * packets into its own receive queue. */
+/* Two pairs in userspace: both threads run; the second pair's tap queue gets packets once the
+ * guest asks for two pairs, into the second receive queue. */
 static void user_multiqueue(void **state)
 {
 	struct fix *f = *state;
@@ -1060,10 +1098,9 @@ static void user_multiqueue(void **state)
 	assert_int_equal(make(f, VIRTIO_NET_VHOST_OFF, 2, 0), 0);
 	bring_up(f, NET_FEATURES | F(VIRTIO_NET_F_MQ) | F(VIRTIO_NET_F_CTRL_VQ), 5);
 	assert_true(f->n->pair[0].running);
-	assert_false(f->n->pair[1].running);
+	assert_true(f->n->pair[1].running);
 	assert_true(fk[f->n->tap.fd[1]].detached);
 	ctrl_pairs(f, 4, 2, VIRTIO_NET_OK);
-	assert_true(f->n->pair[1].running);
 	assert_false(fk[f->n->tap.fd[1]].detached);
 	rx_buffers(f, 2, 0, 2, 2048);
 	assert_int_equal(send(fake.tap[1], pkt, packet(pkt, 100, 0, 7), 0), 100);
@@ -1071,8 +1108,35 @@ static void user_multiqueue(void **state)
 	assert_int_equal(len, 100);
 	assert_memory_equal(f->ram + BUFS + NET_HDR_LEN, pkt + NET_HDR_LEN, 100 - NET_HDR_LEN);
 	ctrl_pairs(f, 4, 1, VIRTIO_NET_OK);
-	assert_false(f->n->pair[1].running);
 	assert_true(fk[f->n->tap.fd[1]].detached);
+	/* a transmit chain on the second pair still goes out */
+	memset(f->ram + BUFS + 0x8000, 0, NET_HDR_LEN);
+	desc(f, 3, 0, BUFS + 0x8000, NET_HDR_LEN + 50, 0, 0);
+	post(f, 3, 0);
+	wait_used(f, 3, 1, &id, NULL);
+	assert_int_equal(recv(fake.tap[1], pkt, sizeof(pkt), MSG_DONTWAIT), NET_HDR_LEN + 50);
+}
+
+/* Paused: a packet waits in the tap, the guest's buffers untouched; resumed: it arrives. */
+static void user_pause_resume(void **state)
+{
+	struct fix *f = *state;
+	uint8_t pkt[200];
+	uint32_t len;
+
+	assert_int_equal(make(f, VIRTIO_NET_VHOST_OFF, 1, 0), 0);
+	bring_up(f, NET_FEATURES, 2);
+	virtio_net_pause(f->d);
+	assert_false(f->n->pair[0].running);
+	rx_buffers(f, 0, 0, 2, 2048);
+	assert_int_equal(send(fake.tap[0], pkt, packet(pkt, 200, 0, 9), 0), 200);
+	for (int i = 0; i < 50; i++)
+		usleep(1000);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(virtio_net_resume(f->d), 0);
+	wait_used(f, 0, 1, NULL, &len);
+	assert_int_equal(len, 200);
+	assert_memory_equal(f->ram + BUFS + NET_HDR_LEN, pkt + NET_HDR_LEN, 200 - NET_HDR_LEN);
 }
 
 /* A receive buffer smaller than the header is the guest's error: the device needs a reset,
@@ -1109,6 +1173,7 @@ int main(void)
 	    T(vhost_follows_masking),
 	    T(vhost_reset_and_renegotiate),
 	    T(vhost_multiqueue),
+	    T(vhost_pause_resume),
 	    T(vhost_unusable_falls_back),
 	    cmocka_unit_test(vhost_mem_table_checks),
 	    T(user_rx_straight_into_buffers),
@@ -1116,6 +1181,7 @@ int main(void)
 	    T(user_rx_without_mergeable),
 	    T(user_tx),
 	    T(user_multiqueue),
+	    T(user_pause_resume),
 	    T(user_rx_tiny_buffer_breaks_device),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,29 +79,33 @@ static void pair_stop(struct net *n, unsigned p)
 		net_user_stop(n, p);
 }
 
-/* Run pairs [0, k) and stop the others. A pair's tap queue takes packets only while the pair
- * runs (queue 0 always: it is the one a single-queue driver uses). */
-static int set_pairs(struct net *n, unsigned k)
+/* Start the data path of pairs [0, n->usable), or stop them all (k = 0). Every pair the driver
+ * set up runs from DRIVER_OK to the reset, used or not: a pair the guest stops using may still
+ * hold transmit buffers, which must complete (TCP does not resend a packet the device has not
+ * given back). */
+static int run_pairs(struct net *n, bool on)
 {
-	int ret;
+	int ret = 0;
 
-	while (n->active < k) {
-		unsigned p = n->active;
+	for (unsigned p = 0; p < n->usable && on && ret == 0; p++)
 		if ((ret = pair_start(n, p)) < 0)
-			return ret;
-		if (p && (ret = net_tap_enable(&n->tap, p, true)) < 0) {
+			on = false;
+	if (!on)
+		for (unsigned p = 0; p < n->usable; p++)
 			pair_stop(n, p);
-			return ret;
-		}
-		n->active++;
-	}
-	while (n->active > k) {
-		unsigned p = --n->active;
-		if (p)
-			net_tap_enable(&n->tap, p, false);
-		pair_stop(n, p);
-	}
-	return 0;
+	return ret;
+}
+
+/* The tap steers packets to the first k queues only (queue 0 always: a single-queue driver's). */
+static int set_active(struct net *n, unsigned k)
+{
+	int ret = 0;
+
+	for (unsigned p = 1; p < n->max_pairs && ret == 0; p++)
+		ret = net_tap_enable(&n->tap, p, p < k);
+	if (ret == 0)
+		n->active = k;
+	return ret;
 }
 
 /* ---- control queue ---- */
@@ -120,7 +124,7 @@ static int ctrl_elem(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_
 	    e->out_len == sizeof(h) + sizeof(pairs) && virtio_dev_has(d, VIRTIO_NET_F_MQ)) {
 		iov_to_buf(e->iov, e->nout, sizeof(h), &pairs, sizeof(pairs));
 		if (pairs >= 1 && pairs <= n->usable) {
-			if (set_pairs(n, pairs) == 0)
+			if (set_active(n, pairs) == 0)
 				ack = VIRTIO_NET_OK;
 			else
 				fprintf(stderr, "ligero: virtio-net %s: %s\n", n->tap.ifname,
@@ -189,19 +193,21 @@ static int net_activate(struct virtio_dev *d)
 			 ? NET_PKT_MAX
 			 : NET_HDR_LEN + (n->opts.mtu ? n->opts.mtu : 1500) + 14 + 4;
 	n->use_vhost = n->vhost.nfds > 0;
-	n->active = 0;
-	/* the device starts with one pair; the driver asks for more on the control queue */
-	ret = set_pairs(n, 1);
+	if (n->paused) /* virtio_net_resume starts them */
+		return set_active(n, 1);
+	ret = run_pairs(n, true);
 	if (ret < 0 && n->use_vhost) {
 		fprintf(stderr, "ligero: virtio-net %s: %s; userspace data path from now on\n",
 			n->tap.ifname, err_msg());
 		snprintf(n->why, sizeof(n->why), "%s", err_msg());
 		net_vhost_close(&n->vhost);
 		n->use_vhost = false;
-		ret = set_pairs(n, 1);
+		ret = run_pairs(n, true);
 	}
-	if (ret == 0 && (ret = svc_start(n)) < 0)
-		set_pairs(n, 0);
+	/* the device starts with one pair; the driver asks for more on the control queue */
+	if (ret == 0 && (ret = set_active(n, 1)) == 0 && (ret = svc_start(n)) == 0)
+		return 0;
+	run_pairs(n, false);
 	return ret;
 }
 
@@ -210,7 +216,8 @@ static void net_reset(struct virtio_dev *d)
 	struct net *n = d->priv;
 
 	virtio_worker_stop(&n->svc);
-	set_pairs(n, 0);
+	run_pairs(n, false);
+	set_active(n, 1);
 	net_vhost_forget(&n->vhost);
 	for (unsigned p = 0; p < n->max_pairs; p++)
 		net_user_forget(&n->pair[p]);
@@ -302,6 +309,34 @@ int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o, 
 		n->dev.host_features &= ~(net_vhost_ring_features() & ~n->vhost.features);
 	*out = &n->dev;
 	return 0;
+}
+
+void virtio_net_pause(struct virtio_dev *d)
+{
+	struct net *n = (struct net *)d;
+
+	pthread_mutex_lock(&d->lock);
+	if (!n->paused && d->active) {
+		virtio_worker_stop(&n->svc);
+		run_pairs(n, false); /* the kernel's rings: where they stopped is saved */
+	}
+	n->paused = true;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_net_resume(struct virtio_dev *d)
+{
+	struct net *n = (struct net *)d;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (n->paused && d->active && (ret = run_pairs(n, true) ?: svc_start(n)) < 0) {
+		run_pairs(n, false);
+		virtio_dev_fail(d, err_msg());
+	}
+	n->paused = false;
+	pthread_mutex_unlock(&d->lock);
+	return ret;
 }
 
 void virtio_net_describe(const struct virtio_dev *d, char *buf, size_t len)

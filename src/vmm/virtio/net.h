@@ -6,8 +6,8 @@
  * is 2 * max_pairs, without it 2 (virtio 1.x, 5.1.2). Each pair has its own tap queue
  * (IFF_MULTI_QUEUE) and either its own /dev/vhost-net (a kernel worker: kicks reach it through
  * the KVM ioeventfd, interrupts leave through the vector's irqfd) or its own device thread.
- * Only the pairs the guest asked for (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET) run; the tap steers no
- * packets to the others.
+ * Every pair the driver set up runs; the tap steers packets only to the queues of the pairs the
+ * guest asked for (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET).
  */
 #ifndef LIGERO_VMM_VIRTIO_NET_H
 #define LIGERO_VMM_VIRTIO_NET_H
@@ -131,10 +131,11 @@ struct net {
 	struct net_tap tap;
 	struct net_vhost vhost;
 	bool use_vhost;	    /* this activation runs on vhost */
+	bool paused;	    /* virtio_net_pause: no data path runs */
 	char why[160];	    /* why vhost is not used (for the notice), "" if it is */
 	unsigned max_pairs; /* queue pairs the device has */
-	unsigned usable;    /* pairs the driver set up (this activation) */
-	unsigned active;    /* pairs running */
+	unsigned usable;    /* pairs the driver set up (this activation): their data paths run */
+	unsigned active;    /* pairs the guest uses: the tap steers packets to their queues */
 	int ctrl_qi;	    /* the control queue (this activation), -1: none */
 	unsigned rx_need;   /* guest buffer bytes the largest packet the tap may send needs */
 	uint64_t coalesce_ns;

@@ -138,6 +138,23 @@ int vm_devices_describe_net(const struct vm_devices *v, unsigned i, char *buf, s
 	return 1;
 }
 
+void vm_devices_pause_nets(struct vm_devices *v)
+{
+	for (unsigned i = 0; v && i < v->nnets; i++)
+		if (v->nic[i])
+			virtio_net_pause(v->nic[i]);
+}
+
+int vm_devices_resume_nets(struct vm_devices *v)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; v && i < v->nnets; i++)
+		if (v->nic[i])
+			ret = virtio_net_resume(v->nic[i]) ?: ret;
+	return ret;
+}
+
 void vm_devices_set_seed(struct vm_devices *v, const char *seed)
 {
 	free(v->seed);

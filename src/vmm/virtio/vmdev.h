@@ -69,6 +69,10 @@ int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, c
 void vm_devices_set_seed(struct vm_devices *v, const char *seed);
 /* The VM's vCPU count: a --net without queues= gets one queue pair per vCPU. */
 void vm_devices_set_cpus(struct vm_devices *v, unsigned cpus);
+/* Stop every NIC's data path (ligero's threads and the kernel's vhost workers), so guest memory
+ * holds still while the VM is paused; resume restarts them where their rings stopped. */
+void vm_devices_pause_nets(struct vm_devices *v);
+int vm_devices_resume_nets(struct vm_devices *v);
 /* After vm_devices_attach: one line on how NIC i moves its packets (the kernel's vhost-net or
  * ligero's threads, and why), for the user; 0 when there is no NIC i. */
 int vm_devices_describe_net(const struct vm_devices *v, unsigned i, char *buf, size_t len);
