@@ -69,7 +69,8 @@ static int configure(struct net_tap *t, const struct virtio_net_opts *o)
 		if (ioctl(s, SIOCSIFMTU, &ifr) < 0)
 			ret = err_sys(errno, "%s: setting the MTU to %u", t->ifname, o->mtu);
 	}
-	if (!ret && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+	/* a tap someone made up already (and gave us) needs no CAP_NET_ADMIN here */
+	if (!ret && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
 		ifr.ifr_flags |= IFF_UP;
 		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
 			ret = err_sys(errno, "%s: bringing it up", t->ifname);
