@@ -122,10 +122,10 @@ robust() {
 	# queue pairs switched (ethtool -L) during a transfer that must arrive whole
 	send 5003 "$RMB" ligero-vh-l &
 	s=$!
-	tx_past $((base + 2097152))
+	tx_past $((base + RMB * 1048576 / 4))
 	echo "L1-RC=$(ethtool -L eth0 combined 1 >/dev/null 2>&1; echo $?)"
 	echo "L1-CURRENT=$(ethtool -l eth0 | sed -n 's/^Combined: *//p' | tail -n1)"
-	tx_past $((base + 6291456))
+	tx_past $((base + RMB * 1048576 / 2))
 	echo "L2-RC=$(ethtool -L eth0 combined 2 >/dev/null 2>&1; echo $?)"
 	wait $s && echo "L-SEND-OK"
 	# ring sizes cannot be changed (no VIRTIO_F_RING_RESET): refused, nothing breaks
@@ -161,6 +161,8 @@ robust() {
 netup
 case $ROLE in
 ping)
+	echo "FEATURES=$(cat /sys/class/net/eth0/device/features)"
+	echo "MTU=$(cat /sys/class/net/eth0/mtu)"
 	ping -c 3 "$PEER" | grep -q ' 0% packet loss' && echo PING-OK
 	;;
 host)

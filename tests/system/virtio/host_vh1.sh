@@ -83,6 +83,7 @@ host_case() {
 		hung)
 			echo "$1: HUNG=1"
 			tr -d '\r' <"/tmp/$1.log" | grep -a -v ^ALIVE | tail -n 40 | sed "s/^/$1: CONSOLE: /"
+			sed "s/^/$1: STATS: /" "/tmp/$1.stats" 2>/dev/null | tail -n 5
 			;;
 		esac
 		break
@@ -134,7 +135,7 @@ done
 
 # /dev/vhost-net missing: the userspace path, and a notice saying why; vhost=on refuses to run
 mv /dev/vhost-net /dev/vhost-net.away
-fallback fb_missing bridge=br0
+fallback fb_missing bridge=br0,mtu=9000
 ./ligero run $K --net bridge=br0,vhost=on --disk guest_vh.img,format=raw,readonly=on \
 	--console /dev/null >/tmp/fb_on.out 2>&1
 echo "fb_on: RC=$?"

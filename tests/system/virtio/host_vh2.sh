@@ -66,6 +66,7 @@ pair_case() {
 			echo "$1: HUNG=1 ($who)"
 			for v in "$s" "$c"; do
 				tr -d '\r' <"/tmp/$v.log" | grep -a -v ^ALIVE | tail -n 30 | sed "s/^/$v: CONSOLE: /"
+				sed "s/^/$v: STATS: /" "/tmp/$v.stats" 2>/dev/null | tail -n 5
 			done
 			;;
 		esac

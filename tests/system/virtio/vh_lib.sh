@@ -15,11 +15,11 @@ mkdir -p /tmp/lpid
 
 # boot NAME NETOPTS CPUS "lt.* args" [L1 CPU to pin to]: ligero in the background, pid_NAME
 boot() {
-	rm -f "/tmp/$1.log" "/tmp/$1.out"
+	rm -f "/tmp/$1.log" "/tmp/$1.out" "/tmp/$1.stats"
 	: >"/tmp/$1.log"
 	eval "size_$1= quiet_$1=0"
 	# shellcheck disable=SC2086
-	LIGERO_STATS=1 ${5:+taskset -c $5} ${WRAP:-} ./ligero run --stop-timeout 0 $K --cpus "$3" \
+	LIGERO_STATS=/tmp/$1.stats ${5:+taskset -c $5} ${WRAP:-} ./ligero run --stop-timeout 0 $K --cpus "$3" \
 		--net "$2" --disk guest_vh.img,format=raw,readonly=on \
 		--disk tools.img,format=raw,readonly=on \
 		--cmdline "iomem=relaxed memmap=1M\$0x7000000 ligero.run=\"sh /dev/vda\" $4" \
