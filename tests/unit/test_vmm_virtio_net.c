@@ -1036,6 +1036,40 @@ static void user_rx_waits_for_buffers(void **state)
 	assert_int_equal(got[1], VIRTIO_NET_HDR_GSO_TCPV4);
 }
 
+/* The buffers run out exactly with a spilled packet: the packets behind it wait in the tap
+ * (not in the spill buffer, where the next one would overwrite them) until more come. */
+static void user_rx_spill_then_empty_ring(void **state)
+{
+	struct fix *f = *state;
+	static uint8_t big[10000];
+	uint8_t small[300];
+	uint32_t id, len;
+
+	assert_int_equal(make(f, VIRTIO_NET_VHOST_OFF, 1, 0), 0);
+	bring_up(f, NET_FEATURES, 2);
+	rx_buffers(f, 0, 0, 2, 4096);
+	assert_int_equal(send(fake.tap[0], big, packet(big, sizeof(big), 0, 10), 0),
+			 (ssize_t)sizeof(big));
+	assert_int_equal(send(fake.tap[0], small, packet(small, sizeof(small), 0, 11), 0),
+			 (ssize_t)sizeof(small));
+	/* the first is in: its head in the two buffers, its tail spilled (a hang guard) */
+	for (int i = 0; i < 10000 && !__atomic_load_n(&f->n->pair[0].pend_bufs, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&f->n->pair[0].pend_bufs, __ATOMIC_ACQUIRE), 2);
+	rx_buffers(f, 0, 2, 1, 4096); /* exactly what the first one still needs */
+	wait_used(f, 0, 3, NULL, NULL);
+	assert_int_equal(used_len(f, 0, 2), sizeof(big) - 2 * 4096);
+	assert_memory_equal(f->ram + BUFS + 0x2000, big + 2 * 4096, sizeof(big) - 2 * 4096);
+	rx_buffers(f, 0, 3, 1, 4096);
+	wait_used(f, 0, 1, &id, &len);
+	assert_int_equal(id, 3);
+	assert_int_equal(len, sizeof(small));
+	assert_memory_equal(f->ram + BUFS + 0x3000 + NET_HDR_LEN, small + NET_HDR_LEN,
+			    sizeof(small) - NET_HDR_LEN);
+	assert_int_equal(f->n->pair[0].rx_dropped, 0);
+}
+
 /* Without MRG_RXBUF a packet must fit one chain: a chain too small drops the packet and stays
  * for the next one, which fits. */
 static void user_rx_without_mergeable(void **state)
@@ -1178,6 +1212,7 @@ int main(void)
 	    cmocka_unit_test(vhost_mem_table_checks),
 	    T(user_rx_straight_into_buffers),
 	    T(user_rx_waits_for_buffers),
+	    T(user_rx_spill_then_empty_ring),
 	    T(user_rx_without_mergeable),
 	    T(user_tx),
 	    T(user_multiqueue),

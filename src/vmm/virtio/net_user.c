@@ -297,13 +297,17 @@ static void rx(struct net_pair *p)
 	pthread_mutex_lock(&q->lock);
 	while (!virtio_dev_broken(&p->n->dev)) {
 		int r = 1;
-		if (p->pend_bufs) {
+		if (p->pend_bufs) { /* a spilled packet first: it needs more buffers */
 			r = rx_spill(p, &q->vq);
+		} else if (!rx_take(p, &q->vq, mrg, need)) {
+			r = -1;
+		} else if (p->nbuf == 0) {
+			r = 0;
 		} else {
-			if (!rx_take(p, &q->vq, mrg, need))
-				break;
-			if (p->nbuf == 0)
-				r = 0;
+			if (!(len = rx_read(p, mrg, need, &cap)))
+				break; /* the tap is empty */
+			if (len < NET_HDR_LEN || !rx_place(p, &q->vq, mrg, len, cap))
+				continue;
 		}
 		if (r < 0)
 			break;
@@ -312,12 +316,6 @@ static void rx(struct net_pair *p)
 				continue;
 			stalled = true;
 			break;
-		}
-		if (!p->pend_bufs) {
-			if (!(len = rx_read(p, mrg, need, &cap)))
-				break;
-			if (len < NET_HDR_LEN || !rx_place(p, &q->vq, mrg, len, cap))
-				continue;
 		}
 		if (++count % RX_BATCH == 0) {
 			virtq_flush(&q->vq);
