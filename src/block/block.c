@@ -1,6 +1,7 @@
 /* The bdev API: format probing, backing chains, argument checks; drivers do the rest. */
 #include "block/block.h"
 #include "block/lock.h"
+#include "block/nbd.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -16,7 +17,29 @@
 static const struct bdev_driver *const drivers[] = {
     &bdev_qcow2_driver,
     &bdev_raw_driver,
+    &bdev_parallels_driver,
+    &bdev_ploop_driver,
 };
+
+/* "qcow2, raw, ..." for messages about unknown formats. */
+static const char *known_formats(char *list, size_t size)
+{
+	size_t n = 0;
+
+	list[0] = '\0';
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]) && n < size; i++)
+		n += (size_t)snprintf(list + n, size - n, "%s%s", i ? ", " : "", drivers[i]->name);
+	return list;
+}
+
+/* The driver that claims an open directory, or NULL. */
+static const struct bdev_driver *probe_dir(int dirfd)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (drivers[i]->probe_dir && drivers[i]->probe_dir(dirfd))
+			return drivers[i];
+	return NULL;
+}
 
 const struct bdev_driver *bdev_find_driver(const char *name)
 {
@@ -41,9 +64,23 @@ const struct bdev_driver *bdev_probe_buf(const uint8_t *buf, size_t len)
 	return best;
 }
 
+bool bdev_is_remote_name(const char *name)
+{
+	return bdev_nbd_is_name(name);
+}
+
+bool bdev_is_remote(const struct bdev *bs)
+{
+	return bs->drv == &bdev_nbd_driver;
+}
+
 int bdev_probe_file(const char *path, const char **fmt)
 {
 	uint8_t buf[512] = {0};
+	if (bdev_is_remote_name(path)) { /* remote images are opened as raw (see open_remote) */
+		*fmt = "raw";
+		return 0;
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
@@ -59,7 +96,8 @@ int bdev_probe_file(const char *path, const char **fmt)
 
 char *bdev_resolve_backing(const char *image_path, const char *backing_name)
 {
-	if (backing_name[0] == '/')
+	if (backing_name[0] == '/' || bdev_is_remote_name(backing_name) ||
+	    !strncmp(backing_name, "json:", 5))
 		return strdup(backing_name);
 	char *copy = strdup(image_path);
 	if (!copy)
@@ -80,7 +118,54 @@ static void bdev_free(struct bdev *bs)
 	free(bs->backing_name);
 	free(bs->backing_path);
 	free(bs->backing_fmt);
+	free(bs->warning);
 	free(bs);
+}
+
+/*
+ * A remote image (an NBD export) is raw bytes with no file, no lock (the server has its own)
+ * and no backing file. A format on top of it is not supported: an export whose first bytes
+ * look like another format is refused unless the caller says raw, so a served qcow2 file is
+ * never mistaken for a disk whose first sector happens to hold a qcow2 header.
+ */
+static int open_remote(struct bdev **out, const char *name, const char *fmt, int flags)
+{
+	struct bdev *bs;
+	uint8_t buf[512] = {0};
+	int ret;
+
+	if (fmt && strcmp(fmt, "raw"))
+		return err_set(ENOTSUP,
+			       "%s: an NBD export is opened as raw; format %s over NBD is not "
+			       "supported (serve the image with its format instead)",
+			       name, fmt);
+	bs = calloc(1, sizeof(*bs));
+	if (!bs || !(bs->filename = strdup(name))) {
+		free(bs);
+		return err_set(ENOMEM, "%s: out of memory", name);
+	}
+	bs->flags = flags;
+	bs->read_only = !(flags & BDEV_O_RDWR);
+	bs->align = 512;
+	bs->fd = bs->dfd = -1;
+	bs->drv = &bdev_nbd_driver;
+	ret = bs->drv->open(bs);
+	if (ret == 0 && !fmt) {
+		ret = bs->drv->read(bs, 0, buf, bs->size < sizeof(buf) ? bs->size : sizeof(buf));
+		if (ret == 0 && bdev_probe_buf(buf, sizeof(buf)) != &bdev_raw_driver)
+			ret = err_set(ENOTSUP,
+				      "%s: the export holds a %s image, which ligero does not open "
+				      "over NBD (serve it with -f %s, or pass -f raw)",
+				      bs->filename, bdev_probe_buf(buf, sizeof(buf))->name,
+				      bdev_probe_buf(buf, sizeof(buf))->name);
+		bs->flags |= BDEV_O_PROBED;
+	}
+	if (ret < 0) {
+		bdev_close(bs);
+		return ret;
+	}
+	*out = bs;
+	return 0;
 }
 
 /* Open one layer (not its backing). */
@@ -90,11 +175,17 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	struct bdev *bs;
 	int ret;
 
+	if (bdev_is_remote_name(path))
+		return open_remote(out, path, fmt, flags);
+	if (!strncmp(path, "json:", 5))
+		return err_set(ENOTSUP, "%s: json: names are supported for NBD exports only", path);
+
 	if (fmt) {
+		char known[128];
 		drv = bdev_find_driver(fmt);
 		if (!drv)
-			return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path,
-				       fmt);
+			return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+				       known_formats(known, sizeof(known)));
 	}
 	bs = calloc(1, sizeof(*bs));
 	if (!bs)
@@ -106,11 +197,25 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	int oflags = (bs->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	bs->dfd = -1;
 	bs->fd = open(path, oflags);
+	if (bs->fd < 0 && errno == EISDIR) /* a directory format's driver decides (below) */
+		bs->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (bs->fd < 0) {
 		ret = err_sys(errno, "%s: could not open", path);
 		goto fail;
 	}
-	if (flags & BDEV_O_DIRECT) {
+	struct stat st;
+	if (fstat(bs->fd, &st) < 0) {
+		ret = err_sys(errno, "%s: could not stat", path);
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (!drv && (drv = probe_dir(bs->fd)))
+			bs->flags |= BDEV_O_PROBED;
+		if (!drv || !drv->probe_dir) {
+			ret = err_set(EISDIR, "%s: is a directory, not an image", path);
+			goto fail;
+		}
+	} else if (flags & BDEV_O_DIRECT) {
 		bs->dfd = open(path, oflags | O_DIRECT);
 		if (bs->dfd < 0) {
 			ret = err_sys(errno,
@@ -121,15 +226,6 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 		}
 	} else if ((flags & BDEV_O_BULK_DIRECT) && !bs->read_only) {
 		bs->dfd = open(path, oflags | O_DIRECT); /* -1: no O_DIRECT here, all buffered */
-	}
-	struct stat st;
-	if (fstat(bs->fd, &st) < 0) {
-		ret = err_sys(errno, "%s: could not stat", path);
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		ret = err_set(EISDIR, "%s: is a directory, not an image", path);
-		goto fail;
 	}
 	if (!drv) {
 		uint8_t buf[512] = {0};
@@ -272,11 +368,13 @@ int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags)
 	}
 	cur = top;
 	while (!(flags & BDEV_O_NO_BACKING)) {
-		if (fstat(cur->fd, &st) < 0) {
+		st.st_dev = 0;
+		st.st_ino = 0; /* a remote layer has no file to compare */
+		if (cur->fd >= 0 && fstat(cur->fd, &st) < 0) {
 			ret = err_sys(errno, "%s: could not stat", cur->filename);
 			goto fail;
 		}
-		for (int i = 0; i < depth; i++) {
+		for (int i = 0; i < depth && st.st_ino; i++) {
 			if (devs[i] == st.st_dev && inos[i] == st.st_ino) {
 				ret = err_set(ELOOP, "%s: backing chain loops back to this file",
 					      cur->filename);
@@ -480,7 +578,8 @@ int bdev_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_e
 	if (ret < 0)
 		return ret;
 	ext->offset = off;
-	ext->file = bs;
+	if (!ext->file)
+		ext->file = bs;
 	if (!ext->length || ext->length > len)
 		ext->length = len;
 	return 0;
@@ -522,10 +621,20 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts)
 {
 	const struct bdev_driver *drv = bdev_find_driver(fmt);
+	char known[128];
 
 	err_clear();
 	if (!drv)
-		return err_set(EINVAL, "%s: unknown format '%s' (known: qcow2, raw)", path, fmt);
+		return err_set(EINVAL, "%s: unknown format '%s' (known: %s)", path, fmt,
+			       known_formats(known, sizeof(known)));
+	if (bdev_is_remote_name(path)) {
+		if (drv != &bdev_raw_driver)
+			return err_set(ENOTSUP,
+				       "%s: an NBD export holds raw data; format %s over NBD is "
+				       "not supported",
+				       path, fmt);
+		return bdev_nbd_create(path, opts);
+	}
 	if (!drv->create)
 		return err_set(ENOTSUP, "%s: format %s cannot be created", path, fmt);
 	return drv->create(path, opts);
@@ -549,10 +658,23 @@ void bdev_check_result_free(struct bdev_check_result *res)
 	res->nmessages = 0;
 }
 
+const char *bdev_warning(const struct bdev *bs)
+{
+	for (; bs; bs = bs->backing)
+		if (bs->warning)
+			return bs->warning;
+	return NULL;
+}
+
 int64_t bdev_actual_size(const struct bdev *bs)
 {
 	struct stat st;
 
+	if (bs->fd < 0)
+		return -ENOTSUP; /* remote: unknown, as qemu-img says "unavailable" */
+
+	if (bs->drv && bs->drv->actual_size)
+		return bs->drv->actual_size(bs);
 	if (fstat(bs->fd, &st) < 0)
 		return err_sys(errno, "%s: could not stat", bs->filename);
 	return (int64_t)st.st_blocks * 512;

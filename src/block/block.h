@@ -42,6 +42,8 @@ enum {
 	BDEV_ST_COMPRESSED = 1 << 4, /* stored compressed (no host_offset) */
 };
 
+/* An extent's file is the image host_offset is in: a driver whose data lies in other images
+ * (ploop's deltas) names that image. */
 struct bdev_extent {
 	uint64_t offset;	 /* guest offset of the extent */
 	uint64_t length;	 /* bytes; at least 1 */
@@ -150,9 +152,18 @@ struct bdev_driver {
 	int (*unmap)(struct bdev *bs, uint64_t off, uint64_t len);
 	/* Cluster size of the format, or 0 when it has none. */
 	uint32_t (*cluster_size)(struct bdev *bs);
+	/* Optional: whether the open directory dirfd holds an image of this format (a ploop
+	 * disk's DiskDescriptor.xml); such a driver's open gets the directory as bs->fd. */
+	bool (*probe_dir)(int dirfd);
+	/* Optional: bytes on the host, for formats whose data is in other files. */
+	int64_t (*actual_size)(const struct bdev *bs);
 };
 
 enum { BDEV_ZERO_MAY_UNMAP = 1 };
+/* write_zeroes flag: fail with -ENOTSUP rather than write zeroes the slow way (raw: when the
+ * file system cannot zero a range without writing it). Formats that zero through metadata may
+ * ignore it. */
+enum { BDEV_ZERO_NO_FALLBACK = 2 };
 
 struct bdev {
 	const struct bdev_driver *drv;
@@ -168,6 +179,7 @@ struct bdev {
 	char *backing_name;    /* the backing file name recorded in the image, or NULL */
 	char *backing_path;    /* backing_name resolved against this image's directory */
 	char *backing_fmt;     /* recorded backing format, or NULL */
+	char *warning;	       /* what the user should hear about this open image, or NULL */
 	int lock_perm;	       /* image lock state (lock.c) */
 	int lock_shared;
 	void *opaque; /* the driver's state */
@@ -199,7 +211,8 @@ int bdev_file_pwritev(struct bdev *bs, const struct iovec *iov, int n, size_t le
  * message naming the mode. */
 int bdev_parse_cache_mode(const char *mode, int *flags);
 
-/* Open a file. fmt NULL probes the format. Opens the backing chain read-only. */
+/* Open a file. fmt NULL probes the format. Opens the backing chain read-only. A directory is
+ * opened by a format whose images live in one (ploop: the directory of a DiskDescriptor.xml). */
 int bdev_open(struct bdev **out, const char *path, const char *fmt, int flags);
 void bdev_close(struct bdev *bs);
 
@@ -232,6 +245,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 
 /* Create an image with the named driver ("raw", "qcow2"). */
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts);
+
+/* Does name address a remote image (an NBD export: nbd://..., nbd+unix://..., nbd:H:P,
+ * json:{"driver":"nbd",...}) rather than a file? */
+bool bdev_is_remote_name(const char *name);
+/* Is bs a remote image (no file of its own: no locks, no host offsets, no actual size)? */
+bool bdev_is_remote(const struct bdev *bs);
 
 /* Probe a file's format by content; fills name (e.g. "qcow2", "raw"). */
 int bdev_probe_file(const char *path, const char **fmt);
@@ -275,11 +294,17 @@ int bdev_amend(struct bdev *bs, const struct bdev_amend_opts *opts);
  * for writing is refused while the overlay uses it. Best effort: returns -errno, never fatal. */
 int bdev_base_register(const char *base_path, const char *overlay_path);
 
+/* The first warning a driver left on the chain's images ("<file>: image is marked in use ...";
+ * reading goes on), or NULL. Tools show it: the library prints nothing. */
+const char *bdev_warning(const struct bdev *bs);
+
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);
 
 extern const struct bdev_driver bdev_raw_driver;
 extern const struct bdev_driver bdev_qcow2_driver;
+extern const struct bdev_driver bdev_parallels_driver; /* read-only */
+extern const struct bdev_driver bdev_ploop_driver;     /* read-only: a DiskDescriptor.xml */
 
 /* Limits on backing chains: deeper chains (or loops) are refused. */
 #define BDEV_MAX_CHAIN 64

@@ -115,6 +115,9 @@ static int raw_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsigne
 		return 0;
 	if ((flags & BDEV_ZERO_MAY_UNMAP) && raw_punch(bs, off, len) == 0)
 		return 0;
+	if (flags & BDEV_ZERO_NO_FALLBACK)
+		return err_set(ENOTSUP, "%s: zeroing offset %llu would mean writing zeroes",
+			       bs->filename, (unsigned long long)off);
 	static const uint8_t zero[65536];
 	while (len) {
 		size_t n = len < sizeof(zero) ? (size_t)len : sizeof(zero);

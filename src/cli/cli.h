@@ -10,6 +10,10 @@
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the block layer's recorded error message; returns 1. */
 int cli_fail_err(int ret);
+struct bdev;
+/* Print "ligero: warning: <what>" for the warning a driver left on an open image (an image
+ * marked in use, read with -U), if any. */
+void cli_warn_open(const struct bdev *bs);
 /*
  * Argument parsing, the same for every verb (cli/args.c): call cli_getopt_reset() before the
  * getopt loop; optstrings start with ':' and carry no '+', so glibc permutes (options before and
@@ -61,6 +65,7 @@ int img_rebase_main(int argc, char **argv);
 int img_resize_main(int argc, char **argv);
 int img_snapshot_main(int argc, char **argv);
 int img_amend_main(int argc, char **argv);
+int img_serve_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -68,5 +73,7 @@ int cmd_run(int argc, char **argv);
 extern const char cli_version[];
 /* ligero help [GROUP] [VERB]: argv[0] is "help", argc >= 2. */
 int cmd_help(int argc, char **argv);
+int cmd_ksm(int argc, char **argv);
+int cmd_sysprep(int argc, char **argv);
 
 #endif

@@ -25,6 +25,9 @@ static const struct {
     {"resize", img_resize_main, "resize [-f fmt] [--shrink] FILE [+|-]SIZE"},
     {"snapshot", img_snapshot_main, "snapshot [-U] [-l | -c NAME | -a NAME | -d NAME] FILE"},
     {"amend", img_amend_main, "amend [-f fmt] [-t cache] -o compat=...,lazy_refcounts=... FILE"},
+    {"serve", img_serve_main,
+     "serve [-f fmt] [--socket PATH | --port N [--bind ADDR]] [--export-name NAME] [-r]\n"
+     "          [--snapshot] [--persistent] [--shared N] [--tls-creds DIR] [--pid-file F] FILE"},
 };
 
 static void img_usage(FILE *f)

@@ -177,6 +177,7 @@ int img_check_main(int argc, char **argv)
 	ret = bdev_open(&bs, argv[optind], o.fmt, o.flags);
 	if (ret < 0)
 		return cli_fail_err(ret);
+	cli_warn_open(bs);
 	ret = bdev_check(bs, o.fix, &r);
 	for (size_t i = 0; i < r.nmessages; i++)
 		fprintf(stderr, "%s\n", r.messages[i]);

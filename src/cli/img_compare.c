@@ -111,6 +111,8 @@ int img_compare_main(int argc, char **argv)
 		cli_fail_err(ret);
 		return 2;
 	}
+	cli_warn_open(a);
+	cli_warn_open(b);
 	struct progress prog;
 	progress_catch_signals();
 	o.stop = progress_stop_flag();

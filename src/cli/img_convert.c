@@ -205,7 +205,8 @@ static int validate(struct convert_args *a)
 		return cli_fail("%s: unknown output format '%s' (known: qcow2, raw)", a->dst,
 				a->out_fmt);
 	if (a->fmt && !bdev_find_driver(a->fmt))
-		return cli_fail("unknown source format '%s' (known: qcow2, raw)", a->fmt);
+		return cli_fail("unknown source format '%s' (known: qcow2, raw, parallels, ploop)",
+				a->fmt);
 	bool raw = !strcmp(a->out_fmt, "raw");
 	if (raw && a->conv.compress)
 		return cli_fail("%s: format raw does not support compression (-c)", a->dst);
@@ -230,8 +231,10 @@ static int validate(struct convert_args *a)
 	if (a->no_create && (o->cluster_size || o->compat || o->compression_type ||
 			     o->lazy_refcounts || o->refcount_bits || o->prealloc))
 		return cli_fail("%s: -o creation options cannot be used with -n", a->dst);
-	bool exists = stat(a->dst, &st) == 0;
-	if (a->no_create && !exists)
+	/* A remote destination (an NBD export) always exists and is written in place. */
+	bool remote = bdev_is_remote_name(a->dst);
+	bool exists = !remote && stat(a->dst, &st) == 0;
+	if (a->no_create && !exists && !remote)
 		return cli_fail("%s: does not exist (-n writes into an existing image)", a->dst);
 	if (exists && !a->no_create && !a->force)
 		return cli_fail("%s: destination exists (use -n to write into it, or --force to "
@@ -239,6 +242,8 @@ static int validate(struct convert_args *a)
 				a->dst);
 	for (int i = 0; i < a->nsrc; i++) {
 		struct stat ss;
+		if (bdev_is_remote_name(a->srcs[i]))
+			continue;
 		if (stat(a->srcs[i], &ss) < 0)
 			return cli_fail("%s: could not open: %s", a->srcs[i], strerror(errno));
 		if (exists && ss.st_dev == st.st_dev && ss.st_ino == st.st_ino)
@@ -271,7 +276,7 @@ static int open_destination(struct convert_args *a, uint64_t total, struct bdev 
 		ret = bdev_create(a->dst, a->out_fmt, &a->create);
 		if (ret < 0)
 			return cli_fail_err(ret);
-		*created = true;
+		*created = !bdev_is_remote_name(a->dst); /* an export is not new, nor zeroed */
 	}
 	ret =
 	    bdev_open(dst, a->dst, a->no_create ? NULL : a->out_fmt, BDEV_O_RDWR | a->cache_flags);
@@ -376,7 +381,7 @@ int img_convert_main(int argc, char **argv)
 		if (ret < 0)
 			rc = cli_fail_err(ret);
 		else
-			n++;
+			cli_warn_open(src[n++]);
 	}
 	if (rc == 0)
 		rc = run(&a, src);

@@ -125,8 +125,11 @@ static int build_info(struct bdev *bs, struct json_object **out)
 		json_object_object_add(o, "backing-filename",
 				       json_object_new_string(bs->backing_name));
 	}
-	json_object_object_add(o, "dirty-flag",
-			       json_object_new_boolean(dirty && json_object_get_boolean(dirty)));
+	/* qemu-img has no dirty flag to show for NBD, and its parallels driver has no get_info. */
+	if (!bdev_is_remote(bs) && strcmp(bs->drv->name, "parallels"))
+		json_object_object_add(
+		    o, "dirty-flag",
+		    json_object_new_boolean(dirty && json_object_get_boolean(dirty)));
 	json_object_put(dirty);
 	*out = o;
 	return 0;
@@ -349,6 +352,7 @@ int img_info_main(int argc, char **argv)
 	int ret = bdev_open(&bs, argv[optind], fmt, flags);
 	if (ret < 0)
 		return cli_fail_err(ret);
+	cli_warn_open(bs);
 
 	struct json_object *list = json_object_new_array();
 	for (struct bdev *cur = bs; cur; cur = cur->backing) {

@@ -196,6 +196,7 @@ int img_map_main(int argc, char **argv)
 	ret = bdev_open(&bs, a.file, a.fmt, a.share ? BDEV_O_FORCE_SHARE : 0);
 	if (ret < 0)
 		return cli_fail_err(ret);
+	cli_warn_open(bs);
 	int layers = chain_length(bs);
 	uint64_t end = bs->size;
 	if (a.start > end)

@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "block/block.h"
 #include "util/error.h"
 #include "util/size.h"
 
@@ -24,6 +25,14 @@ int cli_fail_err(int ret)
 	return cli_fail("%s", err_msg_or(ret));
 }
 
+void cli_warn_open(const struct bdev *bs)
+{
+	const char *w = bdev_warning(bs);
+
+	if (w)
+		fprintf(stderr, "ligero: warning: %s\n", w);
+}
+
 int cli_parse_size(const char *what, const char *s, uint64_t *out)
 {
 	int ret = size_parse(s, out);
@@ -41,10 +50,12 @@ static void usage(FILE *f)
 	      "\n"
 	      "groups:\n"
 	      "  img      disk images: create, info, check, convert, map, compare, commit,\n"
-	      "           rebase, resize, snapshot, amend, io (qemu-img's flags)\n"
+	      "           rebase, resize, snapshot, amend, io (qemu-img's flags), serve (NBD)\n"
 	      "  fs       guest filesystems: list, ls, cat, copy-in/-out, inspect, mount ...\n"
 	      "  sparsify shrink an image for backup: drop free space, in place or into a copy\n"
+	      "  sysprep  make a cloned disk unique (machine ID, SSH keys, hostname, ...)\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
+	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -52,6 +63,8 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* One group per line, so that branches adding groups merge cleanly. */
+/* clang-format off */
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -60,7 +73,10 @@ static const struct {
     {"fs", cmd_fs},
     {"sparsify", cmd_sparsify},
     {"run", cmd_run},
+    {"ksm", cmd_ksm},
+    {"sysprep", cmd_sysprep},
 };
+/* clang-format on */
 
 int main(int argc, char **argv)
 {

@@ -77,6 +77,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("vmhost")
 
 
+# A test that boots the emulated host without the vmhost marker would run in the host-side tier
+# (`-m "not vmhost"`, in parallel with other tests) and take CI's time or fail there. Every boot
+# goes through vmhost.run; it refuses to start for a test that is not marked.
+_current = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    _current[:] = [item]
+
+
+_plain_run = _vmhost.run
+
+
+def _marked_run(*args, **kwargs):
+    if _current and _current[0].get_closest_marker("vmhost") is None:
+        raise RuntimeError(f"{_current[0].nodeid} boots the emulated host but is not marked "
+                           "vmhost (use the vmhost fixture or pytestmark = pytest.mark.vmhost)")
+    return _plain_run(*args, **kwargs)
+
+
+_vmhost.run = _marked_run
+
+
 def _need(tool):
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (the oracle these tests compare against)")

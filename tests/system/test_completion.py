@@ -169,6 +169,8 @@ def test_every_option_of_every_verb_is_offered(ligero, complete):
 def test_option_values(complete):
     assert sorted(complete("ligero img convert -O ")) == ["qcow2", "raw"]
     assert sorted(complete("ligero img create -f q")) == ["qcow2"]
+    assert sorted(complete("ligero img info -f ")) == ["parallels", "ploop", "qcow2", "raw"]
+    assert sorted(complete("ligero img create -f ")) == ["qcow2", "raw"]
     assert sorted(complete("ligero img info --output=")) == ["human", "json"]
     assert complete("ligero img info --output=j") == ["json"]
     assert sorted(complete("ligero img info --output ")) == ["human", "json"]

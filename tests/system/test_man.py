@@ -27,7 +27,7 @@ def pages_built():
         pytest.skip(f"no manual pages in {MAN_DIR}: install scdoc and reconfigure (-Dman=enabled)")
 
 
-def man(page, width=200):
+def man(page, width=400):
     """Rendered text of a built page: wide and without hyphenation, so words stay whole."""
     env = dict(os.environ, MANWIDTH=str(width), LC_ALL="C.UTF-8", MANROFFOPT="-rHY=0")
     p = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env,

@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE.parent / "vmhost"))
 import vmhost as vh  # noqa: E402
 
 MiB = 1 << 20
+pytestmark = pytest.mark.vmhost
 
 
 def sha(data):

@@ -20,6 +20,7 @@ import vmhost  # noqa: E402
 MiB = 1 << 20
 
 pytestmark = [
+    pytest.mark.vmhost,
     # The emulated host (QEMU 7.2 TCG with nested SVM) has failures of its own
     # (docs/ligero-run.md): VMs die in the kernel's early start at random points before any
     # virtio driver (0 of 30 alone, 3 of 10 two at once, 1 of 16 two at once pinned to

@@ -1,5 +1,6 @@
 """Python side of the emulated-host harness: run a shell script inside the emulated host
 (tests/vmhost/vmhost.sh) and get its output and exit status back."""
+import fcntl
 import os
 import shutil
 import subprocess
@@ -47,9 +48,28 @@ def build_guest():
     return Path(out.stdout.strip())
 
 
-def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None):
+def build_debian():
+    """Build (or reuse) the real test guests (tests/guest/debian.sh, as root); returns the
+    dict of debian.json with an added "rhel" key holding rhel.json (paths, UUIDs, kernel
+    version, boot entries). The disks are shared by every test: boot overlays or copies."""
+    import json
+    env = dict(os.environ, LIGERO_BUILD=str(build_dir()))
+    out = subprocess.run(["sh", str(REPO / "tests/guest/debian.sh"), str(build_dir() / "guest")],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError("tests/guest/debian.sh failed: " + out.stderr.strip())
+    d = Path(out.stdout.strip().splitlines()[-1])
+    info = json.loads((d / "debian.json").read_text())
+    info["rhel"] = json.loads((d / "rhel.json").read_text())
+    return info
+
+
+def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None,
+        disks=(), disk_space=None, disks_out=None):
     """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout. `env`
-    adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...)."""
+    adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...). `disks` are
+    "FILE[:NAME]" strings, seen as /work/disks/NAME (read-write copies); `disks_out` is a
+    directory that receives the files at the top of /work/disks after the run."""
     work = build_dir() / "vmhost"
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"script.{os.getpid()}.sh"
@@ -61,10 +81,23 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
         cmd += ["--bin", b]
     for t in trees:
         cmd += ["--tree", t]
+    for d in disks:
+        cmd += ["--disk", str(d)]
+    if disk_space:
+        cmd += ["--disk-space", str(disk_space)]
+    if disks_out:
+        cmd += ["--disks-out", str(disks_out)]
     env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()),
                **(env or {}))
     log = ""
+    lock = None
     try:
+        # VMHOST_LOCK: wait for the emulated host's turn here, before the hang guard's clock
+        # starts (vmhost.sh, told by VMHOST_LOCKED, then does not wait again)
+        if os.environ.get("VMHOST_LOCK") and not os.environ.get("VMHOST_LOCKED"):
+            lock = open(os.environ["VMHOST_LOCK"], "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env["VMHOST_LOCKED"] = "1"
         for attempt in (1, 2):  # an emulated host whose own kernel failed gets one more boot
             out = subprocess.run(cmd + [str(path)], env=env, capture_output=True, text=True,
                                  errors="replace", timeout=timeout + 120)
@@ -74,6 +107,8 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
             log += f"\nvmhost: attempt {attempt} failed (emulated host)\n"
     finally:
         path.unlink(missing_ok=True)
+        if lock:
+            lock.close()
     return VmhostResult(out.returncode, out.stdout, log)
 
 

@@ -8,9 +8,17 @@
 # and any --file SRC[:DEST] (DEST relative to /work) or --bin PATH (an executable with its
 # libraries, at its host path). Its output comes back on stdout; its exit status is ours.
 # 125 means the emulated host itself failed (console log on stderr).
+# Those files live in L1's RAM. Big files (guest disks) come with --disk FILE[:NAME] instead:
+# they are copied into a scratch ext4 image (mkfs.ext4 -d, at least --disk-space free, sparse)
+# that L1 sees as a virtio disk mounted read-write at /work/disks (FILE as /work/disks/NAME,
+# NAME defaulting to FILE's name). What the script writes there (overlays, results) stays in
+# that image, which is deleted after the run unless --disks-out DIR, which first copies the
+# files at the top of /work/disks back to DIR (with debugfs: nothing is mounted on the host;
+# status 126 if that fails). The FILEs themselves are never written.
 #
 # usage: vmhost.sh [--file SRC[:DEST]]... [--bin PATH]... [--tree DIR]... [--timeout SECONDS]
-#                  [--smp N] [--mem SIZE] SCRIPT
+#                  [--smp N] [--mem SIZE] [--disk FILE[:NAME]]... [--disk-space SIZE]
+#                  [--disks-out DIR] SCRIPT
 # env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console,
 #        VMHOST_STALL=SECONDS (default 180; 0 = off): stop an emulated host whose console has
 #        printed nothing, not even init's 10-second heartbeat, for that long (status 125)
@@ -31,6 +39,9 @@ mem=2G
 files=
 bins=
 trees=
+disks=
+disk_space=2G
+disks_out=
 while [ $# -gt 1 ]; do
 	case "$1" in
 	--file) files="$files
@@ -40,12 +51,29 @@ $2"; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--smp) smp=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
+	--disk) disks="$disks
+$2"; shift 2 ;;
+	--disk-space) disk_space=$2; shift 2 ;;
+	--disks-out) disks_out=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
 [ $# -eq 1 ] || { sed -n '/^# usage/,/^# env/p' "$0" >&2; exit 2; }
 script=$1
 fail() { echo "vmhost: $*" >&2; exit 125; }
+usage() { echo "vmhost: $*" >&2; exit 2; }
+disk_src() { echo "${1%%:*}"; }
+disk_name() { case "$1" in *:*) echo "${1#*:}" ;; *) basename "$1" ;; esac; }
+while IFS= read -r d; do # checked before anything is built
+	[ -n "$d" ] || continue
+	[ -f "$(disk_src "$d")" ] || usage "--disk $d: $(disk_src "$d") is not a file"
+	case "$(disk_name "$d")" in
+	'' | */* | . | .. | lost+found) usage "--disk $d: NAME must be a plain file name" ;;
+	esac
+done <<EOF
+$disks
+EOF
+space=$(numfmt --from=iec "$disk_space" 2>/dev/null) || usage "--disk-space $disk_space: not a size"
 # The emulator: VMHOST_QEMU (a qemu-system-x86_64 binary; its firmware is looked up next to it,
 # in ../share/qemu, when that exists), else the one on PATH.
 qemu_bin=${VMHOST_QEMU:-qemu-system-x86_64}
@@ -74,7 +102,9 @@ if [ ! -f "$base" ] || [ "$here/init.sh" -nt "$base" ] || [ "$guest/vmlinuz" -nt
 	done
 	cp "$here/init.sh" "$root/init"
 	chmod 755 "$root/init"
-	/usr/bin/python3 "$here/../guest/modules.py" "$guest/modules" kvm_amd >"$root/etc/modules.order"
+	# virtio_blk for the --disk image (ext4 is built into the cloud kernel)
+	/usr/bin/python3 "$here/../guest/modules.py" "$guest/modules" kvm_amd virtio_pci virtio_blk \
+		>"$root/etc/modules.order"
 	while read -r m; do
 		mkdir -p "$root/lib/modules/$(dirname "$m")"
 		cp "$guest/modules/$m" "$root/lib/modules/$m"
@@ -112,6 +142,24 @@ echo "$files" | while IFS= read -r f; do
 	cp -a "$src" "$root/work/$dst"
 done
 (cd "$root" && find . | "$busybox" cpio -o -H newc 2>/dev/null) >"$run/run.cpio"
+
+# The --disk files, in a scratch ext4 image of their size plus --disk-space.
+drive=
+if [ -n "$disks" ]; then
+	mkdir "$run/disks"
+	echo "$disks" | while IFS= read -r d; do
+		[ -n "$d" ] || continue
+		# a hard link where the file system allows it: mkfs.ext4 -d copies it anyway
+		ln -f "$(disk_src "$d")" "$run/disks/$(disk_name "$d")" 2>/dev/null ||
+			cp --sparse=always "$(disk_src "$d")" "$run/disks/$(disk_name "$d")"
+	done
+	used=$(du -s -B1M --apparent-size "$run/disks" | cut -f1)
+	mkfs.ext4 -q -F -L vmhost-disks -d "$run/disks" "$run/disks.img" \
+		"$((used + 64 + space / 1048576))M" >/dev/null ||
+		fail "mkfs.ext4 -d $run/disks: cannot make the disk image"
+	rm -rf "$run/disks"
+	drive="-drive file=$run/disks.img,if=virtio,format=raw,cache=unsafe"
+fi
 # The kernel takes an uncompressed archive after a compressed one only at a 4-byte aligned
 # offset, and skips zeros in between.
 pad=$(( (4 - $(wc -c <"$base") % 4) % 4 ))
@@ -123,8 +171,8 @@ rm -rf "$root"
 # shellcheck disable=SC2086
 timeout "$timeout" "$qemu_bin" $qemu_data -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot \
-	-kernel "$guest/vmlinuz" -initrd "$run/initrd" \
-	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2 vmhost.npt=${VMHOST_NPT:-1}" \
+	-kernel "$guest/vmlinuz" -initrd "$run/initrd" $drive \
+	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2 vmhost.npt=${VMHOST_NPT:-1}${drive:+ vmhost.disks=1}" \
 	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null &
 qemu=$!
 # L1's own kernel can lock up or oops under the emulator (docs/ligero-run.md): stop at once
@@ -165,4 +213,14 @@ if [ -z "$rc" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
 	tr -d '\r\000' <"$run/console.log" | grep -a -v '^VMHOST-ALIVE ' | tail -n 60 >&2
 fi
 [ -n "$rc" ] || fail "the emulated host did not finish the script"
+if [ -n "$drive" ] && [ -n "$disks_out" ]; then
+	mkdir -p "$disks_out"
+	# L1 unmounted the image; -p replays a journal it could not (it never should have to).
+	e2fsck -p "$run/disks.img" >/dev/null 2>&1 || true
+	debugfs -R "ls -p /" "$run/disks.img" 2>/dev/null | awk -F/ '$3 ~ /^100/ { print $6 }' >"$run/files"
+	while IFS= read -r f; do
+		debugfs -R "dump -p \"/$f\" \"$disks_out/$f\"" "$run/disks.img" >/dev/null 2>&1 ||
+			{ echo "vmhost: cannot copy $f out of the disk image to $disks_out" >&2; exit 126; }
+	done <"$run/files"
+fi
 exit "$rc"

@@ -223,8 +223,6 @@ static int read_backing_name(struct qcow2 *s, const uint8_t *h, uint64_t hdr_len
 	s->bs->backing_name = strndup((const char *)h + off, len);
 	if (!s->bs->backing_name || strlen(s->bs->backing_name) != len)
 		return err_set(EINVAL, "%s: backing file name contains a NUL byte", fn);
-	if (!strncmp(s->bs->backing_name, "json:", 5))
-		return err_set(ENOTSUP, "%s: json: backing file names are not supported", fn);
 	s->bs->backing_path = bdev_resolve_backing(fn, s->bs->backing_name);
 	if (!s->bs->backing_path)
 		return err_set(ENOMEM, "%s: out of memory", fn);

@@ -1,9 +1,28 @@
 /*
  * virtio-balloon: the guest hands back pages (inflate), takes them again (deflate), reports free
- * pages (FREE_PAGE_REPORTING) and sends memory statistics. Inflated and reported pages are
- * dropped with madvise(MADV_DONTNEED) (MADV_REMOVE for shared memory), so the VMM's RSS falls;
- * a later guest access faults in a zero page. Page numbers come from the guest: each is checked
- * against RAM, and invalid ones are skipped, never touched.
+ * pages (PAGE_REPORTING) and sends memory statistics. Inflated and reported pages are dropped
+ * from the host with madvise(MADV_DONTNEED), so the VMM's RSS falls at once; a later guest
+ * access faults in a zero page. Page numbers and buffers come from the guest: each is checked
+ * against RAM (virtio_mem_range, or the queue code for buffers), and invalid ones are skipped,
+ * never touched.
+ *
+ * Why MADV_DONTNEED and not MADV_FREE for reported pages: guest RAM is one private anonymous
+ * mapping (vmm/memory.c), where DONTNEED frees the pages before it returns and the range reads
+ * back as zeros. The spec lets the device change a reported page only before it acknowledges
+ * the report (virtio 1.2, 5.5.6.7.2); DONTNEED finishes its change then. MADV_FREE would free
+ * the pages only when the host runs short, later, while the guest may already be reusing them:
+ * a page the guest reads before writing could turn to zeros under it, and the RSS would not fall
+ * until the host is under pressure, which is the opposite of what reporting is for. The price of
+ * DONTNEED is a fault and a zeroed page when the guest touches the memory again.
+ *
+ * PAGE_POISON: a guest that fills freed pages with a value (init_on_free, page_poison) disables
+ * reporting unless the device takes that feature (Linux's virtballoon_validate). It is offered;
+ * with poison_val 0 (init_on_free) a dropped page reads back as the zeros the guest expects;
+ * with any other value reported pages are acknowledged and kept, as the spec requires.
+ *
+ * Queue numbers follow the negotiated features: inflateq 0, deflateq 1, then statsq only with
+ * STATS_VQ and reporting_vq only with PAGE_REPORTING, each taking the next number (5.5.2), so a
+ * driver that declines STATS_VQ puts its reporting queue at 2.
  */
 #include "vmm/virtio/devices.h"
 #include "vmm/virtio/worker.h"
@@ -18,11 +37,10 @@
 
 #define BALLOON_QUEUE_SIZE 128
 #define PAGE		   4096ull
-#define Q_INFLATE	   0
-#define Q_DEFLATE	   1
-#define Q_STATS		   2
-#define Q_REPORT	   3
+#define NQUEUES		   4
 #define STATS_EVERY_MS	   2000
+
+enum balloon_role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_REPORT };
 
 struct balloon {
 	struct virtio_dev dev;
@@ -31,16 +49,19 @@ struct balloon {
 	struct iovec iov[BALLOON_QUEUE_SIZE];
 	pthread_mutex_t cfg_lock;
 	struct virtio_balloon_config cfg;
-	int stats_head; /* kept stats buffer, -1 = none */
+	enum balloon_role role[NQUEUES]; /* by queue number, set when the driver is ready */
+	int stats_q;			 /* the statsq's number, -1 = none */
+	int stats_head;			 /* kept stats buffer, -1 = none */
 	uint64_t stats[VIRTIO_BALLOON_S_NR];
 	uint64_t released_pages;
 };
 
-/* Give host memory back: the pages read as zero afterwards. */
+/* Give host memory back: the pages read as zero afterwards. Guest RAM is private anonymous
+ * memory, where MADV_DONTNEED always applies; MADV_REMOVE is for a shared mapping. */
 static void release(struct balloon *b, void *host, uint64_t len)
 {
-	if (madvise(host, len, MADV_DONTNEED) < 0)
-		madvise(host, len, MADV_REMOVE);
+	if (madvise(host, len, MADV_DONTNEED) < 0 && madvise(host, len, MADV_REMOVE) < 0)
+		return; /* nothing dropped: the pages keep their content, which is allowed */
 	b->released_pages += len / PAGE;
 }
 
@@ -80,11 +101,29 @@ static int balloon_deflate(struct virtio_dev *d, int qi, struct virtq_elem *e, u
 	return 0; /* the pages come back on first touch */
 }
 
-/* Reported free pages: device-writable buffers covering whole free pages. */
+/* The guest fills freed pages with a value it expects to find again (5.5.6.4). */
+static bool keeps_poison(struct balloon *b)
+{
+	uint32_t poison;
+
+	if (!virtio_dev_has(&b->dev, VIRTIO_BALLOON_F_PAGE_POISON))
+		return false;
+	pthread_mutex_lock(&b->cfg_lock);
+	poison = b->cfg.poison_val;
+	pthread_mutex_unlock(&b->cfg_lock);
+	return poison != 0;
+}
+
+/* Reported free pages: device-writable buffers, each a run of free guest pages. The queue code
+ * has checked that every buffer lies inside guest RAM; only the whole pages inside each buffer
+ * are dropped, so a misaligned buffer never costs the guest a byte outside it. Device-readable
+ * buffers carry nothing here and are ignored. */
 static int balloon_report(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
 {
 	struct balloon *b = d->priv;
 
+	if (keeps_poison(b))
+		return 0;
 	for (unsigned i = e->nout; i < e->nout + e->nin; i++) {
 		uintptr_t s = (uintptr_t)e->iov[i].iov_base, end = s + e->iov[i].iov_len;
 		s = (s + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
@@ -112,14 +151,23 @@ static int balloon_stats(struct virtio_dev *d, int qi, struct virtq_elem *e, uin
 	return 1;
 }
 
+/* A queue that the negotiated features do not create: whatever arrives is returned unused. */
+static int balloon_none(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+{
+	return 0;
+}
+
 static void balloon_kick(struct virtio_worker *w, int idx)
 {
-	static virtio_elem_fn *const fns[] = {balloon_inflate, balloon_deflate, balloon_stats,
-					      balloon_report};
+	static virtio_elem_fn *const fns[] = {
+	    [ROLE_NONE] = balloon_none,	      [ROLE_INFLATE] = balloon_inflate,
+	    [ROLE_DEFLATE] = balloon_deflate, [ROLE_STATS] = balloon_stats,
+	    [ROLE_REPORT] = balloon_report,
+	};
 	struct balloon *b = w->opaque;
 
 	virtio_eventfd_drain(w->fds[idx]);
-	virtio_queue_drain(&b->dev, idx, &b->e, fns[idx]);
+	virtio_queue_drain(&b->dev, idx, &b->e, fns[b->role[idx]]);
 }
 
 static void balloon_tick(struct virtio_worker *w, int idx)
@@ -127,10 +175,27 @@ static void balloon_tick(struct virtio_worker *w, int idx)
 	struct balloon *b = w->opaque;
 	int head = b->stats_head;
 
-	if (head < 0 || !virtio_dev_has(&b->dev, VIRTIO_BALLOON_F_STATS_VQ))
+	if (head < 0 || b->stats_q < 0)
 		return;
 	b->stats_head = -1;
-	virtio_queue_complete(&b->dev, Q_STATS, (uint16_t)head, 0);
+	virtio_queue_complete(&b->dev, b->stats_q, (uint16_t)head, 0);
+}
+
+/* Number the queues the negotiated features create (5.5.2). */
+static void assign_roles(struct balloon *b)
+{
+	unsigned n = 0;
+
+	memset(b->role, 0, sizeof(b->role));
+	b->role[n++] = ROLE_INFLATE;
+	b->role[n++] = ROLE_DEFLATE;
+	b->stats_q = -1;
+	if (virtio_dev_has(&b->dev, VIRTIO_BALLOON_F_STATS_VQ)) {
+		b->stats_q = (int)n;
+		b->role[n++] = ROLE_STATS;
+	}
+	if (virtio_dev_has(&b->dev, VIRTIO_BALLOON_F_REPORTING))
+		b->role[n++] = ROLE_REPORT;
 }
 
 static int balloon_activate(struct virtio_dev *d)
@@ -138,8 +203,9 @@ static int balloon_activate(struct virtio_dev *d)
 	struct balloon *b = d->priv;
 
 	b->stats_head = -1;
+	assign_roles(b);
 	virtio_worker_init(&b->w, b);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < NQUEUES; i++)
 		virtio_worker_add(&b->w, d->q[i].kick_fd, POLLIN, balloon_kick);
 	b->w.timeout_us = STATS_EVERY_MS * 1000L;
 	b->w.on_timeout = balloon_tick;
@@ -218,9 +284,9 @@ int virtio_balloon_create(struct virtio_dev **out, uint64_t target_mib,
 			  const struct virtio_mem *mem, struct kvm_irq *irq)
 {
 	struct balloon *b = calloc(1, sizeof(*b));
-	uint64_t features = (1ull << VIRTIO_BALLOON_F_STATS_VQ) |
-			    (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
-			    (1ull << VIRTIO_BALLOON_F_REPORTING);
+	uint64_t features =
+	    (1ull << VIRTIO_BALLOON_F_STATS_VQ) | (1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+	    (1ull << VIRTIO_BALLOON_F_PAGE_POISON) | (1ull << VIRTIO_BALLOON_F_REPORTING);
 	uint64_t pages = target_mib * (1ull << 20) / PAGE;
 	int ret;
 
@@ -230,8 +296,9 @@ int virtio_balloon_create(struct virtio_dev **out, uint64_t target_mib,
 	b->stats_head = -1;
 	pthread_mutex_init(&b->cfg_lock, NULL);
 	b->cfg.num_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
-	ret = virtio_dev_init(&b->dev, &balloon_ops, b, mem, irq, 4, BALLOON_QUEUE_SIZE, features,
-			      sizeof(b->cfg));
+	b->stats_q = -1;
+	ret = virtio_dev_init(&b->dev, &balloon_ops, b, mem, irq, NQUEUES, BALLOON_QUEUE_SIZE,
+			      features, sizeof(b->cfg));
 	if (ret < 0) {
 		virtio_balloon_destroy(&b->dev);
 		return ret;
