@@ -1,20 +1,23 @@
 """Issue 26 proof: virtio-net on the kernel's data path (vhost-net) and on ligero's own, with
 offloads and multiqueue, driven by a stock guest kernel inside the emulated host (tests/vmhost),
-whose L1 loads vhost_iotlb, vhost and vhost_net from the kernel package. Two emulated-host
-boots (L1 without nested paging, VMHOST_NPT=0, as the other network tests: docs/virtio.md):
+whose L1 loads vhost_iotlb, vhost and vhost_net from the kernel package. One emulated-host
+boot for the whole file (L1 without nested paging, VMHOST_NPT=0, as the other network tests:
+docs/virtio.md; host_vh.sh), in two parts:
 
-- vh1: one VM (2 vCPUs) on a bridge that carries the emulated host's own address, for each of
-  vhost on/off and 1/2 queue pairs: ping, MB MiB from the VM to the host (two streams from its two
-  CPUs with 2 pairs) and RMB MiB back, SHA-256 on both sides; what the guest negotiated and sees
-  (sysfs feature bits, ethtool -k/-l/-S, copied into the guest from this machine's ethtool); the
-  tap's packets larger than the MTU (segmentation offload both ways). Then, on both data paths,
-  the robustness sequence of guest_vh.sh (ethtool -L during a transfer, ethtool -G refused,
-  virtio_net unloaded and reloaded, the driver unbound and bound, the PCI function removed and
-  rescanned, all under traffic; a userspace driver through /dev/mem setting a ring of size 0, a
-  ring outside RAM and a descriptor outside RAM, then a reset and Linux's driver again, with
-  its own features): traffic resumes each time. Then /dev/vhost-net missing, unreadable and not
-  a vhost device: the userspace path with its notice; vhost=on refuses to start.
-- vh2: two VMs on a bridge, the same four configurations: ping, MB MiB from one to the other.
+- host_vh1.sh: one VM (2 vCPUs) on a bridge that carries the emulated host's own address, for
+  each of vhost on/off and 1/2 queue pairs: ping, MB MiB from the VM to the host (two streams
+  from its two CPUs with 2 pairs) and RMB MiB back, SHA-256 on both sides; what the guest
+  negotiated and sees (sysfs feature bits, ethtool -k/-l/-S, copied into the guest from this
+  machine's ethtool); the tap's packets larger than the MTU (segmentation offload both ways).
+  Then, on both data paths, the robustness sequence of guest_vh.sh (ethtool -L during a
+  transfer, ethtool -G refused, virtio_net unloaded and reloaded, the driver unbound and bound,
+  the PCI function removed and rescanned, all under traffic; a userspace driver through /dev/mem
+  setting a ring of size 0, a ring outside RAM and a descriptor outside RAM, then a reset and
+  Linux's driver again, with its own features): traffic resumes each time. Then /dev/vhost-net
+  missing, unreadable and not a vhost device: the userspace path with its notice; vhost=on
+  refuses to start.
+- host_vh2.sh: two VMs on a bridge, the same four configurations: ping, MB MiB from one to the
+  other.
 
 What the emulated host does by itself (VMs that die in early boot, guests frozen or triple
 faulting under network load) is retried and counted in vh_lib.sh, and a case it never let finish
@@ -54,6 +57,7 @@ ALWAYS = {"CSUM": 0, "GUEST_CSUM": 1, "GUEST_TSO4": 7, "GUEST_TSO6": 8, "GUEST_E
           "INDIRECT_DESC": 28, "EVENT_IDX": 29, "VERSION_1": 32}
 
 pytestmark = [
+    pytest.mark.vmhost,
     pytest.mark.skipif(vmhost.missing() is not None, reason=str(vmhost.missing())),
     pytest.mark.skipif(not shutil.which("ethtool") or not shutil.which("gcc"),
                        reason="needs ethtool (copied into the guest) and gcc"),
@@ -126,14 +130,15 @@ def parse(out):
     return res
 
 
-def boot(tmp, name, script_env):
-    files = [os.path.join(HERE, f) for f in ("vh_lib.sh", "host_%s.sh" % name)]
+def boot(tmp, script_env):
+    files = [os.path.join(HERE, f) for f in ("vh_lib.sh", "host_vh.sh", "host_vh1.sh",
+                                              "host_vh2.sh")]
     script_disk(os.path.join(HERE, "guest_vh.sh"), tmp / "guest_vh.img")
     tools_disk(tmp / "tools.img")
     subprocess.run(["gcc", "-O2", "-static", "-o", str(tmp / "dropdac"),
                     os.path.join(HERE, "dropdac.c")], check=True)
     files += [str(tmp / "guest_vh.img"), str(tmp / "tools.img"), str(tmp / "dropdac")]
-    res = vmhost.run("%s sh /work/host_%s.sh 2>&1\n" % (script_env, name),
+    res = vmhost.run("%s sh /work/host_vh.sh 2>&1\n" % script_env,
                      files=files + modules(),
                      timeout=int(os.environ.get("LIGERO_VHOST_TIMEOUT", 9000)),
                      env={"VMHOST_NPT": os.environ.get("VMHOST_NPT", "0")})
@@ -146,27 +151,25 @@ def boot(tmp, name, script_env):
     return out
 
 
-def cases_env(names):
-    return "CASES='%s'" % " ".join("%s=%s/%d" % (n, CASES[n][0], CASES[n][1]) for n in names)
+def cases_env(var, names, prefix=""):
+    return "%s='%s'" % (var, " ".join("%s%s=%s/%d" % (prefix, n, CASES[n][0], CASES[n][1])
+                                      for n in names))
 
 
 @pytest.fixture(scope="module")
-def vh1(tmp_path_factory, vmhost):
-    tmp = tmp_path_factory.mktemp("vhost1")
-    return boot(tmp, "vh1", "MB=%d RMB=%d ROBUST='%s' %s" % (MB, RMB, " ".join(ROBUST),
-                                                              cases_env(ONLY)))
-
-
-@pytest.fixture(scope="module")
-def vh2(tmp_path_factory, vmhost):
-    tmp = tmp_path_factory.mktemp("vhost2")
-    return boot(tmp, "vh2", "MB=%d %s" % (MB, cases_env(ONLY)))
+def vh(tmp_path_factory, vmhost):
+    """The one emulated-host boot: the one-VM cases (named v1...), the robustness sequence,
+    the fallbacks (fb_*) and the two-VM cases (named pv1..., their VMs pv1s and pv1c)."""
+    tmp = tmp_path_factory.mktemp("vhost")
+    return boot(tmp, "MB=%d RMB=%d ROBUST='%s' %s %s" % (
+        MB, RMB, " ".join(ROBUST), cases_env("CASES1", ONLY), cases_env("CASES2", ONLY, "p")))
 
 
 def case(out, name, *vms):
     """The results of one case (and of its VMs), skipped when the emulated host never let it
     finish (vh_lib.sh)."""
-    if name[:2] in CASES and name[:2] not in ONLY:
+    base = name[1:3] if name.startswith("p") else name[:2]
+    if base in CASES and base not in ONLY:
         pytest.skip("LIGERO_VHOST_CASES leaves %s out" % name)
     if name not in out:
         raise AssertionError("case %s left no results:\n%s" % (name, out["_all"][-6000:]))
@@ -231,9 +234,9 @@ def bigger_than_mtu(counters, mtu, what, d):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_vm_to_host(vh1, name):
+def test_vm_to_host(vh, name):
     opts, streams, path, pairs, mtu = CASES[name]
-    (c,) = case(vh1, name)
+    (c,) = case(vh, name)
     notice(c, path, pairs)
     assert "PING-OK" in c["_lines"], show(c)
     if streams == 2:
@@ -254,9 +257,9 @@ def test_vm_to_host(vh1, name):
 
 
 @pytest.mark.parametrize("name", ROBUST)
-def test_robustness(vh1, name):
+def test_robustness(vh, name):
     path = CASES[name][2]
-    (c,) = case(vh1, name)
+    (c,) = case(vh, name)
     # queue pairs switched during a transfer, which arrives whole
     assert c.get("L1-RC") == "0" and c.get("L1-CURRENT") == "1", show(c)
     assert c.get("L2-RC") == "0" and "L-SEND-OK" in c["_lines"], show(c)
@@ -290,21 +293,21 @@ def test_robustness(vh1, name):
     assert c.get("RC") == "0", show(c)
 
 
-def test_fallbacks(vh1):
+def test_fallbacks(vh):
     """/dev/vhost-net missing, unreadable, or no vhost device: the userspace path, saying why;
     vhost=on refuses to run without it."""
-    assert vh1.get("fb_on", {}).get("RC") not in (None, "0"), vh1["_all"][-4000:]
-    on = vh1["fb_on"]
+    assert vh.get("fb_on", {}).get("RC") not in (None, "0"), vh["_all"][-4000:]
+    on = vh["fb_on"]
     assert on.get("STDERR") == ["ligero: --net: vhost=on: /dev/vhost-net: No such file or "
                                 "directory"], show(on)
     assert on.get("TAPS-LEFT") == "0", show(on)
     # and mtu=: the tap's and the guest's MTU (VIRTIO_NET_F_MTU)
-    (c,) = case(vh1, "fb_missing")
+    (c,) = case(vh, "fb_missing")
     assert c.get("MTU") == "9000" and 3 in features(c), show(c)
     for name, why in (("fb_missing", "/dev/vhost-net: No such file or directory"),
                       ("fb_unreadable", "/dev/vhost-net: Permission denied"),
                       ("fb_notvhost", "VHOST_SET_OWNER: Inappropriate ioctl for device")):
-        (c,) = case(vh1, name)
+        (c,) = case(vh, name)
         lines = [l for l in c.get("STDERR", []) if l.startswith("ligero: virtio-net tap")]
         assert len(lines) == 1 and "userspace data path" in lines[0] and why in lines[0], show(c)
         assert "PING-OK" in c["_lines"], show(c)
@@ -312,9 +315,9 @@ def test_fallbacks(vh1):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_two_vms(vh2, name):
+def test_two_vms(vh, name):
     opts, streams, path, pairs, mtu = CASES[name]
-    c, s, cl = case(vh2, name, name + "s", name + "c")
+    c, s, cl = case(vh, "p" + name, "p" + name + "s", "p" + name + "c")
     for d in (s, cl):
         notice(d, path, pairs)
         assert "PING-OK" in d["_lines"], show(d)

@@ -4,10 +4,8 @@
 # per case the VM sends MB MiB to us (one stream, or two from its two CPUs), we send RMB MiB
 # back, and the tap's counters are read around each transfer; the cases in ROBUST then run the
 # robustness sequence (guest_vh.sh). Last, the fallbacks: /dev/vhost-net missing, unreadable,
-# or no vhost device.
+# or no vhost device. Run by host_vh.sh, which loads the modules.
 cd /work
-for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
-echo "VHOST-DEV=$(ls /dev/vhost-net 2>/dev/null)"
 unshare -n -m sh -s <<'NS'
 mount -t sysfs sysfs /sys
 ip link set lo up

@@ -3,9 +3,8 @@
 # only to let the guests go at the end; per case in CASES (NAME=NETOPTS/STREAMS) a server
 # (10.0.2.1, on L1 CPU 0) and a client (10.0.2.2, on L1 CPU 1), 2 vCPUs each: MB MiB from the
 # client to the server (one stream, or two from the client's two CPUs), and each tap's counters.
+# Run by host_vh.sh, which loads the modules.
 cd /work
-for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
-echo "VHOST-DEV=$(ls /dev/vhost-net 2>/dev/null)"
 unshare -n -m sh -s <<'NS'
 mount -t sysfs sysfs /sys
 ip link set lo up
