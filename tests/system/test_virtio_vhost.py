@@ -239,6 +239,8 @@ def test_vm_to_host(vh, name):
     (c,) = case(vh, name)
     notice(c, path, pairs)
     assert "PING-OK" in c["_lines"], show(c)
+    # the default MAC is QEMU's locally administered prefix
+    assert c.get("MAC", "").startswith("52:54:00:"), show(c)
     if streams == 2:
         assert c.get("HOST-RX-5000") == sha("ligero-vh-0", MB // 2), show(c)
         assert c.get("HOST-RX-5002") == sha("ligero-vh-1", MB // 2), show(c)
@@ -323,6 +325,7 @@ def test_two_vms(vh, name):
         assert "PING-OK" in d["_lines"], show(d)
         guest_view(d, pairs, mtu)
         assert d.get("RC") == "0", show(d)
+    assert s.get("MAC", "").startswith("52:54:00:") and s.get("MAC") != cl.get("MAC"), show(cl)
     if streams == 2:
         assert s.get("RX-SHA-0") == sha("ligero-vh-0", MB // 2), show(s)
         assert s.get("RX-SHA-1") == sha("ligero-vh-1", MB // 2), show(s)

@@ -38,6 +38,7 @@ streams() {
 	fi
 }
 report() {
+	echo "MAC=$(cat /sys/class/net/eth0/address)"
 	echo "FEATURES=$(cat /sys/class/net/eth0/device/features)"
 	echo "MTU=$(cat /sys/class/net/eth0/mtu)"
 	echo "CPUS=$(nproc)"
