@@ -3,9 +3,9 @@
 # q35 and KVM) inside the emulated host of tests/vmhost. Measures, in the guest, sequential
 # read/write MB/s and 4 KiB random-read IOPS on a raw disk and on a qcow2 overlay (cache=writeback on
 # both sides: the emulated host's files live on tmpfs, which has no O_DIRECT for cache=none; the
-# guest itself uses O_DIRECT); and between two VMs on a bridge, TCP stream throughput (400 MiB) and
-# 1-byte request/response transactions per second (10 s), each with 1 queue pair (1 vCPU per VM,
-# one connection) and 2 (2 vCPUs, one connection per vCPU): ligero with vhost-net against QEMU
+# guest itself uses O_DIRECT); and between two VMs on a bridge, TCP stream throughput (NET_MB
+# MiB, 400) and 1-byte request/response transactions per second (RR_SECONDS s, 10), each with
+# 1 queue pair (1 vCPU per VM, one connection) and 2 (2 vCPUs, one connection per vCPU): ligero with vhost-net against QEMU
 # with vhost=on, and ligero's own data path (vhost=off) against QEMU's (vhost=off). Prints the
 # ratios ligero/QEMU. The guest has no fio or netperf: bench/vbench.c is built static here and
 # carried in on a disk. Absolute figures are those of nested KVM under TCG emulation; only the
@@ -23,6 +23,8 @@
 # usage: bench/virtio.sh [blk|net]  (default both)
 #        env: ROUNDS (5), LIGERO_BUILD (build), LIGERO_VMHOST (tests/vmhost/vmhost.sh), VMHOST_NPT,
 #             NET_VARIANTS (net: "vhost user", either or both), NET_QUEUES (net: "1 2"),
+#             NET_MB (net: the TCP stream's MiB, 400), RR_SECONDS (net: request/response, 10;
+#             smaller sizes give a quick look, not the figures docs/virtio.md quotes),
 #             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts,
 #             packets and their mean size, ping RTT), PIN=1 (net: each VM on an emulated CPU of
 #             its own), PROFILE=VARIANT/Q[/rr] (net: that ligero run's two guests, e.g.
@@ -45,6 +47,11 @@ size=$(stat -c %s "$tmp/vbench")
 cp "$tmp/vbench" "$tmp/vbench.img"
 truncate -s $(((size + 4095) / 4096 * 4096)) "$tmp/vbench.img"
 MB=128
+NET_MB=${NET_MB:-400}
+RR_SECONDS=${RR_SECONDS:-10}
+for v in NET_MB=$NET_MB RR_SECONDS=$RR_SECONDS; do
+	case ${v#*=} in '' | *[!0-9]* | 0) echo "bench: $v: not a positive whole number" >&2; exit 2 ;; esac
+done
 
 # Guest scripts, run as `sh /dev/vdX` from a disk (zero padding after `exit`).
 cat >"$tmp/g_blk.sh" <<G
@@ -66,10 +73,10 @@ ip addr add \$ADDR/24 dev eth0 && ip link set eth0 up
 if [ "\$ROLE" = server ]; then /vb tcprecv 5001 \$C; /vb rrserver 5002 \$C; else sleep 2
 	[ -z "${DIAG:-}" ] || ping -q -c 10 -i 0.2 \$PEER | tail -1 | sed 's/^/IRQS PING /'
 	[ "\$W" != tcp ] || echo XFER-BEGIN
-	/vb tcpsend \$PEER 5001 400 \$C
+	/vb tcpsend \$PEER 5001 $NET_MB \$C
 	[ "\$W" != tcp ] || echo XFER-END
 	[ "\$W" != rr ] || echo XFER-BEGIN
-	/vb rr \$PEER 5002 10 \$C
+	/vb rr \$PEER 5002 $RR_SECONDS \$C
 	[ "\$W" != rr ] || echo XFER-END
 	[ -z "${DIAG:-}" ] || awk '\$1 == "Tcp:" && \$13 ~ /^[0-9]+\$/ {print "IRQS TCP out " \$12 " retransmitted " \$13}' /proc/net/snmp; fi
 [ -z "${DIAG:-}" ] || { grep -E 'virtio[0-9]-(input|output)' /proc/interrupts | sed "s/^/IRQS \$ROLE /"
