@@ -21,7 +21,7 @@ docs/virtio.md; host_vh.sh), in two parts:
 
 What the emulated host does by itself (VMs that die in early boot, guests frozen or triple
 faulting under network load) is retried and counted in vh_lib.sh, and a case it never let finish
-is skipped with the reason, never passed. LIGERO_VHOST_MB (200), LIGERO_VHOST_RMB (32) and
+is skipped with the reason, never passed. LIGERO_VHOST_MB (16), LIGERO_VHOST_RMB (8) and
 LIGERO_VHOST_ROBUST ("v2 u2") change the sizes and where the robustness sequence runs;
 LIGERO_VHOST_CASES ("v1 u1 v2 u2") which cases run at all."""
 import hashlib
@@ -40,8 +40,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "vmhost"))
 import vmhost  # noqa: E402
 
 MiB = 1 << 20
-MB = int(os.environ.get("LIGERO_VHOST_MB", "200"))
-RMB = int(os.environ.get("LIGERO_VHOST_RMB", "32"))
+# The issue's size is 200 MiB (LIGERO_VHOST_MB=200). The emulated host moves about half a MiB/s
+# (200 MiB from the vhost-net VM to L1: 410 s), so its eight transfers of 200 MiB would take an
+# hour; the default keeps the whole file to one short boot for CI. The SHA-256 and offload
+# checks are the same at any size.
+MB = int(os.environ.get("LIGERO_VHOST_MB", "16"))
+RMB = int(os.environ.get("LIGERO_VHOST_RMB", "8"))
 ROBUST = os.environ.get("LIGERO_VHOST_ROBUST", "v2 u2").split()
 ONLY = os.environ.get("LIGERO_VHOST_CASES", "v1 u1 v2 u2").split()
 # name: (--net options, streams, data path, queue pairs, MTU)
