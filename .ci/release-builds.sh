@@ -8,6 +8,8 @@
 #
 # usage: .ci/release-builds.sh DIR        (DIR is created; an existing build in it is reused)
 # env:   KEEP_GOING=1 builds every configuration and reports all failures at the end.
+#        SKIP="NAME..." leaves those configurations out (.ci/run leaves out gcc-debugoptimized,
+#        its own first pass).
 set -euo pipefail
 if [ $# -ne 1 ]; then
 	echo "usage: $0 DIR" >&2
@@ -66,6 +68,10 @@ for cc in gcc clang; do
 		set -- $c
 		name=$cc-$1
 		shift
+		case " ${SKIP:-} " in *" $name "*)
+			echo "release-builds: $name left out (SKIP)"
+			continue ;;
+		esac
 		tests=0
 		[ "${name#*-}" = release ] && tests=1
 		if ! build "$name" "$cc" "$tests" "$@"; then

@@ -2,6 +2,7 @@
 #include "block/block.h"
 #include "block/lock.h"
 #include "block/nbd.h"
+#include "block/rbd.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -66,12 +67,17 @@ const struct bdev_driver *bdev_probe_buf(const uint8_t *buf, size_t len)
 
 bool bdev_is_remote_name(const char *name)
 {
-	return bdev_nbd_is_name(name);
+	return bdev_nbd_is_name(name) || bdev_rbd_is_name(name);
 }
 
 bool bdev_is_remote(const struct bdev *bs)
 {
-	return bs->drv == &bdev_nbd_driver;
+	return bs->drv == &bdev_nbd_driver || bs->drv == &bdev_rbd_driver;
+}
+
+bool bdev_remote_create_is_new(const char *name)
+{
+	return bdev_rbd_is_name(name);
 }
 
 int bdev_probe_file(const char *path, const char **fmt)
@@ -123,22 +129,26 @@ static void bdev_free(struct bdev *bs)
 }
 
 /*
- * A remote image (an NBD export) is raw bytes with no file, no lock (the server has its own)
- * and no backing file. A format on top of it is not supported: an export whose first bytes
- * look like another format is refused unless the caller says raw, so a served qcow2 file is
- * never mistaken for a disk whose first sector happens to hold a qcow2 header.
+ * A remote image (an NBD export, an RBD image) is raw bytes with no file and no backing file;
+ * its server or cluster keeps writers apart (RBD: the driver takes the image's exclusive lock).
+ * A format on top of it is not supported: an image whose first bytes look like another format
+ * is refused unless the caller says raw, so a stored qcow2 file is never mistaken for a disk
+ * whose first sector happens to hold a qcow2 header.
  */
 static int open_remote(struct bdev **out, const char *name, const char *fmt, int flags)
 {
+	bool rbd = bdev_rbd_is_name(name);
+	const char *what = rbd ? "an RBD image" : "an NBD export";
 	struct bdev *bs;
 	uint8_t buf[512] = {0};
 	int ret;
 
 	if (fmt && strcmp(fmt, "raw"))
 		return err_set(ENOTSUP,
-			       "%s: an NBD export is opened as raw; format %s over NBD is not "
-			       "supported (serve the image with its format instead)",
-			       name, fmt);
+			       "%s: %s is opened as raw; format %s on it is not supported (%s)",
+			       name, what, fmt,
+			       rbd ? "convert the image to raw on the cluster"
+				   : "serve the image with its format instead");
 	bs = calloc(1, sizeof(*bs));
 	if (!bs || !(bs->filename = strdup(name))) {
 		free(bs);
@@ -148,16 +158,16 @@ static int open_remote(struct bdev **out, const char *name, const char *fmt, int
 	bs->read_only = !(flags & BDEV_O_RDWR);
 	bs->align = 512;
 	bs->fd = bs->dfd = -1;
-	bs->drv = &bdev_nbd_driver;
+	bs->drv = rbd ? &bdev_rbd_driver : &bdev_nbd_driver;
 	ret = bs->drv->open(bs);
 	if (ret == 0 && !fmt) {
 		ret = bs->drv->read(bs, 0, buf, bs->size < sizeof(buf) ? bs->size : sizeof(buf));
 		if (ret == 0 && bdev_probe_buf(buf, sizeof(buf)) != &bdev_raw_driver)
 			ret = err_set(ENOTSUP,
-				      "%s: the export holds a %s image, which ligero does not open "
-				      "over NBD (serve it with -f %s, or pass -f raw)",
-				      bs->filename, bdev_probe_buf(buf, sizeof(buf))->name,
-				      bdev_probe_buf(buf, sizeof(buf))->name);
+				      "%s: %s holds a %s image, which ligero does not open there "
+				      "(%s, or pass -f raw)",
+				      bs->filename, what, bdev_probe_buf(buf, sizeof(buf))->name,
+				      rbd ? "convert it to raw" : "serve it with its format");
 		bs->flags |= BDEV_O_PROBED;
 	}
 	if (ret < 0) {
@@ -178,7 +188,9 @@ static int open_layer(struct bdev **out, const char *path, const char *fmt, int 
 	if (bdev_is_remote_name(path))
 		return open_remote(out, path, fmt, flags);
 	if (!strncmp(path, "json:", 5))
-		return err_set(ENOTSUP, "%s: json: names are supported for NBD exports only", path);
+		return err_set(ENOTSUP,
+			       "%s: json: names are supported for NBD exports and RBD images only",
+			       path);
 
 	if (fmt) {
 		char known[128];
@@ -321,6 +333,32 @@ static int base_check_writable(struct bdev *bs)
 		       "%s: image is the backing file of %zu overlay%s (%s); writing to it "
 		       "would corrupt them (commit into it, or pass the base-write option)",
 		       bs->filename, live, live == 1 ? "" : "s", first);
+}
+
+int bdev_base_users(const char *path, char *first, size_t len)
+{
+	char list[8192];
+	struct stat st;
+	int live = 0;
+	ssize_t n;
+
+	if (first && len)
+		first[0] = '\0';
+	if (stat(path, &st) < 0)
+		return -errno;
+	n = getxattr(path, BASE_XATTR, list, sizeof(list) - 1);
+	if (n <= 0)
+		return 0;
+	list[n] = '\0';
+	for (char *save = NULL, *p = strtok_r(list, "\n", &save); p;
+	     p = strtok_r(NULL, "\n", &save)) {
+		if (!overlay_uses(p, &st))
+			continue;
+		if (!live++ && first && len)
+			snprintf(first, len, "%s", p);
+	}
+	err_clear();
+	return live;
 }
 
 int bdev_base_register(const char *base_path, const char *overlay_path)
@@ -629,10 +667,11 @@ int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts
 			       known_formats(known, sizeof(known)));
 	if (bdev_is_remote_name(path)) {
 		if (drv != &bdev_raw_driver)
-			return err_set(ENOTSUP,
-				       "%s: an NBD export holds raw data; format %s over NBD is "
-				       "not supported",
-				       path, fmt);
+			return err_set(
+			    ENOTSUP, "%s: %s holds raw data; format %s there is not supported",
+			    path, bdev_rbd_is_name(path) ? "an RBD image" : "an NBD export", fmt);
+		if (bdev_rbd_is_name(path))
+			return bdev_rbd_create(path, opts);
 		return bdev_nbd_create(path, opts);
 	}
 	if (!drv->create)

@@ -247,8 +247,12 @@ int bdev_block_status_chain(struct bdev *bs, uint64_t off, uint64_t len, struct 
 int bdev_create(const char *path, const char *fmt, const struct bdev_create_opts *opts);
 
 /* Does name address a remote image (an NBD export: nbd://..., nbd+unix://..., nbd:H:P,
- * json:{"driver":"nbd",...}) rather than a file? */
+ * json:{"driver":"nbd",...}; an RBD image: rbd:pool/image..., json:{"driver":"rbd",...})
+ * rather than a file? */
 bool bdev_is_remote_name(const char *name);
+/* Does bdev_create on a remote name make a new, zeroed image (RBD) rather than check an
+ * existing one (an NBD export)? */
+bool bdev_remote_create_is_new(const char *name);
 /* Is bs a remote image (no file of its own: no locks, no host offsets, no actual size)? */
 bool bdev_is_remote(const struct bdev *bs);
 
@@ -297,6 +301,11 @@ int bdev_base_register(const char *base_path, const char *overlay_path);
 /* The first warning a driver left on the chain's images ("<file>: image is marked in use ...";
  * reading goes on), or NULL. Tools show it: the library prints nothing. */
 const char *bdev_warning(const struct bdev *bs);
+
+/* How many overlays recorded on the image at path (bdev_base_register) still use it as their
+ * backing file; first (when not NULL) gets the path of one. 0 when none, or when the filesystem
+ * keeps no records; -errno when path cannot be stat'ed. Changes nothing. */
+int bdev_base_users(const char *path, char *first, size_t len);
 
 /* Bytes the file occupies on the host (st_blocks * 512). */
 int64_t bdev_actual_size(const struct bdev *bs);

@@ -69,11 +69,15 @@ int img_serve_main(int argc, char **argv);
 
 int cmd_fs(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_vm(int argc, char **argv);
+int cmd_host(int argc, char **argv);
 /* "0.1.0 (git 1a2b3c4)", or "0.1.0" when not built from a git checkout (version.sh). */
 extern const char cli_version[];
 /* ligero help [GROUP] [VERB]: argv[0] is "help", argc >= 2. */
 int cmd_help(int argc, char **argv);
 int cmd_ksm(int argc, char **argv);
 int cmd_sysprep(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 
 #endif

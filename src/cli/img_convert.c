@@ -276,7 +276,8 @@ static int open_destination(struct convert_args *a, uint64_t total, struct bdev 
 		ret = bdev_create(a->dst, a->out_fmt, &a->create);
 		if (ret < 0)
 			return cli_fail_err(ret);
-		*created = !bdev_is_remote_name(a->dst); /* an export is not new, nor zeroed */
+		/* an NBD export is not new, nor zeroed; a new RBD image is both */
+		*created = !bdev_is_remote_name(a->dst) || bdev_remote_create_is_new(a->dst);
 	}
 	ret =
 	    bdev_open(dst, a->dst, a->no_create ? NULL : a->out_fmt, BDEV_O_RDWR | a->cache_flags);

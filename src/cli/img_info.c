@@ -83,7 +83,7 @@ static struct json_object *snapshot_list(const struct bdev_snapshot *sn, int n)
  */
 static int build_info(struct bdev *bs, struct json_object **out)
 {
-	struct json_object *o, *spec = NULL, *dirty = NULL;
+	struct json_object *o, *spec = NULL, *dirty = NULL, *rcluster = NULL;
 	struct bdev_snapshot *snaps;
 	uint32_t cluster = bdev_cluster_size(bs);
 	int64_t actual = bdev_actual_size(bs);
@@ -101,6 +101,8 @@ static int build_info(struct bdev *bs, struct json_object **out)
 		spec = bs->drv->info_specific(bs);
 		if (spec)
 			dirty = take_private(spec, "_dirty");
+		if (spec) /* a remote image's unit (RBD: the object size) */
+			rcluster = take_private(spec, "_cluster-size");
 	}
 	if (bs->backing_name && bs->backing_fmt)
 		json_object_object_add(o, "backing-filename-format",
@@ -113,6 +115,8 @@ static int build_info(struct bdev *bs, struct json_object **out)
 	/* QEMU reports a cluster size only for formats that have clusters (not raw). */
 	if (cluster)
 		json_object_object_add(o, "cluster-size", json_object_new_int64(cluster));
+	else if (rcluster)
+		json_object_object_add(o, "cluster-size", rcluster);
 	json_object_object_add(o, "format", json_object_new_string(bs->drv->name));
 	if (actual >= 0)
 		json_object_object_add(o, "actual-size", json_object_new_int64(actual));
@@ -125,8 +129,9 @@ static int build_info(struct bdev *bs, struct json_object **out)
 		json_object_object_add(o, "backing-filename",
 				       json_object_new_string(bs->backing_name));
 	}
-	/* qemu-img has no dirty flag to show for NBD, and its parallels driver has no get_info. */
-	if (!bdev_is_remote(bs) && strcmp(bs->drv->name, "parallels"))
+	/* qemu-img has no dirty flag to show for NBD (RBD has one: its driver says so), and its
+	 * parallels driver has no get_info. */
+	if ((!bdev_is_remote(bs) || dirty) && strcmp(bs->drv->name, "parallels"))
 		json_object_object_add(
 		    o, "dirty-flag",
 		    json_object_new_boolean(dirty && json_object_get_boolean(dirty)));

@@ -1,10 +1,12 @@
 /*
  * `ligero img serve`: export an image over NBD, the job of qemu-nbd (its short options work too:
- * -k -p -b -x -D -r -s -t -e -f).
+ * -k -p -b -x -D -r -s -t -e -f), or with --vhost-user to another VMM's guest as a
+ * vhost-user-blk back-end, the job of qemu-storage-daemon's vhost-user-blk export.
  */
 #include "block/block.h"
 #include "cli/cli.h"
 #include "serve/nbd.h"
+#include "serve/vhost_user_blk.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -22,6 +24,8 @@ static void serve_usage(FILE *f)
 	    "                        [--export-name NAME] [--description TEXT] [-r] [--snapshot]\n"
 	    "                        [--persistent] [--shared N] [--tls-creds DIR]\n"
 	    "                        [--allow-insecure] [--pid-file F] [-U] FILE\n"
+	    "       ligero img serve --vhost-user PATH [-f fmt] [-r] [--snapshot]\n"
+	    "                        [--pid-file F] [-U] FILE\n"
 	    "  -k, --socket PATH     listen on a Unix socket\n"
 	    "  -p, --port N          listen on TCP port N (default 10809)\n"
 	    "  -b, --bind ADDR       TCP address (default: every interface)\n"
@@ -35,14 +39,18 @@ static void serve_usage(FILE *f)
 	    "                        certificate from the same CA); required beyond loopback\n"
 	    "      --allow-insecure  listen beyond loopback without TLS\n"
 	    "      --pid-file F      write the server's pid to F once it listens\n"
-	    "  -U, --force-share     take no image lock (with -r only)\n",
+	    "  -U, --force-share     take no image lock (with -r only)\n"
+	    "      --vhost-user PATH be a vhost-user-blk back-end on the Unix socket PATH (QEMU's\n"
+	    "                        vhost-user-blk-pci, Cloud Hypervisor, crosvm), one front-end\n"
+	    "                        at a time, until SIGTERM\n",
 	    f);
 }
 
 struct serve_args {
 	struct nbd_serve_opts o;
 	const char *fmt, *file;
-	bool snapshot, force_share, port_given;
+	const char *vhost_user; /* --vhost-user PATH */
+	bool snapshot, force_share, port_given, shared_given;
 };
 
 static void log_line(void *opaque, const char *msg)
@@ -66,7 +74,7 @@ static int parse_int(const char *what, const char *s, int min, int max, int *out
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
-	enum { OPT_TLS = 256, OPT_INSECURE, OPT_PIDFILE };
+	enum { OPT_TLS = 256, OPT_INSECURE, OPT_PIDFILE, OPT_VHOST_USER };
 	static const struct option longopts[] = {
 	    {"format", required_argument, NULL, 'f'},
 	    {"socket", required_argument, NULL, 'k'},
@@ -82,6 +90,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	    {"tls-creds", required_argument, NULL, OPT_TLS},
 	    {"allow-insecure", no_argument, NULL, OPT_INSECURE},
 	    {"pid-file", required_argument, NULL, OPT_PIDFILE},
+	    {"vhost-user", required_argument, NULL, OPT_VHOST_USER},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -122,6 +131,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		case 'e':
 			if (parse_int("--shared", optarg, 1, 1024, &a->o.shared))
 				return 1;
+			a->shared_given = true;
 			break;
 		case 'U':
 			a->force_share = true;
@@ -135,6 +145,9 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		case OPT_PIDFILE:
 			a->o.pid_file = optarg;
 			break;
+		case OPT_VHOST_USER:
+			a->vhost_user = optarg;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return -1;
@@ -147,6 +160,21 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	a->file = argv[optind];
 	if (a->o.socket_path && (a->port_given || a->o.bind_addr))
 		return cli_fail("img serve: --socket cannot be combined with --port or --bind");
+	if (a->vhost_user) {
+		const char *nbd_only = a->o.socket_path	     ? "--socket"
+				       : a->port_given	     ? "--port"
+				       : a->o.bind_addr	     ? "--bind"
+				       : a->o.export_name    ? "--export-name"
+				       : a->o.description    ? "--description"
+				       : a->shared_given     ? "--shared"
+				       : a->o.tls_dir	     ? "--tls-creds"
+				       : a->o.allow_insecure ? "--allow-insecure"
+							     : NULL;
+		if (nbd_only)
+			return cli_fail("img serve: %s is for NBD and cannot be combined with "
+					"--vhost-user",
+					nbd_only);
+	}
 	if (a->force_share && !a->o.read_only)
 		return cli_fail("%s: --force-share needs --read-only", a->file);
 	return 0;
@@ -190,6 +218,27 @@ static int open_snapshot(struct serve_args *a, struct bdev **out)
 	return 0;
 }
 
+/* The disk's serial (GET_ID, /sys/block/vdX/serial in the guest): the image's file name. */
+static const char *serial_of(const char *file)
+{
+	const char *slash = strrchr(file, '/');
+	return slash && slash[1] ? slash + 1 : file;
+}
+
+static int serve_vhost_user(struct serve_args *a, struct bdev *bs)
+{
+	struct vhost_user_serve_opts v = {
+	    .dev = {.bs = bs,
+		    .read_only = a->o.read_only,
+		    .serial = serial_of(a->file),
+		    .trace = getenv("LIGERO_VHOST_USER_TRACE") != NULL,
+		    .log = log_line},
+	    .socket_path = a->vhost_user,
+	    .pid_file = a->o.pid_file,
+	};
+	return vhost_user_blk_serve(&v);
+}
+
 int img_serve_main(int argc, char **argv)
 {
 	struct serve_args a = {.o = {.port = 10809, .shared = 1}};
@@ -208,6 +257,11 @@ int img_serve_main(int argc, char **argv)
 	}
 	if (ret < 0)
 		return cli_fail_err(ret);
+	if (a.vhost_user) {
+		ret = serve_vhost_user(&a, bs);
+		bdev_close(bs);
+		return ret < 0 ? cli_fail_err(ret) : 0;
+	}
 	a.o.bs = bs;
 	a.o.log = log_line;
 	/* Tests run the worker path of reads that a fast page cache would otherwise keep on the

@@ -390,7 +390,7 @@ static int auto_parse(struct auto_opts *o, int argc, char **argv)
 	};
 	struct ksm_tune_conf *f = &o->conf;
 	char what[32];
-	int64_t v;
+	int64_t v = 0;
 	int c, li;
 
 	memset(o, 0, sizeof(*o));

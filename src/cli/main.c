@@ -56,6 +56,10 @@ static void usage(FILE *f)
 	      "  sysprep  make a cloned disk unique (machine ID, SSH keys, hostname, ...)\n"
 	      "  run      boot a Linux kernel in a KVM virtual machine\n"
 	      "  ksm      kernel samepage merging: status, enable, disable, auto (ksmtuned)\n"
+	      "  migrate  an OpenVZ container (or any Linux root) to a VM: an overlay of a base\n"
+	      "  vm       VMs by name: create, start, stop, list, console, autostart ...\n"
+	      "  fleet    many VMs from one base: create, start, stop, reset, list, delete\n"
+	      "  host     the host itself: check that it can run VMs\n"
 	      "  help     'ligero help [GROUP] [VERB]': synopses from the manual pages\n"
 	      "  version  print the version\n"
 	      "\n"
@@ -75,6 +79,10 @@ static const struct {
     {"run", cmd_run},
     {"ksm", cmd_ksm},
     {"sysprep", cmd_sysprep},
+    {"migrate", cmd_migrate},
+    {"vm", cmd_vm},
+    {"host", cmd_host},
+    {"fleet", cmd_fleet},
 };
 /* clang-format on */
 

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "cli/run_boot.h"
 #include "cli/run_devices.h"
+#include "cli/run_files.h"
 #include "vmm/acpi.h"
 #include "vmm/vm.h"
 #include "vmm/virtio/vmdev.h"
@@ -11,9 +12,11 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* Signals. SIGTERM (and SIGINT when stdin is not a terminal, as from systemd, a script or
@@ -42,7 +45,7 @@ static void on_signal(int sig)
 		vm_press_power_button(running);
 	} else {
 		stop_signal = sig;
-		vm_request_stop(running, VM_EXIT_QUIT);
+		vm_request_stop(running, VM_EXIT_SIGNAL);
 	}
 	errno = saved;
 }
@@ -55,7 +58,7 @@ static void on_alarm(int sig)
 	if (!running)
 		return;
 	timed_out = 1;
-	vm_request_stop(running, VM_EXIT_QUIT);
+	vm_request_stop(running, VM_EXIT_SIGNAL);
 	errno = saved;
 }
 
@@ -87,24 +90,46 @@ static const char *signal_name(int sig)
 	return "a signal";
 }
 
-/* The exit status for how the VM ended, with its one line on stderr where it is a failure. */
-static int run_status(enum vm_exit why, const char *msg)
+/* Record a failure's line (printed on stderr, and kept for --exit-status-file). */
+static void __attribute__((format(printf, 4, 5)))
+exit_fail(struct run_exit *e, const char *reason, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+	e->reason = reason;
+	e->status = status;
+	cli_fail("%s", e->message);
+}
+
+/* How the VM ended: the exit status, the reason and line for --exit-status-file, and the line
+ * on stderr where it is a failure. */
+static void run_status(enum vm_exit why, const char *msg, struct run_exit *e)
 {
 	int graceful = __atomic_load_n(&graceful_signal, __ATOMIC_SEQ_CST);
 
-	if (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET)
-		return 0; /* after the power button too: that is the clean way out */
-	if (why != VM_EXIT_QUIT)
-		return cli_fail("%s", msg);
+	e->reason = vm_exit_reason(why);
+	e->status = 0;
+	snprintf(e->message, sizeof(e->message), "%s", msg);
+	if (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET || why == VM_EXIT_QUIT)
+		return; /* after the power button too: that is the clean way out; or Ctrl-A x */
+	if (why != VM_EXIT_SIGNAL)
+		return exit_fail(e, e->reason, 1, "%s", msg);
 	if (timed_out)
-		return cli_fail("the guest did not power off within %u s of %s; stopped it",
-				stop_timeout, signal_name(graceful));
-	if (!stop_signal)
-		return 0; /* Ctrl-A x */
+		return exit_fail(e, "stop-timeout", 1,
+				 "the guest did not power off within %u s of %s; stopped it",
+				 stop_timeout, signal_name(graceful));
+	e->signal = stop_signal;
 	if (graceful)
-		cli_fail("%s after %s, before the guest powered off; stopped it",
-			 signal_name(stop_signal), signal_name(graceful));
-	return 128 + stop_signal; /* killed, like any process: not a clean guest exit */
+		return exit_fail(e, "killed-by-signal", 128 + stop_signal,
+				 "%s after %s, before the guest powered off; stopped it",
+				 signal_name(stop_signal), signal_name(graceful));
+	/* killed, like any process: not a clean guest exit */
+	e->reason = "killed-by-signal";
+	e->status = 128 + stop_signal;
+	snprintf(e->message, sizeof(e->message), "stopped by %s", signal_name(stop_signal));
 }
 
 static int parse_timeout(const char *s, unsigned *out)
@@ -143,8 +168,11 @@ static void print_stats(const struct vm *vm)
 static void run_usage(FILE *f)
 {
 	fputs("usage: ligero run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	      "                  [--memory 256M] [--cpus N] [--console stdio|FILE] [--force]\n"
-	      "                  [--stop-timeout SECONDS]\n"
+	      "                  [--memory 256M] [--cpus N] [--console stdio|none|FILE] [--force]\n"
+	      "                  [--stop-timeout SECONDS] [--name NAME] [--qmp PATH]\n"
+	      "                  [--pidfile FILE] [--exit-status-file FILE]\n"
+	      "                  [--console-socket PATH] [--console-log FILE]\n"
+	      "                  [--console-log-size SIZE]\n"
 	      "       ligero run --dump-acpi DIR [--cpus N]\n",
 	      f);
 	fputs(run_devices_usage, f);
@@ -157,10 +185,14 @@ static void run_usage(FILE *f)
 	    "guest's ACPI power button; if the guest has not powered off --stop-timeout seconds\n"
 	    "later (default 60; 0: stop at once), or on a second signal, ligero stops it.\n"
 	    "Exit status 0 when the guest powers off or reboots (after SIGTERM too) or on\n"
-	    "Ctrl-A x; 1 on a guest panic, triple fault, KVM error, disk flush error or when the\n"
-	    "stop timeout ran out; 128+N when signal N stopped the guest. --dump-acpi writes the\n"
-	    "ACPI tables as DIR/SIG.dat (for the iasl disassembler) and exits.\n"
-	    "See docs/ligero-run.md.\n",
+	    "Ctrl-A x or QMP quit; 1 on a guest panic, triple fault, KVM error, disk flush error\n"
+	    "or when the stop timeout ran out; 128+N when signal N stopped the guest.\n"
+	    "--qmp serves QMP (docs/qmp.md) on a UNIX socket; --console-socket lets any number\n"
+	    "of clients attach to the console (the last 64 KiB first); --console-log appends\n"
+	    "all console output to FILE, rotated to FILE.1 at --console-log-size (1M);\n"
+	    "--pidfile is written once the sockets listen; --exit-status-file gets how the VM\n"
+	    "ended as JSON. --dump-acpi writes the ACPI tables as DIR/SIG.dat (for iasl to\n"
+	    "disassemble) and exits. See docs/ligero-run.md.\n",
 	    f);
 }
 
@@ -185,10 +217,91 @@ static int open_console(const char *spec, struct vm_config *cfg)
 		return 0;
 	}
 	cfg->console_in = -1;
+	if (!strcmp(spec, "none")) { /* detached: the log and the socket are the console */
+		cfg->console_out = -1;
+		return 0;
+	}
 	cfg->console_out = open(spec, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (cfg->console_out < 0)
 		return cli_fail("--console %s: %s", spec, strerror(errno));
 	return 0;
+}
+
+/* Names as `ligero vm` takes them: letters, digits, '-', '_', '.', 1 to 64 of them. */
+static int check_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64 ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789-_.") != n)
+		return cli_fail("--name '%s': a name is 1 to 64 letters, digits, '-', '_' or '.'",
+				name);
+	return 0;
+}
+
+/* The main thread's name, which ps and top show: the VM's name. */
+static void set_title(const char *name)
+{
+	char title[16];
+
+	if (!name)
+		return;
+	snprintf(title, sizeof(title), "%s", name);
+	prctl(PR_SET_NAME, title, 0, 0, 0);
+}
+
+/* Boot, run and report. The files for supervisors: the pidfile once the sockets listen (gone
+ * at exit), the exit status at the very end, after the disks are closed. */
+static int run_vm(struct vm_config *cfg, struct run_boot *boot, const char *console,
+		  const char *pidfile, const char *exit_file)
+{
+	struct run_exit e = {.reason = "error", .status = 1};
+	enum vm_exit why;
+	const char *msg;
+	struct vm *vm;
+	int ret;
+
+	if ((exit_file && run_exit_file_clear(exit_file)) || open_console(console, cfg)) {
+		run_boot_release(boot, cfg);
+		return 1;
+	}
+	vm_devices_set_cpus(cfg->devices, cfg->cpus);
+	ret = vm_create(cfg, &vm);
+	run_boot_release(boot, cfg);
+	if (ret < 0) {
+		snprintf(e.message, sizeof(e.message), "%s", err_msg_or(ret));
+		cli_fail("%s", e.message);
+		if (exit_file)
+			run_exit_file_write(exit_file, &e);
+		return 1;
+	}
+	run_devices_notice(cfg->devices);
+	set_title(cfg->name);
+	if (pidfile && run_pidfile_write(pidfile)) {
+		vm_destroy(vm);
+		return 1;
+	}
+	stdin_tty = isatty(STDIN_FILENO);
+	running = vm;
+	catch_signals();
+	ret = vm_run(vm, &why, &msg);
+	running = NULL;
+	alarm(0);
+	print_stats(vm);
+	if (ret < 0) {
+		snprintf(e.message, sizeof(e.message), "%s", err_msg_or(ret));
+		cli_fail("%s", e.message);
+		e.reason = "disk-error";
+	} else {
+		run_status(why, msg, &e);
+	}
+	vm_destroy(vm);
+	if (pidfile)
+		run_pidfile_remove(pidfile);
+	if (exit_file)
+		run_exit_file_write(exit_file, &e);
+	return e.status;
 }
 
 int cmd_run(int argc, char **argv)
@@ -203,17 +316,22 @@ int cmd_run(int argc, char **argv)
 	    {"force", no_argument, NULL, 'f'},
 	    {"stop-timeout", required_argument, NULL, 't'},
 	    {"dump-acpi", required_argument, NULL, 'd'},
+	    {"name", required_argument, NULL, 'N'},
+	    {"qmp", required_argument, NULL, 'Q'},
+	    {"console-socket", required_argument, NULL, 'S'},
+	    {"console-log", required_argument, NULL, 'L'},
+	    {"console-log-size", required_argument, NULL, 'Z'},
+	    {"pidfile", required_argument, NULL, 'P'},
+	    {"exit-status-file", required_argument, NULL, 'E'},
 	    {"boot-entry", required_argument, NULL, 'e'},
-	    {"list-boot-entries", no_argument, NULL, 'L'},
+	    {"list-boot-entries", no_argument, NULL, 'B'},
 	    {"output", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	struct vm_config cfg = {.mem_size = 256ull << 20, .cpus = 1, .cmdline = ""};
 	struct run_boot boot = {0};
-	const char *console = "stdio", *msg, *dump = NULL;
-	enum vm_exit why;
-	struct vm *vm;
+	const char *console = "stdio", *dump = NULL, *pidfile = NULL, *exit_file = NULL;
 	int c, ret;
 
 	if (run_devices_options(&argc, argv, &cfg.devices))
@@ -247,7 +365,7 @@ int cmd_run(int argc, char **argv)
 		case 'e':
 			boot.entry = optarg;
 			break;
-		case 'L':
+		case 'B':
 			boot.list = true;
 			break;
 		case 'O':
@@ -261,6 +379,33 @@ int cmd_run(int argc, char **argv)
 		case 'd':
 			dump = optarg;
 			break;
+		case 'N':
+			if (check_name(optarg))
+				return 1;
+			cfg.name = optarg;
+			break;
+		case 'Q':
+			cfg.qmp_path = optarg;
+			break;
+		case 'S':
+			cfg.console_socket = optarg;
+			break;
+		case 'L':
+			cfg.console_log = optarg;
+			break;
+		case 'Z':
+			if (cli_parse_size("--console-log-size", optarg, &cfg.console_log_max))
+				return 1;
+			if (cfg.console_log_max < 4096)
+				return cli_fail("--console-log-size '%s' is below 4096 bytes",
+						optarg);
+			break;
+		case 'P':
+			pidfile = optarg;
+			break;
+		case 'E':
+			exit_file = optarg;
+			break;
 		case 'h':
 			run_usage(stdout);
 			return 0;
@@ -272,27 +417,15 @@ int cmd_run(int argc, char **argv)
 		return cli_usage_fail("run", "unexpected argument '%s'", argv[optind]);
 	if (dump)
 		return (ret = acpi_dump(dump, cfg.cpus)) < 0 ? cli_fail_err(ret) : 0;
-	if ((ret = run_boot_prepare(&cfg, &boot)) != 0)
-		return ret < 0 ? 0 : ret;
-	if (open_console(console, &cfg)) {
-		run_boot_release(&boot, &cfg);
-		return 1;
-	}
-	vm_devices_set_cpus(cfg.devices, cfg.cpus);
-	ret = vm_create(&cfg, &vm);
-	run_boot_release(&boot, &cfg);
-	if (ret < 0)
-		return cli_fail_err(ret);
-	run_devices_notice(cfg.devices);
+	if ((ret = run_boot_prepare(&cfg, &boot)) != 0) {
+		if (ret > 0 && exit_file) {
+			struct run_exit e = {.reason = "error", .status = 1};
 
-	stdin_tty = isatty(STDIN_FILENO);
-	running = vm;
-	catch_signals();
-	ret = vm_run(vm, &why, &msg);
-	running = NULL;
-	alarm(0);
-	print_stats(vm);
-	ret = ret < 0 ? cli_fail_err(ret) : run_status(why, msg);
-	vm_destroy(vm);
+			snprintf(e.message, sizeof(e.message), "no kernel to boot (see stderr)");
+			run_exit_file_write(exit_file, &e);
+		}
+		return ret < 0 ? 0 : ret;
+	}
+	ret = run_vm(&cfg, &boot, console, pidfile, exit_file);
 	return ret;
 }

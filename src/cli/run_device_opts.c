@@ -19,9 +19,15 @@ int run_parse_disk(char *arg, struct virtio_blk_opts *o)
 	int flags;
 
 	memset(o, 0, sizeof(*o));
-	if (!opts_next(&s, &k, &v) || v || !*k)
+	/* The image is everything up to the first comma: a remote name (rbd:pool/img:conf=F)
+	 * may hold '=' (a json: name, with its commas, cannot be given here). */
+	char *comma = strchr(arg, ',');
+	s = comma ? comma + 1 : arg + strlen(arg);
+	if (comma)
+		*comma = '\0';
+	if (!*arg || (strchr(arg, '=') && !bdev_is_remote_name(arg)))
 		return err_set(EINVAL, "--disk: the first item must be the image file");
-	o->path = k;
+	o->path = arg;
 	while (opts_next(&s, &k, &v)) {
 		if (!v)
 			return err_set(EINVAL, "--disk %s: '%s' needs a value", o->path, k);

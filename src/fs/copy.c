@@ -284,6 +284,249 @@ int fs_copy_out(struct gfs *fs, const char *path, const char *hostdir)
 	return ret;
 }
 
+/* ---- one node into the guest ---- */
+
+static int node_content(struct extfs *fs, uint32_t ino, const struct fs_node *n)
+{
+	uint64_t off, end = 0;
+	const void *buf;
+	size_t len;
+	int ret = 0;
+
+	while (n->content.next && ret == 0) {
+		if ((ret = n->content.next(n->content.priv, &off, &buf, &len)) < 0 || len == 0)
+			break;
+		/* Blocks mapped first, then written in place: one extent per run, big writes. */
+		if ((ret = extfs_alloc(fs, ino, off, len)) == 0)
+			ret = extfs_pwrite(fs, ino, off, buf, len);
+		if (off + len > end)
+			end = off + len;
+	}
+	/* A file that ends in a hole, or shrank while it was read, gets its size here. */
+	if (ret == 0 && end != n->size)
+		ret = extfs_truncate(fs, ino, n->size);
+	return ret;
+}
+
+int fs_node_create(struct extfs *fs, uint32_t dir, const char *name, const struct fs_node *n,
+		   uint32_t *ino)
+{
+	int ret;
+
+	if (S_ISDIR(n->mode))
+		return extfs_mkdir(fs, dir, name, n->mode & 07777, n->uid, n->gid, ino);
+	if (S_ISLNK(n->mode))
+		return extfs_symlink(fs, dir, name, n->link ? n->link : "", n->uid, n->gid, ino);
+	ret = extfs_mknod(fs, dir, name, n->mode, n->rdev, n->uid, n->gid, ino);
+	if (ret == 0 && S_ISREG(n->mode))
+		ret = node_content(fs, *ino, n);
+	return ret;
+}
+
+struct xattr_set {
+	struct extfs *fs;
+	uint32_t ino;
+	char **names; /* what the node has, for exact */
+	size_t n;
+};
+
+static int xattr_put(const char *name, const void *val, size_t len, void *priv)
+{
+	struct xattr_set *x = priv;
+	void *old = NULL;
+	size_t olen = 0;
+	bool same = false;
+
+	if (x->names) {
+		char **v = realloc(x->names, (x->n + 2) * sizeof(*v));
+		if (!v)
+			return err_set(ENOMEM, "out of memory");
+		x->names = v;
+		if (!(v[x->n] = strdup(name)))
+			return err_set(ENOMEM, "out of memory");
+		v[++x->n] = NULL;
+		/* Rewriting an attribute that is already right would cost an inode write. */
+		if (extfs_xattr_get(x->fs, x->ino, name, &old, &olen) == 0)
+			same = olen == len && !memcmp(old, val, len);
+		free(old);
+		err_clear();
+	}
+	return same ? 0 : extfs_xattr_set(x->fs, x->ino, name, val, len);
+}
+
+struct xattr_drop {
+	char **keep;
+	char **gone;
+	size_t n;
+};
+
+static int xattr_stale(const char *name, const void *val, size_t len, void *priv)
+{
+	struct xattr_drop *d = priv;
+
+	for (char **k = d->keep; *k; k++)
+		if (!strcmp(*k, name))
+			return 0;
+	char **v = realloc(d->gone, (d->n + 1) * sizeof(*v));
+	if (!v || !(v[d->n] = strdup(name))) {
+		if (v)
+			d->gone = v;
+		return err_set(ENOMEM, "out of memory");
+	}
+	d->gone = v;
+	d->n++;
+	return 0;
+}
+
+static void strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Set n's attributes; with exact, then remove the ones n does not list. */
+static int node_xattrs(struct extfs *fs, uint32_t ino, const struct fs_node *n, bool exact)
+{
+	struct xattr_set x = {fs, ino, NULL, 0};
+	int ret = 0;
+
+	if (exact && !(x.names = calloc(1, sizeof(char *))))
+		return err_set(ENOMEM, "out of memory");
+	if (n->xattrs)
+		ret = n->xattrs(n->xpriv, xattr_put, &x);
+	if (ret == 0 && exact) {
+		struct xattr_drop d = {x.names, NULL, 0};
+		ret = extfs_xattr_list(fs, ino, xattr_stale, &d);
+		for (size_t i = 0; ret == 0 && i < d.n; i++)
+			ret = extfs_xattr_remove(fs, ino, d.gone[i]);
+		strv_free(d.gone, d.n);
+	}
+	strv_free(x.names, x.n);
+	return ret;
+}
+
+int fs_node_attrs(struct extfs *fs, uint32_t ino, const struct fs_node *n, bool exact, bool times)
+{
+	struct extfs_stat st;
+	int ret = extfs_stat(fs, ino, &st);
+
+	if (ret == 0 && (st.uid != n->uid || st.gid != n->gid))
+		ret = extfs_chown(fs, ino, n->uid, n->gid);
+	if (ret == 0 && !S_ISLNK(n->mode) && (st.mode & 07777) != (n->mode & 07777))
+		ret = extfs_chmod(fs, ino, n->mode);
+	if (ret == 0)
+		ret = node_xattrs(fs, ino, n, exact);
+	if (ret == 0 && times) {
+		struct timespec ts[2] = {n->atime, n->mtime};
+		ret = extfs_utimens(fs, ino, ts);
+	}
+	return ret;
+}
+
+/* ---- host files as nodes ---- */
+
+static int host_next(void *priv, uint64_t *off, const void **buf, size_t *len)
+{
+	struct fs_host_node *h = priv;
+
+	*len = 0;
+	if (h->off >= h->node.size)
+		return 0;
+	if (h->off >= h->hole) {
+		off_t data = lseek(h->fd, (off_t)h->off, SEEK_DATA);
+		if (data < 0)
+			return 0; /* nothing but a hole up to the end */
+		off_t hole = lseek(h->fd, data, SEEK_HOLE);
+		h->off = (uint64_t)data;
+		h->hole = hole < 0 ? h->node.size : (uint64_t)hole;
+		if (h->hole > h->node.size)
+			h->hole = h->node.size;
+		if (h->off >= h->hole)
+			return 0;
+	}
+	uint64_t left = h->hole - h->off;
+	size_t want = left < FS_HOST_CHUNK ? (size_t)left : FS_HOST_CHUNK;
+	ssize_t got = pread(h->fd, h->buf, want, (off_t)h->off);
+	if (got < 0)
+		return err_sys(errno, "%s: read error", h->path);
+	*off = h->off;
+	*buf = h->buf;
+	*len = (size_t)got;
+	h->off = got ? h->off + (uint64_t)got : h->node.size; /* a file that shrank ends here */
+	return 0;
+}
+
+static int host_xattrs(void *priv, fs_xattr_fn cb, void *cbpriv)
+{
+	struct fs_host_node *h = priv;
+	ssize_t n = llistxattr(h->path, NULL, 0);
+	int ret = 0;
+
+	if (n < 0)
+		return (errno == ENOTSUP) ? 0
+					  : err_sys(errno, "%s: cannot list attributes", h->path);
+	if (n == 0)
+		return 0;
+	char *names = malloc((size_t)n);
+	if (!names)
+		return err_set(ENOMEM, "out of memory");
+	n = llistxattr(h->path, names, (size_t)n);
+	for (ssize_t i = 0; ret == 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
+		const char *k = names + i;
+		ssize_t vl = lgetxattr(h->path, k, h->buf, FS_HOST_CHUNK);
+		if (vl < 0)
+			ret = err_sys(errno, "%s: cannot read attribute %s", h->path, k);
+		else
+			ret = cb(k, h->buf, (size_t)vl, cbpriv);
+	}
+	free(names);
+	return ret;
+}
+
+int fs_host_node_open(struct fs_host_node *h, const char *path, char *buf)
+{
+	struct stat hs;
+
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+	h->path = path;
+	h->buf = buf;
+	if (lstat(path, &hs) < 0)
+		return err_sys(errno, "%s", path);
+	h->node = (struct fs_node){.mode = hs.st_mode,
+				   .uid = hs.st_uid,
+				   .gid = hs.st_gid,
+				   .size = S_ISREG(hs.st_mode) ? (uint64_t)hs.st_size : 0,
+				   .rdev = hs.st_rdev,
+				   .atime = hs.st_atim,
+				   .mtime = hs.st_mtim,
+				   .xattrs = host_xattrs,
+				   .xpriv = h};
+	h->dev = hs.st_dev;
+	h->ino = hs.st_ino;
+	h->nlink = hs.st_nlink;
+	if (S_ISLNK(hs.st_mode)) {
+		ssize_t n = readlink(path, h->link, sizeof(h->link) - 1);
+		if (n < 0)
+			return err_sys(errno, "%s: cannot read symbolic link", path);
+		h->link[n] = 0;
+		h->node.link = h->link;
+	} else if (S_ISREG(hs.st_mode) && hs.st_size > 0) {
+		if ((h->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+			return err_sys(errno, "%s: cannot open", path);
+		h->node.content = (struct fs_content){host_next, h};
+	}
+	return 0;
+}
+
+void fs_host_node_close(struct fs_host_node *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	h->fd = -1;
+}
+
 /* ---- host -> guest ---- */
 
 struct in_ctx {
@@ -293,65 +536,6 @@ struct in_ctx {
 };
 
 static int in_node(struct in_ctx *c, const char *host, uint32_t dir, const char *name);
-
-static int in_xattrs(struct in_ctx *c, const char *host, uint32_t ino)
-{
-	ssize_t n = llistxattr(host, NULL, 0);
-	int ret = 0;
-
-	if (n < 0)
-		return (errno == ENOTSUP) ? 0 : err_sys(errno, "%s: cannot list attributes", host);
-	if (n == 0)
-		return 0;
-	char *names = malloc((size_t)n);
-	if (!names)
-		return err_set(ENOMEM, "out of memory");
-	n = llistxattr(host, names, (size_t)n);
-	for (ssize_t i = 0; ret == 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
-		const char *k = names + i;
-		ssize_t vl = lgetxattr(host, k, c->buf, CHUNK);
-		if (vl < 0)
-			ret = err_sys(errno, "%s: cannot read attribute %s", host, k);
-		else
-			ret = extfs_xattr_set(c->fs, ino, k, c->buf, (size_t)vl);
-	}
-	free(names);
-	return ret;
-}
-
-static int in_file(struct in_ctx *c, const char *host, const struct stat *hs, uint32_t ino)
-{
-	int ret = 0, fd = open(host, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	off_t off = 0;
-
-	if (fd < 0)
-		return err_sys(errno, "%s: cannot open", host);
-	while (ret == 0 && off < hs->st_size) {
-		off_t data = lseek(fd, off, SEEK_DATA);
-		if (data < 0)
-			break; /* nothing but a hole up to the end */
-		off_t hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = hs->st_size;
-		for (off = data; ret == 0 && off < hole;) {
-			size_t want = (uint64_t)(hole - off) < CHUNK ? (size_t)(hole - off) : CHUNK;
-			ssize_t got = pread(fd, c->buf, want, off);
-			if (got < 0)
-				ret = err_sys(errno, "%s: read error", host);
-			else if (got == 0)
-				break;
-			else
-				ret = extfs_pwrite(c->fs, ino, (uint64_t)off, c->buf, (size_t)got);
-			off += got > 0 ? got : 0;
-		}
-		if (off < hole)
-			break; /* the file shrank under us */
-	}
-	close(fd);
-	if (ret == 0)
-		ret = extfs_truncate(c->fs, ino, (uint64_t)hs->st_size);
-	return ret;
-}
 
 struct name_list {
 	char **v;
@@ -431,50 +615,33 @@ static int in_replace(struct in_ctx *c, uint32_t dir, const char *name, bool isd
 
 static int in_node(struct in_ctx *c, const char *host, uint32_t dir, const char *name)
 {
-	struct stat hs;
+	struct fs_host_node h;
 	uint32_t ino = 0;
-	int ret;
+	int ret = fs_host_node_open(&h, host, c->buf);
 
-	if (lstat(host, &hs) < 0)
-		return err_sys(errno, "%s", host);
-	bool isdir = S_ISDIR(hs.st_mode);
-	if ((ret = in_replace(c, dir, name, isdir, &ino)) < 0)
-		return ret;
+	bool isdir = S_ISDIR(h.node.mode);
+	if (ret == 0)
+		ret = in_replace(c, dir, name, isdir, &ino);
 	bool merge = ret == 1;
-	if (!isdir && hs.st_nlink > 1) {
-		struct link_ent *e = links_find(&c->links, hs.st_dev, hs.st_ino);
-		if (e)
+	if (merge)
+		ret = 0;
+	if (ret == 0 && !isdir && h.nlink > 1) {
+		struct link_ent *e = links_find(&c->links, h.dev, h.ino);
+		if (e) {
+			fs_host_node_close(&h);
 			return extfs_link(c->fs, dir, name, e->guest);
+		}
 	}
-	if (isdir && !merge)
-		ret = extfs_mkdir(c->fs, dir, name, hs.st_mode, hs.st_uid, hs.st_gid, &ino);
-	else if (isdir)
-		ret = extfs_chmod(c->fs, ino, hs.st_mode);
-	else if (S_ISLNK(hs.st_mode)) {
-		char target[4096];
-		ssize_t n = readlink(host, target, sizeof(target) - 1);
-		if (n < 0)
-			return err_sys(errno, "%s: cannot read symbolic link", host);
-		target[n] = 0;
-		ret = extfs_symlink(c->fs, dir, name, target, hs.st_uid, hs.st_gid, &ino);
-	} else {
-		ret = extfs_mknod(c->fs, dir, name, hs.st_mode, hs.st_rdev, hs.st_uid, hs.st_gid,
-				  &ino);
-		if (ret == 0 && S_ISREG(hs.st_mode))
-			ret = in_file(c, host, &hs, ino);
-	}
-	if (ret == 0 && !isdir && hs.st_nlink > 1)
-		ret = links_add(&c->links, (struct link_ent){hs.st_dev, hs.st_ino, ino, NULL});
+	if (ret == 0 && !merge)
+		ret = fs_node_create(c->fs, dir, name, &h.node, &ino);
+	fs_host_node_close(&h);
+	if (ret == 0 && !isdir && h.nlink > 1)
+		ret = links_add(&c->links, (struct link_ent){h.dev, h.ino, ino, NULL});
 	if (ret == 0 && isdir)
 		ret = in_children(c, host, ino);
+	/* Existing attributes of a merged directory stay (the copy only adds). */
 	if (ret == 0)
-		ret = in_xattrs(c, host, ino);
-	if (ret == 0 && merge)
-		ret = extfs_chown(c->fs, ino, hs.st_uid, hs.st_gid);
-	if (ret == 0) {
-		struct timespec ts[2] = {hs.st_atim, hs.st_mtim};
-		ret = extfs_utimens(c->fs, ino, ts);
-	}
+		ret = fs_node_attrs(c->fs, ino, &h.node, false, true);
 	return ret;
 }
 
@@ -493,7 +660,7 @@ int fs_copy_in(struct extfs *fs, const char *hostpath, const char *dir)
 		return ret;
 	if (!S_ISDIR(st.mode))
 		return err_set(ENOTDIR, "%s: %s: not a directory", extfs_name(fs), dir);
-	if (!(c.buf = malloc(CHUNK)))
+	if (!(c.buf = malloc(FS_HOST_CHUNK)))
 		return err_set(ENOMEM, "out of memory");
 	base_name(hostpath, base, sizeof(base));
 	if (!strcmp(base, ".") || !strcmp(base, "/"))

@@ -610,10 +610,26 @@ int extfs_data_ranges(struct extfs *fs, uint32_t ino, struct extfs_range **out, 
 	return 0;
 }
 
+/* libext2fs converts stored ACLs to the VFS format with id 0 in the entries that have no
+ * qualifier; the kernel's getxattr gives -1 (ACL_UNDEFINED_ID) there. Hand out the kernel's. */
+static void acl_undefined_ids(const char *name, void *val, size_t len)
+{
+	uint8_t *v = val;
+
+	if (strcmp(name, "system.posix_acl_access") && strcmp(name, "system.posix_acl_default"))
+		return;
+	for (size_t off = 4; off + 8 <= len; off += 8) {
+		unsigned tag = v[off] | (unsigned)v[off + 1] << 8;
+		if (tag != 0x02 && tag != 0x08) /* ACL_USER, ACL_GROUP carry an id */
+			memset(v + off + 4, 0xff, 4);
+	}
+}
+
 struct xattr_ctx {
 	extfs_xattr_cb cb;
 	void *priv;
 	int ret;
+	struct ext2_xattr_handle *h;
 };
 
 static int xattr_iter(char *name, char *value, size_t len, void *priv)
@@ -622,6 +638,18 @@ static int xattr_iter(char *name, char *value, size_t len, void *priv)
 
 	if (!strcmp(name, "system.data")) /* inline data lives here: content, not an attribute */
 		return 0;
+	/* The iteration gives stored bytes; ACLs are stored in ext4's own format and handed out
+	 * (by the kernel's getxattr, and ext2fs_xattr_get) in the VFS one. */
+	if (!strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default")) {
+		void *v = NULL;
+		size_t vl = 0;
+		if (ext2fs_xattr_get(c->h, name, &v, &vl) == 0) {
+			acl_undefined_ids(name, v, vl);
+			c->ret = c->cb(name, v, vl, c->priv);
+			ext2fs_free_mem(&v);
+			return c->ret ? XATTR_ABORT : 0;
+		}
+	}
 	c->ret = c->cb(name, value, len, c->priv);
 	return c->ret ? XATTR_ABORT : 0;
 }
@@ -629,13 +657,14 @@ static int xattr_iter(char *name, char *value, size_t len, void *priv)
 int extfs_xattr_list(struct extfs *fs, uint32_t ino, extfs_xattr_cb cb, void *priv)
 {
 	struct ext2_xattr_handle *h;
-	struct xattr_ctx c = {cb, priv, 0};
+	struct xattr_ctx c = {cb, priv, 0, NULL};
 	errcode_t e;
 
 	if (!ext2fs_has_feature_xattr(fs->fs->super))
 		return 0;
 	if ((e = ext2fs_xattrs_open(fs->fs, ino, &h)))
 		return ext_err(fs, e, "cannot read the extended attributes of inode %u", ino);
+	c.h = h;
 	e = ext2fs_xattrs_read(h);
 	if (!e)
 		e = ext2fs_xattrs_iterate(h, xattr_iter, &c);
@@ -667,8 +696,10 @@ int extfs_xattr_get(struct extfs *fs, uint32_t ino, const char *name, void **val
 		return ext_err(fs, e, "cannot read attribute %s of inode %u", name, ino);
 	/* Hand back memory from malloc, whatever libext2fs allocated it with. */
 	*val = malloc(*len ? *len : 1);
-	if (*val)
+	if (*val) {
 		memcpy(*val, v, *len);
+		acl_undefined_ids(name, *val, *len);
+	}
 	ext2fs_free_mem(&v);
 	return *val ? 0 : err_set(ENOMEM, "out of memory");
 }

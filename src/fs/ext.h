@@ -99,6 +99,10 @@ int extfs_rename(struct extfs *fs, uint32_t odir, const char *oname, uint32_t nd
 		 const char *nname);
 /* Write len bytes at off into a regular file, growing it as needed. */
 int extfs_pwrite(struct extfs *fs, uint32_t ino, uint64_t off, const void *buf, size_t len);
+/* Map blocks for [off, off+len) of a regular file in one go, ahead of writing all of it: the
+ * writes then go to blocks already mapped (one extent-tree update, not one per block). The
+ * blocks hold old bytes until written. Nothing for files without extents. */
+int extfs_alloc(struct extfs *fs, uint32_t ino, uint64_t off, uint64_t len);
 /* Set the size of a regular file (freeing blocks past it). */
 int extfs_truncate(struct extfs *fs, uint32_t ino, uint64_t size);
 /* Change permission bits (the S_IF* type is kept). */

@@ -135,3 +135,50 @@ int ext_map_pread(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, u
 	*got = len;
 	return 0;
 }
+
+/* Writes into blocks already mapped and initialized (extfs_alloc made them): each physically
+ * contiguous run is one write through the I/O channel (which keeps its block cache right),
+ * instead of libext2fs's file writer's one block per call. A last partial block is written
+ * whole, padded with zeroes: it is past the end of what the file holds so far. 1: the range is
+ * not all mapped (the caller writes through libext2fs). */
+int ext_map_pwrite(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, uint64_t off,
+		   const void *buf, size_t len)
+{
+	uint64_t bsz = fs->fs->blocksize, end = off + len;
+	const uint8_t *p = buf;
+	int ret;
+
+	if (off % bsz || !len || (end % bsz && end < EXT2_I_SIZE(in)) ||
+	    !(in->i_flags & EXT4_EXTENTS_FL) || (in->i_flags & EXT4_INLINE_DATA_FL))
+		return 1;
+	if (fs->map == NULL || fs->map->ino != ino)
+		if ((ret = map_load(fs, ino, in)) < 0)
+			return ret;
+	for (uint64_t pos = off; pos < end;) {
+		const struct ext_map_ent *e = map_find(fs->map, pos / bsz);
+		if (!e || e->lblk > pos / bsz || e->uninit)
+			return 1;
+		pos = (e->lblk + e->len) * bsz;
+	}
+	for (uint64_t pos = off; pos < end;) {
+		uint64_t lblk = pos / bsz;
+		const struct ext_map_ent *e = map_find(fs->map, lblk);
+		uint64_t stop = (e->lblk + e->len) * bsz < end ? (e->lblk + e->len) * bsz : end;
+		uint64_t pblk = e->pblk + (lblk - e->lblk), whole = (stop - pos) / bsz;
+		errcode_t x = 0;
+		if (whole)
+			x = io_channel_write_blk64(fs->fs->io, pblk, (int)whole, p + (pos - off));
+		if (!x && (stop - pos) % bsz) {
+			uint8_t *blk = calloc(1, bsz);
+			if (!blk)
+				return err_set(ENOMEM, "out of memory");
+			memcpy(blk, p + (pos - off) + whole * bsz, (stop - pos) % bsz);
+			x = io_channel_write_blk64(fs->fs->io, pblk + whole, 1, blk);
+			free(blk);
+		}
+		if (x)
+			return ext_err(fs, x, "cannot write inode %u's data", ino);
+		pos = stop;
+	}
+	return 0;
+}

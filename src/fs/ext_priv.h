@@ -49,6 +49,10 @@ int ext_check_rw(struct extfs *fs);
 /* Read from an extent-mapped file with one bdev read per contiguous run (ext_map.c). */
 int ext_map_pread(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, uint64_t off,
 		  void *buf, size_t len, size_t *got);
+/* Write block-aligned data into blocks already mapped and initialized, one I/O per contiguous
+ * run; 1 when some of the range is not (the caller writes through libext2fs). */
+int ext_map_pwrite(struct extfs *fs, uint32_t ino, struct ext2_inode_large *in, uint64_t off,
+		   const void *buf, size_t len);
 /* Drop the cached extent list (any inode write may change it). */
 void ext_map_forget(struct extfs *fs);
 /* Release the cache (at close). */

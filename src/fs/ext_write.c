@@ -438,6 +438,18 @@ int extfs_pwrite(struct extfs *fs, uint32_t ino, uint64_t off, const void *buf, 
 
 	if ((ret = ext_check_rw(fs)) < 0 || (ret = regular(fs, ino, &in)) < 0)
 		return ret;
+	if ((ret = ext_map_pwrite(fs, ino, &in, off, buf, len)) <= 0) {
+		if (ret < 0)
+			return ret;
+		/* Written straight to its blocks: the size and times are all that change. */
+		if (off + len > EXT2_I_SIZE(&in) &&
+		    (e = ext2fs_inode_size_set(fs->fs, (struct ext2_inode *)&in, off + len)))
+			return ext_err(fs, e, "cannot set the size of inode %u", ino);
+		struct timespec ts = now();
+		ext_set_time(fs, &in, EXT_MTIME, &ts);
+		ext_set_time(fs, &in, EXT_CTIME, &ts);
+		return ext_write_inode(fs, ino, &in);
+	}
 	if ((e = ext2fs_file_open(fs->fs, ino, EXT2_FILE_WRITE, &f)))
 		return ext_err(fs, e, "cannot open inode %u for writing", ino);
 	e = ext2fs_file_llseek(f, off, EXT2_SEEK_SET, NULL);
@@ -468,6 +480,36 @@ int extfs_pwrite(struct extfs *fs, uint32_t ino, uint64_t off, const void *buf, 
 	ext_set_time(fs, &in, EXT_MTIME, &ts);
 	ext_set_time(fs, &in, EXT_CTIME, &ts);
 	return ext_write_inode(fs, ino, &in);
+}
+
+int extfs_alloc(struct extfs *fs, uint32_t ino, uint64_t off, uint64_t len)
+{
+	struct ext2_inode_large in;
+	errcode_t e;
+	int ret;
+
+	if ((ret = ext_check_rw(fs)) < 0 || (ret = regular(fs, ino, &in)) < 0)
+		return ret;
+	if (!len || !ext2fs_has_feature_extents(fs->fs->super) || !(in.i_flags & EXT4_EXTENTS_FL))
+		return 0;
+	blk64_t bs = fs->fs->blocksize, first = off / bs, last = (off + len + bs - 1) / bs;
+	/* Near a full filesystem, leave allocation to the writes: ext2fs_fallocate running out
+	 * of space midway leaves blocks counted that no extent holds. */
+	if (ext2fs_free_blocks_count(fs->fs->super) < (last - first) * 2 + 256)
+		return 0;
+	/* No inode passed: libext2fs reads it and writes it back with the new block count. */
+	e = ext2fs_fallocate(fs->fs, EXT2_FALLOCATE_FORCE_INIT | EXT2_FALLOCATE_INIT_BEYOND_EOF,
+			     ino, NULL, ~0ULL, first, last - first);
+	ext_map_forget(fs);
+	if (e) {
+		/* What was allocated before the failure lies past the file's end: give it back,
+		 * so the filesystem stays consistent. */
+		ret = ext_err(fs, e, "cannot allocate blocks for inode %u", ino);
+		ext2fs_punch(fs->fs, ino, NULL, NULL, (EXT2_I_SIZE(&in) + bs - 1) / bs, ~0ULL);
+		ext_map_forget(fs);
+		return ret;
+	}
+	return 0;
 }
 
 int extfs_truncate(struct extfs *fs, uint32_t ino, uint64_t size)

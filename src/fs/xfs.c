@@ -345,7 +345,7 @@ static int inode_get(struct xfs *fs, uint64_t ino, struct xfs_inode **out)
 
 int xfs_stat(struct xfs *fs, uint64_t ino, struct gfs_stat *st)
 {
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	int ret = inode_get(fs, ino, &ip);
 
 	if (ret < 0)
@@ -388,7 +388,7 @@ static int inode_map(struct xfs *fs, const struct xfs_inode *ip, const struct xf
 int xfs_pread(struct xfs *fs, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *got)
 {
 	const struct xfs_bmap *map;
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	int ret = inode_get(fs, ino, &ip);
 
 	*got = 0;
@@ -421,7 +421,7 @@ int xfs_data_ranges(struct xfs *fs, uint64_t ino, struct gfs_range **out, size_t
 {
 	const struct xfs_bmap *map;
 	struct gfs_range *r = NULL;
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	size_t k = 0;
 	int ret = inode_get(fs, ino, &ip);
 
@@ -503,7 +503,7 @@ static int symlink_remote(struct xfs *fs, const struct xfs_inode *ip, char *buf)
 
 int xfs_readlink(struct xfs *fs, uint64_t ino, char *buf, size_t size)
 {
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	int ret = inode_get(fs, ino, &ip);
 
 	if (ret < 0)
@@ -532,7 +532,7 @@ int xfs_readlink(struct xfs *fs, uint64_t ino, char *buf, size_t size)
 
 int xfs_readdir(struct xfs *fs, uint64_t dir, gfs_dir_cb cb, void *priv)
 {
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	int ret = inode_get(fs, dir, &ip);
 
 	if (ret < 0)
@@ -643,7 +643,7 @@ static int lookup_walk(struct xfs *fs, char **path, bool follow, struct walk *w,
 int xfs_lookup(struct xfs *fs, const char *path, bool follow, uint64_t *ino)
 {
 	struct walk w = {0};
-	struct xfs_inode *ip;
+	struct xfs_inode *ip = NULL;
 	char *p;
 	int ret;
 

@@ -59,6 +59,8 @@ struct dirent_visit {
 	const char *want; /* lookup */
 	size_t wantlen;
 	uint64_t found;
+	uint64_t
+	    bfb; /* lookup: the data block the scratch buffer holds, checked (UINT64_MAX: none) */
 };
 
 static int dir_err(struct xfs *fs, const struct xfs_inode *dir, const char *what)
@@ -301,9 +303,16 @@ static int leaf_resolve(struct xfs *fs, const struct xfs_inode *dir, const struc
 
 	if (fb >= leaf_fb(fs) || pos < data_hdr(fs))
 		return dir_err(fs, dir, "hash index points outside the data space");
-	if ((ret = dir_block(fs, dir, map, fb, b, false)) < 0 ||
-	    (ret = check_data_magic(fs, dir, b, false)) < 0)
-		return ret;
+	/* Entries of one hash value run through the same few data blocks: each is read and
+	 * checked once per lookup, not once per entry (a run of 1200 colliding names re-read and
+	 * re-checksummed 8 KiB per entry, 15 ms per lookup). */
+	if (v->bfb != fb) {
+		v->bfb = UINT64_MAX;
+		if ((ret = dir_block(fs, dir, map, fb, b, false)) < 0 ||
+		    (ret = check_data_magic(fs, dir, b, false)) < 0)
+			return ret;
+		v->bfb = fb;
+	}
 	if (be16_get(b + pos) == DATA_FREE_TAG || !(sz = entry_size(fs, b, pos, fs->dirblksize)))
 		return dir_err(fs, dir, "hash index points at no entry");
 	return visit(fs, dir, v, b + pos + 9, b[pos + 8], be64_get(b + pos));
@@ -451,7 +460,8 @@ static int dir_walk(struct xfs *fs, const struct xfs_inode *dir, struct dirent_v
 int xfs_dir_lookup(struct xfs *fs, const struct xfs_inode *dir, const char *name, size_t len,
 		   uint64_t *ino)
 {
-	struct dirent_visit v = {.fn = visit_lookup, .want = name, .wantlen = len};
+	struct dirent_visit v = {
+	    .fn = visit_lookup, .want = name, .wantlen = len, .bfb = UINT64_MAX};
 	int ret = dir_walk(fs, dir, &v, true);
 
 	if (ret < 0)

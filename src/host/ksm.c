@@ -1,5 +1,6 @@
 /* KSM's state, the running ligero VMs and their figures; see ksm.h. */
 #include "host/ksm.h"
+#include "host/procinfo.h"
 #include "util/error.h"
 #include "util/size.h"
 
@@ -41,32 +42,6 @@ static void under(char *out, size_t len, const char *root, const char *path)
 	while (r > 0 && root[r - 1] == '/')
 		r--;
 	snprintf(out, len, "%.*s%s", (int)r, root, path);
-}
-
-/* Read a small file whole, NUL-terminated; returns the length or -errno (no message). */
-static ssize_t slurp(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
-
-	if (fd < 0)
-		return -errno;
-	while (got + 1 < len) {
-		ssize_t n = read(fd, buf + got, len - 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			return -e;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	return (ssize_t)got;
 }
 
 /* A whole decimal number (surrounding blanks allowed). */
@@ -117,7 +92,7 @@ int ksm_sysfs_read(const char *root, struct ksm_sysfs *k)
 		char f[96];
 		snprintf(f, sizeof(f), "/sys/kernel/mm/ksm/%s", ksm_field_name[i]);
 		under(path, sizeof(path), root, f);
-		ssize_t n = slurp(path, buf, sizeof(buf));
+		ssize_t n = proc_slurp(path, buf, sizeof(buf));
 		if (n == -ENOENT)
 			continue;
 		if (n < 0)
@@ -126,7 +101,7 @@ int ksm_sysfs_read(const char *root, struct ksm_sysfs *k)
 			return err_set(EINVAL, "%s: not a number: '%.40s'", path, buf);
 	}
 	under(path, sizeof(path), root, "/sys/kernel/mm/ksm/advisor_mode");
-	if (slurp(path, buf, sizeof(buf)) >= 0)
+	if (proc_slurp(path, buf, sizeof(buf)) >= 0)
 		selected_word(buf, k->advisor_mode, sizeof(k->advisor_mode));
 	return 0;
 }
@@ -148,7 +123,7 @@ int ksm_meminfo_read(const char *root, struct ksm_meminfo *m)
 
 	memset(m, 0, sizeof(*m));
 	under(path, sizeof(path), root, "/proc/meminfo");
-	ssize_t n = slurp(path, buf, sizeof(buf));
+	ssize_t n = proc_slurp(path, buf, sizeof(buf));
 	if (n < 0)
 		return err_sys((int)-n, "%s: cannot read", path);
 	for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
@@ -233,7 +208,7 @@ static bool is_ligero_run(const char *root, const char *pid, char *buf, size_t l
 		return false;
 	snprintf(f, sizeof(f), "/proc/%s/cmdline", pid);
 	under(path, sizeof(path), root, f);
-	n = slurp(path, buf, len);
+	n = proc_slurp(path, buf, len);
 	if (n <= 0)
 		return false;
 	*argc = split_cmdline(buf, (size_t)n, argv, 256);
@@ -248,7 +223,7 @@ static int64_t vm_rss(const char *root, int pid)
 
 	snprintf(f, sizeof(f), "/proc/%d/status", pid);
 	under(path, sizeof(path), root, f);
-	if (slurp(path, buf, sizeof(buf)) < 0)
+	if (proc_slurp(path, buf, sizeof(buf)) < 0)
 		return -1;
 	const char *l = strstr(buf, "\nVmRSS:");
 	if (!l || sscanf(l + 7, "%llu", &kb) != 1)
@@ -266,7 +241,7 @@ static void vm_ksm(const char *root, struct ksm_vm *vm)
 	vm->merging_pages = vm->zero_pages = vm->profit = -1;
 	snprintf(f, sizeof(f), "/proc/%d/ksm_stat", vm->pid);
 	under(path, sizeof(path), root, f);
-	if (slurp(path, buf, sizeof(buf)) >= 0) {
+	if (proc_slurp(path, buf, sizeof(buf)) >= 0) {
 		for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l;
 		     l = strtok_r(NULL, "\n", &save)) {
 			char *sp = strchr(l, ' ');
@@ -288,7 +263,7 @@ static void vm_ksm(const char *root, struct ksm_vm *vm)
 		return;
 	snprintf(f, sizeof(f), "/proc/%d/ksm_merging_pages", vm->pid);
 	under(path, sizeof(path), root, f);
-	if (slurp(path, buf, sizeof(buf)) >= 0 && parse_i64(buf, &v)) {
+	if (proc_slurp(path, buf, sizeof(buf)) >= 0 && parse_i64(buf, &v)) {
 		vm->merging_pages = v;
 		snprintf(vm->merging_source, sizeof(vm->merging_source),
 			 "/proc/%d/ksm_merging_pages", vm->pid);

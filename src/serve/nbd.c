@@ -16,6 +16,7 @@
 #include "block/block.h"
 #include "serve/nbd_int.h"
 #include "serve/nbd_tls.h"
+#include "serve/server.h"
 #include "util/error.h"
 
 #include <arpa/inet.h>
@@ -344,50 +345,14 @@ static int add_listener(struct nbd_server *srv, int fd)
 	return 0;
 }
 
-/* A socket file nobody listens on is left over from a server that died: it is replaced. One
- * with a listener belongs to a running server, and any other file is not ours to remove. */
-static int clear_stale_socket(const struct sockaddr_un *a, const char *path)
-{
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : err_sys(errno, "%s: cannot look at the socket", path);
-	if (!S_ISSOCK(st.st_mode))
-		return err_set(EEXIST, "%s: exists and is not a socket", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return err_sys(errno, "%s: socket", path);
-	int r = connect(fd, (const struct sockaddr *)a, sizeof(*a));
-	close(fd);
-	if (r == 0)
-		return err_set(EADDRINUSE, "%s: another server is listening on this socket", path);
-	unlink(path);
-	return 0;
-}
-
 static int listen_unix(struct nbd_server *srv, const char *path)
 {
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd, ret;
+	int fd, ret = serve_listen_unix(path, 16, &fd, &srv->made_socket);
 
-	if (strlen(path) >= sizeof(a.sun_path))
-		return err_set(ENAMETOOLONG, "%s: socket path longer than %zu bytes", path,
-			       sizeof(a.sun_path) - 1);
-	memcpy(a.sun_path, path, strlen(path));
-	ret = clear_stale_socket(&a, path);
 	if (ret < 0)
 		return ret;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return err_sys(errno, "%s: socket", path);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		ret = err_sys(errno, "%s: cannot listen", path);
-		close(fd);
-		return ret;
-	}
-	srv->made_socket = true;
-	ret = add_listener(srv, fd);
-	return ret < 0 ? err_sys(-ret, "%s: cannot listen", path) : 0;
+	srv->lfd[srv->nlfd++] = fd;
+	return 0;
 }
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -659,24 +624,11 @@ static void export_info(struct nbd_server *srv, const struct nbd_serve_opts *o)
 
 static int write_pid_file(struct nbd_server *srv, const char *path)
 {
-	char tmp[4096], line[32];
-	int n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	int ret = serve_write_pid_file(path);
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return err_set(ENAMETOOLONG, "%s: pid file name too long", path);
-	/* Written aside, then renamed: whoever waits for the file never reads half of it. */
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return err_sys(errno, "%s: cannot write the pid file", tmp);
-	bool ok = write(fd, line, (size_t)n) == n;
-	close(fd);
-	if (!ok || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return err_sys(e, "%s: cannot write the pid file", path);
-	}
-	srv->made_pidfile = true;
-	return 0;
+	if (ret == 0)
+		srv->made_pidfile = true;
+	return ret;
 }
 
 static int setup(struct nbd_server *srv, const struct nbd_serve_opts *o)

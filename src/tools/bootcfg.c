@@ -482,7 +482,7 @@ static int bls_line(struct bootcfg_entry *e, char *key, char *val, char **opts,
 int bootcfg_bls_parse(const char *name, const char *buf, size_t len, const struct bootcfg_env *env,
 		      struct bootcfg_entry *out)
 {
-	char *text, *save = NULL, *opts = NULL;
+	char *text = NULL, *save = NULL, *opts = NULL;
 	size_t nl = strlen(name);
 	int ret = text_dup(buf, len, name, &text);
 
@@ -698,7 +698,7 @@ static int legacy_cmd(struct legacy *l, const char *cmd, char *arg)
 int bootcfg_legacy_parse(const char *buf, size_t len, struct bootcfg_menu *out)
 {
 	struct legacy l = {.m = out, .def = 0};
-	char *text, *save = NULL;
+	char *text = NULL, *save = NULL;
 	int ret = text_dup(buf, len, "menu.lst", &text);
 
 	memset(out, 0, sizeof(*out));

@@ -243,7 +243,10 @@ static int clean_logs(struct sysprep_ctx *c, const char *dir, int depth)
 	int ret = sp_list(c, dir, &names, &n);
 
 	for (size_t i = 0; i < n && ret == 0; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path)) {
+			ret = err_set(ENAMETOOLONG, "%s/%s: path too long", dir, names[i]);
+			break;
+		}
 		uint32_t t = sp_type(c, path);
 		bool login = false;
 		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)

@@ -36,6 +36,19 @@ static uint8_t serial_iir(const struct serial *s)
 	return UART_IIR_NONE | fifo;
 }
 
+/* The FIFO is empty again and input is waiting for room: say so (once). */
+static void serial_room(struct serial *s)
+{
+	uint64_t one = 1;
+
+	if (!s->want_room || s->rx_count || s->room_fd < 0)
+		return;
+	s->want_room = 0;
+	if (write(s->room_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only at its maximum count: it is readable then */
+	}
+}
+
 static void serial_update_irq(struct serial *s)
 {
 	int level = (serial_iir(s) & UART_IIR_NONE) == 0;
@@ -74,9 +87,13 @@ static void serial_tx(struct serial *s, uint8_t c)
 		rx_push(s, c);
 		return;
 	}
-	/* A console that went away must not stop the guest. */
-	while (write(s->out_fd, &c, 1) < 0 && errno == EINTR)
-		;
+	if (s->sink) {
+		s->sink(s->sink_opaque, c);
+	} else {
+		/* A console that went away must not stop the guest. */
+		while (write(s->out_fd, &c, 1) < 0 && errno == EINTR)
+			;
+	}
 	if (serial_watch_panic(s, c) && s->vm)
 		vm_request_stop(s->vm, VM_EXIT_PANIC);
 }
@@ -131,6 +148,7 @@ static uint64_t serial_read(void *opaque, uint64_t off, unsigned size)
 		break;
 	}
 	serial_update_irq(s);
+	serial_room(s);
 	pthread_mutex_unlock(&s->lock);
 	return v;
 }
@@ -165,6 +183,7 @@ static void serial_write(void *opaque, uint64_t off, unsigned size, uint64_t val
 		if (v & 0x02) {
 			s->rx_head = 0;
 			s->rx_count = 0;
+			serial_room(s);
 		}
 		break;
 	case 3:
@@ -188,9 +207,25 @@ int serial_init(struct serial *s, struct bus *io, int out_fd, int vm_fd, struct 
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	s->out_fd = out_fd;
+	s->room_fd = -1;
 	s->vm_fd = vm_fd;
 	s->vm = vm;
 	return bus_add(io, SERIAL_PORT, 8, &serial_ops, s);
+}
+
+void serial_set_sink(struct serial *s, void (*sink)(void *, uint8_t), void *opaque)
+{
+	pthread_mutex_lock(&s->lock);
+	s->sink = sink;
+	s->sink_opaque = opaque;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void serial_set_room_fd(struct serial *s, int room_fd)
+{
+	pthread_mutex_lock(&s->lock);
+	s->room_fd = room_fd;
+	pthread_mutex_unlock(&s->lock);
 }
 
 size_t serial_rx_room(struct serial *s)
@@ -210,6 +245,8 @@ size_t serial_rx(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_lock(&s->lock);
 	while (n < len && s->rx_count < SERIAL_RX_SIZE)
 		rx_push(s, buf[n++]);
+	if (n < len)
+		s->want_room = 1;
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;

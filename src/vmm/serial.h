@@ -22,6 +22,10 @@ struct serial {
 	uint8_t rx[SERIAL_RX_SIZE];
 	unsigned rx_head, rx_count;
 	int out_fd, vm_fd;
+	void (*sink)(void *opaque, uint8_t c); /* output goes here instead of out_fd */
+	void *sink_opaque;
+	int room_fd;	   /* eventfd written when the receive FIFO empties after it was full */
+	int want_room;	   /* input did not fit: tell room_fd */
 	struct vm *vm;	   /* told when the guest prints a panic; may be NULL */
 	unsigned panic_at; /* bytes of the panic banner matched so far */
 	int panic_seen;
@@ -29,6 +33,11 @@ struct serial {
 
 /* Register the UART on the I/O bus; output goes to out_fd, interrupts through vm_fd. */
 int serial_init(struct serial *s, struct bus *io, int out_fd, int vm_fd, struct vm *vm);
+/* Send output to sink(opaque, byte) instead of out_fd (called with the UART's lock held). */
+void serial_set_sink(struct serial *s, void (*sink)(void *, uint8_t), void *opaque);
+/* After serial_rx() could not take everything, write 1 to the eventfd room_fd once the guest
+ * has read the FIFO empty (or reset it). */
+void serial_set_room_fd(struct serial *s, int room_fd);
 /* Room in the receive FIFO. */
 size_t serial_rx_room(struct serial *s);
 /* Queue input bytes for the guest; returns how many fit. */

@@ -3,11 +3,12 @@
 #include "vmm/vcpu.h"
 #include "vmm/boot.h"
 #include "vmm/cpuid.h"
-#include "vmm/vm.h"
+#include "vmm/vm_priv.h"
 #include "util/error.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -262,10 +263,18 @@ static int vcpu_exit(struct vcpu *v)
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	char name[16];
 
+	__atomic_store_n(&v->tid, (int)gettid(), __ATOMIC_RELEASE);
+	snprintf(name, sizeof(name), "CPU %u/KVM", v->id); /* QEMU's thread name */
+	pthread_setname_np(pthread_self(), name);
 	if (v->id == 0)
 		exitstat_mark(v->stat, "boot vCPU enters the guest");
 	while (!vm_stopping(v->vm)) {
+		if (vm_pause_requested(v->vm)) {
+			vm_vcpu_park(v->vm, v);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				guestprof_sample(v->prof, v->id, v->fd); /* LIGERO_PROFILE */
@@ -277,6 +286,7 @@ void *vcpu_thread(void *arg)
 		if (vcpu_exit(v))
 			break;
 	}
+	vm_vcpu_exited(v->vm);
 	return NULL;
 }
 

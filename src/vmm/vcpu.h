@@ -20,6 +20,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	int started;
+	int tid; /* the thread's id (query-cpus-fast), once it runs */
 	struct vm *vm;
 	const struct bus *io, *mmio;
 	unsigned long exits;	/* exits handled in user space */
@@ -33,7 +34,7 @@ int vcpu_create(struct vcpu *v, int vm_fd, unsigned id, unsigned ncpus, size_t r
 		struct kvm_cpuid2 *cpuid);
 /* Put the boot vCPU in 64-bit mode at the kernel's 64-bit entry (boot.h's plan). */
 int vcpu_setup_boot(struct vcpu *v);
-/* Thread body: run the vCPU until the VM stops. */
+/* Thread body: run the vCPU until the VM stops, parking while it is paused (vm_pause.c). */
 void *vcpu_thread(void *arg);
 /* Make a vCPU's KVM_RUN return now (call with the VM stopping). */
 void vcpu_kick(struct vcpu *v);

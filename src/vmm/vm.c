@@ -1,26 +1,18 @@
 /* A VM: KVM with the in-kernel irqchip and PIT, guest RAM, ACPI tables, the kernel, the few
- * devices, and one thread per vCPU. The calling thread of vm_run() carries console input and
- * power button presses and waits for a stop request; whoever stops the VM first (a device, a
- * vCPU, a signal) names the reason. */
-#include "vmm/vm.h"
+ * devices, and one thread per vCPU. The calling thread of vm_run() runs the event loop: the
+ * console's input and clients, the QMP socket, power button presses, and the stop request;
+ * whoever stops the VM first (a device, a vCPU, a signal, a QMP client) names the reason. */
+#include "vmm/vm_priv.h"
 #include "vmm/acpi.h"
 #include "vmm/boot.h"
-#include "vmm/console.h"
+#include "vmm/console_mux.h"
 #include "vmm/cpuid.h"
-#include "vmm/exitstat.h"
-#include "vmm/guestprof.h"
 #include "vmm/kvm.h"
-#include "vmm/memory.h"
-#include "vmm/pci.h"
-#include "vmm/pm.h"
-#include "vmm/serial.h"
-#include "vmm/vcpu.h"
 #include "vmm/virtio/vmdev.h"
 #include "util/error.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,33 +27,6 @@
 #define TSS_ADDR	  0xfffbd000ull
 #define IDENT_MAP_ADDR	  0xfffbc000ull
 #define THREAD_STACK_SIZE (1u << 20)
-
-struct vm {
-	int kvm_fd, vm_fd, stop_fd;
-	int button_fd; /* eventfd: vm_press_power_button() was called */
-	size_t run_size;
-	struct guest_mem mem;
-	struct bus io, mmio;
-	struct serial serial;
-	struct pm pm;
-	struct pci_host pci;
-	struct vm_devices *devices;
-	struct exitstat *stat;	/* LIGERO_STATS=1 only */
-	struct guestprof *prof; /* LIGERO_PROFILE=FILE only */
-	/* the kernel, initrd and ACPI tables are loaded on a thread of their own (vm_load_start) */
-	const struct vm_config *load_cfg;
-	pthread_t loader;
-	bool loading;
-	int load_ret;
-	char load_msg[512];
-	struct console con;
-	struct vcpu *vcpus;
-	unsigned ncpus;
-	int console_in;
-	int stopping; /* atomic */
-	enum vm_exit why;
-	char msg[512];
-};
 
 const char *vm_exit_name(enum vm_exit why)
 {
@@ -78,13 +43,29 @@ const char *vm_exit_name(enum vm_exit why)
 		return "guest triple-faulted (KVM_EXIT_SHUTDOWN)";
 	case VM_EXIT_ERROR:
 		return "KVM error";
+	case VM_EXIT_SIGNAL:
+		return "stopped by a signal";
 	}
 	return "?";
 }
 
+const char *vm_exit_reason(enum vm_exit why)
+{
+	static const char *const names[] = {
+	    [VM_EXIT_POWEROFF] = "poweroff",
+	    [VM_EXIT_RESET] = "reset",
+	    [VM_EXIT_QUIT] = "quit",
+	    [VM_EXIT_PANIC] = "panic",
+	    [VM_EXIT_TRIPLE_FAULT] = "triple-fault",
+	    [VM_EXIT_ERROR] = "kvm-error",
+	    [VM_EXIT_SIGNAL] = "signal",
+	};
+	return (unsigned)why < sizeof(names) / sizeof(names[0]) ? names[why] : "kvm-error";
+}
+
 bool vm_stopping(struct vm *vm)
 {
-	return __atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&vm->stopping, __ATOMIC_SEQ_CST);
 }
 
 /* The first request wins; later ones (a panic's reboot, say) change nothing. */
@@ -103,7 +84,8 @@ static void vm_publish_stop(struct vm *vm)
 {
 	uint64_t one = 1;
 
-	__atomic_store_n(&vm->stopping, 1, __ATOMIC_RELEASE);
+	/* Sequentially consistent, as the vCPUs' immediate_exit: see vm_vcpu_park(). */
+	__atomic_store_n(&vm->stopping, 1, __ATOMIC_SEQ_CST);
 	if (write(vm->stop_fd, &one, sizeof(one)) < 0) {
 		/* The counter cannot overflow with one write per VM. */
 	}
@@ -305,6 +287,27 @@ static int vm_load_wait(struct vm *vm)
 	return 0;
 }
 
+/* The loop, the console's fan-out and the control socket: before KVM is touched, so that a
+ * socket a live VM holds or a log that cannot be written fails the start at once. */
+static int vm_create_control(struct vm *vm, const struct vm_config *cfg)
+{
+	struct console_mux_config mc = {
+	    .out_fd = cfg->console_out,
+	    .in_fd = cfg->console_in,
+	    .socket = cfg->console_socket,
+	    .log = cfg->console_log,
+	    .log_max = cfg->console_log_max,
+	};
+	int ret;
+
+	if (cfg->name && !(vm->name = strdup(cfg->name)))
+		return err_set(ENOMEM, "out of memory");
+	if ((ret = vm_pause_init(vm)) < 0 || (ret = loop_new(&vm->loop)) < 0 ||
+	    (ret = console_mux_new(&mc, &vm->mux)) < 0)
+		return ret;
+	return cfg->qmp_path ? vm_qmp_open(vm, cfg->qmp_path) : 0;
+}
+
 int vm_create(const struct vm_config *cfg, struct vm **out)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -313,9 +316,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 
 	if (!vm)
 		return -ENOMEM;
-	vm->kvm_fd = vm->vm_fd = -1;
-	vm->console_in = cfg->console_in;
-	vm->stop_fd = eventfd(0, EFD_CLOEXEC);
+	vm->kvm_fd = vm->vm_fd = vm->balloon_fd = vm->balloon_timer = -1;
+	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->button_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0 || vm->button_fd < 0) {
 		ret = err_sys(errno, "eventfd");
@@ -332,7 +334,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	/* Cheap checks first, so that bad arguments fail before KVM is touched. */
 	if ((ret = check_config(cfg)) < 0 || (ret = guestprof_new(&vm->prof)) < 0 ||
 	    (ret = mem_layout(&vm->mem, cfg->mem_size)) < 0 ||
-	    (ret = boot_probe(&kernel, initrd)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
+	    (ret = boot_probe(&kernel, initrd)) < 0 ||
+	    (ret = vm_create_control(vm, cfg)) < 0 || (ret = vm_open_kvm(vm, cfg)) < 0 ||
 	    (ret = mem_alloc(&vm->mem)) < 0 || (ret = vm_load_start(vm, cfg)) < 0 ||
 	    (ret = vm_create_kvm(vm)) < 0 || (ret = mem_register(&vm->mem, vm->vm_fd)) < 0 ||
 	    (ret = serial_init(&vm->serial, &vm->io, cfg->console_out, vm->vm_fd, vm)) < 0 ||
@@ -344,6 +347,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 		vm_destroy(vm);
 		return ret;
 	}
+	serial_set_sink(&vm->serial, console_mux_output, vm->mux);
 	exitstat_mark(vm->stat, "VM ready");
 	*out = vm;
 	return 0;
@@ -364,49 +368,50 @@ static void on_kick(int sig)
 }
 
 /* Drain the press count and press the button once: it is a latch, many presses are one. */
-static void vm_button_pressed(struct vm *vm)
+static void vm_button_cb(struct loop_watch *w, uint32_t events)
 {
+	struct vm *vm = w->opaque;
 	uint64_t n;
 
-	if (read(vm->button_fd, &n, sizeof(n)) == sizeof(n))
+	if (read(vm->button_fd, &n, sizeof(n)) == sizeof(n)) {
+		vm_qmp_powerdown_event(vm);
 		pm_press_power_button(&vm->pm);
+	}
 }
 
-/* Forward console input and power button presses until the VM stops. Input waits while the
- * guest's FIFO is full. */
-static void vm_console_loop(struct vm *vm)
+static void vm_stop_cb(struct loop_watch *w, uint32_t events)
 {
-	uint8_t buf[SERIAL_RX_SIZE];
-	size_t have = 0, off = 0;
-	bool in_open = vm->console_in >= 0, quit = false;
+	/* nothing to do: the loop in vm_run() sees vm_stopping() */
+}
 
-	while (!vm_stopping(vm)) {
-		struct pollfd p[3] = {{vm->stop_fd, POLLIN, 0},
-				      {vm->button_fd, POLLIN, 0},
-				      {vm->console_in, POLLIN, 0}};
-		int want = in_open && have == off;
-		if (poll(p, want ? 3 : 2, have > off ? 10 : -1) < 0 && errno != EINTR)
+/* Ctrl-A x on the terminal. */
+static void vm_console_quit(void *opaque)
+{
+	vm_request_stop(opaque, VM_EXIT_QUIT);
+}
+
+/* The event loop's watches; its clients come and go as they connect. */
+static int vm_loop_start(struct vm *vm)
+{
+	int ret;
+
+	if ((ret = loop_add(vm->loop, &vm->stop_w, vm->stop_fd, EPOLLIN, vm_stop_cb, vm)) < 0 ||
+	    (ret = loop_add(vm->loop, &vm->button_w, vm->button_fd, EPOLLIN, vm_button_cb, vm)) <
+		0 ||
+	    (ret = console_mux_start(vm->mux, vm->loop, &vm->serial, vm_console_quit, vm)) < 0)
+		return ret;
+	return vm->qmp ? vm_qmp_start(vm) : 0;
+}
+
+static void vm_loop_run(struct vm *vm)
+{
+	int ret;
+
+	while (!vm_stopping(vm))
+		if ((ret = loop_run_once(vm->loop, -1)) < 0) {
+			vm_fail(vm, "the event loop failed: %s", strerror(-ret));
 			break;
-		if (p[1].revents & POLLIN)
-			vm_button_pressed(vm);
-		if (have > off) {
-			off += serial_rx(&vm->serial, buf + off, have - off);
-			continue;
 		}
-		if (!want || !(p[2].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		ssize_t r = read(vm->console_in, buf, sizeof(buf));
-		if (r <= 0) {
-			if (r < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			in_open = false; /* end of input: the guest runs on */
-			continue;
-		}
-		have = console_filter(&vm->con, buf, r, &quit);
-		off = 0;
-		if (quit)
-			vm_request_stop(vm, VM_EXIT_QUIT);
-	}
 }
 
 int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
@@ -426,7 +431,7 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	sigemptyset(&kick);
 	sigaddset(&kick, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	if ((ret = console_open(&vm->con, vm->console_in)) < 0)
+	if ((ret = vm_loop_start(vm)) < 0)
 		return ret;
 	/* The default stack (8 MiB) holds a 2 MiB-aligned range that transparent huge pages turn
 	 * into 2 MiB of RSS at the first touch; our threads need far less. */
@@ -444,14 +449,17 @@ int vm_run(struct vm *vm, enum vm_exit *why, const char **msg)
 	pthread_attr_destroy(&attr);
 	if ((ret = guestprof_start(vm->prof, tids, started)) < 0)
 		vm_fail(vm, "%s", err_msg());
-	vm_console_loop(vm);
+	vm_loop_run(vm);
 	guestprof_stop(vm->prof); /* before the threads it signals are gone */
+	vm_pause_release(vm);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_join(vm->vcpus[i].thread, NULL);
-	console_close(&vm->con);
+	vm_qmp_close(vm);	   /* SHUTDOWN to the clients, the socket removed */
+	console_mux_free(vm->mux); /* the last output to the clients, the terminal restored */
+	vm->mux = NULL;
 	if (guestprof_write(vm->prof) < 0)
 		fprintf(stderr, "ligero: %s\n", err_msg());
 	*why = vm->why;
@@ -476,6 +484,11 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	pm_destroy(&vm->pm);
+	vm_qmp_close(vm);
+	console_mux_free(vm->mux);
+	loop_free(vm->loop);
+	vm_pause_destroy(vm);
+	free(vm->name);
 	close(vm->stop_fd);
 	close(vm->button_fd);
 	exitstat_free(vm->stat);

@@ -11,10 +11,11 @@
 enum vm_exit {
 	VM_EXIT_POWEROFF,     /* ACPI S5 */
 	VM_EXIT_RESET,	      /* the guest rebooted (i8042 reset) */
-	VM_EXIT_QUIT,	      /* the user typed Ctrl-A x, or a signal arrived */
+	VM_EXIT_QUIT,	      /* Ctrl-A x on the console, or QMP's quit */
 	VM_EXIT_PANIC,	      /* the guest kernel panicked */
 	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
 	VM_EXIT_ERROR,	      /* KVM or a device failed; see the message */
+	VM_EXIT_SIGNAL,	      /* a signal (or the stop timeout after one) stopped it */
 };
 
 struct vm_config {
@@ -29,14 +30,20 @@ struct vm_config {
 	uint64_t mem_size;
 	unsigned cpus;
 	int console_in;		    /* fd the guest's serial port reads, or -1 */
-	int console_out;	    /* fd the guest's serial port writes */
+	int console_out;	    /* fd the guest's serial port writes, or -1 */
+	const char *console_socket; /* a UNIX socket for console clients, or NULL */
+	const char *console_log;    /* a file all console output is appended to, or NULL */
+	uint64_t console_log_max;   /* its rotation size (0: 1 MiB) */
+	const char *qmp_path;	    /* the QMP socket, or NULL */
+	const char *name;	    /* the VM's name (query-name), or NULL */
 	bool force;		    /* run even on a KVM that cannot run stock kernels */
 	struct vm_devices *devices; /* virtio devices and their PCI bus (virtio/vmdev.h), or NULL */
 };
 
 struct vm;
 
-/* Check the config, open KVM, load the kernel and build the machine. */
+/* Check the config, open KVM, load the kernel and build the machine. The QMP and console
+ * sockets listen when it returns (a client that connects waits until vm_run serves it). */
 int vm_create(const struct vm_config *cfg, struct vm **out);
 /* Run until the guest stops; *why says how, *msg (static until vm_destroy) says more. Before it
  * returns, the devices are stopped (disk requests in flight complete) and the disks flushed and
@@ -61,7 +68,15 @@ unsigned long vm_user_exits(const struct vm *vm);
 void vm_print_stats(const struct vm *vm, FILE *f);
 /* Free everything vm_create made. */
 void vm_destroy(struct vm *vm);
+/* Stop every vCPU out of KVM_RUN (and the guest's kvmclock with them), or let them go on; 0
+ * or -errno with a message. Only on the thread running vm_run() (its QMP commands do it). */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_paused(const struct vm *vm);
 /* Short English name for an exit reason. */
 const char *vm_exit_name(enum vm_exit why);
+/* Its one-word name for machines: "poweroff", "reset", "quit", "panic", "triple-fault",
+ * "kvm-error", "signal". */
+const char *vm_exit_reason(enum vm_exit why);
 
 #endif

@@ -15,7 +15,9 @@ fixtures
 markers
     vmhost       the test boots the emulated host (set for every user of the vmhost fixture);
                  `pytest -m "not vmhost"` is the host-side tier
-    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "not vmhost or asan"`)
+    asan         an emulated-host test CI also runs under ASan/UBSan (`-m "vmhost and asan"`)
+    slow         a host-side test of a minute or more; the fast tier (`bash .ci/run --fast`)
+                 leaves it out, CI runs it
 
 Plain helpers (importable: `from conftest import run_cmd, io_args`):
     run_cmd(*args, ...)  the function behind the `run` fixture
@@ -69,6 +71,8 @@ def pytest_configure(config):
                             "automatically for every test that uses the vmhost fixture")
     config.addinivalue_line("markers", "asan: an emulated-host test that CI also runs with the "
                             "ASan/UBSan build (the others run with the plain build only)")
+    config.addinivalue_line("markers", "slow: a host-side test of a minute or more (crash "
+                            "consistency, every XFS name): CI runs it, the fast tier leaves it out")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -99,6 +103,24 @@ def _marked_run(*args, **kwargs):
 
 
 _vmhost.run = _marked_run
+
+
+# A passed test's tmp_path is removed at once: the suite writes tens of gigabytes of images over
+# a run, and pytest keeps every test's directory (and the last three runs'), which filled CI's disk.
+# A failed or errored test keeps its directory for inspection. (pytest 7.3's
+# tmp_path_retention_policy does this; Debian 12 has pytest 7.2.)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and "tmp_path" in getattr(item, "funcargs", {}):
+        item._ligero_tmp = item.funcargs["tmp_path"]
+    if rep.failed:
+        item._ligero_keep = True
+    if rep.when == "teardown" and not getattr(item, "_ligero_keep", False):
+        path = getattr(item, "_ligero_tmp", None)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _need(tool):

@@ -107,6 +107,7 @@ def test_directory_forms_and_listing(image, spec):
         assert names == sorted(c.rsplit("/", 1)[1] for c in spec[f"/d{n}"].children)
 
 
+@pytest.mark.slow
 def test_every_name_looks_up(image, spec):
     """cat of every file by path: each lookup goes through the hash index (leaf and node
     forms), the in-block search (block form) or the inode (short form). /collide's names share

@@ -1,100 +1,28 @@
-"""The real test guests (tests/guest/debian.sh): the Debian disk and the RHEL-layout disk.
+"""The real test guests (tests/guest/debian.sh): the Debian disk and the RHEL-layout disk,
+offline.
 
-Offline, each disk is checked with tools that are not ligero: qemu-img check, sfdisk and sgdisk
-for the partition tables, e2fsck/debugfs for ext4, xfs_repair/xfs_db for XFS, blkid for UUIDs.
-Then both boot in the emulated host under `ligero run --kernel --initrd --disk` (overlays of the
-shared disks): the Debian disk runs a command given on the kernel command line, the RHEL disk
-one given on a script disk; each guest reports what it sees (CPUs, memory, its root and /boot,
-its state under systemd), powers off with status 0, and leaves an overlay that qemu-img check,
-e2fsck and xfs_repair find clean, holding the file the guest wrote."""
-import base64
-import json
+Each disk is checked with tools that are not ligero: qemu-img check, sfdisk and sgdisk for the
+partition tables, e2fsck/debugfs for ext4, xfs_repair/xfs_db for XFS, blkid for UUIDs. Booting
+them (`ligero run --disk`, their own kernels) is test_disk_boot.py's."""
 import os
 import re
-import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cmd, sha256
-from vmhost_fixture import vmhost  # noqa: F401
+from guest_disks import (blkid, build_guests, debugfs_cat, debugfs_exists, extract,
+                         partitions, to_raw, xfs_cat)
+from guest_disks import _vmhost
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vmhost"))
-import vmhost as _vmhost  # noqa: E402
-
-TOOLS = ("debootstrap", "sgdisk", "sfdisk", "mkfs.xfs", "xfs_db", "xfs_repair", "debugfs",
-         "e2fsck", "blkid", "qemu-img")
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
 
 @pytest.fixture(scope="module")
 def guests():
-    if os.geteuid() != 0:
-        pytest.skip("tests/guest/debian.sh runs as root (debootstrap, chroot)")
-    for tool in TOOLS:
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (.ci/packages)")
-    return _vmhost.build_debian()
-
-
-def to_raw(disk, tmp_path, name):
-    raw = tmp_path / (name + ".raw")
-    run_cmd("qemu-img", "convert", "-f", "qcow2", "-O", "raw", disk, raw, check=True)
-    return raw
-
-
-def partitions(raw):
-    out = run_cmd("sfdisk", "-J", raw, check=True).stdout
-    return json.loads(out)["partitiontable"]
-
-
-def extract(raw, part, out):
-    """Copy one partition (an sfdisk -J entry) of a raw disk into its own file."""
-    run_cmd("dd", f"if={raw}", f"of={out}", "bs=1M", "iflag=skip_bytes,count_bytes",
-            f"skip={part['start'] * 512}", f"count={part['size'] * 512}", "conv=sparse",
-            "status=none", check=True)
-    return out
-
-
-def blkid(dev, tag):
-    return run_cmd("blkid", "-p", "-o", "value", "-s", tag, dev, check=True).stdout.strip()
-
-
-def debugfs_cat(fs, path):
-    p = run_cmd("debugfs", "-R", f"cat {path}", fs, check=True)
-    return p.stdout
-
-
-def debugfs_exists(fs, path):
-    p = run_cmd("debugfs", "-R", f"stat {path}", fs)
-    return "Inode:" in p.stdout
-
-
-def xfs_cat(fs, path):
-    """A file's bytes, found by xfs_db (its size, its extents, their byte offsets) and read
-    from the image: nothing mounted, no ligero code involved."""
-    def db(*cmds):
-        args = ["xfs_db", "-r"]
-        for c in cmds:
-            args += ["-c", c]
-        return run_cmd(*args, fs, check=True).stdout
-
-    size = int(db(f"path {path}", "p core.size").split("=")[1])
-    bsize = int(db("sb 0", "p blocksize").split("=")[1])
-    data = bytearray(size)
-    with open(fs, "rb") as f:
-        for m in re.finditer(r"data offset (\d+) startblock (\d+) \(\S+\) count (\d+)",
-                             db(f"path {path}", "bmap")):
-            off, start, count = (int(x) for x in m.groups())
-            byte = int(re.search(r"\((\d+)\)", db(f"convert fsblock {start} byte")).group(1))
-            f.seek(byte)
-            chunk = f.read(count * bsize)[:max(0, size - off * bsize)]
-            data[off * bsize:off * bsize + len(chunk)] = chunk
-    return bytes(data).decode()
+    return build_guests()
 
 
 def test_debian_disk_offline(guests, tmp_path):
@@ -210,171 +138,6 @@ def test_debian_sh_reuses_its_build(guests):
     before = disk.stat().st_mtime_ns
     assert _vmhost.build_debian()["disk"] == guests["disk"]
     assert disk.stat().st_mtime_ns == before
-
-
-DEBIAN_CMD = r"""
-echo NPROC=$(nproc)
-echo MEMTOTAL_KB=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
-echo ROOT=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)
-echo STATE=$(systemctl is-system-running --wait)
-systemctl --failed --no-legend --plain
-echo UNAME=$(uname -r)
-echo KERNEL_SHA=$(sha256sum /boot/vmlinuz-$(uname -r) | cut -d' ' -f1)
-systemd-analyze
-systemd-analyze blame --no-pager | head -n 8
-echo written-by-the-debian-guest >/root/ligero-guest-test
-"""
-
-RHEL_CMD = r"""
-echo ROOT=$(findmnt -n -o SOURCE,FSTYPE /)
-echo BOOT=$(findmnt -n -o SOURCE,FSTYPE /boot)
-echo ENTRIES=$(ls /boot/loader/entries | sort | tr '\n' ' ')
-echo GRUBENV_SIZE=$(stat -c %s /boot/grub2/grubenv)
-echo CMDLINE=$(cat /proc/cmdline)
-echo KERNEL_SHA=$(sha256sum /boot/vmlinuz-$(uname -r) | cut -d' ' -f1)
-echo STATE=$(systemctl is-system-running --wait)
-systemctl --failed --no-legend --plain
-echo written-by-the-rhel-guest >/root/ligero-guest-test
-"""
-
-# The emulated host sometimes kills an L2 guest with a triple fault (docs/ligero-run.md, "the
-# emulated host's own failures"); as in test_run.py, a boot that triple-faults or hangs is run
-# once more, from the overlay as it was before, and counted.
-L1_SCRIPT = """
-cd /work
-up() { cut -d' ' -f1 /proc/uptime; }
-boot() {
-	name=$1
-	shift
-	cp disks/$name-over.qcow2 /tmp/$name-over.qcow2
-	for attempt in 1 2; do
-		echo "VMT-$name-START $(up)"
-		timeout 1500 ./ligero run --cpus 2 --memory 1G "$@" >/tmp/$name.out 2>&1
-		rc=$?
-		echo "VMT-$name-END rc=$rc $(up)"
-		[ $attempt = 1 ] && [ $rc -ne 0 ] || break
-		[ $rc = 124 ] || grep -q triple-faulted /tmp/$name.out || break
-		echo "VMT-$name-RETRY"
-		tr -d '\\r' </tmp/$name.out | tail -n 30 | sed "s/^/$name-failed| /"
-		cp /tmp/$name-over.qcow2 disks/$name-over.qcow2
-	done
-	tr -d '\\r' </tmp/$name.out | sed "s/^/$name| /"
-}
-boot debian --kernel disks/debian.vmlinuz --initrd disks/debian.initrd.img \\
-	--disk disks/debian-over.qcow2 --cmdline %(debian_cmdline)s
-boot rhel --kernel disks/debian.vmlinuz --initrd disks/debian.initrd.img \\
-	--disk disks/rhel-over.qcow2 --disk disks/script.img,format=raw --cmdline %(rhel_cmdline)s
-# only the overlays go back to the host
-rm -f disks/debian.qcow2 disks/rhel.qcow2 disks/debian.vmlinuz disks/debian.initrd.img \\
-	disks/script.img
-"""
-
-
-def console(output, name):
-    return [line[len(name) + 2:] for line in output.splitlines() if line.startswith(name + "| ")]
-
-
-def command_output(lines):
-    """The lines between LIGERO-TEST-BEGIN and LIGERO-TEST-RC=N, and N."""
-    begin = lines.index("LIGERO-TEST-BEGIN")
-    for i in range(begin + 1, len(lines)):
-        m = re.match(r"^LIGERO-TEST-RC=(\d+)$", lines[i])
-        if m:
-            return lines[begin + 1:i], int(m.group(1))
-    raise AssertionError("no LIGERO-TEST-RC line after LIGERO-TEST-BEGIN")
-
-
-def values(block):
-    return dict(line.split("=", 1) for line in block if re.match(r"^[A-Z_]+=", line))
-
-
-def check_overlay(over, base, tmp_path, name):
-    """The overlay next to a link to its base: qemu-img check, then each filesystem."""
-    d = tmp_path / ("check-" + name)
-    d.mkdir()
-    os.symlink(base, d / Path(base).name)
-    shutil.copy(over, d / "over.qcow2")
-    chk = run_cmd("qemu-img", "check", d / "over.qcow2")
-    assert chk.returncode == 0, chk.stdout + chk.stderr
-    raw = to_raw(d / "over.qcow2", d, "over")
-    return raw, partitions(raw)["partitions"]
-
-
-def test_guests_boot(guests, vmhost, tmp_path):  # noqa: F811
-    g, r = guests, guests["rhel"]
-    disks = tmp_path / "disks"
-    disks.mkdir()
-    run_cmd("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "debian.qcow2", "-F", "qcow2",
-            disks / "debian-over.qcow2", str(g["virtual_size"]), check=True)
-    run_cmd("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "rhel.qcow2", "-F", "qcow2",
-            disks / "rhel-over.qcow2", str(r["virtual_size"]), check=True)
-    script = b"LIGERO-SCRIPT\n" + RHEL_CMD.encode()
-    (disks / "script.img").write_bytes(script + bytes((1 << 20) - len(script)))
-    b64 = base64.b64encode(DEBIAN_CMD.encode()).decode()
-    text = L1_SCRIPT % {
-        "debian_cmdline": shlex.quote(f"{g['cmdline']} console=ttyS0 ligero.run64={b64}"),
-        "rhel_cmdline": shlex.quote(r["kernelopts"])}
-    out = tmp_path / "out"
-    res = vmhost(text, timeout=3600, mem="2G",
-                 disks=[g["disk"], r["disk"], g["kernel"], g["initrd"],
-                        disks / "debian-over.qcow2", disks / "rhel-over.qcow2",
-                        disks / "script.img"], disks_out=out)
-    _vmhost.skip_if_host_failed(res)
-    assert res.rc == 0, res.output[-3000:] + res.log[-2000:]
-    times = dict(re.findall(r"^VMT-(\w+-(?:START|END)).*? ([\d.]+)$", res.output, re.M))
-
-    # Debian: the command from the kernel command line
-    deb = console(res.output, "debian")
-    assert re.search(r"^VMT-debian-END rc=0 ", res.output, re.M), "\n".join(deb[-60:])
-    assert any(re.match(r"^debian login: root \(automatic login\)", line) for line in deb), \
-        "no login prompt on the serial console"
-    multi = [i for i, line in enumerate(deb) if line.startswith("LIGERO-MULTIUSER ")]
-    assert multi and multi[0] < deb.index("LIGERO-TEST-BEGIN")
-    deb_block, rc = command_output(deb)
-    v = values(deb_block)
-    assert rc == 0, deb_block
-    assert v["NPROC"] == "2"
-    assert 900_000 < int(v["MEMTOTAL_KB"]) <= 1 << 20
-    assert v["ROOT"].split()[:2] == ["/dev/vda2", "ext4"] and "rw" in v["ROOT"].split()[2]
-    assert v["STATE"] == "running", deb_block
-    assert v["UNAME"] == g["kernel_version"]
-    assert v["KERNEL_SHA"] == sha256(g["kernel"])
-
-    # RHEL layout: the command from a script disk, /boot on XFS mounted by the guest
-    rh = console(res.output, "rhel")
-    assert re.search(r"^VMT-rhel-END rc=0 ", res.output, re.M), "\n".join(rh[-60:])
-    block, rc = command_output(rh)
-    v = values(block)
-    assert rc == 0, block
-    assert v["ROOT"] == "/dev/vda2 ext4" and v["BOOT"] == "/dev/vda1 xfs"
-    assert v["ENTRIES"].split() == sorted([r["default_entry"] + ".conf",
-                                           r["other_entry"] + ".conf"])
-    assert v["GRUBENV_SIZE"] == "1024"
-    opts = r["kernelopts"].split()  # ligero puts its own options first
-    assert v["CMDLINE"].split()[-len(opts):] == opts
-    assert v["KERNEL_SHA"] == sha256(g["kernel"])
-    assert v["STATE"] == "running", block
-
-    # What the guests wrote is in their overlays, and both are clean.
-    raw, parts = check_overlay(out / "debian-over.qcow2", g["disk"], tmp_path, "debian")
-    root = extract(raw, parts[1], tmp_path / "deb-root.ext4")
-    assert run_cmd("e2fsck", "-fn", root).returncode == 0
-    assert debugfs_cat(root, "/root/ligero-guest-test") == "written-by-the-debian-guest\n"
-    raw, parts = check_overlay(out / "rhel-over.qcow2", r["disk"], tmp_path, "rhel")
-    boot = extract(raw, parts[0], tmp_path / "rhel-boot.xfs")
-    root = extract(raw, parts[1], tmp_path / "rhel-root.ext4")
-    assert run_cmd("xfs_repair", "-n", "-f", boot).returncode == 0
-    assert run_cmd("e2fsck", "-fn", root).returncode == 0
-    assert debugfs_cat(root, "/root/ligero-guest-test") == "written-by-the-rhel-guest\n"
-
-    # The figures tests/guest/README.md quotes (pytest -s shows them).
-    mu = deb[multi[0]].split()[1]
-    print(f"\nguest-disk: debian multi-user at {mu} s of guest uptime; boot+command+poweroff "
-          f"{float(times['debian-END']) - float(times['debian-START']):.1f} s, rhel "
-          f"{float(times['rhel-END']) - float(times['rhel-START']):.1f} s of the emulated "
-          f"host's time; boots retried: {res.output.count('-RETRY')}")
-    for line in deb_block:
-        print("guest-disk:", line)
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -258,6 +258,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed,cluster,opts,rounds", CONFIGS, ids=[c[2] for c in CONFIGS])
 def test_crash_consistency(crashwriter, tmp_path, seed, cluster, opts, rounds):
     certain, killed, timer_kills = crash_loop(crashwriter, tmp_path, seed, cluster, opts, rounds)

@@ -161,7 +161,11 @@ def test_enable_needs_root(ligero, run, tmp_path):
         os.chmod(base, 0o755)  # the caller below may walk to the knob, not write it
         root = make_root(base)
         os.chmod(root / "sys/kernel/mm/ksm/run", 0o644)
-        p = subprocess.run([ligero, "ksm", "enable"], capture_output=True, text=True,
+        # The binary runs from a copy there: the checkout's own directory may not be one the
+        # unprivileged user can walk into (mktemp -d makes it 0700).
+        exe = base / "ligero"
+        shutil.copy2(ligero, exe)
+        p = subprocess.run([exe, "ksm", "enable"], capture_output=True, text=True,
                            env=dict(os.environ, LIGERO_KSM_ROOT=str(root)),
                            preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
     finally:

@@ -163,7 +163,8 @@ def help_forms(ligero, *args):
 
 def test_help_shows_the_pages_synopsis(ligero):
     owners = {}
-    for group in groups(ligero):
+    names = groups(ligero)
+    for group in names:
         for verb in verbs(ligero, group):
             owners.setdefault(verb, []).append(group)
     for group in groups(ligero):
@@ -175,6 +176,8 @@ def test_help_shows_the_pages_synopsis(ligero):
             want = [p for p in paras if p.startswith(f"ligero {group} {verb} ")]
             assert want, f"ligero-{group}(1) SYNOPSIS has no form for {verb}"
             assert help_forms(ligero, group, verb) == want
+            if verb in names:
+                continue  # `ligero help run` is the run group, not `vm run`
             # `ligero help VERB` finds the group when only one group has the verb.
             if owners[verb] == [group]:
                 assert help_forms(ligero, verb) == want

@@ -63,6 +63,23 @@ static void disk_cache_modes(void **state)
 	assert_non_null(strstr(err_msg(), "--disk d"));
 }
 
+/* A remote image's name is everything up to the first comma, '=' and all. */
+static void disk_remote_names(void **state)
+{
+	struct virtio_blk_opts o;
+	char buf[256];
+
+	(void)state;
+	assert_int_equal(
+	    disk("rbd:rbd/vm1:conf=/c/ceph.conf:id=lab,cache=none", &o, buf, sizeof(buf)), 0);
+	assert_string_equal(o.path, "rbd:rbd/vm1:conf=/c/ceph.conf:id=lab");
+	assert_int_equal(o.bdev_flags, BDEV_O_DIRECT);
+	assert_int_equal(disk("nbd://h:10809/e,readonly=on", &o, buf, sizeof(buf)), 0);
+	assert_string_equal(o.path, "nbd://h:10809/e");
+	assert_true(o.readonly);
+	assert_int_equal(disk("a=b,format=raw", &o, buf, sizeof(buf)), -EINVAL);
+}
+
 static void disk_refusals(void **state)
 {
 	static const char *const bad[] = {
@@ -195,9 +212,10 @@ static void vmm_takes_structs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(disk_options),    cmocka_unit_test(disk_cache_modes),
-	    cmocka_unit_test(disk_refusals),   cmocka_unit_test(net_options),
-	    cmocka_unit_test(balloon_options), cmocka_unit_test(vmm_takes_structs),
+	    cmocka_unit_test(disk_options),	 cmocka_unit_test(disk_cache_modes),
+	    cmocka_unit_test(disk_remote_names), cmocka_unit_test(disk_refusals),
+	    cmocka_unit_test(net_options),	 cmocka_unit_test(balloon_options),
+	    cmocka_unit_test(vmm_takes_structs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -529,6 +529,33 @@ static void fill_flush_unpop(void **state)
 	assert_int_equal(virtq_fill(&f->q, 1, 0), -EINVAL);
 }
 
+/* A ring taken over where someone else left it: chains before last_avail are not taken again,
+ * pushes continue from the used index the ring holds, a jump past the ring is still caught. */
+static void resume_where_left(void **state)
+{
+	struct fix *f = *state;
+	uint16_t v = 5;
+
+	for (unsigned i = 0; i < 7; i++) {
+		set_desc(f, DESC, i, BUF + 64 * i, 64, 0, 0);
+		publish(f, (uint16_t)i);
+	}
+	memcpy(g(f, USED + 2), &v, 2); /* the previous back-end completed 5 */
+	assert_int_equal(virtq_start(&f->q, &f->mem), 0);
+	virtq_resume(&f->q, 5);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+	assert_int_equal(f->e.head, 5);
+	assert_int_equal(virtq_push(&f->q, 5, 0), 0);
+	assert_int_equal(used_idx(f), 6);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+	assert_int_equal(f->e.head, 6);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 0);
+	/* based far behind the avail index: more pending than the ring holds */
+	assert_int_equal(virtq_start(&f->q, &f->mem), 0);
+	virtq_resume(&f->q, (uint16_t)(7 - QSIZE - 1));
+	assert_int_equal(virtq_pop(&f->q, &f->e), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -561,6 +588,7 @@ int main(void)
 	    T(event_idx),
 	    T(no_interrupt_flag),
 	    T(fill_flush_unpop),
+	    T(resume_where_left),
 	    cmocka_unit_test(iov_copy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

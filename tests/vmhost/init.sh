@@ -7,7 +7,12 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /tmp /dev/shm /run
-mount -t tmpfs tmpfs /tmp
+# /tmp is a tmpfs; what the run's archive put under /tmp (--bin files at their host path, from
+# a checkout under /tmp) is carried over into it rather than hidden by it
+mkdir -p /.tmp
+mount -t tmpfs tmpfs /.tmp
+cp -a /tmp/. /.tmp/
+mount -o move /.tmp /tmp
 # vmhost.npt=0 (VMHOST_NPT=0): shadow paging for the L2 guests instead of the emulated NPT
 npt=1
 disks=0

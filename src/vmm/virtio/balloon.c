@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define BALLOON_QUEUE_SIZE 128
 #define PAGE		   4096ull
@@ -54,6 +55,7 @@ struct balloon {
 	int stats_head;			 /* kept stats buffer, -1 = none */
 	uint64_t stats[VIRTIO_BALLOON_S_NR];
 	uint64_t released_pages;
+	int notify_fd; /* written when the driver changes `actual`, or -1 */
 };
 
 /* Give host memory back: the pages read as zero afterwards. Guest RAM is private anonymous
@@ -238,8 +240,14 @@ static void balloon_cfg_write(struct virtio_dev *d, uint32_t off, const void *da
 
 	/* Only `actual` (and poison_val) belong to the driver. */
 	if (off == offsetof(struct virtio_balloon_config, actual) && len == 4) {
+		uint64_t one = 1;
+		bool changed;
 		pthread_mutex_lock(&b->cfg_lock);
+		changed = memcmp(&b->cfg.actual, data, 4) != 0;
 		memcpy(&b->cfg.actual, data, 4);
+		if (changed && b->notify_fd >= 0 && write(b->notify_fd, &one, sizeof(one)) < 0) {
+			/* at its maximum count the eventfd is readable anyway */
+		}
 		pthread_mutex_unlock(&b->cfg_lock);
 	} else if (off == offsetof(struct virtio_balloon_config, poison_val) && len == 4) {
 		pthread_mutex_lock(&b->cfg_lock);
@@ -269,6 +277,36 @@ void virtio_balloon_set_target(struct virtio_dev *d, uint64_t target_mib)
 	virtio_dev_config_changed(d);
 }
 
+void virtio_balloon_set_pages(struct virtio_dev *d, uint64_t pages)
+{
+	struct balloon *b = d->priv;
+
+	pthread_mutex_lock(&b->cfg_lock);
+	b->cfg.num_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
+	pthread_mutex_unlock(&b->cfg_lock);
+	virtio_dev_config_changed(d);
+}
+
+uint64_t virtio_balloon_actual_pages(struct virtio_dev *d)
+{
+	struct balloon *b = d->priv;
+	uint64_t a;
+
+	pthread_mutex_lock(&b->cfg_lock);
+	a = b->cfg.actual;
+	pthread_mutex_unlock(&b->cfg_lock);
+	return a;
+}
+
+void virtio_balloon_set_notify(struct virtio_dev *d, int fd)
+{
+	struct balloon *b = d->priv;
+
+	pthread_mutex_lock(&b->cfg_lock);
+	b->notify_fd = fd;
+	pthread_mutex_unlock(&b->cfg_lock);
+}
+
 uint64_t virtio_balloon_actual_mib(struct virtio_dev *d)
 {
 	struct balloon *b = d->priv;
@@ -294,6 +332,7 @@ int virtio_balloon_create(struct virtio_dev **out, uint64_t target_mib,
 		return -ENOMEM;
 	b->e.iov = b->iov;
 	b->stats_head = -1;
+	b->notify_fd = -1;
 	pthread_mutex_init(&b->cfg_lock, NULL);
 	b->cfg.num_pages = pages > UINT32_MAX ? UINT32_MAX : (uint32_t)pages;
 	b->stats_q = -1;

@@ -21,6 +21,8 @@ int virtio_blk_create(struct virtio_dev **out, const struct virtio_blk_opts *o,
 int virtio_blk_close(struct virtio_dev *d);
 /* Close (ignoring errors) and free. */
 void virtio_blk_destroy(struct virtio_dev *d);
+/* The image under the device (NULL once closed). */
+struct bdev *virtio_blk_bdev(struct virtio_dev *d);
 
 /* A stable locally administered MAC from a seed (the VM's name or first disk path). */
 void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
@@ -43,6 +45,11 @@ int virtio_balloon_create(struct virtio_dev **out, uint64_t target_mib,
 void virtio_balloon_set_target(struct virtio_dev *d, uint64_t target_mib);
 /* Pages the guest has in the balloon now, and its last statistics (tag -> value). */
 uint64_t virtio_balloon_actual_mib(struct virtio_dev *d);
+/* The same in 4 KiB pages (the device's unit). */
+void virtio_balloon_set_pages(struct virtio_dev *d, uint64_t pages);
+uint64_t virtio_balloon_actual_pages(struct virtio_dev *d);
+/* Write 1 to the eventfd fd (-1: none) whenever the driver changes the actual size. */
+void virtio_balloon_set_notify(struct virtio_dev *d, int fd);
 void virtio_balloon_destroy(struct virtio_dev *d);
 
 int virtio_rng_create(struct virtio_dev **out, const struct virtio_mem *mem, struct kvm_irq *irq);

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VIRTIO_MEM_MAX_REGIONS 4
+/* vhost-user's memory table holds up to 8 regions (VHOST_MEMORY_BASELINE_NREGIONS); the VMM's
+ * own RAM is one or two. */
+#define VIRTIO_MEM_MAX_REGIONS 8
 
 struct virtio_mem_region {
 	uint64_t gpa;  /* guest-physical start */

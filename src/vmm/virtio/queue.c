@@ -312,3 +312,13 @@ bool virtq_notify_on(struct virtq *q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return avail_idx(q) != q->last_avail;
 }
+
+void virtq_resume(struct virtq *q, uint16_t last_avail)
+{
+	if (!q->started)
+		return;
+	q->last_avail = last_avail;
+	q->used_idx = ld16(q->used + 2);
+	q->signalled_valid = false;
+	q->inflight = 0;
+}

@@ -85,4 +85,9 @@ bool virtq_notify_on(struct virtq *q);
 /* True when the avail ring holds chains we have not taken (no validation, a hint). */
 bool virtq_has_avail(struct virtq *q);
 
+/* Take over a ring someone else has been serving (vhost-user's SET_VRING_BASE, a back-end
+ * reconnecting, guest memory remapped): after virtq_start, the next chain to take is avail entry
+ * last_avail and the used index is the one the ring holds now. Nothing is in flight. */
+void virtq_resume(struct virtq *q, uint16_t last_avail);
+
 #endif

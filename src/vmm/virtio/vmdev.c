@@ -5,6 +5,7 @@
 #include "vmm/memory.h"
 #include "vmm/pci.h"
 #include "vmm/pci_bus.h"
+#include "block/block.h"
 #include "util/error.h"
 #include "util/size.h"
 
@@ -310,6 +311,61 @@ int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *m
 			   &v->bus)) < 0)
 		return err_set(-ret, "cannot place the PCI host bridge");
 	return attach_devices(v);
+}
+
+int vm_devices_disk_info(struct vm_devices *v, unsigned i, struct vm_disk_info *out)
+{
+	struct bdev *bs;
+
+	if (!v || i >= v->ndisks || i >= v->ndev || !(bs = virtio_blk_bdev(v->dev[i])))
+		return -ENOENT;
+	*out = (struct vm_disk_info){
+	    .path = v->disk[i].path,
+	    .format = bs->drv->name,
+	    .readonly = bs->read_only,
+	    .cache = bs->flags & (BDEV_O_DIRECT | BDEV_O_UNSAFE | BDEV_O_WRITETHROUGH),
+	    .backing = bs->backing_name,
+	    .size = bs->size,
+	};
+	for (struct bdev *b = bs->backing; b; b = b->backing)
+		out->depth++;
+	return 0;
+}
+
+/* The balloon is the last device plugged (attach_devices). */
+static struct virtio_dev *balloon_dev(struct vm_devices *v)
+{
+	return v && v->balloon && v->ndev ? v->dev[v->ndev - 1] : NULL;
+}
+
+int vm_devices_balloon_set(struct vm_devices *v, uint64_t pages)
+{
+	struct virtio_dev *d = balloon_dev(v);
+
+	if (!d)
+		return -ENODEV;
+	virtio_balloon_set_pages(d, pages);
+	return 0;
+}
+
+int vm_devices_balloon_actual(struct vm_devices *v, uint64_t *pages)
+{
+	struct virtio_dev *d = balloon_dev(v);
+
+	if (!d)
+		return -ENODEV;
+	*pages = virtio_balloon_actual_pages(d);
+	return 0;
+}
+
+int vm_devices_balloon_notify(struct vm_devices *v, int notify_fd)
+{
+	struct virtio_dev *d = balloon_dev(v);
+
+	if (!d)
+		return -ENODEV;
+	virtio_balloon_set_notify(d, notify_fd);
+	return 0;
 }
 
 /* Flush and close every disk; the first failure's message is the one kept. */

@@ -79,6 +79,24 @@ int vm_devices_describe_net(const struct vm_devices *v, unsigned i, char *buf, s
 
 int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
 		      struct bus *mmio);
+
+/* A disk as QMP's query-block describes it (pointers valid until vm_devices_stop). */
+struct vm_disk_info {
+	const char *path;   /* as --disk named it */
+	const char *format; /* the driver's name: "raw", "qcow2", ... */
+	bool readonly;
+	int cache;	     /* BDEV_O_DIRECT, BDEV_O_UNSAFE, BDEV_O_WRITETHROUGH bits */
+	const char *backing; /* the backing file name the image records, or NULL */
+	unsigned depth;	     /* backing files below it */
+	uint64_t size;	     /* virtual size in bytes */
+};
+/* Disk i of an attached set: 0, or -ENOENT past the last (or once the disks are closed). */
+int vm_devices_disk_info(struct vm_devices *v, unsigned i, struct vm_disk_info *out);
+/* The balloon, in 4 KiB pages: -ENODEV without one. notify_fd (an eventfd, -1: none) gets a
+ * write whenever the guest changes the balloon's actual size. */
+int vm_devices_balloon_set(struct vm_devices *v, uint64_t pages);
+int vm_devices_balloon_actual(struct vm_devices *v, uint64_t *pages);
+int vm_devices_balloon_notify(struct vm_devices *v, int notify_fd);
 /* Stop every device (a disk finishes the requests its threads are doing; requests the guest
  * queued behind them are dropped, the guest being stopped), then flush and close the disks.
  * Returns 0, or the first disk's flush error (-errno, message recorded); the other disks are

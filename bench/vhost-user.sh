@@ -1,0 +1,145 @@
+#!/bin/sh
+# vhost-user-blk serving, ligero img serve --vhost-user against qemu-storage-daemon's
+# vhost-user-blk export, on the same qcow2 chain (generated once into bench/out/: a 1 GiB base
+# with 384 MiB of data in 1 MiB runs, an overlay with 2048 scattered 64 KiB clusters over it),
+# both read-only with their default cache modes (the images sit in the page cache: this
+# measures the back-ends, not the disk). The front-end is the same QEMU for both: TCG (no KVM
+# needed), -smp 1, 256 MiB of guest RAM in a shared memfd, vhost-user-blk-pci with QEMU's
+# defaults (one queue of 128), the busybox test guest (tests/guest/) with bench/vbench.c built
+# static and added to its initrd. In the guest, with O_DIRECT:
+#   seqread   1 MiB reads over the whole disk                         -> MB/s
+#   rand-qd1  4 KiB random reads over the whole disk, 1 thread, 10 s  -> IOPS
+#   rand-qd8  the same with 8 threads (8 requests in flight)          -> IOPS
+# Under TCG the guest's own CPU is the first bottleneck, so the ratios show how much of the
+# request's cost the back-end adds. Rounds alternate which back-end goes first, so load that
+# drifts on a shared machine hits both alike. Prints per workload the median of each back-end,
+# the ratio of the medians (ligero / qemu-storage-daemon: above 1 means ligero is faster), the
+# round-by-round ratios and their median, and the median CPU time (user + system) each back-end
+# process used in a round (boot included).
+# Kept apart from bench/remote.sh (NBD and RBD) so the two can change without conflicts.
+# Usage: bench/vhost-user.sh [path/to/ligero]   (ROUNDS=5 by default)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+LIGERO=${1:-${LIGERO:-$root/build/ligero}}
+ROUNDS=${ROUNDS:-5}
+build=${LIGERO_BUILD:-$root/build}
+out=$here/out
+mkdir -p "$out"
+base=$out/vub-base.qcow2 top=$out/vub-top.qcow2
+
+for t in qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-io busybox gcc python3; do
+	command -v $t >/dev/null || { echo "bench: needs $t" >&2; exit 1; }
+done
+[ -x "$LIGERO" ] || { echo "bench: build ligero first ($LIGERO)" >&2; exit 1; }
+
+if [ ! -f "$top" ]; then
+	echo "generating $base and $top (once)..." >&2
+	rm -f "$base" "$top"
+	qemu-img create -q -f qcow2 "$base" 1G
+	cmds=$(python3 -c '
+print(" ".join(f"-c \"write -P {i % 250 + 1} {(8 * i) // 3}M 1M\"" for i in range(384)))')
+	eval qemu-io "$cmds" "$base" >/dev/null
+	qemu-img create -q -f qcow2 -b "$base" -F qcow2 "$top"
+	cmds=$(python3 -c '
+import random
+r = random.Random(7)
+print(" ".join(f"-c \"write -P {c % 200 + 7} {c * 65536} 64k\""
+               for c in sorted(r.sample(range(16384), 2048))))')
+	eval qemu-io "$cmds" "$top" >/dev/null
+fi
+
+tmp=$(mktemp -d)
+spid=
+cleanup() {
+	[ -n "$spid" ] && kill "$spid" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+guest=$(LIGERO_BUILD=$build sh "$root/tests/guest/build.sh" "$build/guest")
+gcc -O2 -static -pthread -o "$tmp/vb" "$here/vbench.c"
+sh "$root/tests/guest/addbins.sh" "$tmp/extra.cpio" "$tmp/vb"
+# the kernel reads an archive that follows a compressed one only at a 4-byte boundary
+size=$(stat -c %s "$guest/initrd.img")
+{ cat "$guest/initrd.img"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$tmp/extra.cpio"; } \
+	>"$tmp/initrd.img"
+
+echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)"
+echo "ligero: $LIGERO   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
+
+# wait_for FILE PID: until FILE exists (the back-end is listening), or it died
+wait_for() {
+	tries=0
+	while [ ! -e "$1" ]; do
+		kill -0 "$2" 2>/dev/null || { echo "back-end $2 died" >&2; exit 1; }
+		tries=$((tries + 1))
+		[ $tries -lt 6000 ] || { echo "no $1 after 120 s" >&2; exit 1; }
+		sleep 0.02
+	done
+}
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run='vb seqread /dev/vda 1024; vb randread /dev/vda 1024 10 1 | sed s/^/QD1_/;'
+run="$run vb randread /dev/vda 1024 10 8 | sed s/^/QD8_/"
+
+# one NAME ROUND: a back-end up, one boot, its figures into $tmp/NAME, the back-end down
+one() {
+	rm -f "$tmp/s.sock" "$tmp/s.pid"
+	cat "$base" "$top" >/dev/null # into the page cache, for both alike
+	if [ "$1" = ligero ]; then
+		"$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" "$top" \
+			2>"$tmp/serve.log" &
+	else
+		qemu-storage-daemon --pidfile "$tmp/s.pid" \
+			--blockdev "driver=qcow2,node-name=top,read-only=on,file.driver=file,file.filename=$top" \
+			--export "type=vhost-user-blk,id=e,node-name=top,addr.type=unix,addr.path=$tmp/s.sock" \
+			2>"$tmp/serve.log" &
+	fi
+	spid=$!
+	wait_for "$tmp/s.pid" "$spid"
+	wait_for "$tmp/s.sock" "$spid"
+	timeout 900 qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1 -nographic -no-reboot \
+		-kernel "$guest/vmlinuz" -initrd "$tmp/initrd.img" \
+		-append "console=ttyS0 quiet panic=-1 ligero.run=\"$run\"" \
+		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+		-chardev socket,id=c,path="$tmp/s.sock" -device vhost-user-blk-pci,chardev=c \
+		</dev/null >"$tmp/guest.out" 2>&1 || true
+	c=$(cpu "$spid")
+	kill "$spid"
+	wait "$spid" || { echo "$1 exited non-zero:" >&2; cat "$tmp/serve.log" >&2; exit 1; }
+	spid=
+	tr -d '\r' <"$tmp/guest.out" | grep -q 'LIGERO-RC=0' ||
+		{ echo "round $2, $1: the guest failed:" >&2; tail -20 "$tmp/guest.out" >&2; exit 1; }
+	tr -d '\r' <"$tmp/guest.out" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -F= '
+		/^SEQREAD_MBS=/ {s = $2} /^QD1_RANDREAD_IOPS=/ {a = $2} /^QD8_RANDREAD_IOPS=/ {b = $2}
+		END {printf "%s %s %s %.2f\n", s, a, b, c / hz}' >>"$tmp/$1"
+}
+
+round=0
+while [ $round -lt "$ROUNDS" ]; do
+	if [ $((round % 2)) -eq 0 ]; then order="ligero qsd"; else order="qsd ligero"; fi
+	for b in $order; do one $b $round; done
+	round=$((round + 1))
+done
+
+python3 - "$tmp" <<'PY'
+import sys
+d = sys.argv[1]
+rows = {b: [list(map(float, x.split())) for x in open(f"{d}/{b}")] for b in ("ligero", "qsd")}
+med = lambda v: sorted(v)[len(v) // 2]
+for k, (name, unit) in enumerate([("seqread", "MB/s"), ("rand-qd1", "IOPS"),
+                                  ("rand-qd8", "IOPS")]):
+    l = [r[k] for r in rows["ligero"]]
+    q = [r[k] for r in rows["qsd"]]
+    per = sorted(a / b for a, b in zip(l, q))
+    print(f"{name:<9} qsd {med(q):8.1f} {unit}  ligero {med(l):8.1f} {unit} | ligero/qsd "
+          f"{med(l) / med(q):4.2f}x | rounds: median {med(per):4.2f}x "
+          f"({' '.join(f'{r:.2f}' for r in per)})")
+lc = [r[3] for r in rows["ligero"]]
+qc = [r[3] for r in rows["qsd"]]
+print(f"back-end cpu per round (boot and all three workloads): qsd {med(qc):5.2f}s  "
+      f"ligero {med(lc):5.2f}s")
+PY
