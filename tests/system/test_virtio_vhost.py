@@ -48,6 +48,7 @@ MB = int(os.environ.get("LIGERO_VHOST_MB", "16"))
 RMB = int(os.environ.get("LIGERO_VHOST_RMB", "8"))
 ROBUST = os.environ.get("LIGERO_VHOST_ROBUST", "v2 u2").split()
 ONLY = os.environ.get("LIGERO_VHOST_CASES", "v1 u1 v2 u2").split()
+PAIRS = os.environ.get("LIGERO_VHOST_PAIRS", "").split()
 # name: (--net options, streams, data path, queue pairs, MTU)
 CASES = {
     "v1": ("bridge=br0,vhost=on,queues=1", 1, "vhost", 1, 1500),
@@ -166,7 +167,7 @@ def vh(tmp_path_factory, vmhost):
     the fallbacks (fb_*) and the two-VM cases (named pv1..., their VMs pv1s and pv1c)."""
     tmp = tmp_path_factory.mktemp("vhost")
     return boot(tmp, "MB=%d RMB=%d ROBUST='%s' %s %s" % (
-        MB, RMB, " ".join(ROBUST), cases_env("CASES1", ONLY), cases_env("CASES2", ONLY, "p")))
+        MB, RMB, " ".join(ROBUST), cases_env("CASES1", ONLY), cases_env("CASES2", [n for n in ONLY if n in PAIRS], "p")))
 
 
 def case(out, name, *vms):
@@ -322,6 +323,10 @@ def test_fallbacks(vh):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_two_vms(vh, name):
+    if name not in PAIRS:
+        pytest.skip("two-VM cases are opt-in (LIGERO_VHOST_PAIRS='%s'): two guests under "
+                    "network load double-fault in the emulated host's nested SVM "
+                    "(docs/virtio.md)" % " ".join(CASES))
     opts, streams, path, pairs, mtu = CASES[name]
     c, s, cl = case(vh, "p" + name, "p" + name + "s", "p" + name + "c")
     for d in (s, cl):

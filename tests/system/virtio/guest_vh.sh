@@ -67,7 +67,7 @@ nic_back() { # the driver is back: eth0 again, up, pinging
 # BAR 0 registers (virtio 1.x common configuration); rings in RAM the kernel was told to leave
 # alone (memmap=1M$0x7000000 on the command line).
 RING=0x7000000
-dm() { devmem $((BAR + $1)) "$2" "$3"; }
+dm() { devmem $((BAR + $1)) "$2" ${3+"$3"}; } # a read without a third argument
 status() { dm 0x14 8; }
 cfg_byte() { printf "\\$(printf %03o "$2")" | dd of="/sys/bus/pci/devices/$PCI/config" bs=1 seek="$1" conv=notrunc 2>/dev/null; }
 features_ok() { # reset, then VERSION_1 only: a renegotiation with other features than Linux's

@@ -96,7 +96,7 @@ tapstat() { # TAP WHAT: a counter of the tap (WHAT rx_bytes, tx_packets...)
 # Everything a VM printed that the test reads, and its stderr (the data path notice)
 results() {
 	tr -d '\r' <"/tmp/$1.log" |
-		grep -a -E '^[A-Za-z0-9_-]+=|^ETHTOOL-|^IRQ: |-OK$|^(TX|RX)-DONE|^TOOLS-FAILED' |
+		grep -a -E '^[A-Za-z0-9_-]+=|^ETHTOOL-|^IRQ: |-OK$|^(TX|RX)-DONE|^TOOLS-FAILED|^(sh|devmem|/dev/vda): ' |
 		sed "s/^/$1: /"
 	sed "s/^/$1: STDERR: /" "/tmp/$1.out"
 }
