@@ -4,13 +4,18 @@
  *   vbench seqwrite DEV MiB      O_DIRECT 1 MiB writes, then fsync     -> SEQWRITE_MBS
  *   vbench seqread  DEV MiB      O_DIRECT 1 MiB reads                  -> SEQREAD_MBS
  *   vbench randread DEV MiB SECS THREADS   4 KiB O_DIRECT random reads -> RANDREAD_IOPS
- *   vbench tcprecv PORT          receive until EOF                    -> TCP_MBS
- *   vbench tcpsend HOST PORT MiB                                       -> TCP_SEND_MBS
+ *   vbench tcprecv PORT [N]      N connections, receive until EOF     -> TCP_MBS (all of them)
+ *   vbench tcpsend HOST PORT MiB [N]   MiB over N connections          -> TCP_SEND_MBS
+ *   vbench rrserver PORT [N]     echo each byte of N connections back
+ *   vbench rr HOST PORT SECS [N] 1-byte ping-pong on N connections     -> RR_TPS (transactions/s)
+ * Connection i runs on CPU i (so, with a queue pair per CPU, through pair i).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,56 +113,197 @@ static int randread(const char *dev, long mib, double secs, int nthreads)
 	return 0;
 }
 
-static int tcprecv(int port)
+/* ---- network: N connections, connection i on CPU i (so, with as many queue pairs as CPUs,
+ * through queue pair i) ---- */
+
+struct conn {
+	int fd;
+	const char *host;
+	int port, cpu;
+	long long bytes; /* stream: to send, or received */
+	double secs;	 /* request/response: how long */
+	double t0, t1;	 /* first and last byte */
+	long long trans;
+};
+
+static void on_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+static int dial(const char *host, int port)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-	int s = socket(AF_INET, SOCK_STREAM, 0), one = 1, c;
-	static char b[1 << 17];
-	long long total = 0;
-	double t = 0;
-	ssize_t n;
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s, (struct sockaddr *)&a, sizeof(a)) || listen(s, 1))
-		return 1;
-	c = accept(s, NULL, NULL);
-	while ((n = read(c, b, sizeof(b))) > 0) {
-		if (!total)
-			t = now();
-		total += n;
+	inet_pton(AF_INET, host, &a.sin_addr);
+	for (int i = 0; i <= 60; i++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return s;
+		close(s);
+		sleep(1);
 	}
-	printf("TCP_MBS=%.1f\n", total / 1048576.0 / (now() - t));
+	return -1;
+}
+
+/* Accept n connections on port; -1 on failure. */
+static int serve(int port, int n, struct conn *c)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) || listen(s, n))
+		return -1;
+	for (int i = 0; i < n; i++) {
+		c[i] = (struct conn){.cpu = i};
+		if ((c[i].fd = accept(s, NULL, NULL)) < 0)
+			return -1;
+	}
+	close(s);
 	return 0;
 }
 
-static int tcpsend(const char *host, int port, long mib)
+static void *recv_thread(void *arg)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-	static char b[1 << 17];
-	int s;
-	double t;
-	inet_pton(AF_INET, host, &a.sin_addr);
-	for (int i = 0;; i++) {
-		s = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
-			break;
-		close(s);
-		if (i > 60)
-			return 1;
-		sleep(1);
+	struct conn *c = arg;
+	char *b = malloc(1 << 17);
+	ssize_t n;
+	on_cpu(c->cpu);
+	while ((n = read(c->fd, b, 1 << 17)) > 0) {
+		if (!c->bytes)
+			c->t0 = now();
+		c->bytes += n;
 	}
-	memset(b, 0x42, sizeof(b));
-	t = now();
-	for (long long left = (long long)mib << 20; left > 0;) {
-		ssize_t n = write(s, b, left < (long long)sizeof(b) ? (size_t)left : sizeof(b));
+	c->t1 = now();
+	close(c->fd);
+	free(b);
+	return NULL;
+}
+
+static void *send_thread(void *arg)
+{
+	struct conn *c = arg;
+	char *b = malloc(1 << 17), x;
+	on_cpu(c->cpu);
+	memset(b, 0x42, 1 << 17);
+	for (long long left = c->bytes; left > 0;) {
+		ssize_t n = write(c->fd, b, left < (1 << 17) ? (size_t)left : (1 << 17));
 		if (n <= 0)
-			return 1;
+			break;
 		left -= n;
 	}
-	shutdown(s, SHUT_WR);
-	char x;
-	while (read(s, &x, 1) > 0)
+	shutdown(c->fd, SHUT_WR);
+	while (read(c->fd, &x, 1) > 0)
 		;
+	close(c->fd);
+	free(b);
+	return NULL;
+}
+
+/* One transaction: a byte there, a byte back, as long as secs runs. */
+static void *rr_client(void *arg)
+{
+	struct conn *c = arg;
+	int one = 1;
+	char x = 1;
+	on_cpu(c->cpu);
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->t0 = now();
+	while ((c->t1 = now()) - c->t0 < c->secs)
+		for (int i = 0; i < 16; i++) {
+			if (write(c->fd, &x, 1) != 1 || read(c->fd, &x, 1) != 1)
+				return NULL;
+			c->trans++;
+		}
+	shutdown(c->fd, SHUT_WR);
+	close(c->fd);
+	return NULL;
+}
+
+static void *rr_echo(void *arg)
+{
+	struct conn *c = arg;
+	int one = 1;
+	char x;
+	on_cpu(c->cpu);
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	while (read(c->fd, &x, 1) == 1 && write(c->fd, &x, 1) == 1)
+		;
+	close(c->fd);
+	return NULL;
+}
+
+static int run_threads(int n, struct conn *c, void *(*fn)(void *))
+{
+	pthread_t t[16];
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, fn, &c[i]);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static int tcprecv(int port, int n)
+{
+	struct conn c[16];
+	long long total = 0;
+	double t0 = 0, t1 = 0;
+	if (n < 1 || n > 16 || serve(port, n, c) < 0)
+		return 1;
+	run_threads(n, c, recv_thread);
+	for (int i = 0; i < n; i++) {
+		total += c[i].bytes;
+		if (!t0 || c[i].t0 < t0)
+			t0 = c[i].t0;
+		if (c[i].t1 > t1)
+			t1 = c[i].t1;
+	}
+	printf("TCP_MBS=%.1f\n", total / 1048576.0 / (t1 - t0));
+	return 0;
+}
+
+static int tcpsend(const char *host, int port, long mib, int n)
+{
+	struct conn c[16];
+	double t;
+	if (n < 1 || n > 16)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		c[i] = (struct conn){.cpu = i, .bytes = ((long long)mib << 20) / n};
+		if ((c[i].fd = dial(host, port)) < 0)
+			return 1;
+	}
+	t = now();
+	run_threads(n, c, send_thread);
 	printf("TCP_SEND_MBS=%.1f\n", mib / (now() - t));
+	return 0;
+}
+
+static int rrserver(int port, int n)
+{
+	struct conn c[16];
+	if (n < 1 || n > 16 || serve(port, n, c) < 0)
+		return 1;
+	return run_threads(n, c, rr_echo);
+}
+
+static int rr(const char *host, int port, double secs, int n)
+{
+	struct conn c[16];
+	double tps = 0;
+	if (n < 1 || n > 16)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		c[i] = (struct conn){.cpu = i, .secs = secs};
+		if ((c[i].fd = dial(host, port)) < 0)
+			return 1;
+	}
+	run_threads(n, c, rr_client);
+	for (int i = 0; i < n; i++)
+		tps += c[i].trans / (c[i].t1 - c[i].t0);
+	printf("RR_TPS=%.0f\n", tps);
 	return 0;
 }
 
@@ -170,9 +316,13 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "randread"))
 		return randread(argv[2], atol(argv[3]), atof(argv[4]), atoi(argv[5]));
 	if (argc >= 3 && !strcmp(argv[1], "tcprecv"))
-		return tcprecv(atoi(argv[2]));
+		return tcprecv(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
 	if (argc >= 5 && !strcmp(argv[1], "tcpsend"))
-		return tcpsend(argv[2], atoi(argv[3]), atol(argv[4]));
+		return tcpsend(argv[2], atoi(argv[3]), atol(argv[4]), argc >= 6 ? atoi(argv[5]) : 1);
+	if (argc >= 3 && !strcmp(argv[1], "rrserver"))
+		return rrserver(atoi(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
+	if (argc >= 5 && !strcmp(argv[1], "rr"))
+		return rr(argv[2], atoi(argv[3]), atof(argv[4]), argc >= 6 ? atoi(argv[5]) : 1);
 	fprintf(stderr, "usage: see bench/vbench.c\n");
 	return 2;
 }

@@ -266,6 +266,7 @@ static int run_vm(struct vm_config *cfg, struct run_boot *boot, const char *cons
 		run_boot_release(boot, cfg);
 		return 1;
 	}
+	vm_devices_set_cpus(cfg->devices, cfg->cpus);
 	ret = vm_create(cfg, &vm);
 	run_boot_release(boot, cfg);
 	if (ret < 0) {
@@ -275,6 +276,7 @@ static int run_vm(struct vm_config *cfg, struct run_boot *boot, const char *cons
 			run_exit_file_write(exit_file, &e);
 		return 1;
 	}
+	run_devices_notice(cfg->devices);
 	set_title(cfg->name);
 	if (pidfile && run_pidfile_write(pidfile)) {
 		vm_destroy(vm);

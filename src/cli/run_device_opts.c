@@ -62,6 +62,22 @@ static bool parse_mac(const char *v, uint8_t mac[6])
 	return true;
 }
 
+/* A decimal number in [lo, hi]. */
+static bool parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	if (*v < '0' || *v > '9')
+		return false;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n < lo || n > hi)
+		return false;
+	*out = (unsigned)n;
+	return true;
+}
+
 int run_parse_net(char *arg, struct virtio_net_opts *o)
 {
 	char *s = arg, *k, *v;
@@ -74,6 +90,17 @@ int run_parse_net(char *arg, struct virtio_net_opts *o)
 			memcpy(o->tap, v, strlen(v) + 1);
 		} else if (!strcmp(k, "bridge") && strlen(v) < sizeof(o->bridge) && *v) {
 			memcpy(o->bridge, v, strlen(v) + 1);
+		} else if (!strcmp(k, "vhost") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+			o->vhost = !strcmp(v, "on") ? VIRTIO_NET_VHOST_ON : VIRTIO_NET_VHOST_OFF;
+		} else if (!strcmp(k, "queues")) {
+			if (!parse_uint(v, 1, VIRTIO_NET_MAX_PAIRS, &o->queues))
+				return err_set(EINVAL,
+					       "--net: queues=%s is not a count from 1 to %u", v,
+					       VIRTIO_NET_MAX_PAIRS);
+		} else if (!strcmp(k, "mtu")) {
+			if (!parse_uint(v, 68, 65535, &o->mtu))
+				return err_set(EINVAL,
+					       "--net: mtu=%s is not a size from 68 to 65535", v);
 		} else if (!strcmp(k, "mac") && parse_mac(v, o->mac)) {
 			if (o->mac[0] & 1)
 				return err_set(EINVAL, "--net: mac %s is a multicast address", v);

@@ -9,13 +9,15 @@
 #include "util/error.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char run_devices_usage[] =
     "       [--disk FILE[,format=raw|qcow2][,readonly=on|off][,serial=ID]\n"
     "               [,cache=writeback|none|writethrough|directsync|unsafe]]...\n"
-    "       [--net tap=NAME|bridge=BR[,mac=52:54:00:xx:xx:xx]]... [--rng]\n"
+    "       [--net tap=NAME|bridge=BR[,vhost=on|off][,queues=N][,mtu=M]\n"
+    "              [,mac=52:54:00:xx:xx:xx]]... [--rng]\n"
     "       [--balloon MiB[,after=SECONDS][,trigger=FILE]]\n";
 
 /* Match --name VALUE or --name=VALUE at argv[*i]; sets *val and advances *i past it. */
@@ -67,6 +69,14 @@ static int add_device(struct vm_devices *v, int which, const char *val)
 		ret = run_parse_balloon(copy, &o.balloon) ?: vm_devices_set_balloon(v, &o.balloon);
 	free(copy);
 	return ret;
+}
+
+void run_devices_notice(const struct vm_devices *v)
+{
+	char line[512];
+
+	for (unsigned i = 0; vm_devices_describe_net(v, i, line, sizeof(line)); i++)
+		fprintf(stderr, "ligero: %s\n", line);
 }
 
 int run_devices_options(int *argc, char **argv, struct vm_devices **out)

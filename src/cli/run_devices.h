@@ -13,6 +13,9 @@ extern const char run_devices_usage[];
  * Returns 0, or 1 after printing an error. */
 int run_devices_options(int *argc, char **argv, struct vm_devices **out);
 
+/* One line on stderr per NIC: how its packets move (vhost-net or ligero's threads, and why). */
+void run_devices_notice(const struct vm_devices *v);
+
 /* The value of one --disk, --net or --balloon, split in place: the struct's strings point into
  * arg. 0, or -EINVAL with a message. */
 int run_parse_disk(char *arg, struct virtio_blk_opts *o);

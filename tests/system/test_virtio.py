@@ -1,8 +1,9 @@
 """Issue 5 proof: the paravirtual devices driven by a stock guest kernel inside the emulated host
 (tests/vmhost/vmhost.sh, a QEMU/TCG machine with nested KVM). One emulated-host boot runs the
-blk/rng VM, then the fsync/balloon VM; another one VM against the emulated host over a bridge;
-another two VMs on a bridge. Every assertion is
-about what the guest itself printed or what qemu-img / e2fsck say afterwards."""
+blk/rng VM, then the fsync/balloon VM. Every assertion is about what the guest itself printed or
+what qemu-img / e2fsck say afterwards. The network (a VM and the emulated host both ways, two
+VMs on a bridge, the default MAC, the tap gone after exit) is tested on both of its data paths
+by test_virtio_vhost.py, in its one emulated-host boot."""
 import hashlib
 import json
 import os
@@ -26,8 +27,7 @@ pytestmark = [
     # virtio driver (0 of 30 alone, 3 of 10 two at once, 1 of 16 two at once pinned to
     # different emulated CPUs), and with two VMs at once its own kernel has crashed, with
     # QEMU's VMs as with ours. So the blk VMs run one after the other, a VM that dies before
-    # its init starts is booted again (EARLY-BOOT-RETRIES counts it), and the network cases
-    # run with L1 without nested paging (see the net fixtures).
+    # its init starts is booted again (EARLY-BOOT-RETRIES counts it).
     pytest.mark.skipif(vmhost.missing() is not None, reason=str(vmhost.missing())),
     pytest.mark.skipif(not shutil.which("qemu-img") or not shutil.which("mkfs.ext4"),
                        reason="needs qemu-utils and e2fsprogs"),
@@ -167,33 +167,6 @@ def test_balloon_lowers_rss(blk):
     assert before > 0 and before - after >= 48 * 1024, show(blk)
 
 
-def prepare_net(d):
-    script_disk(os.path.join(HERE, "guest_net.sh"), d / "net1.img",
-                "ADDR=10.0.0.1 PEER=10.0.0.2 ROLE=server\n")
-    script_disk(os.path.join(HERE, "guest_net.sh"), d / "net2.img",
-                "ADDR=10.0.0.2 PEER=10.0.0.1 ROLE=client\n")
-    return [str(d / "net1.img"), str(d / "net2.img")] + net_modules()
-
-
-def prepare_net1(d):
-    script_disk(os.path.join(HERE, "guest_net1.sh"), d / "net1.img",
-                "ADDR=10.0.1.2 PEER=10.0.1.1\n")
-    return [str(d / "net1.img")] + net_modules()
-
-
-def net_modules():
-    """The emulated host loads only KVM: tun and bridge (and their dependencies), as files."""
-    mods = os.path.join(BUILD, "guest", "modules")
-    if not os.path.isdir(mods):
-        subprocess.run(["sh", os.path.join(ROOT, "tests", "guest", "build.sh"),
-                        os.path.join(BUILD, "guest")], check=True, stdout=subprocess.DEVNULL)
-    order = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "guest", "modules.py"),
-                            mods, "tun", "bridge"], check=True, stdout=subprocess.PIPE,
-                           text=True).stdout.split()
-    return ["%s:mods/%02d-%s" % (os.path.join(mods, m), i, os.path.basename(m))
-            for i, m in enumerate(order)]
-
-
 def run_part(d, name, files, env_extra=None):
     """One emulated-host boot runs host_NAME.sh; its KEY=value lines, parsed. An emulated host
     that failed twice by itself skips the test with the reason."""
@@ -216,71 +189,3 @@ def blk(tmp_path_factory, vmhost):
     kv = run_part(d, "blk", prepare_blk(d))
     kv["_base_sha"] = sha(open(d / "base.qcow2", "rb").read())
     return kv
-
-
-@pytest.fixture(scope="module")
-def net1(tmp_path_factory, vmhost):
-    """One emulated-host boot (L1 with npt=0): one VM on a bridge that carries the emulated
-    host's own address; TCP both ways between them. One VM, so it runs by default, in CI too."""
-    d = tmp_path_factory.mktemp("virtio-net1")
-    # L1 without nested paging: with the emulated NPT, network load stops L2 guests (QEMU's too;
-    # docs/virtio.md), without it they finished every run measured
-    kv = run_part(d, "net1", prepare_net1(d), {"VMHOST_NPT": os.environ.get("VMHOST_NPT", "0")})
-    if kv.get("EMU-GAVE-UP") == "1":
-        # three tries, each ended by the emulated host (the guest's own clock stopped, a triple
-        # fault, or death before init): says nothing about ligero, so never a pass
-        pytest.skip("the emulated host stopped the net guest in all three tries (QEMU TCG nested "
-                    "SVM; QEMU's own guest fails the same way, docs/virtio.md): " +
-                    " | ".join(l for l in kv["_out"].splitlines() if "FAILURE" in l)[-400:])
-    return kv
-
-
-def test_net_vm_to_host_both_ways(net1):
-    assert net1.get("TAPS-IN-BRIDGE") == "1", show(net1)
-    assert "C-PING-OK" in net1["_out"], show(net1)
-    # guest TX -> host: what the host received is what the guest sent
-    assert net1.get("HOST-RX-SHA") == sha(pattern("ligero-net-tx", 16 * MiB)), show(net1)
-    # host -> guest RX, through mergeable receive buffers
-    assert net1.get("C-RX-SHA") == sha(pattern("ligero-net-rx", 16 * MiB)), show(net1)
-    assert net1.get("C-LIGERO-RC") == "0" and net1.get("C-RC") == "0", show(net1)
-    # the default MAC is QEMU's locally administered prefix
-    assert net1.get("C-MAC", "").startswith("52:54:00:"), show(net1)
-    # what the guest's driver negotiated (its sysfs bit string, bit 0 first): checksum and TSO
-    # both ways, mergeable RX buffers, EVENT_IDX, INDIRECT_DESC, VERSION_1
-    bits = net1.get("C-VIRTIO-FEATURES", "")
-    for bit in (0, 1, 7, 11, 15, 28, 29, 32):
-        assert len(bits) > bit and bits[bit] == "1", "feature bit %d: %r" % (bit, bits)
-
-
-def test_net_tap_gone_after_exit_one_vm(net1):
-    assert net1.get("C-RC") == "0", show(net1)
-    assert net1.get("TAPS-LEFT") == "0", show(net1)
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory, vmhost):
-    """One emulated-host boot (L1 with npt=0, like net1): two VMs on a bridge in a private
-    network namespace, 100 MiB over TCP from one to the other. Opt-in (LIGERO_VIRTIO_NET=1):
-    two L2 guests under network load are more than the emulated host (QEMU 7.2 TCG, nested
-    SVM) keeps alive. With the emulated NPT they froze or crashed it too often to test; without
-    it, a clean-clone CI run had one guest double-fault in the kernel's own syscall entry 82 s
-    in, after 434 s of the run (docs/virtio.md). The one-VM case (net1) runs by default."""
-    if os.environ.get("LIGERO_VIRTIO_NET") != "1":
-        pytest.skip("set LIGERO_VIRTIO_NET=1: the two-VM network case is opt-in (the emulated "
-                    "host double-faults two L2 guests under network load; docs/virtio.md)")
-    d = tmp_path_factory.mktemp("virtio-net")
-    return run_part(d, "net", prepare_net(d), {"VMHOST_NPT": os.environ.get("VMHOST_NPT", "0")})
-
-
-def test_net_ping_and_tcp(net):
-    assert net.get("TAPS-IN-BRIDGE") == "2", show(net)
-    assert "N1-PING-OK" in net["_out"] and "N2-PING-OK" in net["_out"], show(net)
-    payload = sha(pattern("ligero-net-payload", 100 * MiB))
-    assert net.get("N2-TX-SHA") == payload, show(net)
-    assert net.get("N1-RX-SHA") == payload, show(net)
-    assert net.get("N1-MAC") != net.get("N2-MAC"), show(net)
-
-
-def test_net_tap_gone_after_exit(net):
-    assert net.get("N1-RC") == "0" and net.get("N2-RC") == "0", show(net)
-    assert net.get("TAPS-LEFT") == "0", show(net)

@@ -118,7 +118,32 @@ static void net_options(void **state)
 	assert_true(n.mac_set);
 	assert_int_equal(n.mac[0], 0x52);
 	assert_int_equal(n.mac[5], 0x56);
+	assert_int_equal(n.vhost, VIRTIO_NET_VHOST_AUTO); /* defaults */
+	assert_int_equal(n.queues, 0);
+	assert_int_equal(n.mtu, 0);
+	snprintf(buf, sizeof(buf), "tap=t0,vhost=off,queues=8,mtu=9000");
+	assert_int_equal(run_parse_net(buf, &n), 0);
+	assert_int_equal(n.vhost, VIRTIO_NET_VHOST_OFF);
+	assert_int_equal(n.queues, 8);
+	assert_int_equal(n.mtu, 9000);
+	snprintf(buf, sizeof(buf), "vhost=on,bridge=b,queues=1,mtu=68");
+	assert_int_equal(run_parse_net(buf, &n), 0);
+	assert_int_equal(n.vhost, VIRTIO_NET_VHOST_ON);
+	assert_int_equal(n.queues, 1);
+	assert_int_equal(n.mtu, 68);
+	snprintf(buf, sizeof(buf), "tap=t0,queues=9");
+	assert_int_equal(run_parse_net(buf, &n), -EINVAL);
+	assert_non_null(strstr(err_msg(), "queues=9"));
 	static const char *const bad[] = {"mac=52:54:00:12:34:56",
+					  "tap=t0,vhost=yes",
+					  "tap=t0,vhost=",
+					  "tap=t0,queues=0",
+					  "tap=t0,queues=-1",
+					  "tap=t0,queues=2x",
+					  "tap=t0,queues=99999999999999999999",
+					  "tap=t0,mtu=67",
+					  "tap=t0,mtu=65536",
+					  "tap=t0,mtu=",
 					  "tap=t0,mac=01:00:00:00:00:00",
 					  "tap=t0,mac=52:54:00:12:34",
 					  "tap=t0,mac=52:54:00:12:34:567",
@@ -169,6 +194,12 @@ static void vmm_takes_structs(void **state)
 	assert_int_equal(vm_devices_add_disk(v, &d), -EINVAL);
 	assert_int_equal(vm_devices_add_net(v, &n), -EINVAL); /* multicast */
 	n.mac[0] = 0x52;
+	n.queues = VIRTIO_NET_MAX_PAIRS + 1;
+	assert_int_equal(vm_devices_add_net(v, &n), -EINVAL);
+	n.queues = 2;
+	n.mtu = 60;
+	assert_int_equal(vm_devices_add_net(v, &n), -EINVAL);
+	n.mtu = 0;
 	assert_int_equal(vm_devices_add_net(v, &n), 0);
 	memset(n.tap, 0, sizeof(n.tap));
 	assert_int_equal(vm_devices_add_net(v, &n), -EINVAL); /* neither tap nor bridge */

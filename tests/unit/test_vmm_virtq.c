@@ -481,6 +481,54 @@ static void iov_copy(void **state)
 	assert_int_equal(iov_to_buf(iov, 2, 9, out, 8), 0);
 }
 
+/* Batched returns: filled entries stay invisible until one flush publishes them all; a chain
+ * given back with virtq_unpop is taken again, the same one. */
+static void fill_flush_unpop(void **state)
+{
+	struct fix *f = *state;
+	uint32_t id;
+
+	for (unsigned i = 0; i < 3; i++) {
+		set_desc(f, DESC, i, BUF + 64 * i, 64, VRING_DESC_F_WRITE, 0);
+		publish(f, (uint16_t)i);
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+		assert_int_equal(f->e.head, i);
+	}
+	/* the last two go back: taken again, in order */
+	virtq_unpop(&f->q, 2);
+	assert_int_equal(f->q.inflight, 1);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+	assert_int_equal(f->e.head, 1);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+	assert_int_equal(f->e.head, 2);
+	assert_int_equal(virtq_pop(&f->q, &f->e), 0);
+	/* more than are out is capped */
+	virtq_unpop(&f->q, 99);
+	assert_int_equal(f->q.inflight, 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+
+	assert_int_equal(virtq_fill(&f->q, 2, 10), 0);
+	assert_int_equal(virtq_fill(&f->q, 0, 20), 0);
+	assert_int_equal(used_idx(f), 0); /* nothing visible yet */
+	memcpy(&id, g(f, USED + 4 + 8), 4);
+	assert_int_equal(id, 0);
+	virtq_flush(&f->q);
+	assert_int_equal(used_idx(f), 2);
+	memcpy(&id, g(f, USED + 4), 4);
+	assert_int_equal(id, 2);
+	memcpy(&id, g(f, USED + 4 + 8), 4);
+	assert_int_equal(id, 0);
+	virtq_flush(&f->q); /* nothing pending: no change */
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(virtq_push(&f->q, 1, 30), 0);
+	assert_int_equal(used_idx(f), 3);
+	/* filling more than were taken is refused */
+	assert_int_equal(virtq_fill(&f->q, 1, 0), -EINVAL);
+}
+
 /* A ring taken over where someone else left it: chains before last_avail are not taken again,
  * pushes continue from the used index the ring holds, a jump past the ring is still caught. */
 static void resume_where_left(void **state)
@@ -539,6 +587,7 @@ int main(void)
 	    T(bad_layout),
 	    T(event_idx),
 	    T(no_interrupt_flag),
+	    T(fill_flush_unpop),
 	    T(resume_where_left),
 	    cmocka_unit_test(iov_copy),
 	};

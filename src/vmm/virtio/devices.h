@@ -9,6 +9,7 @@
 #include "vmm/virtio/vmdev.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Frees what vm_devices_add_disk copied into o. */
@@ -25,8 +26,17 @@ struct bdev *virtio_blk_bdev(struct virtio_dev *d);
 
 /* A stable locally administered MAC from a seed (the VM's name or first disk path). */
 void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6]);
-int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o,
+/* A NIC on the tap of o; without o->queues, one queue pair per vCPU (at most
+ * VIRTIO_NET_MAX_PAIRS). vhost=auto takes the kernel's data path when /dev/vhost-net works. */
+int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o, unsigned cpus,
 		      const struct virtio_mem *mem, struct kvm_irq *irq);
+/* Stop the NIC's data path (the kernel's workers too), so that it touches no guest memory,
+ * e.g. while the VM is paused; resume restarts it where each ring stopped. A resume that fails
+ * leaves the device broken (needs reset) and returns -errno. */
+void virtio_net_pause(struct virtio_dev *d);
+int virtio_net_resume(struct virtio_dev *d);
+/* Its tap, bridge, data path (and why not vhost-net) and queue pairs, in one line. */
+void virtio_net_describe(const struct virtio_dev *d, char *buf, size_t len);
 void virtio_net_destroy(struct virtio_dev *d);
 
 /* --balloon MiB: the target size of the balloon (memory taken from the guest). */

@@ -1,118 +1,29 @@
 /*
- * virtio-net on a tap device with vnet headers (IFF_VNET_HDR, 12-byte virtio_net_hdr_v1), so
- * checksum offload and TSO/GSO pass between the guest and the host kernel untouched. TX writes a
- * chain's buffers straight to the tap (writev, no copy); RX reads a packet into one bounce buffer
- * and spreads it over as many guest buffers as it needs (MRG_RXBUF). With bridge=BR the tap is
- * created here and joins the bridge; it is not persistent, so it vanishes when the VMM exits,
- * however it exits.
+ * virtio-net (virtio 1.x, 5.1) on a tap device: the device's features, configuration space,
+ * queue pairs and control queue. The packets move through the host kernel (net_vhost.c) where
+ * /dev/vhost-net can be used, through ligero's own threads (net_user.c) otherwise; net_tap.c
+ * owns the tap; net.h says how the queues are laid out.
  *
- * Interrupts: by default each batch of completions interrupts the guest at once (when it asks,
- * EVENT_IDX). LIGERO_NET_COALESCE_US=N in the environment moderates them like a NIC's
- * rx-usecs: at most one interrupt per queue per N microseconds, the rest held back until then
- * (the worker wakes for it). The data itself is never held back. docs/virtio.md has what it
- * changes.
+ * Offloads: the tap takes and gives 12-byte vnet headers, so checksum offload and TSO/GSO pass
+ * between the guest and the host kernel as they are (CSUM, HOST_TSO4/6/ECN/UFO for what the
+ * guest sends; GUEST_CSUM, GUEST_TSO4/6/ECN/UFO, as far as the tap takes them, for what it
+ * receives: TUNSETOFFLOAD follows what the guest accepted). MRG_RXBUF lets a 64 KiB packet span
+ * the guest's small receive buffers. Both data paths offer the same features.
  */
 #include "vmm/virtio/devices.h"
-#include "vmm/virtio/worker.h"
+#include "vmm/virtio/net.h"
 #include "util/error.h"
+#include "util/iov.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/if.h>
 #include <linux/if_tun.h>
-#include <linux/sockios.h>
 #include <linux/virtio_ids.h>
-#include <linux/virtio_net.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
-#define NET_QUEUE_SIZE 256
-#define Q_RX	       0
-#define Q_TX	       1
-#define HDR_LEN	       sizeof(struct virtio_net_hdr_v1)
-#define PKT_MAX	       (HDR_LEN + 65536 + 14 + 4)
-
-struct net {
-	struct virtio_dev dev;
-	struct virtio_worker w;
-	int tap_fd, tap_idx;
-	char ifname[IFNAMSIZ];
-	struct virtio_net_config cfg;
-	struct virtq_elem e;
-	struct iovec iov[NET_QUEUE_SIZE];
-	/* RX: a packet read from the tap, waiting for guest buffers */
-	uint8_t pkt[PKT_MAX];
-	size_t pkt_len, pkt_off;
-	unsigned nheld;
-	struct {
-		uint16_t head;
-		uint32_t len;
-	} held[NET_QUEUE_SIZE];
-	struct iovec first_hdr[2]; /* where the first buffer's header lives (num_buffers) */
-	uint64_t rx_packets, tx_packets, rx_dropped;
-	/* interrupt moderation: at most one interrupt per queue per coalesce_ns */
-	uint64_t coalesce_ns;
-	struct {
-		bool pending;
-		uint64_t last_ns;
-	} irq[2];
-};
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Queue qi has new used entries: interrupt now, or once coalesce_ns has passed since the last
- * interrupt. q->lock not held. */
-static void net_irq(struct net *n, int qi, bool fresh)
-{
-	struct virtio_queue *q = &n->dev.q[qi];
-	uint64_t now;
-
-	if (fresh)
-		n->irq[qi].pending = true;
-	if (!n->irq[qi].pending)
-		return;
-	now = mono_ns();
-	if (n->coalesce_ns && now - n->irq[qi].last_ns < n->coalesce_ns)
-		return;
-	n->irq[qi].pending = false;
-	pthread_mutex_lock(&q->lock);
-	if (virtio_dev_queue_done(&n->dev, qi))
-		n->irq[qi].last_ns = now;
-	pthread_mutex_unlock(&q->lock);
-}
-
-/* After each event: fire what is due, and wake up for what is not yet. Without moderation
- * net_irq has fired everything already. */
-static void net_irq_timer(struct net *n)
-{
-	long us = -1;
-
-	if (!n->coalesce_ns)
-		return;
-	net_irq(n, Q_RX, false);
-	net_irq(n, Q_TX, false);
-	for (int qi = 0; qi < 2; qi++) {
-		if (n->irq[qi].pending) {
-			uint64_t now = mono_ns(), due = n->irq[qi].last_ns + n->coalesce_ns;
-			long left = due > now ? (long)((due - now) / 1000) + 1 : 0;
-			if (us < 0 || left < us)
-				us = left;
-		}
-	}
-	n->w.timeout_us = us;
-}
+#define VHOST_NET_DEV "/dev/vhost-net"
+#define F(bit)	      (1ull << (bit))
 
 void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6])
 {
@@ -129,207 +40,194 @@ void virtio_net_default_mac(const char *seed, unsigned index, uint8_t mac[6])
 	mac[5] = (uint8_t)h;
 }
 
-static int tap_open(struct net *n, const struct virtio_net_opts *o)
+/* What the device offers: the offloads the tap takes, the MTU when one was set, and several
+ * queue pairs with the control queue that chooses how many run. */
+static uint64_t device_features(const struct net *n)
 {
-	struct ifreq ifr = {0};
-	int hdr = HDR_LEN, s, ret;
+	uint64_t f = F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MRG_RXBUF) |
+		     F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_HOST_TSO6) |
+		     F(VIRTIO_NET_F_HOST_ECN) | F(VIRTIO_NET_F_HOST_UFO);
+	unsigned off = n->tap.offloads;
 
-	n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (n->tap_fd < 0)
-		return err_sys(errno, "/dev/net/tun");
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", o->tap);
-	if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0)
-		return err_sys(errno, "tap %s", o->tap[0] ? o->tap : "(new)");
-	snprintf(n->ifname, sizeof(n->ifname), "%s", ifr.ifr_name);
-	if (ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr) < 0)
-		return err_sys(errno, "%s: TUNSETVNETHDRSZ", n->ifname);
-	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return err_sys(errno, "socket");
-	ret = 0;
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-			ret = err_sys(errno, "%s: bringing it up", n->ifname);
-	}
-	if (!ret && ioctl(s, SIOCGIFINDEX, &ifr) == 0)
-		n->tap_idx = ifr.ifr_ifindex;
-	if (!ret && o->bridge[0]) {
-		struct ifreq br = {0};
-		snprintf(br.ifr_name, sizeof(br.ifr_name), "%s", o->bridge);
-		br.ifr_ifindex = n->tap_idx;
-		if (ioctl(s, SIOCBRADDIF, &br) < 0)
-			ret = err_sys(errno, "adding %s to bridge %s", n->ifname, o->bridge);
-	}
-	close(s);
+	if (off & TUN_F_CSUM)
+		f |= F(VIRTIO_NET_F_GUEST_CSUM);
+	if (off & TUN_F_TSO4)
+		f |= F(VIRTIO_NET_F_GUEST_TSO4);
+	if (off & TUN_F_TSO6)
+		f |= F(VIRTIO_NET_F_GUEST_TSO6);
+	if (off & TUN_F_TSO_ECN)
+		f |= F(VIRTIO_NET_F_GUEST_ECN);
+	if (off & TUN_F_UFO)
+		f |= F(VIRTIO_NET_F_GUEST_UFO);
+	if (n->opts.mtu)
+		f |= F(VIRTIO_NET_F_MTU);
+	if (n->max_pairs > 1)
+		f |= F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_MQ);
+	return f;
+}
+
+static int pair_start(struct net *n, unsigned p)
+{
+	return n->use_vhost ? net_vhost_start(n, p) : net_user_start(n, p);
+}
+
+static void pair_stop(struct net *n, unsigned p)
+{
+	if (n->use_vhost)
+		net_vhost_stop(n, p);
+	else
+		net_user_stop(n, p);
+}
+
+/* Start the data path of pairs [0, n->usable), or stop them all (k = 0). Every pair the driver
+ * set up runs from DRIVER_OK to the reset, used or not: a pair the guest stops using may still
+ * hold transmit buffers, which must complete (TCP does not resend a packet the device has not
+ * given back). */
+static int run_pairs(struct net *n, bool on)
+{
+	int ret = 0;
+
+	for (unsigned p = 0; p < n->usable && on && ret == 0; p++)
+		if ((ret = pair_start(n, p)) < 0)
+			on = false;
+	if (!on)
+		for (unsigned p = 0; p < n->usable; p++)
+			pair_stop(n, p);
 	return ret;
 }
 
-/* ---- TX ---- */
+/* The tap steers packets to the first k queues only (queue 0 always: a single-queue driver's). */
+static int set_active(struct net *n, unsigned k)
+{
+	int ret = 0;
 
-static int net_tx(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
+	for (unsigned p = 1; p < n->max_pairs && ret == 0; p++)
+		ret = net_tap_enable(&n->tap, p, p < k);
+	if (ret == 0)
+		n->active = k;
+	return ret;
+}
+
+/* ---- control queue ---- */
+
+static int ctrl_elem(struct virtio_dev *d, int qi, struct virtq_elem *e, uint32_t *written)
 {
 	struct net *n = d->priv;
+	struct virtio_net_ctrl_hdr h;
+	uint8_t ack = VIRTIO_NET_ERR;
+	uint16_t pairs;
 
-	if (e->out_len < HDR_LEN || e->out_len > PKT_MAX)
-		return 0; /* drop: not a packet we can send */
-	/* The tap takes the vnet header and the frame in one write; a full tap drops it. */
-	if (writev(n->tap_fd, e->iov, (int)e->nout) >= 0)
-		n->tx_packets++;
+	if (e->out_len < sizeof(h) || e->in_len < 1)
+		return err_set(EINVAL, "control command without its header or ack byte");
+	iov_to_buf(e->iov, e->nout, 0, &h, sizeof(h));
+	if (h.class == VIRTIO_NET_CTRL_MQ && h.cmd == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
+	    e->out_len == sizeof(h) + sizeof(pairs) && virtio_dev_has(d, VIRTIO_NET_F_MQ)) {
+		iov_to_buf(e->iov, e->nout, sizeof(h), &pairs, sizeof(pairs));
+		if (pairs >= 1 && pairs <= n->usable) {
+			if (set_active(n, pairs) == 0)
+				ack = VIRTIO_NET_OK;
+			else
+				fprintf(stderr, "ligero: virtio-net %s: %s\n", n->tap.ifname,
+					err_msg());
+		}
+	}
+	iov_from_buf(e->iov + e->nout, e->nin, 0, &ack, sizeof(ack));
+	*written = sizeof(ack);
 	return 0;
 }
 
-/* ---- RX ---- */
-
-/* Place the pending packet into guest buffers. Returns true when it was delivered (or
- * dropped), false when the guest has no buffers left (wait for an RX kick). q->lock held. */
-static bool rx_place(struct net *n)
-{
-	struct virtio_queue *q = &n->dev.q[Q_RX];
-	bool mrg = virtio_dev_has(&n->dev, VIRTIO_NET_F_MRG_RXBUF);
-
-	while (n->pkt_off < n->pkt_len) {
-		size_t len;
-		int r = virtq_pop(&q->vq, &n->e);
-		if (r < 0) {
-			virtio_dev_fail(&n->dev, err_msg());
-			return true;
-		}
-		if (r == 0)
-			return false;
-		len = n->pkt_len - n->pkt_off;
-		if (n->e.in_len < len)
-			len = (size_t)n->e.in_len;
-		if (n->nheld == 0) {
-			if (n->e.in_len < HDR_LEN) {
-				virtio_dev_fail(&n->dev, "rx buffer smaller than the net header");
-				return true;
-			}
-			memcpy(n->first_hdr, &n->e.iov[n->e.nout],
-			       sizeof(struct iovec) * (n->e.nin < 2 ? n->e.nin : 2));
-			if (n->e.nin < 2)
-				n->first_hdr[1].iov_len = 0;
-		}
-		iov_from_buf(n->e.iov + n->e.nout, n->e.nin, 0, n->pkt + n->pkt_off, len);
-		n->held[n->nheld].head = n->e.head;
-		n->held[n->nheld].len = (uint32_t)len;
-		n->nheld++;
-		n->pkt_off += len;
-		if (!mrg && n->pkt_off < n->pkt_len) { /* one buffer must hold it all */
-			n->rx_dropped++;
-			n->pkt_off = n->pkt_len;
-		}
-		if (n->nheld == q->vq.size && n->pkt_off < n->pkt_len) {
-			n->rx_dropped++;
-			n->pkt_off = n->pkt_len;
-		}
-	}
-	{
-		uint16_t nb = (uint16_t)n->nheld;
-		/* num_buffers sits right after the 10-byte legacy header */
-		iov_from_buf(n->first_hdr, 2, offsetof(struct virtio_net_hdr_v1, num_buffers), &nb,
-			     2);
-	}
-	for (unsigned i = 0; i < n->nheld; i++)
-		virtq_push(&q->vq, n->held[i].head, n->held[i].len);
-	n->nheld = 0;
-	n->pkt_len = n->pkt_off = 0;
-	n->rx_packets++;
-	return true;
-}
-
-/* Move packets from the tap to the guest until either runs dry. */
-static void net_rx(struct net *n)
-{
-	struct virtio_queue *q = &n->dev.q[Q_RX];
-	bool delivered = false, stalled = false;
-
-	pthread_mutex_lock(&q->lock);
-	while (!virtio_dev_broken(&n->dev)) {
-		if (n->pkt_len == 0) {
-			ssize_t r = read(n->tap_fd, n->pkt, sizeof(n->pkt));
-			if (r <= 0)
-				break;
-			if ((size_t)r < HDR_LEN)
-				continue;
-			n->pkt_len = (size_t)r;
-			n->pkt_off = 0;
-			n->nheld = 0;
-		}
-		if (!rx_place(n)) {
-			if (virtq_notify_on(&q->vq))
-				continue;
-			stalled = true;
-			break;
-		}
-		delivered = true;
-	}
-	/* Without guest buffers, stop polling the tap until the guest posts some. */
-	n->w.events[0] = stalled ? 0 : POLLIN;
-	pthread_mutex_unlock(&q->lock);
-	net_irq(n, Q_RX, delivered);
-}
-
-static void net_tap_ready(struct virtio_worker *w, int idx)
-{
-	net_rx(w->opaque);
-	net_irq_timer(w->opaque);
-}
-
-static void net_rx_kick(struct virtio_worker *w, int idx)
-{
-	virtio_eventfd_drain(w->fds[idx]);
-	net_rx(w->opaque);
-	net_irq_timer(w->opaque);
-}
-
-static void net_tx_kick(struct virtio_worker *w, int idx)
+static void on_ctrl_kick(struct virtio_worker *w, int idx)
 {
 	struct net *n = w->opaque;
 
 	virtio_eventfd_drain(w->fds[idx]);
-	net_irq(n, Q_TX, virtio_queue_drain_quiet(&n->dev, Q_TX, &n->e, net_tx));
-	net_irq_timer(n);
+	virtio_queue_drain(&n->dev, n->ctrl_qi, &n->ce, ctrl_elem);
 }
 
-static void net_timeout(struct virtio_worker *w, int idx)
+static void on_vhost_err(struct virtio_worker *w, int idx)
 {
-	net_irq_timer(w->opaque);
+	struct net *n = w->opaque;
+
+	virtio_eventfd_drain(w->fds[idx]);
+	virtio_dev_fail(&n->dev, "vhost-net stopped a queue: malformed ring or descriptor");
+}
+
+/* The thread that is no data path: the control queue and, with vhost, the kernel's errors. */
+static int svc_start(struct net *n)
+{
+	virtio_worker_init(&n->svc, n);
+	if (n->ctrl_qi >= 0 && n->dev.q[n->ctrl_qi].enabled)
+		virtio_worker_add(&n->svc, n->dev.q[n->ctrl_qi].kick_fd, POLLIN, on_ctrl_kick);
+	if (n->use_vhost)
+		virtio_worker_add(&n->svc, n->vhost.err_fd, POLLIN, on_vhost_err);
+	return n->svc.nfds ? virtio_worker_start(&n->svc, "virtio-net-ctl") : 0;
+}
+
+/* ---- device ops ---- */
+
+/* Pairs whose two queues the driver enabled; without MQ only the first is the driver's. */
+static unsigned usable_pairs(struct net *n)
+{
+	unsigned p = 0, max = virtio_dev_has(&n->dev, VIRTIO_NET_F_MQ) ? n->max_pairs : 1;
+
+	while (p < max && n->dev.q[2 * p].enabled && n->dev.q[2 * p + 1].enabled)
+		p++;
+	return p;
 }
 
 static int net_activate(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
-	unsigned off = 0;
+	unsigned flags = net_tap_offload_flags(d->features);
+	int ret;
 
-	if (virtio_dev_has(d, VIRTIO_NET_F_GUEST_CSUM))
-		off |= TUN_F_CSUM;
-	if (virtio_dev_has(d, VIRTIO_NET_F_GUEST_TSO4))
-		off |= TUN_F_TSO4;
-	if (virtio_dev_has(d, VIRTIO_NET_F_GUEST_TSO6))
-		off |= TUN_F_TSO6;
-	if (virtio_dev_has(d, VIRTIO_NET_F_GUEST_ECN))
-		off |= TUN_F_TSO_ECN;
-	if (!(off & TUN_F_CSUM))
-		off = 0; /* TSO without checksum offload is not a thing */
-	if (ioctl(n->tap_fd, TUNSETOFFLOAD, off) < 0)
-		return err_sys(errno, "%s: TUNSETOFFLOAD", n->ifname);
-	n->pkt_len = n->pkt_off = 0;
-	n->nheld = 0;
-	virtio_worker_init(&n->w, n);
-	virtio_worker_add(&n->w, n->tap_fd, POLLIN, net_tap_ready); /* index 0: see net_rx */
-	virtio_worker_add(&n->w, d->q[Q_RX].kick_fd, POLLIN, net_rx_kick);
-	virtio_worker_add(&n->w, d->q[Q_TX].kick_fd, POLLIN, net_tx_kick);
-	n->w.on_timeout = net_timeout;
-	memset(n->irq, 0, sizeof(n->irq));
-	return virtio_worker_start(&n->w, "virtio-net");
+	n->ctrl_qi = !virtio_dev_has(d, VIRTIO_NET_F_CTRL_VQ) ? -1
+		     : virtio_dev_has(d, VIRTIO_NET_F_MQ)     ? (int)(2 * n->max_pairs)
+							      : 2;
+	if (!(n->usable = usable_pairs(n)))
+		return err_set(EINVAL, "receive or transmit queue not enabled");
+	if ((ret = net_tap_set_offload(&n->tap, flags)) < 0)
+		return ret;
+	/* what the largest packet the tap may now hand over needs in guest buffers */
+	n->rx_need = (flags & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO))
+			 ? NET_PKT_MAX
+			 : NET_HDR_LEN + (n->opts.mtu ? n->opts.mtu : 1500) + 14 + 4;
+	n->use_vhost = n->vhost.nfds > 0;
+	if (n->paused) /* virtio_net_resume starts them */
+		return set_active(n, 1);
+	ret = run_pairs(n, true);
+	if (ret < 0 && n->use_vhost) {
+		fprintf(stderr, "ligero: virtio-net %s: %s; userspace data path from now on\n",
+			n->tap.ifname, err_msg());
+		snprintf(n->why, sizeof(n->why), "%s", err_msg());
+		net_vhost_close(&n->vhost);
+		n->use_vhost = false;
+		ret = run_pairs(n, true);
+	}
+	/* the device starts with one pair; the driver asks for more on the control queue */
+	if (ret == 0 && (ret = set_active(n, 1)) == 0 && (ret = svc_start(n)) == 0)
+		return 0;
+	run_pairs(n, false);
+	return ret;
 }
 
 static void net_reset(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
-	virtio_worker_stop(&n->w);
+
+	virtio_worker_stop(&n->svc);
+	run_pairs(n, false);
+	set_active(n, 1);
+	net_vhost_forget(&n->vhost);
+	for (unsigned p = 0; p < n->max_pairs; p++)
+		net_user_forget(&n->pair[p]);
+	/* no driver, no offloads: the host stops sending GSO frames nobody can take */
+	net_tap_set_offload(&n->tap, 0);
+}
+
+static void net_set_call(struct virtio_dev *d, unsigned qi, int fd)
+{
+	net_vhost_set_call(d->priv, qi, fd);
 }
 
 static void net_cfg_read(struct virtio_dev *d, uint32_t off, void *data, unsigned len)
@@ -345,50 +243,122 @@ static const struct virtio_dev_ops net_ops = {
     .cfg_read = net_cfg_read,
     .activate = net_activate,
     .reset = net_reset,
+    .set_call = net_set_call,
 };
 
-int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o,
+/* The kernel's data path if it can be had (and is wanted): otherwise why not, for the notice. */
+static int vhost_open(struct net *n)
+{
+	int ret;
+
+	if (n->opts.vhost == VIRTIO_NET_VHOST_OFF) {
+		snprintf(n->why, sizeof(n->why), "vhost=off");
+		return 0;
+	}
+	ret = net_vhost_open(&n->vhost, VHOST_NET_DEV, n->max_pairs);
+	if (ret < 0) {
+		snprintf(n->why, sizeof(n->why), "%s", err_msg());
+		net_vhost_close(&n->vhost);
+		if (n->opts.vhost == VIRTIO_NET_VHOST_ON)
+			return err_set(-ret, "vhost=on: %s", n->why);
+	}
+	return 0;
+}
+
+int virtio_net_create(struct virtio_dev **out, const struct virtio_net_opts *o, unsigned cpus,
 		      const struct virtio_mem *mem, struct kvm_irq *irq)
 {
 	struct net *n = calloc(1, sizeof(*n));
-	uint64_t features = (1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |
-			    (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |
-			    (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN) |
-			    (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6) |
-			    (1ull << VIRTIO_NET_F_HOST_ECN) | (1ull << VIRTIO_NET_F_MRG_RXBUF) |
-			    (1ull << VIRTIO_NET_F_STATUS);
+	unsigned want = o->queues		      ? o->queues
+			: cpus < VIRTIO_NET_MAX_PAIRS ? cpus
+						      : VIRTIO_NET_MAX_PAIRS;
+	const char *c = getenv("LIGERO_NET_COALESCE_US");
 	int ret;
 
 	if (!n)
 		return -ENOMEM;
-	n->tap_fd = -1;
-	n->e.iov = n->iov;
-	{
-		const char *c = getenv("LIGERO_NET_COALESCE_US");
-		n->coalesce_ns = c ? strtoull(c, NULL, 10) * 1000 : 0;
+	n->opts = *o;
+	n->coalesce_ns = c ? strtoull(c, NULL, 10) * 1000 : 0;
+	for (unsigned i = 0; i < VIRTIO_NET_MAX_PAIRS; i++)
+		n->tap.fd[i] = n->vhost.fd[i] = -1;
+	n->vhost.err_fd = -1;
+	n->ce.iov = n->ciov;
+	ret = net_tap_open(&n->tap, o, want ? want : 1, o->queues != 0);
+	if (ret > 0) {
+		n->max_pairs = (unsigned)ret;
+		/* only the pairs the driver asks for get packets (net_activate) */
+		for (unsigned p = 1; p < n->max_pairs && ret > 0; p++)
+			ret = net_tap_enable(&n->tap, p, false) ?: ret;
 	}
+	if (ret > 0)
+		ret = vhost_open(n);
 	memcpy(n->cfg.mac, o->mac, 6);
 	n->cfg.status = VIRTIO_NET_S_LINK_UP;
-	n->cfg.max_virtqueue_pairs = 1;
-	n->cfg.mtu = 1500;
-	ret = tap_open(n, o);
-	if (ret == 0)
-		ret = virtio_dev_init(&n->dev, &net_ops, n, mem, irq, 2, NET_QUEUE_SIZE, features,
-				      sizeof(n->cfg));
+	n->cfg.max_virtqueue_pairs = (uint16_t)n->max_pairs;
+	n->cfg.mtu = (uint16_t)(o->mtu ? o->mtu : 1500);
+	if (ret >= 0)
+		ret = virtio_dev_init(&n->dev, &net_ops, n, mem, irq,
+				      n->max_pairs > 1 ? 2 * n->max_pairs + 1 : 2, NET_QUEUE_SIZE,
+				      device_features(n), sizeof(n->cfg));
 	if (ret < 0) {
 		virtio_net_destroy(&n->dev);
 		return ret;
 	}
+	/* ring features the kernel's worker lacks are not offered */
+	if (n->vhost.nfds)
+		n->dev.host_features &= ~(net_vhost_ring_features() & ~n->vhost.features);
 	*out = &n->dev;
 	return 0;
+}
+
+void virtio_net_pause(struct virtio_dev *d)
+{
+	struct net *n = (struct net *)d;
+
+	pthread_mutex_lock(&d->lock);
+	if (!n->paused && d->active) {
+		virtio_worker_stop(&n->svc);
+		run_pairs(n, false); /* the kernel's rings: where they stopped is saved */
+	}
+	n->paused = true;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_net_resume(struct virtio_dev *d)
+{
+	struct net *n = (struct net *)d;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (n->paused && d->active && (ret = run_pairs(n, true) ?: svc_start(n)) < 0) {
+		run_pairs(n, false);
+		virtio_dev_fail(d, err_msg());
+	}
+	n->paused = false;
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+void virtio_net_describe(const struct virtio_dev *d, char *buf, size_t len)
+{
+	const struct net *n = (const struct net *)d;
+
+	snprintf(buf, len, "virtio-net %s%s%s: %s, %u queue pair%s%s%s%s", n->tap.ifname,
+		 n->opts.bridge[0] ? " in bridge " : "", n->opts.bridge,
+		 n->vhost.nfds ? "vhost-net (the host kernel moves the packets)"
+			       : "userspace data path",
+		 n->max_pairs, n->max_pairs > 1 ? "s" : "", n->why[0] ? " (" : "", n->why,
+		 n->why[0] ? ")" : "");
 }
 
 void virtio_net_destroy(struct virtio_dev *d)
 {
 	struct net *n = (struct net *)d;
 
-	virtio_dev_destroy(d);
-	if (n->tap_fd >= 0)
-		close(n->tap_fd); /* a tap we created disappears with its last fd */
+	virtio_dev_destroy(d); /* stops the pairs */
+	net_vhost_close(&n->vhost);
+	net_tap_close(&n->tap);
+	for (unsigned p = 0; p < VIRTIO_NET_MAX_PAIRS; p++)
+		free(n->pair[p].spill);
 	free(n);
 }

@@ -58,7 +58,7 @@ static void msix_fire(struct virtio_dev *d, unsigned v)
 {
 	uint16_t ctrl = msix_ctrl(d);
 
-	if (v >= VIRTIO_MSIX_VECTORS || !(ctrl & MSIX_ENABLE))
+	if (v >= d->nvectors || !(ctrl & MSIX_ENABLE))
 		return; /* no INTx: a driver without MSI-X gets no interrupts */
 	if ((ctrl & MSIX_MASKALL) || (d->msix_table[v][3] & 1)) {
 		d->msix_pba |= 1u << v;
@@ -74,15 +74,87 @@ static void msix_fire(struct virtio_dev *d, unsigned v)
 	d->irqs_sent++;
 }
 
+/* Can vector v reach the guest now (MSI-X on, neither the function nor the entry masked), with
+ * its KVM route in place? msix_lock held. */
+static bool msix_deliverable(struct virtio_dev *d, unsigned v)
+{
+	uint16_t ctrl = msix_ctrl(d);
+
+	if (v >= d->nvectors || !(ctrl & MSIX_ENABLE) || (ctrl & MSIX_MASKALL) ||
+	    (d->msix_table[v][3] & 1))
+		return false;
+	if (!d->msix_routed[v]) {
+		uint64_t addr = d->msix_table[v][0] | (uint64_t)d->msix_table[v][1] << 32;
+		if (kvm_irq_set_msi(d->irq, d->msix_gsi[v], addr, d->msix_table[v][2], true) < 0)
+			return false;
+		d->msix_routed[v] = true;
+	}
+	return true;
+}
+
+/* Interrupts an outside backend signalled on a queue's pending eventfd become pending bits. */
+static void call_collect(struct virtio_dev *d, struct virtio_queue *q)
+{
+	uint64_t n;
+
+	if (q->masked_fd >= 0 && read(q->masked_fd, &n, sizeof(n)) == sizeof(n) &&
+	    q->msix_vector < d->nvectors)
+		d->msix_pba |= 1u << q->msix_vector;
+}
+
+/* Point every attached queue's backend at the eventfd its vector needs now (see
+ * virtio_dev_call_attach): the irqfd is switched to before the pending eventfd is read, so
+ * nothing signalled in between is lost. msix_lock held. */
+static void call_update(struct virtio_dev *d)
+{
+	for (unsigned i = 0; i < d->nqueues; i++) {
+		struct virtio_queue *q = &d->q[i];
+		uint16_t v = __atomic_load_n(&q->msix_vector, __ATOMIC_RELAXED);
+		int target;
+
+		if (!q->attached)
+			continue;
+		target = msix_deliverable(d, v) ? d->msix_fd[v] : q->masked_fd;
+		if (target != q->call_target) {
+			d->ops->set_call(d, i, target);
+			q->call_target = target;
+		}
+		call_collect(d, q);
+	}
+}
+
 /* Entries or masks changed: deliver what was pending and is now unmasked. msix_lock held. */
 static void msix_update(struct virtio_dev *d)
 {
-	uint32_t pending = d->msix_pba;
+	uint32_t pending;
 
+	call_update(d);
+	pending = d->msix_pba;
 	d->msix_pba = 0;
-	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++)
+	for (unsigned v = 0; v < d->nvectors; v++)
 		if (pending & (1u << v))
 			msix_fire(d, v);
+}
+
+void virtio_dev_call_attach(struct virtio_dev *d, unsigned qi)
+{
+	if (qi >= d->nqueues || !d->ops->set_call)
+		return;
+	pthread_mutex_lock(&d->msix_lock);
+	d->q[qi].attached = true;
+	d->q[qi].call_target = -2; /* forces the first set_call */
+	msix_update(d);
+	pthread_mutex_unlock(&d->msix_lock);
+}
+
+void virtio_dev_call_detach(struct virtio_dev *d, unsigned qi)
+{
+	if (qi >= d->nqueues)
+		return;
+	pthread_mutex_lock(&d->msix_lock);
+	d->q[qi].attached = false;
+	d->q[qi].call_target = -1;
+	pthread_mutex_unlock(&d->msix_lock);
 }
 
 void virtio_dev_irq(struct virtio_dev *d, int qi)
@@ -142,6 +214,9 @@ static void queue_clear(struct virtio_queue *q)
 	pthread_mutex_unlock(&q->lock);
 	while (read(q->kick_fd, &junk, sizeof(junk)) == sizeof(junk))
 		;
+	if (q->masked_fd >= 0)
+		while (read(q->masked_fd, &junk, sizeof(junk)) == sizeof(junk))
+			;
 }
 
 /* Device reset (status 0): the device stops and forgets the driver. MSI-X state is PCI
@@ -200,7 +275,7 @@ static void status_write(struct virtio_dev *d, uint8_t v)
 	v &= (uint8_t)~VIRTIO_CONFIG_S_NEEDS_RESET;
 	added = v & ~old;
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
-		uint64_t offered = d->host_features | TRANSPORT_FEATURES;
+		uint64_t offered = d->host_features;
 		if ((d->driver_features & ~offered) ||
 		    !(d->driver_features & (1ull << VIRTIO_F_VERSION_1)))
 			v &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK; /* the driver reads back:
@@ -227,15 +302,15 @@ static void status_write(struct virtio_dev *d, uint8_t v)
 
 /* ---- common configuration structure ---- */
 
-static uint16_t valid_vector(uint32_t v)
+static uint16_t valid_vector(const struct virtio_dev *d, uint32_t v)
 {
-	return v < VIRTIO_MSIX_VECTORS ? (uint16_t)v : VIRTIO_NO_VECTOR;
+	return v < d->nvectors ? (uint16_t)v : VIRTIO_NO_VECTOR;
 }
 
 static uint64_t common_read(struct virtio_dev *d, uint32_t off, unsigned len)
 {
 	struct virtio_queue *q = selected(d);
-	uint64_t offered = d->host_features | TRANSPORT_FEATURES;
+	uint64_t offered = d->host_features;
 	uint8_t img[0x40] = {0};
 	uint64_t v = 0;
 
@@ -305,7 +380,11 @@ static void queue_write(struct virtio_dev *d, struct virtio_queue *q, uint32_t o
 			q->vq.size = (uint16_t)v;
 		break;
 	case VIRTIO_PCI_COMMON_Q_MSIX:
-		__atomic_store_n(&q->msix_vector, valid_vector((uint32_t)v), __ATOMIC_RELAXED);
+		pthread_mutex_lock(&d->msix_lock);
+		__atomic_store_n(&q->msix_vector, valid_vector(d, (uint32_t)v), __ATOMIC_RELAXED);
+		if (q->attached)
+			msix_update(d); /* its backend follows the vector */
+		pthread_mutex_unlock(&d->msix_lock);
 		break;
 	case VIRTIO_PCI_COMMON_Q_ENABLE:
 		if (v == 1)
@@ -334,7 +413,7 @@ static void common_write(struct virtio_dev *d, uint32_t off, unsigned len, uint6
 			d->driver_features |= (v & 0xffffffffull) << sh;
 		}
 	} else if (len == 2 && off == VIRTIO_PCI_COMMON_MSIX)
-		__atomic_store_n(&d->config_vector, valid_vector((uint32_t)v), __ATOMIC_RELAXED);
+		__atomic_store_n(&d->config_vector, valid_vector(d, (uint32_t)v), __ATOMIC_RELAXED);
 	else if (len == 1 && off == VIRTIO_PCI_COMMON_STATUS)
 		status_write(d, (uint8_t)v);
 	else if (len == 2 && off == VIRTIO_PCI_COMMON_Q_SELECT)
@@ -349,7 +428,7 @@ static void msix_table_access(struct virtio_dev *d, uint64_t off, void *data, un
 	unsigned v = (unsigned)(off / 16), w = (unsigned)(off % 16) / 4;
 	uint32_t val = 0;
 
-	if ((len != 4 && len != 8) || (off & 3) || v >= VIRTIO_MSIX_VECTORS) {
+	if ((len != 4 && len != 8) || (off & 3) || v >= d->nvectors) {
 		if (!is_write)
 			memset(data, 0, len);
 		return;
@@ -408,6 +487,9 @@ static void bar_access(struct virtio_dev *d, uint64_t off, void *data, unsigned 
 		msix_table_access(d, off - VIRTIO_MSIX_OFF, data, len, is_write);
 	} else if (off == VIRTIO_PBA_OFF && !is_write && (len == 4 || len == 8)) {
 		pthread_mutex_lock(&d->msix_lock);
+		for (unsigned i = 0; i < d->nqueues; i++)
+			if (d->q[i].attached && d->q[i].call_target == d->q[i].masked_fd)
+				call_collect(d, &d->q[i]);
 		memcpy(data, &d->msix_pba, 4);
 		pthread_mutex_unlock(&d->msix_lock);
 	}
@@ -537,16 +619,19 @@ static void put_cap(struct pci_dev *p, unsigned at, unsigned next, unsigned len,
 static void build_config_space(struct virtio_dev *d)
 {
 	struct pci_dev *p = &d->pci;
+	unsigned pio_size = 8; /* a power of two: 2 ports per queue, at least 8 */
 
+	while (pio_size < VIRTIO_PIO_NOTIFY_MULT * d->nqueues)
+		pio_size *= 2;
 	pci_dev_init(p, &virtio_pci_ops, 0x1af4, (uint16_t)(0x1040 + d->ops->type),
 		     d->ops->class_code, 0x1af4, 0x40);
 	pci_dev_set_bar(p, 0, VIRTIO_BAR_SIZE);
-	pci_dev_set_io_bar(p, VIRTIO_PIO_BAR, VIRTIO_PIO_BAR_SIZE);
+	pci_dev_set_io_bar(p, VIRTIO_PIO_BAR, pio_size);
 	pci_cfg_put(p, 0x06, 2, 0x10); /* status: capabilities list */
 	p->cfg[0x34] = CAP_MSIX;
 	p->cfg[CAP_MSIX] = 0x11;
 	p->cfg[CAP_MSIX + 1] = CAP_COMMON;
-	pci_cfg_put(p, MSIX_CTRL, 2, VIRTIO_MSIX_VECTORS - 1);
+	pci_cfg_put(p, MSIX_CTRL, 2, d->nvectors - 1);
 	p->wmask[MSIX_CTRL + 1] = 0xc0; /* enable, function mask */
 	pci_cfg_put(p, CAP_MSIX + 4, 4, VIRTIO_MSIX_OFF);
 	pci_cfg_put(p, CAP_MSIX + 8, 4, VIRTIO_PBA_OFF);
@@ -579,16 +664,17 @@ int virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void
 	d->mem = mem;
 	d->irq = irq;
 	d->nqueues = nqueues;
+	d->nvectors = nqueues + 1;
 	d->cfg_size = cfg_size;
-	d->host_features = features;
+	d->host_features = features | TRANSPORT_FEATURES;
 	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++)
 		d->msix_fd[v] = d->msix_gsi[v] = -1;
 	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
-		d->q[i].kick_fd = -1;
+		d->q[i].kick_fd = d->q[i].masked_fd = d->q[i].call_target = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->msix_lock, NULL);
 	build_config_space(d);
-	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++) {
+	for (unsigned v = 0; v < d->nvectors; v++) {
 		d->msix_table[v][3] = 1; /* masked at power-on */
 		d->msix_fd[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		d->msix_gsi[v] = kvm_irq_alloc(irq);
@@ -603,6 +689,8 @@ int virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void
 		q->max_size = queue_max;
 		q->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (q->kick_fd < 0)
+			return err_sys(errno, "virtio-%s: eventfd", ops->name);
+		if (ops->set_call && (q->masked_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 			return err_sys(errno, "virtio-%s: eventfd", ops->name);
 		pthread_mutex_init(&q->lock, NULL);
 		queue_clear(q);
@@ -620,7 +708,7 @@ void virtio_dev_destroy(struct virtio_dev *d)
 	pthread_mutex_unlock(&d->lock);
 	vp_bar_moved(&d->pci, 0, d->notify_gpa, 0);
 	vp_bar_moved(&d->pci, VIRTIO_PIO_BAR, d->notify_port, 0);
-	for (unsigned v = 0; v < VIRTIO_MSIX_VECTORS; v++) {
+	for (unsigned v = 0; v < d->nvectors; v++) {
 		if (d->msix_fd[v] >= 0 && d->msix_gsi[v] >= 0)
 			kvm_irq_irqfd(d->irq, d->msix_fd[v], d->msix_gsi[v], false);
 		if (d->msix_fd[v] >= 0)
@@ -630,6 +718,8 @@ void virtio_dev_destroy(struct virtio_dev *d)
 	for (unsigned i = 0; i < d->nqueues; i++) {
 		if (d->q[i].kick_fd >= 0)
 			close(d->q[i].kick_fd);
-		d->q[i].kick_fd = -1;
+		if (d->q[i].masked_fd >= 0)
+			close(d->q[i].masked_fd);
+		d->q[i].kick_fd = d->q[i].masked_fd = -1;
 	}
 }

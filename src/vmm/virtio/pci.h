@@ -22,7 +22,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VIRTIO_MAX_QUEUES   4
+/* virtio-net's 8 queue pairs and its control queue; a device has a vector per queue and one for
+ * configuration changes. */
+#define VIRTIO_MAX_QUEUES   17
 #define VIRTIO_MSIX_VECTORS (VIRTIO_MAX_QUEUES + 1)
 #define VIRTIO_NO_VECTOR    0xffff
 
@@ -40,6 +42,9 @@ struct virtio_dev_ops {
 	int (*activate)(struct virtio_dev *d);
 	/* Reset or teardown: stop all work and wait for it; afterwards no queue is touched. */
 	void (*reset)(struct virtio_dev *d);
+	/* A queue served outside the VMM (virtio_dev_call_attach) must from now on signal its
+	 * interrupts on eventfd fd. Called with the MSI-X lock held: no transport calls. */
+	void (*set_call)(struct virtio_dev *d, unsigned qi, int fd);
 };
 
 /* Transport state of one queue. */
@@ -50,6 +55,11 @@ struct virtio_queue {
 	bool enabled;
 	int kick_fd;	      /* eventfd: the guest notified this queue */
 	pthread_mutex_t lock; /* held by the device while it pops or pushes */
+	/* A backend outside the VMM (vhost) signals interrupts itself: on the vector's irqfd
+	 * while the vector can be delivered, on masked_fd while it cannot (pending bit). */
+	bool attached;
+	int call_target; /* the eventfd the backend was given last (-1: none) */
+	int masked_fd;
 };
 
 struct virtio_dev {
@@ -59,8 +69,10 @@ struct virtio_dev {
 	const struct virtio_mem *mem;
 	struct kvm_irq *irq;
 	unsigned nqueues;
+	unsigned nvectors;	/* MSI-X table entries: one per queue and one for configuration */
 	uint32_t cfg_size;	/* bytes of device configuration space */
-	uint64_t host_features; /* offered (the transport adds VERSION_1 and the ring features) */
+	uint64_t host_features; /* offered, with VERSION_1 and the ring features virtio_dev_init
+				   adds (a device may clear ring features after init) */
 
 	pthread_mutex_t lock; /* everything below */
 	uint64_t features;    /* negotiated (valid once FEATURES_OK) */
@@ -109,6 +121,13 @@ bool virtio_dev_has(const struct virtio_dev *d, unsigned bit);
 /* The device configuration changed (e.g. balloon target): bump generation, interrupt. */
 void virtio_dev_config_changed(struct virtio_dev *d);
 
+/* Queue qi is served by a backend outside the VMM (vhost): ops->set_call gets the eventfd its
+ * interrupts go to now, before this returns, and again whenever that changes: the vector's
+ * irqfd (KVM injects the MSI, no VMM thread involved) while it can be delivered, a pending
+ * eventfd of the queue while it is masked or disabled (delivered at unmask, as the PBA says).
+ * Detach before the backend stops using the queue. */
+void virtio_dev_call_attach(struct virtio_dev *d, unsigned qi);
+void virtio_dev_call_detach(struct virtio_dev *d, unsigned qi);
 /* Layout of BAR 0 (exposed for tests). */
 #define VIRTIO_BAR_SIZE	   0x8000
 #define VIRTIO_COMMON_OFF  0x0000
@@ -124,6 +143,5 @@ void virtio_dev_config_changed(struct virtio_dev *d);
  * KVM's instruction emulator (docs/virtio.md). */
 #define VIRTIO_PIO_BAR	       2
 #define VIRTIO_PIO_NOTIFY_MULT 2
-#define VIRTIO_PIO_BAR_SIZE    (VIRTIO_PIO_NOTIFY_MULT * VIRTIO_MAX_QUEUES)
 
 #endif

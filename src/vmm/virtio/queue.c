@@ -73,6 +73,7 @@ int virtq_start(struct virtq *q, const struct virtio_mem *mem)
 	q->mem = mem;
 	q->last_avail = 0;
 	q->used_idx = 0;
+	q->used_pending = 0;
 	q->signalled_used = 0;
 	q->signalled_valid = false;
 	q->inflight = 0;
@@ -229,7 +230,7 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return 1;
 }
 
-int virtq_push(struct virtq *q, uint16_t head, uint32_t len)
+int virtq_fill(struct virtq *q, uint16_t head, uint32_t len)
 {
 	uint8_t *slot;
 
@@ -237,14 +238,40 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 		return -EINVAL;
 	if (head >= q->size || q->inflight == 0)
 		return err_set(EINVAL, "pushing chain %u that was not popped", head);
-	slot = q->used + 4 + 8 * (size_t)(q->used_idx & (q->size - 1));
+	slot =
+	    q->used + 4 + 8 * (size_t)((uint16_t)(q->used_idx + q->used_pending) & (q->size - 1));
 	__atomic_store_n((uint32_t *)slot, (uint32_t)head, __ATOMIC_RELAXED);
 	__atomic_store_n((uint32_t *)(slot + 4), len, __ATOMIC_RELAXED);
-	q->used_idx++;
+	q->used_pending++;
 	q->inflight--;
-	/* Release: the element (and the data in the buffers) is visible before the index. */
-	__atomic_store_n((uint16_t *)(q->used + 2), q->used_idx, __ATOMIC_RELEASE);
 	return 0;
+}
+
+void virtq_flush(struct virtq *q)
+{
+	if (!q->started || !q->used_pending)
+		return;
+	q->used_idx = (uint16_t)(q->used_idx + q->used_pending);
+	q->used_pending = 0;
+	/* Release: the elements (and the data in the buffers) are visible before the index. */
+	__atomic_store_n((uint16_t *)(q->used + 2), q->used_idx, __ATOMIC_RELEASE);
+}
+
+int virtq_push(struct virtq *q, uint16_t head, uint32_t len)
+{
+	int ret = virtq_fill(q, head, len);
+
+	if (ret == 0)
+		virtq_flush(q);
+	return ret;
+}
+
+void virtq_unpop(struct virtq *q, unsigned n)
+{
+	if (n > q->inflight)
+		n = q->inflight;
+	q->last_avail = (uint16_t)(q->last_avail - n);
+	q->inflight -= n;
 }
 
 bool virtq_should_notify(struct virtq *q)

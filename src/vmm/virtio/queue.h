@@ -39,6 +39,7 @@ struct virtq {
 	uint8_t *desc, *avail, *used; /* validated host pointers to the three areas */
 	uint16_t last_avail;	      /* next avail ring entry to take */
 	uint16_t used_idx;	      /* our copy of used->idx (the guest may scribble on theirs) */
+	uint16_t used_pending;	      /* entries filled after used_idx, not yet published */
 	uint16_t signalled_used;      /* used_idx at the last interrupt (EVENT_IDX) */
 	bool signalled_valid;
 	uint32_t inflight; /* popped, not yet pushed */
@@ -63,6 +64,15 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e);
 
 /* Return chain `head` to the guest with `len` bytes written into its in buffers. */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t len);
+
+/* Batched returns: virtq_fill writes a used entry the guest cannot see yet; virtq_flush
+ * publishes every filled entry with one used->idx store (and before virtq_should_notify). */
+int virtq_fill(struct virtq *q, uint16_t head, uint32_t len);
+void virtq_flush(struct virtq *q);
+
+/* Give back the last n chains taken and not returned: the next virtq_pop takes them again (the
+ * guest never saw them taken). For a device that took buffers it cannot use after all. */
+void virtq_unpop(struct virtq *q, unsigned n);
 
 /* After pushes: does the guest want an interrupt now (used_event / NO_INTERRUPT)? */
 bool virtq_should_notify(struct virtq *q);

@@ -30,6 +30,8 @@ struct vm_devices {
 	unsigned balloon_after; /* seconds after start before the target applies */
 	char *balloon_trigger;	/* or: the target applies once this file exists */
 	char *seed;
+	unsigned cpus;
+	struct virtio_dev *nic[MAX_NETS];
 
 	struct virtio_mem mem;
 	struct kvm_irq irq;
@@ -89,6 +91,11 @@ int vm_devices_add_net(struct vm_devices *v, const struct virtio_net_opts *o)
 		return err_set(EINVAL, "--net needs tap=NAME or bridge=BR");
 	if (o->mac_set && (o->mac[0] & 1))
 		return err_set(EINVAL, "--net: a multicast MAC address cannot be a NIC's");
+	if (o->queues > VIRTIO_NET_MAX_PAIRS)
+		return err_set(EINVAL, "--net: queues=%u (1 to %u)", o->queues,
+			       VIRTIO_NET_MAX_PAIRS);
+	if (o->mtu && (o->mtu < 68 || o->mtu > 65535))
+		return err_set(EINVAL, "--net: mtu=%u (68 to 65535)", o->mtu);
 	v->net[v->nnets] = *o;
 	v->net[v->nnets].tap[sizeof(o->tap) - 1] = '\0';
 	v->net[v->nnets++].bridge[sizeof(o->bridge) - 1] = '\0';
@@ -116,6 +123,37 @@ int vm_devices_add_rng(struct vm_devices *v)
 {
 	v->rng = true;
 	return 0;
+}
+
+void vm_devices_set_cpus(struct vm_devices *v, unsigned cpus)
+{
+	if (v)
+		v->cpus = cpus;
+}
+
+int vm_devices_describe_net(const struct vm_devices *v, unsigned i, char *buf, size_t len)
+{
+	if (!v || i >= v->nnets || !v->nic[i])
+		return 0;
+	virtio_net_describe(v->nic[i], buf, len);
+	return 1;
+}
+
+void vm_devices_pause_nets(struct vm_devices *v)
+{
+	for (unsigned i = 0; v && i < v->nnets; i++)
+		if (v->nic[i])
+			virtio_net_pause(v->nic[i]);
+}
+
+int vm_devices_resume_nets(struct vm_devices *v)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; v && i < v->nnets; i++)
+		if (v->nic[i])
+			ret = virtio_net_resume(v->nic[i]) ?: ret;
+	return ret;
 }
 
 void vm_devices_set_seed(struct vm_devices *v, const char *seed)
@@ -220,8 +258,10 @@ static int attach_devices(struct vm_devices *v)
 			virtio_net_default_mac(v->seed ? v->seed
 						       : (v->ndisks ? v->disk[0].path : ""),
 					       i, v->net[i].mac);
-		if ((ret = virtio_net_create(&d, &v->net[i], &v->mem, &v->irq)) < 0)
+		if ((ret = virtio_net_create(&d, &v->net[i], v->cpus ? v->cpus : 1, &v->mem,
+					     &v->irq)) < 0)
 			return err_prefix(ret, "--net: ");
+		v->nic[i] = d;
 		if ((ret = plug(v, d, virtio_net_destroy)) < 0)
 			return ret;
 	}
@@ -362,6 +402,7 @@ int vm_devices_stop(struct vm_devices *v)
 	for (unsigned i = v->ndev; i-- > 0;)
 		v->destroy[i](v->dev[i]);
 	v->ndev = 0;
+	memset(v->nic, 0, sizeof(v->nic));
 	if (v->attached)
 		pci_bus_destroy(&v->bus);
 	v->attached = false;

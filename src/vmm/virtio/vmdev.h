@@ -10,6 +10,7 @@
 #define LIGERO_VMM_VIRTIO_VMDEV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* --disk FILE[,format=raw|qcow2][,readonly=on][,cache=MODE][,serial=ID]
@@ -25,12 +26,21 @@ struct virtio_blk_opts {
 	char serial[21];
 };
 
-/* --net tap=NAME | bridge=BR [,mac=52:54:..] */
+/* --net tap=NAME | bridge=BR [,vhost=on|off][,queues=N][,mtu=M][,mac=52:54:..] */
+#define VIRTIO_NET_MAX_PAIRS 8
+enum virtio_net_vhost {
+	VIRTIO_NET_VHOST_AUTO, /* the kernel's data path where /dev/vhost-net works, else ours */
+	VIRTIO_NET_VHOST_ON,   /* the kernel's, or the VM does not start */
+	VIRTIO_NET_VHOST_OFF,  /* ligero's own threads move the packets */
+};
 struct virtio_net_opts {
 	char tap[16];	 /* existing tap to use, or the name to create ("" = kernel picks) */
 	char bridge[16]; /* bridge the created tap joins ("" = none) */
 	uint8_t mac[6];	 /* unicast; with mac_set, else derived from the VM's seed */
 	bool mac_set;
+	enum virtio_net_vhost vhost;
+	unsigned queues; /* queue pairs, 1 to VIRTIO_NET_MAX_PAIRS; 0 = one per vCPU */
+	unsigned mtu;	 /* 68 to 65535, announced to the guest (VIRTIO_NET_F_MTU); 0 = 1500 */
 };
 
 /* --balloon MiB[,after=SECONDS][,trigger=FILE]: the balloon's target, applied at once, after
@@ -57,6 +67,15 @@ int vm_devices_add_rng(struct vm_devices *v);
 int vm_devices_disk(const struct vm_devices *v, unsigned i, const char **path, const char **format);
 /* Seed for default MAC addresses (stable per VM): the VM name or its first disk. */
 void vm_devices_set_seed(struct vm_devices *v, const char *seed);
+/* The VM's vCPU count: a --net without queues= gets one queue pair per vCPU. */
+void vm_devices_set_cpus(struct vm_devices *v, unsigned cpus);
+/* Stop every NIC's data path (ligero's threads and the kernel's vhost workers), so guest memory
+ * holds still while the VM is paused; resume restarts them where their rings stopped. */
+void vm_devices_pause_nets(struct vm_devices *v);
+int vm_devices_resume_nets(struct vm_devices *v);
+/* After vm_devices_attach: one line on how NIC i moves its packets (the kernel's vhost-net or
+ * ligero's threads, and why), for the user; 0 when there is no NIC i. */
+int vm_devices_describe_net(const struct vm_devices *v, unsigned i, char *buf, size_t len);
 
 int vm_devices_attach(struct vm_devices *v, int vm_fd, const struct guest_mem *mem, struct bus *io,
 		      struct bus *mmio);
