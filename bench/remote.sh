@@ -7,6 +7,9 @@
 #   rbd->qcow2   img convert -O qcow2 rbd:rbd/IMG OUT    that image back to a local file
 #   clone x20    20 linked clones of one protected snapshot: one `ligero img create -b
 #                rbd:rbd/base@gold rbd:rbd/cN` per clone, against `rbd clone` in a loop
+# RBD_DELAY=SECONDS makes the cluster as far away as one across a network: librados delays each
+# message from the OSD by a random time up to SECONDS (Ceph's ms_inject_delay_* options, given
+# to both tools on the names they convert; 0.01: 5 ms on average).
 # Rounds alternate which tool goes first, so load that drifts on a shared machine hits both
 # alike. Prints per workload the median wall time of each tool and the ratio of the medians
 # (peer / ligero: above 1 means ligero is faster).
@@ -37,6 +40,12 @@ trap cleanup EXIT INT TERM
 "$here/../tests/ceph/cluster.sh" start "$cluster" >/dev/null
 export CEPH_CONF=$cluster/ceph.conf
 
+delay=
+if [ -n "${RBD_DELAY:-}" ]; then
+	delay=":ms_inject_delay_type=osd:ms_inject_delay_max=$RBD_DELAY"
+	delay="$delay:ms_inject_delay_probability=1"
+	echo "OSD replies delayed by up to $RBD_DELAY s"
+fi
 echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  runs: $RUNS (median)"
 echo "ligero: $LIGERO   $(qemu-img --version | head -1)   $(rbd --version | cut -d' ' -f1-3)"
 
@@ -69,12 +78,12 @@ run_pair() { # NAME LIGERO-FUNC PEER-FUNC
 }
 
 # qcow2 -> rbd
-l_to() { secs "$LIGERO" img convert -O raw "$src" "rbd:rbd/l$1"; rbd rm --no-progress "rbd/l$1"; }
-q_to() { secs qemu-img convert -O raw "$src" "rbd:rbd/q$1"; rbd rm --no-progress "rbd/q$1"; }
+l_to() { secs "$LIGERO" img convert -O raw "$src" "rbd:rbd/l$1$delay"; rbd rm --no-progress "rbd/l$1"; }
+q_to() { secs qemu-img convert -O raw "$src" "rbd:rbd/q$1$delay"; rbd rm --no-progress "rbd/q$1"; }
 # rbd -> qcow2 (one image on the cluster, made once)
 "$LIGERO" img convert -O raw "$src" rbd:rbd/from
-l_from() { rm -f "$tmp/o.qcow2"; secs "$LIGERO" img convert -O qcow2 rbd:rbd/from "$tmp/o.qcow2"; }
-q_from() { rm -f "$tmp/o.qcow2"; secs qemu-img convert -O qcow2 rbd:rbd/from "$tmp/o.qcow2"; }
+l_from() { rm -f "$tmp/o.qcow2"; secs "$LIGERO" img convert -O qcow2 "rbd:rbd/from$delay" "$tmp/o.qcow2"; }
+q_from() { rm -f "$tmp/o.qcow2"; secs qemu-img convert -O qcow2 "rbd:rbd/from$delay" "$tmp/o.qcow2"; }
 # 20 clones of one protected snapshot
 rbd create --size 1G rbd/base && rbd snap create --no-progress rbd/base@gold
 rbd snap protect rbd/base@gold

@@ -40,7 +40,9 @@ static void convert_usage(FILE *f)
 	    "  -B FILE         the output gets FILE as backing file; only what differs from it\n"
 	    "                  is written\n"
 	    "  -S SIZE         zero runs this long become unallocated (default 4k; 0: none)\n"
-	    "  -m N            compression threads (default: online CPUs, at most 64)\n"
+	    "  -m N            parallel work, as qemu-img's: N compression threads (default:\n"
+	    "                  online CPUs, at most 64) and N/2 source reads of 4 MiB in\n"
+	    "                  flight (qemu-img's N of 2 MiB; default 4, at most 8)\n"
 	    "  -n              write into an existing DST (no creation)\n"
 	    "  -t CACHE        DST cache mode: unsafe (default, as qemu-img), writeback,\n"
 	    "                  writethrough, none, directsync\n"
@@ -174,6 +176,8 @@ static int parse_args(int argc, char **argv, struct convert_args *a)
 		case 'm':
 			if (parse_workers(optarg, &a->conv.workers))
 				return 1;
+			/* as many bytes in flight as qemu-img's N requests of 2 MiB */
+			a->conv.readers = a->conv.workers / 2 + a->conv.workers % 2;
 			break;
 		case 'l':
 			return cli_usage_fail(

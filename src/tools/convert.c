@@ -1,23 +1,39 @@
 /*
- * The copy engine behind img convert.
+ * The copy engine behind img convert: the ring of slots and its threads (filling a slot is
+ * convert_read.c).
  *
- * A pipeline of batches (a few MiB each) held in a ring of slots:
- *   reader (the caller's thread): block status + read + zero detection, fills a slot;
- *   workers (-m N, only with compression): compress the slot's clusters, any order;
- *   writer (one thread): writes each slot in guest order once all its clusters are done.
- * Reading, compressing and writing overlap, and compressed clusters reach the file in guest
- * order, so the output is as compact as a sequential writer makes it. One mutex guards the ring;
- * it is taken once per cluster (about a millisecond of zlib work), so it is never contended
- * enough to matter.
+ * A pipeline of batches (4 MiB each) held in a ring of slots, batch k in slot k % nslots:
+ *   readers (the caller's thread and up to CONVERT_MAX_READERS - 1 more): each takes the next
+ *     batch in guest order, waits until its slot is free (the writer has passed batch
+ *     k - nslots), and fills it: block status + read + zero detection;
+ *   workers (-m N, only with compression): compress ready slots' clusters, any order;
+ *   writer (one thread): writes batch after batch in guest order, each once it is ready and
+ *     all its clusters are compressed.
+ * Several readers keep several source reads in flight, which is what a source with latency
+ * (RBD: each read is a round trip to an OSD; NBD) needs: one reader would wait for every round
+ * trip in turn. The output is still written by one thread in guest order, so compressed
+ * clusters reach the file in order and the image is as compact as a sequential copy makes it
+ * (qemu-img's -W is not needed for speed, and never reorders anything here).
  *
- * No copy where none is needed: a whole unit that block status places at a file offset (raw
- * data, a plain qcow2 cluster) is read where it lies, through a read-only mapping of that file,
- * and a whole unit that block status calls zero points at one shared zero unit; only the rest
- * is read (or cleared) into the slot's buffer. The writer drops a slot's mapped pages once the
- * slot is written, so the process does not keep the source's page cache mapped.
+ * Locking: one mutex (e->lock) and one condition variable guard the ring: the batch counters,
+ * each slot's ready/pending/next_claim, the first error and the table of mapped source files.
+ * A slot's buffers and units belong to the reader that claimed it until it sets ready (under
+ * the lock), then to the workers (each unit claimed under the lock) and the writer (once
+ * pending is 0), and to nobody again once the writer advances write_seq, which is what lets
+ * the reader of batch k + nslots in. So no buffer is touched by two threads at once without
+ * the lock's hand-over between them. The lock is never held across I/O or compression (but for
+ * mapping a source file, once per file); it is taken once per cluster by workers and once per
+ * batch by readers and the writer, never contended enough to matter. The block layer is
+ * called from several threads at once: every driver is safe for that (qcow2 maps under its
+ * lock and moves data without it; raw and parallels are preads; RBD waits on an eventfd per
+ * thread; NBD's libnbd handle serialises its calls, so NBD readers take turns on the wire).
+ *
+ * Errors: the first failure (any thread, with its thread-local message) wins and stops every
+ * thread at its next look at the ring; the caller gets that one message.
  */
 #include "tools/convert.h"
 #include "block/block.h"
+#include "tools/convert_priv.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -26,75 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#define BATCH_BYTES (4u << 20)
-#define MAX_SLOTS   16
-#define MAX_MAPS    8 /* source files mapped at once (one per layer of the chains read) */
-
-enum unit_kind {
-	U_SKIP, /* nothing to write: the target already reads these bytes */
-	U_ZERO, /* write zeroes */
-	U_DATA, /* write the data plainly */
-	U_COMP, /* compress (a worker fills clen), then write */
-};
-
-struct unit {
-	uint8_t kind;
-	bool zero_known;    /* block status said zero: no need to scan */
-	int64_t clen;	    /* U_COMP: compressed length, or -ENOSPC to write plainly */
-	const uint8_t *src; /* the unit's bytes when not in the slot's buffer (mapped, or zero) */
-};
-
-struct slot {
-	uint64_t off, len;
-	uint8_t *in, *out, *cur;
-	struct unit *u;
-	size_t nunits;
-	size_t *comp; /* indexes of the U_COMP units */
-	size_t ncomp, next_claim, pending;
-	struct iovec *mapped; /* the mapped ranges its units point into, dropped once written */
-	size_t nmapped;
-};
-
-/* A source file mapped whole (read-only), for units read where they lie. */
-struct fmap {
-	const struct bdev *file;
-	const uint8_t *p; /* NULL: the file cannot be mapped */
-	uint64_t len;
-};
-
-struct engine {
-	struct bdev *const *src;
-	int nsrc;
-	struct bdev *dst;
-	const struct convert_opts *o;
-	uint64_t total, unit;
-	size_t batch;
-	struct slot slots[MAX_SLOTS];
-	int nslots;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint64_t fill_seq, write_seq, work_seq;
-	bool eof;
-	int err;
-	char msg[1024];
-	uint64_t done;
-	/* The source extent last looked up (a cache: one lookup serves many batches). */
-	int ext_src;
-	struct bdev_extent ext;
-	struct fmap maps[MAX_MAPS];
-	int nmaps;
-	uint8_t *zero_unit; /* e->unit zero bytes */
-};
-
-/* The bytes of unit j of a slot, wherever they are. */
-static const uint8_t *unit_data(const struct engine *e, const struct slot *s, size_t j)
-{
-	return s->u[j].src ? s->u[j].src : s->in + j * e->unit;
-}
 
 int convert_default_workers(void)
 {
@@ -133,248 +82,21 @@ static void fail(struct engine *e, int ret)
 	pthread_mutex_unlock(&e->lock);
 }
 
-static bool is_zero(const uint8_t *p, size_t len)
+/* A ready slot with a cluster nobody compresses yet: claims it (locked). */
+static struct slot *claim_cluster(struct engine *e, size_t *j)
 {
-	size_t i = 0;
+	uint64_t end = e->write_seq + (uint64_t)e->nslots;
 
-	/* Data clusters almost always fail on the first word; zero ones run at memory speed. */
-	for (; i + 32 <= len; i += 32) {
-		uint64_t a, b, c, d;
-		memcpy(&a, p + i, 8);
-		memcpy(&b, p + i + 8, 8);
-		memcpy(&c, p + i + 16, 8);
-		memcpy(&d, p + i + 24, 8);
-		if (a | b | c | d)
-			return false;
-	}
-	for (; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/* --salvage: read [off, off+n) of b sector by sector after a failed read; sectors that fail
- * again read as zeroes. Each run of failed sectors gets one warning, like qemu-img's (which
- * warns per sector). */
-static int read_salvage(const struct convert_opts *o, struct bdev *b, uint64_t off, uint8_t *p,
-			uint64_t n)
-{
-	uint64_t bad_start = 0, bad_len = 0;
-	char why[160] = "";
-
-	for (uint64_t done = 0; done < n;) {
-		uint64_t step = 512 - (off + done) % 512;
-		if (step > n - done)
-			step = n - done;
-		int ret = bdev_read(b, off + done, p + done, step);
-		if (ret < 0) {
-			if (!bad_len) {
-				bad_start = off + done;
-				snprintf(why, sizeof(why), "%s", err_msg());
-			}
-			bad_len += step;
-			memset(p + done, 0, step);
-		}
-		done += step;
-		if (bad_len && (ret == 0 || done == n)) {
-			if (!o->quiet)
-				fprintf(stderr,
-					"ligero: warning: %s; %llu bytes from offset %llu taken as "
-					"zeroes\n",
-					why, (unsigned long long)bad_len,
-					(unsigned long long)bad_start);
-			bad_len = 0;
+	if (end > e->claim_seq)
+		end = e->claim_seq;
+	for (uint64_t seq = e->write_seq; seq < end; seq++) {
+		struct slot *c = &e->slots[seq % (uint64_t)e->nslots];
+		if (c->ready && c->next_claim < c->ncomp) {
+			*j = c->comp[c->next_claim++];
+			return c;
 		}
 	}
-	err_clear();
-	return 0;
-}
-
-/* The whole of file mapped read-only, or NULL (not mappable: read it instead). Reader only. */
-static const uint8_t *file_map(struct engine *e, const struct bdev *file, uint64_t *len)
-{
-	struct stat st;
-
-	for (int i = 0; i < e->nmaps; i++)
-		if (e->maps[i].file == file) {
-			*len = e->maps[i].len;
-			return e->maps[i].p;
-		}
-	if (e->nmaps == MAX_MAPS)
-		return NULL;
-	struct fmap *m = &e->maps[e->nmaps++];
-	m->file = file;
-	m->p = NULL;
-	m->len = 0;
-	if (file->fd >= 0 && fstat(file->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-	    (uint64_t)st.st_size <= SIZE_MAX) {
-		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, file->fd, 0);
-		if (p != MAP_FAILED) {
-			madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
-			m->p = p;
-			m->len = (uint64_t)st.st_size;
-		}
-	}
-	*len = m->len;
-	return m->p;
-}
-
-/* Point the whole units inside [pos, pos+n) (data of extent e->ext) at the mapped file; returns
- * the number of leading bytes of the piece before the first such unit, or n if none could be
- * mapped. Units after the last mapped one are left for the caller to read (tail). */
-static uint64_t map_units(struct engine *e, struct slot *s, uint64_t pos, uint64_t n, uint64_t soff,
-			  uint64_t *tail)
-{
-	const struct bdev_extent *x = &e->ext;
-	uint64_t flen, rel = pos - s->off;
-	uint64_t first = (rel + e->unit - 1) / e->unit, last = (rel + n) / e->unit;
-
-	*tail = 0;
-	if (e->o->salvage || !(x->flags & BDEV_ST_OFFSET) || (x->flags & BDEV_ST_COMPRESSED) ||
-	    !x->file || first >= last)
-		return n;
-	const uint8_t *base = file_map(e, x->file, &flen);
-	uint64_t host = x->host_offset + (soff - x->offset); /* where pos lies in the file */
-	if (!base || host > flen || n > flen - host)
-		return n;
-	for (uint64_t j = first; j < last; j++)
-		s->u[j].src = base + host + (j * e->unit - rel);
-	s->mapped[s->nmapped].iov_base = (void *)(base + host + (first * e->unit - rel));
-	s->mapped[s->nmapped].iov_len = (last - first) * e->unit;
-	s->nmapped++;
-	*tail = rel + n - last * e->unit;
-	return first * e->unit - rel;
-}
-
-/* Read [off, off+len) of the concatenated sources into the slot: whole units of data that lie
- * at a file offset are mapped rather than read, and units that block status reports as zero
- * are marked so that they need neither a read nor a scan. */
-static int read_sources(struct engine *e, struct slot *s)
-{
-	uint64_t pos = s->off, end = s->off + s->len, base = 0;
-	int i = 0;
-
-	while (pos < end) {
-		while (i < e->nsrc && pos >= base + e->src[i]->size)
-			base += e->src[i++]->size;
-		if (i >= e->nsrc)
-			return err_set(EINVAL, "internal: read past the sources");
-		struct bdev *b = e->src[i];
-		uint64_t soff = pos - base, slen = b->size - soff;
-		if (slen > end - pos)
-			slen = end - pos;
-		if (e->ext_src != i || soff < e->ext.offset ||
-		    soff >= e->ext.offset + e->ext.length) {
-			int ret = bdev_block_status_chain(b, soff, b->size - soff, &e->ext);
-			if (ret < 0)
-				return ret;
-			e->ext_src = i;
-		}
-		uint64_t n = e->ext.offset + e->ext.length - soff;
-		if (n > slen)
-			n = slen;
-		uint8_t *p = s->in + (pos - s->off);
-		if (e->ext.flags & BDEV_ST_ZERO) {
-			uint64_t rel = pos - s->off;
-			uint64_t first = (rel + e->unit - 1) / e->unit;
-			uint64_t last = (rel + n) / e->unit;
-			/* whole units point at the shared zero unit; partial ones are cleared */
-			if (first >= last) {
-				memset(p, 0, n);
-			} else {
-				memset(p, 0, first * e->unit - rel);
-				memset(s->in + last * e->unit, 0, rel + n - last * e->unit);
-			}
-			for (uint64_t j = first; j < last; j++)
-				s->u[j].src = e->zero_unit;
-			if (pos + n == s->off + s->len)
-				last = s->nunits;
-			for (uint64_t j = first; j < last; j++)
-				s->u[j].zero_known = true;
-		} else {
-			uint64_t tail, head = map_units(e, s, pos, n, soff, &tail);
-			int ret = bdev_read(b, soff, p, head);
-			if (ret < 0 && e->o->salvage)
-				ret = read_salvage(e->o, b, soff, p, head);
-			if (ret == 0 && head < n && tail)
-				ret = bdev_read(b, soff + n - tail, p + n - tail, tail);
-			if (ret < 0)
-				return ret;
-		}
-		pos += n;
-	}
-	return 0;
-}
-
-/* Units in a zero run shorter than -S are written as data after all. */
-static void apply_min_sparse(struct engine *e, struct slot *s)
-{
-	size_t j = 0;
-
-	while (j < s->nunits) {
-		if (s->u[j].kind != U_ZERO && !(s->u[j].kind == U_SKIP && s->u[j].zero_known)) {
-			j++;
-			continue;
-		}
-		size_t k = j;
-		uint64_t bytes = 0;
-		while (k < s->nunits &&
-		       (s->u[k].kind == U_ZERO || (s->u[k].kind == U_SKIP && s->u[k].zero_known))) {
-			bytes += e->unit;
-			k++;
-		}
-		if (!e->o->min_sparse || bytes < e->o->min_sparse)
-			for (size_t m = j; m < k; m++)
-				s->u[m].kind = U_DATA;
-		j = k;
-	}
-}
-
-static int fill_slot(struct engine *e, struct slot *s, uint64_t off)
-{
-	const struct convert_opts *o = e->o;
-	int ret;
-
-	s->off = off;
-	s->len = e->total - off < e->batch ? e->total - off : e->batch;
-	s->nunits = (s->len + e->unit - 1) / e->unit;
-	s->ncomp = s->next_claim = s->pending = 0;
-	s->nmapped = 0;
-	memset(s->u, 0, s->nunits * sizeof(*s->u));
-	ret = read_sources(e, s);
-	if (ret == 0 && o->diff_target)
-		ret = bdev_read(e->dst, s->off, s->cur, s->len);
-	if (ret < 0)
-		return ret;
-	for (size_t j = 0; j < s->nunits; j++) {
-		uint64_t at = j * e->unit;
-		size_t ulen = s->len - at < e->unit ? s->len - at : e->unit;
-		struct unit *u = &s->u[j];
-		bool zero = u->zero_known || is_zero(unit_data(e, s, j), ulen);
-		u->zero_known = zero;
-		if (o->diff_target && !memcmp(unit_data(e, s, j), s->cur + at, ulen))
-			u->kind = U_SKIP;
-		else if (zero)
-			u->kind = o->target_is_zero && !o->diff_target ? U_SKIP : U_ZERO;
-		else
-			u->kind = o->compress ? U_COMP : U_DATA;
-		/* A compressed cluster replaces the whole cluster: a short last one is padded with
-		 * zeroes, which is only right where the target reads zero beyond the sources. */
-		if (u->kind == U_COMP && ulen < e->unit && s->off + s->len < e->dst->size &&
-		    (!o->target_is_zero || o->diff_target))
-			u->kind = U_DATA;
-		if (o->diff_target && u->kind == U_SKIP)
-			u->zero_known =
-			    false; /* equal to the target: not a zero run to reconsider */
-	}
-	if (!o->compress)
-		apply_min_sparse(e, s);
-	else if (s->len % e->unit)
-		memset(s->in + s->len, 0, e->unit - s->len % e->unit); /* see worker_main */
-	for (size_t j = 0; j < s->nunits; j++)
-		if (s->u[j].kind == U_COMP)
-			s->comp[s->ncomp++] = j;
-	return 0;
+	return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -383,18 +105,9 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
-		struct slot *s = NULL;
 		size_t j = 0;
-		while (!e->err && e->work_seq < e->fill_seq) {
-			struct slot *c = &e->slots[e->work_seq % (uint64_t)e->nslots];
-			if (c->next_claim < c->ncomp) {
-				s = c;
-				j = c->comp[c->next_claim++];
-				break;
-			}
-			e->work_seq++;
-		}
-		if (e->err || (!s && e->eof))
+		struct slot *s = e->err ? NULL : claim_cluster(e, &j);
+		if (e->err || (!s && e->filled == e->nbatch))
 			break;
 		if (!s) {
 			pthread_cond_wait(&e->cond, &e->lock);
@@ -404,8 +117,8 @@ static void *worker_main(void *arg)
 		uint64_t at = j * e->unit;
 		/* A short last cluster is compressed zero-padded to a whole one: readers
 		 * (QEMU's too) inflate every compressed cluster to the full cluster size. */
-		int64_t n =
-		    bdev_compress(e->dst, s->out + at, e->unit, unit_data(e, s, j), e->unit);
+		int64_t n = bdev_compress(e->dst, s->out + at, e->unit, convert_unit_data(e, s, j),
+					  e->unit);
 		pthread_mutex_lock(&e->lock);
 		if (n < 0 && n != -ENOSPC) {
 			fail_locked(e, (int)n);
@@ -444,7 +157,7 @@ static int64_t write_run(struct engine *e, struct slot *s, size_t j)
 		int n = 0;
 		size_t m = j;
 		for (; m < s->nunits && is_plain(&s->u[m]); m++) {
-			const uint8_t *p = unit_data(e, s, m);
+			const uint8_t *p = convert_unit_data(e, s, m);
 			uint64_t mat = m * e->unit;
 			size_t ulen = s->len - mat < e->unit ? (size_t)(s->len - mat) : e->unit;
 			if (n && p != e->zero_unit &&
@@ -476,8 +189,8 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
 		struct slot *s = &e->slots[e->write_seq % (uint64_t)e->nslots];
-		bool ready = e->write_seq < e->fill_seq && s->pending == 0;
-		if (e->err || (e->eof && e->write_seq == e->fill_seq))
+		bool ready = e->write_seq < e->nbatch && s->ready && s->pending == 0;
+		if (e->err || e->write_seq == e->nbatch)
 			break;
 		if (!ready) {
 			pthread_cond_wait(&e->cond, &e->lock);
@@ -499,6 +212,7 @@ static void *writer_main(void *arg)
 			fail_locked(e, (int)r);
 			break;
 		}
+		s->ready = false;
 		e->done += s->len;
 		e->write_seq++;
 		pthread_cond_broadcast(&e->cond);
@@ -523,7 +237,9 @@ static void free_slots(struct engine *e)
 	free(e->zero_unit);
 }
 
-static int alloc_slots(struct engine *e, int workers)
+/* Slots: one per reader and two more (the one being written, one ready behind it), or two per
+ * compression thread and two more, whichever is more. */
+static int alloc_slots(struct engine *e, int workers, int readers)
 {
 	size_t nunits = e->batch / e->unit;
 
@@ -531,6 +247,8 @@ static int alloc_slots(struct engine *e, int workers)
 	if (!e->zero_unit)
 		return err_set(ENOMEM, "out of memory");
 	e->nslots = workers * 2 + 2;
+	if (e->nslots < readers + 2)
+		e->nslots = readers + 2;
 	if (e->nslots < 3)
 		e->nslots = 3;
 	if (e->nslots > MAX_SLOTS)
@@ -550,7 +268,7 @@ static int alloc_slots(struct engine *e, int workers)
 	return 0;
 }
 
-static int setup(struct engine *e, int *workers)
+static int setup(struct engine *e, int *workers, int *readers)
 {
 	const struct convert_opts *o = e->o;
 	uint32_t cs = bdev_cluster_size(e->dst);
@@ -572,23 +290,84 @@ static int setup(struct engine *e, int *workers)
 	else
 		e->unit = o->min_sparse >= 512 && o->min_sparse < 4096 ? o->min_sparse : 4096;
 	e->batch = BATCH_BYTES < e->unit ? e->unit : BATCH_BYTES / e->unit * e->unit;
+	e->nbatch = (e->total + e->batch - 1) / e->batch;
 	*workers = o->compress ? (o->workers > 0 ? o->workers : convert_default_workers()) : 0;
-	e->ext_src = -1;
-	return alloc_slots(e, *workers);
+	*readers = o->readers > 0 ? o->readers : CONVERT_DEFAULT_READERS;
+	if (*readers > CONVERT_MAX_READERS)
+		*readers = CONVERT_MAX_READERS;
+	return alloc_slots(e, *workers, *readers);
+}
+
+/* The caller's reader, once every batch is taken: progress until the writer is done. */
+static void report_rest(struct engine *e)
+{
+	const struct convert_opts *o = e->o;
+	uint64_t done = e->done;
+
+	while (!e->err && e->write_seq < e->nbatch) {
+		pthread_cond_wait(&e->cond, &e->lock);
+		if (e->done == done)
+			continue;
+		done = e->done;
+		pthread_mutex_unlock(&e->lock);
+		o->progress(o->opaque, done, e->total);
+		pthread_mutex_lock(&e->lock);
+	}
+}
+
+/* Take the next batch, wait for its slot, fill it, hand it over; until none is left. */
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct engine *e = r->e;
+	const struct convert_opts *o = e->o;
+
+	pthread_mutex_lock(&e->lock);
+	while (!e->err && e->claim_seq < e->nbatch) {
+		uint64_t seq = e->claim_seq++;
+		struct slot *s = &e->slots[seq % (uint64_t)e->nslots];
+		while (!e->err && seq >= e->write_seq + (uint64_t)e->nslots)
+			pthread_cond_wait(&e->cond, &e->lock);
+		if (e->err)
+			break;
+		uint64_t done = e->done;
+		pthread_mutex_unlock(&e->lock);
+		int ret;
+		if (r->main && o->progress)
+			o->progress(o->opaque, done, e->total);
+		if (o->stop && *o->stop)
+			ret = err_set(EINTR, "interrupted");
+		else
+			ret = convert_fill_slot(r, s, seq * e->batch);
+		pthread_mutex_lock(&e->lock);
+		if (ret < 0) {
+			fail_locked(e, ret);
+			break;
+		}
+		s->ready = true;
+		s->pending = s->ncomp;
+		e->filled++;
+		pthread_cond_broadcast(&e->cond);
+	}
+	if (r->main && o->progress)
+		report_rest(e);
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
 }
 
 int convert_run(struct bdev *const *src, int n, struct bdev *dst, const struct convert_opts *o)
 {
 	struct engine e = {.src = src, .nsrc = n, .dst = dst, .o = o};
-	pthread_t writer, workers[CONVERT_MAX_WORKERS];
-	int nworkers = 0, started = 0, ret;
+	pthread_t writer, workers[CONVERT_MAX_WORKERS], readers[CONVERT_MAX_READERS];
+	struct reader rd[CONVERT_MAX_READERS];
+	int nworkers = 0, started = 0, nreaders = 0, rstarted = 1, ret;
 
 	ret = convert_opts_check(o);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_init(&e.lock, NULL);
 	pthread_cond_init(&e.cond, NULL);
-	ret = setup(&e, &nworkers);
+	ret = setup(&e, &nworkers, &nreaders);
 	if (ret < 0)
 		goto out;
 	if (pthread_create(&writer, NULL, writer_main, &e)) {
@@ -600,39 +379,15 @@ int convert_run(struct bdev *const *src, int n, struct bdev *dst, const struct c
 			break;
 	if (nworkers && !started)
 		fail(&e, err_set(EAGAIN, "could not start compression threads"));
-	for (uint64_t off = 0; off < e.total; off += e.batch) {
-		pthread_mutex_lock(&e.lock);
-		while (!e.err && e.fill_seq - e.write_seq >= (uint64_t)e.nslots)
-			pthread_cond_wait(&e.cond, &e.lock);
-		uint64_t done = e.done;
-		bool failed = e.err != 0;
-		pthread_mutex_unlock(&e.lock);
-		if (failed)
+	for (int i = 0; i < nreaders; i++)
+		rd[i] = (struct reader){.e = &e, .ext_src = -1, .main = i == 0};
+	/* Readers that do not start leave their batches to the others (the caller's at least). */
+	for (; rstarted < nreaders; rstarted++)
+		if (pthread_create(&readers[rstarted], NULL, reader_main, &rd[rstarted]))
 			break;
-		if (o->progress)
-			o->progress(o->opaque, done, e.total);
-		if (o->stop && *o->stop) {
-			fail(&e, err_set(EINTR, "interrupted"));
-			break;
-		}
-		struct slot *s = &e.slots[e.fill_seq % (uint64_t)e.nslots];
-		ret = fill_slot(&e, s, off);
-		pthread_mutex_lock(&e.lock);
-		if (ret < 0) {
-			fail_locked(&e, ret);
-		} else {
-			s->pending = s->ncomp;
-			e.fill_seq++;
-			pthread_cond_broadcast(&e.cond);
-		}
-		pthread_mutex_unlock(&e.lock);
-		if (ret < 0)
-			break;
-	}
-	pthread_mutex_lock(&e.lock);
-	e.eof = true;
-	pthread_cond_broadcast(&e.cond);
-	pthread_mutex_unlock(&e.lock);
+	reader_main(&rd[0]);
+	for (int i = 1; i < rstarted; i++)
+		pthread_join(readers[i], NULL);
 	for (int i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
 	pthread_join(writer, NULL);

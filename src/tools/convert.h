@@ -14,6 +14,10 @@ struct bdev;
 
 /* The most compression threads a copy runs (-m). */
 #define CONVERT_MAX_WORKERS 64
+/* Source reads in flight (reader threads, one 4 MiB batch each): the default keeps as many
+ * bytes in flight as qemu-img's default 8 requests of 2 MiB, the most as its -m 16. */
+#define CONVERT_DEFAULT_READERS 4
+#define CONVERT_MAX_READERS	8
 /* The largest -S, as qemu-img's. */
 #define CONVERT_MAX_SPARSE (16u << 20)
 
@@ -25,6 +29,10 @@ struct convert_opts {
 	 * at most CONVERT_MAX_WORKERS); a cluster that does not shrink is written plainly. */
 	bool compress;
 	int workers;
+	/* Batches read at once, each on a thread of its own (0 = CONVERT_DEFAULT_READERS; more
+	 * than CONVERT_MAX_READERS are CONVERT_MAX_READERS): a source with latency (RBD, NBD)
+	 * has that many reads in flight. The output is written in guest order whatever it is. */
+	int readers;
 	/* The target reads as zeroes already (new image without backing, --target-is-zero):
 	 * zero runs are skipped instead of written. */
 	bool target_is_zero;

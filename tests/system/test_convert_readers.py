@@ -1,0 +1,195 @@
+"""img convert with several source reads in flight (the copy engine's reader threads): from an
+NBD export (qemu-nbd) and from RBD (a throwaway Ceph cluster), the output equals the source for
+qemu-img compare, passes qemu-img check, keeps the holes, and is byte for byte the same file
+whatever -m says (one reader or eight), which is what "written in guest order" means on disk.
+A source that dies mid-copy (an NBD server that drops the connection after some reads) ends
+the copy with one line naming it and no destination left behind."""
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+
+import pytest
+from ceph_cluster import ceph  # noqa: F401 (fixture)
+from conftest import run_cmd
+from nbd_helpers import (CMD_DISC, CMD_READ, HANG, IHAVEOPT, NBD_MAGIC, OPT_GO, REP_ACK,
+                         REP_INFO, REP_MAGIC, REQ_MAGIC, SIMPLE_MAGIC, qemu_nbd)
+
+pytestmark = pytest.mark.skipif(not shutil.which("qemu-nbd"), reason="needs qemu-nbd")
+
+REP_ERR_UNSUP = 0x80000001
+MIB = 1 << 20
+
+
+def tool(*args, check=True):
+    return run_cmd(*args, check=check, timeout=HANG)
+
+
+@pytest.fixture
+def regions(img_factory):
+    """A 72 MiB qcow2 whose data, zeroed ranges and holes start and end at odd offsets, inside
+    and across the engine's 4 MiB batches and 64 KiB clusters."""
+    writes = []
+    for i in range(18):
+        at = i * 4 * MIB - (i % 3) * 61440 + (512 if i % 2 else 0)
+        if at < 0:
+            at = 0
+        writes.append(f"write -P {0x20 + i} {at} {(i % 5 + 1) * 300 * 1024}")
+    writes += ["write -z 12M 2M", "write -z 33M 70k", "write -P 0x77 71M 1M",
+               "write -z 71M 128k", "discard 50M 3M"]
+    return img_factory("regions.qcow2", "72M", writes=writes)
+
+
+def data_ranges(path, fmt):
+    out = tool("qemu-img", "map", "-f", fmt, "--output=json", path).stdout
+    return [(e["start"], e["start"] + e["length"]) for e in json.loads(out) if e["data"]]
+
+
+def within(inner, outer, grain=64 * 1024):
+    """Every range of inner lies inside the union of outer (widened to whole clusters)."""
+    def covered(a, b):
+        for s, e in outer:
+            if s // grain * grain <= a and b <= -(-e // grain) * grain:
+                return True
+        return False
+    return all(covered(a, b) for a, b in inner)
+
+
+def convert_all_ways(ligero, src, tmp_path, extra=()):
+    """Convert src with one reader (-m 1), the default and eight (-m 16), plain and compressed;
+    every output equals the regions image and the outputs of one kind are the same file."""
+    outs = {}
+    for opts in ((), ("-c",)):
+        files = []
+        for m in (["-m", "1"], [], ["-m", "16"]):
+            out = tmp_path / f"out{''.join(opts)}{''.join(m)}.qcow2"
+            tool(ligero, "img", "convert", *extra, *m, *opts, "-O", "qcow2", src, out)
+            tool("qemu-img", "check", out)
+            files.append(out)
+        for f in files[1:]:
+            tool("cmp", files[0], f)
+        outs[opts] = files[0]
+    return outs
+
+
+def test_nbd_source_several_reads_in_flight(ligero, regions, tmp_path):
+    with qemu_nbd(regions, tmp_path, "-f", "qcow2", "-r", "-t", "-e", "8") as s:
+        outs = convert_all_ways(ligero, s.uri, tmp_path)
+        tool(ligero, "img", "convert", "-O", "raw", s.uri, tmp_path / "out.raw")
+        # -n --target-is-zero into a fresh image, and -B: only what differs from the backing
+        tool("qemu-img", "create", "-q", "-f", "qcow2", tmp_path / "n.qcow2", "72M")
+        tool(ligero, "img", "convert", "-n", "--target-is-zero", "-O", "qcow2", s.uri,
+             tmp_path / "n.qcow2")
+        base = tmp_path / "base.qcow2"
+        tool("qemu-img", "create", "-q", "-f", "qcow2", base, "72M")
+        tool("qemu-io", "-c", "write -P 0x20 0 8M", "-c", "write -P 0x5a 20M 4M", base)
+        tool(ligero, "img", "convert", "-B", base, "-F", "qcow2", "-O", "qcow2", s.uri,
+             tmp_path / "b.qcow2")
+        assert s.stop() == 0
+    for out in (*outs.values(), tmp_path / "n.qcow2", tmp_path / "b.qcow2"):
+        tool("qemu-img", "compare", out, regions)
+    tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", tmp_path / "out.raw", regions)
+    # holes stay holes: the plain output's data lies inside the source's
+    src_data = data_ranges(regions, "qcow2")
+    assert within(data_ranges(outs[()], "qcow2"), src_data)
+    assert within(data_ranges(tmp_path / "out.raw", "raw"), src_data)
+    assert within(data_ranges(tmp_path / "n.qcow2", "qcow2"), src_data)
+
+
+class DyingServer:
+    """An NBD server (fixed newstyle, simple replies, read-only) on a unix socket that serves
+    a raw file and drops the connection when asked for more than `reads` reads: a server that
+    dies mid-copy, at the same point every run."""
+
+    def __init__(self, path, sock, reads):
+        self.data, self.left = open(path, "rb").read(), reads
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(sock))
+        self.listener.listen(4)
+        self.uri = f"nbd+unix:///?socket={sock}"
+        self.served = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def recv(self, c, n):
+        b = b""
+        while len(b) < n:
+            p = c.recv(n - len(b))
+            if not p:
+                raise EOFError
+            b += p
+        return b
+
+    def reply(self, c, opt, typ, data=b""):
+        c.sendall(struct.pack(">QIII", REP_MAGIC, opt, typ, len(data)) + data)
+
+    def serve(self):
+        c, _ = self.listener.accept()
+        try:
+            c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
+            self.recv(c, 4)
+            while True:
+                _, opt, n = struct.unpack(">QII", self.recv(c, 16))
+                self.recv(c, n)
+                if opt != OPT_GO:
+                    self.reply(c, opt, REP_ERR_UNSUP)
+                    continue
+                self.reply(c, opt, REP_INFO, struct.pack(">HQH", 0, len(self.data), 1 | 2))
+                self.reply(c, opt, REP_ACK)
+                break
+            while True:
+                magic, _, typ, cookie, off, n = struct.unpack(">IHHQQI", self.recv(c, 28))
+                assert magic == REQ_MAGIC
+                if typ == CMD_DISC:
+                    break
+                if typ == CMD_READ and self.left == 0:
+                    break  # the server dies: the connection drops mid-request
+                if typ == CMD_READ:
+                    self.left -= 1
+                    self.served += 1
+                    c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie) +
+                              self.data[off:off + n])
+                else:
+                    c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie))
+        except (EOFError, OSError):
+            pass
+        finally:
+            c.close()
+            self.listener.close()
+
+
+def test_nbd_source_dies_mid_copy(ligero, regions, tmp_path):
+    raw = tmp_path / "regions.raw"
+    tool("qemu-img", "convert", "-O", "raw", regions, raw)
+    for m in (["-m", "1"], [], ["-m", "16"]):
+        sock = tmp_path / f"dying{len(m)}{''.join(m)}.sock"
+        srv = DyingServer(raw, sock, reads=5)
+        out = tmp_path / "out.qcow2"
+        p = run_cmd(ligero, "img", "convert", *m, "-O", "qcow2", srv.uri, out, timeout=HANG)
+        srv.thread.join(HANG)
+        assert srv.served == 5, "the copy did not reach the failing read"
+        assert p.returncode == 1, p
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
+        assert f"nbd+unix://?socket={sock}: read at offset" in lines[0], p.stderr
+        assert not out.exists(), "a failed convert left its destination behind"
+
+
+def qemu_has_rbd():
+    p = subprocess.run(["qemu-img", "--help"], capture_output=True, text=True)
+    return " rbd" in p.stdout
+
+
+@pytest.mark.skipif(not qemu_has_rbd(), reason="needs qemu-img's rbd driver (qemu-block-extra)")
+def test_rbd_source_several_reads_in_flight(ligero, ceph, regions, tmp_path):
+    name = ceph.name(f"readers{os.getpid()}")
+    tool("qemu-img", "convert", "-O", "raw", regions, name)
+    outs = convert_all_ways(ligero, name, tmp_path)
+    for out in outs.values():
+        tool("qemu-img", "compare", out, regions)
+    # the image's objects that do not exist stay holes in the copy
+    assert within(data_ranges(outs[()], "qcow2"), data_ranges(name, "raw"), grain=4 * MIB)
+
