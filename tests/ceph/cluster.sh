@@ -102,6 +102,10 @@ mon max pg per osd = 1000
 osd max object name len = 256
 osd max object namespace len = 64
 mon osd reporter subtree level = osd
+# a client killed with -9 holds its watch (and an rbd image's exclusive lock) until this
+# timeout; the next writer breaks the lock only then (default 30 s). The client pings its
+# watches every 5 s (objecter tick), so 10 s still leaves a live client's watch alone.
+osd client watch timeout = 10
 [mon]
 keyring = $D/mon/\$name/keyring
 admin socket = $D/run/\$name.asok
