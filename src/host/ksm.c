@@ -143,12 +143,15 @@ int ksm_meminfo_read(const char *root, struct ksm_meminfo *m)
 }
 
 /* --memory SIZE, --memory=SIZE, or an unambiguous abbreviation (getopt_long takes "--mem"). */
-static bool memory_option(char **argv, int argc, int *i, const char **val)
+/* argv[*i] is the long option opt, or a prefix of it at least min characters long (getopt_long
+ * takes unambiguous abbreviations), with its value in the same word (=) or the next. */
+static bool long_option(char **argv, int argc, int *i, const char *opt, size_t min,
+			const char **val)
 {
 	const char *a = argv[*i], *eq = strchr(a, '=');
 	size_t len = eq ? (size_t)(eq - a) : strlen(a);
 
-	if (len < 3 || strncmp(a, "--memory", len) != 0)
+	if (len < min || len > strlen(opt) || strncmp(a, opt, len) != 0)
 		return false;
 	if (eq)
 		*val = eq + 1;
@@ -159,7 +162,8 @@ static bool memory_option(char **argv, int argc, int *i, const char **val)
 	return true;
 }
 
-/* argv of a `ligero run`: guest memory from --memory, else run's default. */
+/* argv of a `ligero run`: guest memory from --memory, else run's default; the VM's name from
+ * --name (what `ligero vm` starts it with), else none. */
 static void vm_from_cmdline(struct ksm_vm *vm, char **argv, int argc)
 {
 	uint64_t size;
@@ -170,9 +174,13 @@ static void vm_from_cmdline(struct ksm_vm *vm, char **argv, int argc)
 		const char *val;
 		if (!strcmp(argv[i], "--"))
 			break;
-		if (memory_option(argv, argc, &i, &val) && size_parse(val, &size) == 0) {
-			vm->memory = size;
-			vm->memory_default = false;
+		if (long_option(argv, argc, &i, "--memory", 3, &val)) {
+			if (size_parse(val, &size) == 0) {
+				vm->memory = size;
+				vm->memory_default = false;
+			}
+		} else if (long_option(argv, argc, &i, "--name", 4, &val)) {
+			snprintf(vm->name, sizeof(vm->name), "%s", val);
 		}
 	}
 }

@@ -47,7 +47,7 @@ struct ksm_sysfs {
 /* One running ligero VM: a process whose executable is a ligero binary running `run`. */
 struct ksm_vm {
 	int pid;
-	char name[64];		 /* "" until VMs have names (the VM registry) */
+	char name[65];		 /* its --name (64 characters at most), "" without one */
 	uint64_t memory;	 /* guest RAM promised, bytes (--memory, or run's default) */
 	bool memory_default;	 /* no --memory on its command line */
 	int64_t rss;		 /* bytes (VmRSS of /proc/PID/status), -1 unknown */

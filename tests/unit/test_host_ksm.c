@@ -206,7 +206,8 @@ static int fake_root(void **state)
 				"--mem\0"
 				"512M\0"
 				"--balloon\0"
-				"0";
+				"0\0"
+				"--name=estudiante1";
 	put_bytes("proc/100/cmdline", a, sizeof(a) - 1);
 	put("proc/100/status", "Name:\tligero\nVmPeak:\t 9999 kB\nVmRSS:\t  409600 kB\n");
 	put("proc/100/ksm_merging_pages", "50\n");
@@ -216,6 +217,8 @@ static int fake_root(void **state)
 	static const char b[] = "./ligero\0"
 				"run\0"
 				"--memory=1G\0"
+				"--na\0"
+				"web.1\0"
 				"--cpus\0"
 				"2";
 	put_bytes("proc/101/cmdline", b, sizeof(b) - 1);
@@ -230,7 +233,9 @@ static int fake_root(void **state)
 				"k\0"
 				"--\0"
 				"--memory\0"
-				"8G";
+				"8G\0"
+				"--name\0"
+				"x";
 	put_bytes("proc/102/cmdline", c, sizeof(c) - 1);
 	put("proc/102/status", "Name:\tligero\n");
 	/* not VMs: QEMU, ligero doing something else, a process without cmdline */
@@ -268,7 +273,9 @@ static void lists_ligero_vms(void **state)
 	assert_int_equal(v[0].merging_pages, 50);
 	assert_string_equal(v[0].merging_source, "/proc/100/ksm_merging_pages");
 	assert_int_equal(v[0].profit, -1);
+	assert_string_equal(v[0].name, "estudiante1"); /* --name=, as `ligero vm` starts VMs */
 	assert_int_equal(v[1].pid, 101);
+	assert_string_equal(v[1].name, "web.1"); /* an abbreviation, its value the next word */
 	assert_int_equal(v[1].memory, 1ull << 30);
 	assert_int_equal(v[1].merging_pages, 30);
 	assert_string_equal(v[1].merging_source, "/proc/101/ksm_stat");
@@ -280,6 +287,7 @@ static void lists_ligero_vms(void **state)
 	assert_int_equal(v[2].rss, -1);
 	assert_int_equal(v[2].merging_pages, -1);
 	assert_string_equal(v[2].merging_source, "");
+	assert_string_equal(v[2].name, ""); /* after `--`: not an option */
 	free(v);
 }
 
