@@ -43,7 +43,8 @@ wait_prompt() {
 	until grep -q "root@$1:~#" "$S/log/$1.console.log" 2>/dev/null; do
 		st=$("$L" vm list | awk -v n="$1" '$1 == n {print $2}')
 		if [ "$st" != running ] || [ "$(date +%s)" -ge $t ]; then
-			tail -n 15 "$S/log/$1.console.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /'
+			tr '\r' '\n' <"$S/log/$1.console.log" 2>/dev/null | grep -v '^$' | tail -n 40 |
+				sed 's/^/  | /'
 			fail "$1 did not reach its login prompt (state: $st, after $(($(date +%s) - t + guard)) s)"
 		fi
 		sleep 2
