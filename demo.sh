@@ -3,7 +3,9 @@
 # real Debian system disk (tests/guest/debian.sh: debootstrap, systemd, the cloud kernel; cached),
 # make a linked clone of it, boot the clone with `ligero run --disk` (its own GRUB entry, kernel
 # and initrd) to its login prompt, run one command there, power it off, and read what the guest
-# wrote straight from the clone. Each step says what it does.
+# wrote straight from the clone; then the seed's classroom: a fleet of three linked clones of the
+# same disk, started, listed with what KSM shares, a command typed in one, stopped and deleted
+# (tests/guest/classroom.sh). Each step says what it does.
 #
 # The steps are functions, run in the order `steps` lists them (at the bottom): a longer demo
 # adds its own functions and names them there. They share: $root (the checkout), $L (the ligero
@@ -86,7 +88,32 @@ step_after() {
 	cd "$root"
 }
 
-steps="step_setup step_disk step_clone step_boot step_after"
+kvm_boots_stock_kernels() { # what tests/guest/demo.sh checks
+	[ ! -e /sys/module/kvm_pvm ] && grep -qw -e vmx -e svm /proc/cpuinfo && [ -e /dev/kvm ]
+}
+
+step_class() {
+	say "The classroom (the seed's teacher): three students' VMs as linked clones of the same base disk, made unique, started together, then removed"
+	if kvm_boots_stock_kernels; then
+		LIGERO_STATE_DIR="$demo/state" sh tests/guest/classroom.sh "$L" "$base"
+		return
+	fi
+	say "Inside the emulated host again (one vCPU, 3 GiB, as the seed's 3 GB host): this takes several minutes, and its output is shown once it is done"
+	local work rc=0
+	work=$(mktemp -d "$root/build/demo-class.XXXXXX")
+	echo 'sh ./classroom.sh ./ligero disks/base.qcow2 2>&1' >"$work/script.sh"
+	LIGERO_BUILD="$root/build" LIGERO="$L" sh tests/vmhost/vmhost.sh --timeout 5400 --smp 1 \
+		--mem 3G --file tests/guest/classroom.sh:classroom.sh \
+		--disk "$(readlink -f "$base"):base.qcow2" "$work/script.sh" 2>"$work/vmhost.err" || rc=$?
+	if [ $rc != 0 ]; then
+		tail -n 20 "$work/vmhost.err" >&2
+		echo "demo: the classroom failed in the emulated host (status $rc)" >&2
+	fi
+	rm -rf "$work"
+	return $rc
+}
+
+steps="step_setup step_disk step_clone step_boot step_after step_class"
 for s in $steps; do
 	$s
 done

@@ -63,7 +63,9 @@ if [ -e /sys/module/kvm_pvm ] || ! grep -qw -e vmx -e svm /proc/cpuinfo || [ ! -
 		exit 1
 	fi
 	printf '%s\n' "$out" | sed -n 's/^  | //p' >"$work/console"
-	printf '%s\n' "$out" | grep '^  | ' || true
+	# without bash's bracketed-paste switches (ESC [?2004h and l) around each prompt
+	esc=$(printf '\033')
+	printf '%s\n' "$out" | grep '^  | ' | sed "s/$esc\[?2004[hl]//g" || true
 	printf '%s\n' "$out" | sed -n 's/^  ! session: /-- /p; s/^  ! \(ligero: .*\)/-- \1/p'
 	story "$work/console" "$rc"
 	[ "$rc" = 0 ] || exit "$rc"
