@@ -85,14 +85,15 @@ def script_disk(src, dst):
         f.write(body + b"\n" * (4096 - len(body) % 4096))
 
 
-def tools_disk(dst):
-    """ethtool and the libraries it links, as a tar on a raw disk: the guest unpacks it over /
-    (ethtool into /bin, the guest's PATH)."""
+def tools_disk(dst, vhsend):
+    """ethtool and the libraries it links, and vhsend (the guests' TCP sender, static), as a tar
+    on a raw disk: the guest unpacks it over / (both into /bin, the guest's PATH)."""
     exe = shutil.which("ethtool")
     libs = subprocess.run(["ldd", exe], capture_output=True, text=True, check=True).stdout
     paths = [w for line in libs.splitlines() for w in line.split() if w.startswith("/")]
     with tarfile.open(dst, "w", dereference=True, format=tarfile.GNU_FORMAT) as t:
         t.add(exe, arcname="bin/ethtool")
+        t.add(vhsend, arcname="bin/vhsend")
         for p in paths:
             t.add(p, arcname=p.lstrip("/"))
     with open(dst, "ab") as f:
@@ -139,9 +140,10 @@ def boot(tmp, script_env):
     files = [os.path.join(HERE, f) for f in ("vh_lib.sh", "host_vh.sh", "host_vh1.sh",
                                               "host_vh2.sh")]
     script_disk(os.path.join(HERE, "guest_vh.sh"), tmp / "guest_vh.img")
-    tools_disk(tmp / "tools.img")
-    subprocess.run(["gcc", "-O2", "-static", "-o", str(tmp / "dropdac"),
-                    os.path.join(HERE, "dropdac.c")], check=True)
+    for prog in ("dropdac", "vhsend"):
+        subprocess.run(["gcc", "-O2", "-static", "-Wall", "-Werror", "-o", str(tmp / prog),
+                        os.path.join(HERE, prog + ".c")], check=True)
+    tools_disk(tmp / "tools.img", tmp / "vhsend")
     files += [str(tmp / "guest_vh.img"), str(tmp / "tools.img"), str(tmp / "dropdac")]
     res = vmhost.run("%s sh /work/host_vh.sh 2>&1\n" % script_env,
                      files=files + modules(),

@@ -16,13 +16,11 @@ netup() {
 	ip link set eth0 up && ip addr add "$ADDR/24" dev eth0 2>/dev/null
 	i=0; until ping -c 1 -W 1 "$PEER" >/dev/null 2>&1 || [ $i -ge 60 ]; do i=$((i + 1)); done
 }
-# Send $2 MiB of pattern $3 to PEER:$1, retrying while nobody listens yet (a script of its
-# own, so that taskset can run it on one CPU).
+# Send $2 MiB of pattern $3 to PEER:$1 (vhsend, from the tools disk: 1 MiB writes, so that TCP
+# always has enough queued to build TSO packets; it retries while nobody listens yet); a script
+# of its own, so that taskset can run it on one CPU.
 cat >/tmp/send <<'S'
-n=0
-until yes "$4" | head -c $(($3 * 1048576)) | nc "$1" "$2"; do
-	n=$((n + 1)); [ $n -ge 60 ] && exit 1; sleep 1
-done
+exec vhsend "$1" "$2" "$3" "$4"
 S
 send() { sh /tmp/send "$PEER" "$@"; }
 # The streams: one of MB MiB, or two of MB/2 MiB from CPUs 0 and 1 (so through both queues).
