@@ -233,7 +233,11 @@ def test_balloon(host):
             mem[(m.group(1), m.group(2))] = int(m.group(3)) * 1024
     assert mem[("MEM1", "MemFree")] - mem[("MEM2", "MemFree")] > 100 * MiB, mem
     ev = [e for e in events(host, "events") if e["event"] == "BALLOON_CHANGE"]
-    assert ev and ev[-1]["data"] == {"actual": 256 * MiB}, events(host, "events")
+    # an event reported the target reached; the guest may give pages back later on its own
+    # (VIRTIO_BALLOON_F_DEFLATE_ON_OOM is offered; one CI run saw it deflate to 384 MiB a few
+    # seconds before the power button), but never below the target
+    assert any(e["data"] == {"actual": 256 * MiB} for e in ev), events(host, "events")
+    assert all(e["data"]["actual"] >= 256 * MiB for e in ev), events(host, "events")
     # throttled as QEMU does: at most one a second (the guest reports every 1 MiB)
     stamps = [e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6 for e in ev]
     assert all(b - a >= 0.95 for a, b in zip(stamps, stamps[1:])), stamps
@@ -254,13 +258,15 @@ def test_powerdown_to_the_end(host):
     """system_powerdown: POWERDOWN before the answer, the guest's acpid powers off,
     SHUTDOWN (guest-shutdown) to every client, clients see the end, exit 0 with the reason
     in the exit-status file, the disk clean."""
-    pd = msgs(host, "pd")
+    # events go to every client, so a BALLOON_CHANGE (the guest deflating, test_balloon) may
+    # come between these; a QMP client skips what it did not ask about
+    pd = [m for m in msgs(host, "pd") if m.get("event") != "BALLOON_CHANGE"]
     assert [m.get("event") for m in pd[2:]] == ["POWERDOWN", None, "SHUTDOWN"], pd
     assert pd[4]["data"] == {"guest": True, "reason": "guest-shutdown"}
     assert host["MAIN-RC"] == "0" and host["STDERR"] == "", show(host)
     assert host["PD-CLIENT-RC"] == "0" and host["EVENTS-CLIENT-RC"] == "0"
     assert host["CONSOLE-CLIENT-RC"] == "0"
-    names = [e["event"] for e in events(host, "events")]
+    names = [e["event"] for e in events(host, "events") if e["event"] != "BALLOON_CHANGE"]
     assert names[:2] == ["STOP", "RESUME"] and names[-2:] == ["POWERDOWN", "SHUTDOWN"], names
     for e in events(host, "events"):
         assert set(e["timestamp"]) == {"seconds", "microseconds"}
