@@ -25,6 +25,7 @@
 
 #include "vmm/pci_bus.h"
 #include "vmm/virtio/devices.h"
+#include "pci_mmio.h"
 
 #define RAM_SIZE (8ull << 20)
 #define ECAM	 0xe0000000ull
@@ -48,24 +49,7 @@ struct fix {
 	uint16_t avail_idx[4];
 };
 
-static uint32_t cfg_rd(struct fix *f, unsigned reg, unsigned len)
-{
-	uint32_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, ECAM + (f->slot << 15) + reg, &v, len, false));
-	return v;
-}
-
-static uint64_t rd(struct fix *f, uint64_t off, unsigned len)
-{
-	uint64_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, false));
-	return v;
-}
-
-static void wr(struct fix *f, uint64_t off, unsigned len, uint64_t v)
-{
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, true));
-}
+PCI_MMIO_ACCESSORS(struct fix, ECAM)
 
 static int setup(void **state)
 {

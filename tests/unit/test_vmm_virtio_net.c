@@ -42,6 +42,7 @@
 #include "vmm/pci_bus.h"
 #include "vmm/virtio/devices.h"
 #include "vmm/virtio/net.h"
+#include "pci_mmio.h"
 
 #define RAM_SIZE 0x200000ull
 #define ECAM	 0xe0000000ull
@@ -362,29 +363,7 @@ static const uint64_t VHOST_KERNEL =
     F(VHOST_F_LOG_ALL) | F(VIRTIO_F_ANY_LAYOUT) | F(VIRTIO_F_VERSION_1) |
     F(VHOST_NET_F_VIRTIO_NET_HDR) | F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_F_ACCESS_PLATFORM);
 
-static uint32_t cfg_rd(struct fix *f, unsigned reg, unsigned len)
-{
-	uint32_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, ECAM + (f->slot << 15) + reg, &v, len, false));
-	return v;
-}
-
-static void cfg_wr(struct fix *f, unsigned reg, unsigned len, uint32_t v)
-{
-	assert_true(pci_bus_mmio(&f->bus, ECAM + (f->slot << 15) + reg, &v, len, true));
-}
-
-static uint64_t rd(struct fix *f, uint64_t off, unsigned len)
-{
-	uint64_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, false));
-	return v;
-}
-
-static void wr(struct fix *f, uint64_t off, unsigned len, uint64_t v)
-{
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, true));
-}
+PCI_MMIO_ACCESSORS(struct fix, ECAM)
 
 static void reset_fakes(void)
 {

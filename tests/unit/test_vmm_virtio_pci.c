@@ -25,6 +25,7 @@
 #include "block/block.h"
 #include "vmm/pci_bus.h"
 #include "vmm/virtio/devices.h"
+#include "pci_mmio.h"
 
 #define RAM_GPA	 0x0ull
 #define RAM_SIZE 0x100000ull
@@ -48,29 +49,7 @@ struct fix {
 	char disk[64];
 };
 
-static uint32_t cfg_rd(struct fix *f, unsigned reg, unsigned len)
-{
-	uint32_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, ECAM + (f->slot << 15) + reg, &v, len, false));
-	return v;
-}
-
-static void cfg_wr(struct fix *f, unsigned reg, unsigned len, uint32_t v)
-{
-	assert_true(pci_bus_mmio(&f->bus, ECAM + (f->slot << 15) + reg, &v, len, true));
-}
-
-static uint64_t rd(struct fix *f, uint64_t off, unsigned len)
-{
-	uint64_t v = 0;
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, false));
-	return v;
-}
-
-static void wr(struct fix *f, uint64_t off, unsigned len, uint64_t v)
-{
-	assert_true(pci_bus_mmio(&f->bus, f->bar + off, &v, len, true));
-}
+PCI_MMIO_ACCESSORS(struct fix, ECAM)
 
 static void base_setup(struct fix *f)
 {
