@@ -194,6 +194,7 @@ out=$(VMHOST_LOCK=${VMHOST_LOCK:-} sh "$repo/tests/vmhost/vmhost.sh" --mem 2G --
 echo "# emulated-host run: $(($(date +%s) - t0)) s; $cpus vCPU, $mem MiB; GRUB from $grubs"
 echo "$out" | grep '^#' || true
 echo "$out" | sed -n 's/^ANALYZE /# /p'
+echo "$out" | sed -n 's/^RUN /# RUN /p' # the raw figures: NAME ROUND to-marker to-login guest-uptime
 echo "$out" | awk -v only="$only" '
 function median(list,   n, a, i, j, t) {
 	n = split(list, a, " ")
