@@ -140,7 +140,7 @@ one() {
 	tm=$(cat /tmp/marker)
 	tl=$(cat /tmp/login 2>/dev/null || echo 0)
 	echo "RUN $name $((i + 1)) $(awk -v a="$t0" -v b="$tm" 'BEGIN{printf "%.2f", b-a}')" \
-		"$(awk -v a="$t0" -v b="$tl" 'BEGIN{printf "%.2f", b > 0 ? b-a : 0}') $(cat /tmp/guest)"
+		"$(awk -v a="$t0" -v b="$tl" 'BEGIN{printf "%.2f", (b > 0 ? b - a : 0)}') $(cat /tmp/guest)"
 }
 # the QEMU machine of both QEMU cases (a headless libvirt VM: `virt-install --graphics none`)
 Q="qemu-system-x86_64 -M q35 -accel kvm -cpu host -m $mem -smp $cpus -nodefaults -no-user-config

@@ -11,6 +11,9 @@
 #   stop   seconds from the stop command to the VMM process gone (ligero: `vm stop`, which
 #          presses the power button and waits for the process; QEMU: QMP system_powerdown,
 #          then its pid polled every 10 ms until it is gone)
+#   gone   seconds from the stop command to the VMM's process gone, polled every 10 ms for both
+#          (for QEMU the same as stop; for ligero, stop less gone is `vm stop`'s own time after
+#          the VMM exited)
 #   rss    the VMM's RSS in KiB once the guest is at its shell, without the guest-RAM mapping
 #          (mappings at least as large as guest RAM are left out, as in bench/boot.sh)
 # Each stop waits until the guest's init has printed LIGERO-RC (acpid is up by then: a press
@@ -48,7 +51,8 @@ rss() {
 	awk -v min=$((mem * 1024)) '/^Size:/ {size=$2} /^Rss:/ {if (size < min) sum+=$2}
 		END {print sum}' /proc/$1/smaps
 }
-rcs() { grep -c LIGERO-RC= "$1" 2>/dev/null || echo 0; }
+# (grep -c prints 0 and fails when nothing matches: "|| echo 0" would make that "0 0")
+rcs() { c=$(grep -c LIGERO-RC= "$1" 2>/dev/null); echo "${c:-0}"; }
 # wait (hang guard: 300 s) until file $1 has more than $2 LIGERO-RC lines
 ready() {
 	n=0
@@ -65,12 +69,22 @@ one_ligero() {
 	$L vm start b >/dev/null || { echo "# ligero: start failed"; return; }
 	t1=$(up)
 	ready $CL $n0 || { echo "# ligero: the guest did not reach its shell"; }
-	r=$(rss "$(cat /tmp/rt/b.pid)")
+	pid=$(cat /tmp/rt/b.pid)
+	r=$(rss $pid)
 	t2=$(up)
-	$L vm stop b --timeout 120 >/tmp/stop.out || echo "# ligero: stop failed"
+	$L vm stop b --timeout 120 >/tmp/stop.out &
+	sp=$!
+	# the VMM's process gone, polled as QEMU's is below; then `vm stop` returning
+	n=0
+	while alive $pid; do
+		n=$((n + 1)); [ $n -lt 12000 ] || break
+		sleep 0.01
+	done
+	tg=$(up)
+	wait $sp || echo "# ligero: stop failed"
 	t3=$(up)
 	grep -q poweroff /tmp/stop.out || echo "# ligero: $(cat /tmp/stop.out)"
-	echo "RUN ligero $(sub $t0 $t1) $(sub $t2 $t3) $r"
+	echo "RUN ligero $(sub $t0 $t1) $(sub $t2 $t3) $r $(sub $t2 $tg)"
 }
 one_qemu() {
 	rm -f /tmp/q.sock /tmp/q.pid
@@ -101,7 +115,7 @@ one_qemu() {
 	t3=$(up)
 	cat /tmp/qcon.new >>/tmp/qcon
 	rm -f /tmp/qcon.new
-	echo "RUN qemu $(sub $t0 $t1) $(sub $t2 $t3) $r"
+	echo "RUN qemu $(sub $t0 $t1) $(sub $t2 $t3) $r $(sub $t2 $t3)"
 }
 i=0
 while [ $i -lt $runs ]; do
@@ -120,13 +134,14 @@ out=$(LIGERO_BUILD=$build sh "$repo/tests/vmhost/vmhost.sh" --mem 2G $bins \
 	exit 1
 }
 echo "$out" | grep '^#' || true
+echo "$out" | sed -n 's/^RUN /# RUN /p' # VMM start stop rss gone, each run
 echo "$out" | awk '
 function median(list,   n, a, i, j, t) {
 	n = split(list, a, " ")
 	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-$1 == "RUN" { s[$2] = s[$2] " " $3; p[$2] = p[$2] " " $4; r[$2] = r[$2] " " $5; n[$2]++ }
+$1 == "RUN" { s[$2] = s[$2] " " $3; p[$2] = p[$2] " " $4; r[$2] = r[$2] " " $5; g[$2] = g[$2] " " $6; n[$2]++ }
 END {
 	if (!n["ligero"] || !n["qemu"]) { print "bench: runs missing"; exit 1 }
 	ms = median(s["ligero"]); qs = median(s["qemu"])
@@ -135,5 +150,7 @@ END {
 	printf "%-32s %10s %10s %8s\n", "medians (" n["ligero"] " runs each)", "ligero", "qemu", "ratio"
 	printf "%-32s %10.3f %10.3f %8.2f\n", "start to running (s)", ms, qs, ms / qs
 	printf "%-32s %10.3f %10.3f %8.2f\n", "stop to stopped (s)", mp, qp, mp / qp
+	mg = median(g["ligero"]); qg = median(g["qemu"])
+	printf "%-32s %10.3f %10.3f %8.2f\n", "stop to VMM process gone (s)", mg, qg, mg / qg
 	printf "%-32s %10d %10d %8.2f\n", "VMM RSS without guest RAM (KiB)", mr, qr, mr / qr
 }'

@@ -1,8 +1,9 @@
 #!/bin/bash
 # A throwaway single-node Ceph cluster for tests and benchmarks, from Debian's packages:
-# one ceph-mon and one ceph-osd (memstore: objects live in the OSD's memory), 127.0.0.1 only,
-# cephx on, no systemd, no mgr (nothing ligero, qemu-img or `rbd create/clone/snap` does needs
-# one). Everything lives in one directory; the daemons are stopped by pid.
+# one ceph-mon and one ceph-osd (memstore: objects live in the OSD's memory), 127.0.0.1 only
+# (or CEPH_ADDR), cephx on, no systemd, no mgr (nothing ligero, qemu-img or `rbd
+# create/clone/snap` does needs one). Everything lives in one directory; the daemons are
+# stopped by pid.
 #
 #   tests/ceph/cluster.sh start DIR    start, print "CEPH_CONF=DIR/ceph.conf" when `rados put`
 #                                     works and the pool `rbd` is initialised
@@ -12,16 +13,19 @@
 # Then: rbd -c DIR/ceph.conf ls; qemu-img info rbd:rbd/IMG:conf=DIR/ceph.conf;
 #       ligero img info rbd:rbd/IMG:conf=DIR/ceph.conf (or CEPH_CONF=DIR/ceph.conf, which librados
 #       reads as its default config file).
-# Environment: CEPH_OBJECTSTORE (memstore, the default; or bluestore on a sparse file in DIR,
-# which survives a kill -9 of the OSD as a disk does: memstore keeps nothing across a crash),
-# CEPH_MEMSTORE_BYTES (memstore's budget, default 6 GiB), CEPH_WAIT (hang guard in seconds for
-# each readiness wait, default 300).
+# Environment: CEPH_ADDR (the IPv4 address the daemons listen on, default 127.0.0.1; the RBD
+# boot test gives the address of a tap device in a network namespace, so that the emulated host
+# on the other side of it reaches the cluster), CEPH_OBJECTSTORE (memstore, the default; or
+# bluestore on a sparse file in DIR, which survives a kill -9 of the OSD as a disk does:
+# memstore keeps nothing across a crash), CEPH_MEMSTORE_BYTES (memstore's budget, default 6
+# GiB), CEPH_WAIT (hang guard in seconds for each readiness wait, default 300).
 set -euo pipefail
 
+addr=${CEPH_ADDR:-127.0.0.1}
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$addr"
 }
 
 # Poll a command until it succeeds; the guard only catches a hang, it is not a pace.
@@ -69,8 +73,8 @@ start() {
 	cat >"$D/ceph.conf" <<CONF
 [global]
 fsid = $fsid
-mon host = v1:127.0.0.1:$port
-public addr = 127.0.0.1
+mon host = v1:$addr:$port
+public addr = $addr
 ms bind ipv6 = false
 ms bind msgr2 = false
 auth cluster required = cephx
@@ -121,7 +125,7 @@ CONF
 	ceph-authtool --create-keyring "$D/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 	ceph-authtool "$D/keyring" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' \
 		--cap mgr 'allow *' >/dev/null
-	monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$port]" "$D/monmap" >/dev/null
+	monmaptool --create --fsid "$fsid" --addv a "[v1:$addr:$port]" "$D/monmap" >/dev/null
 	ceph-mon -c "$D/ceph.conf" --mkfs -i a --monmap "$D/monmap" --keyring "$D/keyring" \
 		>"$D/log/mkfs-mon.log" 2>&1
 	ceph-mon -c "$D/ceph.conf" -i a 2>>"$D/log/mon.a.stderr"

@@ -26,15 +26,21 @@ TOOLS = ("ceph-mon", "ceph-osd", "ceph", "rados", "rbd", "monmaptool", "ceph-aut
 
 
 class Cluster:
-    def __init__(self, path, store):
+    """netns/addr: the daemons run in that network namespace (`ip netns exec`), listening on
+    addr (CEPH_ADDR); the rbd tool runs there too."""
+
+    def __init__(self, path, store, netns=None, addr=None):
         self.dir = Path(path)
         self.store = store
         self.conf = self.dir / "ceph.conf"
         self.env = dict(os.environ, CEPH_CONF=str(self.conf), CEPH_OBJECTSTORE=store)
+        if addr:
+            self.env["CEPH_ADDR"] = addr
+        self.prefix = ["ip", "netns", "exec", netns] if netns else []
 
     def _script(self, verb):
-        p = subprocess.run(["bash", str(SCRIPT), verb, str(self.dir)], capture_output=True,
-                           text=True, timeout=HANG, env=self.env)
+        p = subprocess.run(self.prefix + ["bash", str(SCRIPT), verb, str(self.dir)],
+                           capture_output=True, text=True, timeout=HANG, env=self.env)
         if p.returncode != 0:
             raise AssertionError(f"cluster.sh {verb} failed: {p.stderr}")
         return p.stdout
@@ -57,19 +63,19 @@ class Cluster:
         return f"rbd:rbd/{image}{s}:conf={self.conf}"
 
     def rbd(self, *args, check=True):
-        p = subprocess.run(["rbd", "-c", str(self.conf), *map(str, args)], capture_output=True,
-                           text=True, timeout=HANG)
+        p = subprocess.run(self.prefix + ["rbd", "-c", str(self.conf), *map(str, args)],
+                           capture_output=True, text=True, timeout=HANG)
         if check and p.returncode != 0:
             raise AssertionError(f"rbd {' '.join(map(str, args))}: {p.stderr}")
         return p
 
 
-def _cluster(store):
+def _cluster(store, netns=None, addr=None):
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing:
         pytest.skip(f"needs Ceph ({', '.join(missing)}: ceph-mon, ceph-osd, ceph-common)")
     tmp = tempfile.mkdtemp(prefix="ligero-ceph-")
-    c = Cluster(Path(tmp) / "cluster", store)
+    c = Cluster(Path(tmp) / "cluster", store, netns, addr)
     try:
         c.start()
     except BaseException:

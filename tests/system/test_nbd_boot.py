@@ -33,14 +33,14 @@ def sha(path):
 PATTERN = b"ZZZZZZZ\n" * 1024  # what the guest writes: `yes ZZZZZZZ | head -c 8192`
 
 
-def guest_cmd(write):
-    """What the guest runs: the whole disk's SHA-256, then (write) PATTERN at WRITE_AT, fsynced,
-    and read back (its lines counted)."""
+def guest_cmd(write, at=WRITE_AT):
+    """What the guest runs: the whole disk's SHA-256, then (write) PATTERN at `at` (4 KiB
+    aligned), fsynced, and read back (its lines counted). test_rbd_boot.py uses it too."""
     cmd = "echo DISK-SHA=$(sha256sum /dev/vda | cut -c1-64)"
     if write:
-        cmd += (f"; yes ZZZZZZZ | head -c 8192 | dd of=/dev/vda bs=4096 seek={WRITE_AT // 4096} "
+        cmd += (f"; yes ZZZZZZZ | head -c 8192 | dd of=/dev/vda bs=4096 seek={at // 4096} "
                 "conv=fsync 2>/dev/null; echo WRITE-RC=$?; "
-                f"echo BACK=$(dd if=/dev/vda bs=4096 skip={WRITE_AT // 4096} count=2 "
+                f"echo BACK=$(dd if=/dev/vda bs=4096 skip={at // 4096} count=2 "
                 "2>/dev/null | grep -c ZZZZZZZ)")
     return cmd
 

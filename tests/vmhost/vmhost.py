@@ -65,11 +65,13 @@ def build_debian():
 
 
 def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=None,
-        disks=(), disk_space=None, disks_out=None):
+        disks=(), disk_space=None, disks_out=None, tap=None, netns=None):
     """Run `script` (shell text) in the emulated host; see vmhost.sh for the layout. `env`
     adds variables for vmhost.sh itself (VMHOST_NPT, VMHOST_STALL...). `disks` are
     "FILE[:NAME]" strings, seen as /work/disks/NAME (read-write copies); `disks_out` is a
-    directory that receives the files at the top of /work/disks after the run."""
+    directory that receives the files at the top of /work/disks after the run. `tap` names a
+    tap device L1 gets as its eth0, in the network namespace `netns` (`ip netns exec`) that
+    vmhost.sh then runs in."""
     work = build_dir() / "vmhost"
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"script.{os.getpid()}.sh"
@@ -87,6 +89,10 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
         cmd += ["--disk-space", str(disk_space)]
     if disks_out:
         cmd += ["--disks-out", str(disks_out)]
+    if tap:
+        cmd += ["--tap", tap]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
     env = dict(os.environ, LIGERO_BUILD=str(build_dir()), LIGERO=str(ligero_binary()),
                **(env or {}))
     log = ""

@@ -15,10 +15,13 @@
 # that image, which is deleted after the run unless --disks-out DIR, which first copies the
 # files at the top of /work/disks back to DIR (with debugfs: nothing is mounted on the host;
 # status 126 if that fails). The FILEs themselves are never written.
+# --tap NAME gives L1 a virtio-net NIC (eth0, down, no address: the script sets it up) on the
+# existing tap device NAME of the network namespace vmhost.sh runs in, so that L1 reaches
+# services on the host side of that tap (the RBD boot test's Ceph cluster), and nothing else.
 #
 # usage: vmhost.sh [--file SRC[:DEST]]... [--bin PATH]... [--tree DIR]... [--timeout SECONDS]
 #                  [--smp N] [--mem SIZE] [--disk FILE[:NAME]]... [--disk-space SIZE]
-#                  [--disks-out DIR] SCRIPT
+#                  [--disks-out DIR] [--tap NAME] SCRIPT
 # env:   LIGERO, LIGERO_BUILD (default build), VMHOST_VERBOSE=1 shows the L1 console,
 #        VMHOST_STALL=SECONDS (default 180; 0 = off): stop an emulated host whose console has
 #        printed nothing, not even init's 10-second heartbeat, for that long (status 125)
@@ -42,6 +45,7 @@ trees=
 disks=
 disk_space=2G
 disks_out=
+tap=
 while [ $# -gt 1 ]; do
 	case "$1" in
 	--file) files="$files
@@ -55,6 +59,7 @@ $2"; shift 2 ;;
 $2"; shift 2 ;;
 	--disk-space) disk_space=$2; shift 2 ;;
 	--disks-out) disks_out=$2; shift 2 ;;
+	--tap) tap=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
@@ -102,8 +107,8 @@ if [ ! -f "$base" ] || [ "$here/init.sh" -nt "$base" ] || [ "$guest/vmlinuz" -nt
 	done
 	cp "$here/init.sh" "$root/init"
 	chmod 755 "$root/init"
-	# virtio_blk for the --disk image (ext4 is built into the cloud kernel)
-	/usr/bin/python3 "$here/../guest/modules.py" "$guest/modules" kvm_amd virtio_pci virtio_blk \
+	# virtio_blk for the --disk image (ext4 is built into the cloud kernel), virtio_net for --tap
+	/usr/bin/python3 "$here/../guest/modules.py" "$guest/modules" kvm_amd virtio_pci virtio_blk virtio_net \
 		>"$root/etc/modules.order"
 	while read -r m; do
 		mkdir -p "$root/lib/modules/$(dirname "$m")"
@@ -172,6 +177,7 @@ rm -rf "$root"
 timeout "$timeout" "$qemu_bin" $qemu_data -accel "${VMHOST_ACCEL:-tcg}" -M q35 -cpu EPYC,+svm,+npt -smp "$smp" -m "$mem" \
 	-nodefaults -display none -no-reboot \
 	-kernel "$guest/vmlinuz" -initrd "$run/initrd" $drive \
+	${tap:+-netdev tap,id=n0,ifname=$tap,script=no,downscript=no -device virtio-net-pci,netdev=n0} \
 	-append "console=ttyS0 quiet panic=-1 8250.nr_uarts=2 vmhost.npt=${VMHOST_NPT:-1}${drive:+ vmhost.disks=1}" \
 	-serial "file:$run/console.log" -serial "file:$run/results.log" </dev/null &
 qemu=$!
