@@ -709,9 +709,11 @@ int fleet_delete(const struct registry *r, const char *prefix, bool disks,
 		if ((lret = registry_remove(r, h.names[i])) < 0 && ret == 0)
 			ret = lret;
 		if (rm && bdev_rbd_is_name(d.disks[0].path)) {
+			/* The cluster has the last word (snapshots of the member's own, a client
+			 * on another host): a clone it keeps is reported as kept. */
 			if ((lret = bdev_rbd_remove(d.disks[0].path)) < 0 && lret != -ENOENT &&
-			    ret == 0)
-				ret = lret;
+			    kept)
+				kept(priv, h.names[i], err_msg());
 		} else if (rm && unlink(d.disks[0].path) < 0 && errno != ENOENT && ret == 0) {
 			ret = err_sys(errno, "cannot remove %s", d.disks[0].path);
 		}

@@ -79,8 +79,8 @@ int fleet_reset(const struct registry *r, const char *prefix, bool sysprep);
 /* Remove every member's definition and, with disks, its overlay (its first disk, when that is
  * an overlay no other VM uses: never the base, never a read-only disk; kept is told of each
  * one left in place, and why). An RBD member's clone is removed from its pool (only a clone,
- * only when no other definition names it; the cluster itself refuses an image with snapshots
- * or clients). Refused (-EBUSY, naming them) when any member runs. */
+ * only when no other definition names it; one the cluster refuses to remove, having snapshots
+ * or clients, is reported to kept). Refused (-EBUSY, naming them) when any member runs. */
 int fleet_delete(const struct registry *r, const char *prefix, bool disks,
 		 void (*kept)(void *priv, const char *name, const char *why), void *priv);
 

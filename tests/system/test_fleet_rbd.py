@@ -189,9 +189,15 @@ def test_reset_gives_fresh_clones(env, ceph, base, tmp_path, ligero):
     p = env("fleet", "reset", prefix, timeout=HANG)
     one_line_error(p, m, "snapshots")
     assert m in images(ceph) and f"{m}.reset" not in images(ceph)
+    # delete --disks: the cluster keeps that clone (said on a line of its own), the others go.
+    p = env("fleet", "delete", prefix, "--disks", check=True, timeout=HANG)
+    assert p.stderr.splitlines() == [line for line in p.stderr.splitlines()
+                                     if line.startswith(f"ligero: fleet delete: {m}: disk kept")
+                                     and "snapshots" in line] != []
+    assert {i for i in images(ceph) if i.startswith(prefix)} == {m}
+    assert not list((env.state / "vms").iterdir())
     ceph.rbd("snap", "rm", f"{m}@mine")
-    env("fleet", "delete", prefix, "--disks", check=True, timeout=HANG)
-    assert not {i for i in images(ceph) if i.startswith(prefix)}
+    ceph.rbd("rm", m)
     base.assert_unchanged()
 
 
