@@ -12,6 +12,12 @@ bool bdev_rbd_is_name(const char *name);
 /* Create an RBD image, or with opts->backing_file naming an RBD snapshot, a clone of it
  * (the snapshot protected first when it is not). */
 int bdev_rbd_create(const char *name, const struct bdev_create_opts *opts);
+/* Remove the RBD image name names (not a snapshot; rbd_remove): -ENOENT when there is none,
+ * -ENOTEMPTY when it has snapshots, -EBUSY when a client has it open; each with a message. */
+int bdev_rbd_remove(const char *name);
+/* Rename the RBD image name names to image, in its pool and namespace (rbd_rename): -EEXIST
+ * when that name is taken, -ENOENT when name's image does not exist. */
+int bdev_rbd_rename(const char *name, const char *image);
 
 /* Where an image is (rbd_name.c), parsed from rbd:pool/[namespace/]image[@snap][:k=v...]
  * (QEMU's syntax, "\" escapes ':', '@', '/', '=' and itself) or a json: name. */

@@ -328,3 +328,68 @@ int bdev_rbd_create(const char *name, const struct bdev_create_opts *opts)
 	rbd_target_free(&t);
 	return ret;
 }
+
+/* --- remove and rename (a fleet's members: `fleet delete --disks`, `fleet reset`) --- */
+
+static int admin_open(const char *name, struct rbd_target *t, rados_t *cluster, rados_ioctx_t *io)
+{
+	int ret = rbd_target_parse(name, t);
+
+	if (ret == 0 && t->snap)
+		ret = err_set(EINVAL, "%s: names a snapshot, not an image (drop '@%s')", name,
+			      t->snap);
+	if (ret == 0)
+		ret = rbd_connect(name, t, false, cluster, io);
+	if (ret < 0)
+		rbd_target_free(t);
+	return ret;
+}
+
+int bdev_rbd_remove(const char *name)
+{
+	struct rbd_target t;
+	rados_t cluster;
+	rados_ioctx_t io;
+	int r, ret = admin_open(name, &t, &cluster, &io);
+
+	if (ret < 0)
+		return ret;
+	r = rbd_remove(io, t.image);
+	if (r == -ENOENT)
+		ret = err_set(ENOENT, "%s: no such image in pool '%s'", name, t.pool);
+	else if (r == -ENOTEMPTY)
+		ret = err_set(ENOTEMPTY, "%s: the image has snapshots (remove them first)", name);
+	else if (r == -EBUSY)
+		ret = err_set(EBUSY, "%s: the image is in use (open by a client, or has clones)",
+			      name);
+	else if (r < 0)
+		ret = rbd_fail(name, r, "could not remove the image");
+	rados_ioctx_destroy(io);
+	rados_shutdown(cluster);
+	rbd_target_free(&t);
+	return ret;
+}
+
+int bdev_rbd_rename(const char *name, const char *image)
+{
+	struct rbd_target t;
+	rados_t cluster;
+	rados_ioctx_t io;
+	int r, ret = admin_open(name, &t, &cluster, &io);
+
+	if (ret < 0)
+		return ret;
+	r = rbd_rename(io, t.image, image);
+	if (r == -EEXIST)
+		ret =
+		    err_set(EEXIST, "%s: cannot rename it to '%s': that image exists in pool '%s'",
+			    name, image, t.pool);
+	else if (r == -ENOENT)
+		ret = err_set(ENOENT, "%s: no such image in pool '%s'", name, t.pool);
+	else if (r < 0)
+		ret = rbd_fail(name, r, "could not rename the image");
+	rados_ioctx_destroy(io);
+	rados_shutdown(cluster);
+	rbd_target_free(&t);
+	return ret;
+}

@@ -1,6 +1,7 @@
 /* `ligero fleet <verb>`: many VMs from one base (src/host/fleet.h). */
 #include "cli/cli.h"
 #include "cli/vm.h"
+#include "block/block.h"
 #include "host/fleet.h"
 #include "util/error.h"
 
@@ -19,6 +20,7 @@ enum {
 	OPT_COUNT = 0x300,
 	OPT_BASE,
 	OPT_DISK_DIR,
+	OPT_DISK_POOL,
 	OPT_NO_SYSPREP,
 	OPT_PARALLEL,
 	OPT_TIMEOUT,
@@ -28,7 +30,7 @@ enum {
 
 struct fleet_args {
 	struct vm_define_opts def;
-	const char *verb, *count, *base, *disk_dir;
+	const char *verb, *count, *base, *disk_dir, *disk_pool;
 	bool no_sysprep, force, disks;
 	unsigned parallel;
 	int timeout;
@@ -62,6 +64,9 @@ static int fleet_opt(int c, const char *arg, void *priv)
 		return 0;
 	case OPT_DISK_DIR:
 		a->disk_dir = arg;
+		return 0;
+	case OPT_DISK_POOL:
+		a->disk_pool = arg;
 		return 0;
 	case OPT_NO_SYSPREP:
 		a->no_sysprep = true;
@@ -107,13 +112,15 @@ static int parse(struct vm_cli *o, struct fleet_args *a, const char *usage, int 
 /* ---- create ---- */
 
 static const char create_usage[] =
-    "create PREFIX --count N --base BASE [--disk-dir DIR] [--no-sysprep]\n"
+    "create PREFIX --count N --base BASE [--disk-dir DIR | --disk-pool POOL] [--no-sysprep]\n"
     "       [--memory SIZE] [--cpus N] [--net bridge=BR]... [--balloon] [--rng] [--autostart]\n"
     "       [--kernel FILE [--initrd FILE] [--cmdline STR]] [--disk FILE,readonly=on]...\n"
     "\n"
     "Members PREFIX1..PREFIXN, each on its own qcow2 overlay DIR/PREFIXi.qcow2 of BASE (DIR:\n"
     "the base's directory), sysprepped before its first boot (hostname = its name, machine-id\n"
     "emptied, SSH host keys and udev net rules removed) and with its own MAC per --net.\n"
+    "A base on a Ceph cluster, BASE = rbd:POOL/IMAGE@SNAP[:conf=FILE][:id=USER], gets RBD\n"
+    "clones rbd:POOL/PREFIXi of that snapshot instead (--disk-pool: in another pool).\n"
     "All or nothing: on any failure nothing of the fleet is left.\n";
 
 static int create_main(int argc, char **argv)
@@ -122,6 +129,7 @@ static int create_main(int argc, char **argv)
 	    {"count", required_argument, NULL, OPT_COUNT},
 	    {"base", required_argument, NULL, OPT_BASE},
 	    {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+	    {"disk-pool", required_argument, NULL, OPT_DISK_POOL},
 	    {"no-sysprep", no_argument, NULL, OPT_NO_SYSPREP},
 	};
 	struct option opts[32];
@@ -170,6 +178,7 @@ static int create_main(int argc, char **argv)
 					.count = (unsigned)count,
 					.base = a.base,
 					.disk_dir = a.disk_dir,
+					.disk_pool = a.disk_pool,
 					.tmpl = &t,
 					.sysprep = !a.no_sysprep};
 	ret = fleet_create(&o.reg, &fo);
@@ -188,7 +197,8 @@ static int create_main(int argc, char **argv)
 		printf("\n");
 		vmdef_free(&d);
 	}
-	printf("fleet %s: %ld members, overlays of %s%s\n", o.name, count, a.base,
+	printf("fleet %s: %ld members, %s of %s%s\n", o.name, count,
+	       bdev_is_remote_name(a.base) ? "RBD clones" : "overlays", a.base,
 	       a.no_sysprep ? "" : ", sysprepped");
 	return vm_cli_done(&o, 0);
 }
@@ -312,7 +322,8 @@ static int reset_main(int argc, char **argv)
 	if ((ret = parse(&o, &a,
 			 "reset PREFIX [--no-sysprep]\n\nGives every member a fresh overlay of "
 			 "the base (sysprepped again), keeping\nits definition and MAC: the "
-			 "class starts over. Members must be stopped.\n",
+			 "class starts over (RBD members: a fresh clone).\nMembers must be "
+			 "stopped.\n",
 			 argc, argv, opts, false)))
 		return ret < 0 ? 0 : ret;
 	if ((ret = fleet_reset(&o.reg, o.name, !a.no_sysprep)) < 0)
@@ -339,7 +350,8 @@ static int delete_main(int argc, char **argv)
 
 	if ((ret = parse(&o, &a,
 			 "delete PREFIX [--disks]\n\nRemoves every member's definition; --disks "
-			 "also their overlays (never the base,\nnor a disk another VM uses). "
+			 "also their overlays or RBD clones (never\nthe base, nor a disk another "
+			 "VM uses). "
 			 "Members must be stopped ('ligero fleet stop PREFIX').\n",
 			 argc, argv, opts, false)))
 		return ret < 0 ? 0 : ret;
@@ -457,7 +469,8 @@ static const struct {
 	const char *help;
 } verbs[] = {
     {"create", create_main,
-     "create PREFIX --count N --base BASE [--disk-dir DIR] [--no-sysprep] [vm create options]"},
+     "create PREFIX --count N --base BASE [--disk-dir DIR | --disk-pool POOL] [--no-sysprep] "
+     "[vm create options]"},
     {"start", start_main, "start PREFIX [--parallel K]"},
     {"stop", stop_main, "stop PREFIX [--parallel K] [--timeout SECONDS] [--force]"},
     {"restart", restart_main, "restart PREFIX [--parallel K] [--timeout SECONDS]"},

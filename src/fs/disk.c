@@ -23,6 +23,11 @@ int fs_addr_parse(const char *arg, char **path, int *num)
 		char *end;
 		errno = 0;
 		long n = strtol(colon + 1, &end, 10);
+		/* A remote name's own options (rbd:POOL/IMAGE:conf=F) are not a partition. */
+		if ((*end || end == colon + 1) && bdev_is_remote_name(arg)) {
+			*path = strdup(arg);
+			return *path ? 0 : err_set(ENOMEM, "out of memory");
+		}
 		if (*end || n < 1 || n > 1 << 20 || errno || colon == arg)
 			return err_set(EINVAL,
 				       "%s: not a disk address (DISK or DISK:N with N a "

@@ -4,6 +4,8 @@
  */
 #include "host/fleet.h"
 #include "block/block.h"
+#include "block/rbd.h"
+#include "host/fleet_rbd.h"
 #include "host/vmdisks.h"
 #include "tools/sysprep.h"
 #include "util/error.h"
@@ -132,7 +134,10 @@ static int base_probe(const char *base, char **abs, const char **fmt)
 	int ret;
 
 	if (bdev_is_remote_name(base))
-		return err_set(EINVAL, "base %s: a fleet's base is a local image file", base);
+		return err_set(EINVAL,
+			       "base %s: a fleet's base is a local image file or an RBD snapshot "
+			       "(rbd:POOL/IMAGE@SNAP)",
+			       base);
 	if (!(*abs = realpath(base, NULL)) || stat(*abs, &st) < 0) {
 		ret = err_sys(errno, "base %s", base);
 		free(*abs);
@@ -175,14 +180,30 @@ static int dir_check(const char *dir, char **abs)
 	return 0;
 }
 
-/* A fresh overlay of base at path (which must not exist), sysprepped for member name. */
+/* A member's disk goes: an overlay file is unlinked, an RBD clone removed from its pool. The
+ * error message recorded before stays. */
+static void disk_remove(const char *path)
+{
+	char why[1024];
+
+	if (!bdev_rbd_is_name(path)) {
+		unlink(path);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s", err_msg());
+	bdev_rbd_remove(path);
+	err_set(0, "%s", why);
+}
+
+/* A fresh overlay of base at path (which must not exist), sysprepped for member name. An RBD
+ * path gets an RBD clone of base (an RBD snapshot) instead. */
 static int overlay_make(const char *path, const char *base, const char *fmt, const char *name,
 			bool sysprep)
 {
 	struct bdev_create_opts co = {.backing_file = base, .backing_fmt = fmt};
 	struct sysprep_opts so = {.ops = sysprep_default_ops(), .hostname = name};
 	struct sysprep_result res;
-	int ret = bdev_create(path, "qcow2", &co);
+	int ret = bdev_create(path, bdev_rbd_is_name(path) ? "raw" : "qcow2", &co);
 
 	if (ret < 0 || !sysprep)
 		return ret;
@@ -193,7 +214,7 @@ static int overlay_make(const char *path, const char *base, const char *fmt, con
 		snprintf(why, sizeof(why), "%s", err_msg_or(ret));
 		err_set(-ret, "sysprep of %s: %s (a base with no Linux root needs --no-sysprep)",
 			path, why);
-		unlink(path);
+		disk_remove(path);
 	}
 	return ret;
 }
@@ -203,7 +224,8 @@ static int member_def(const struct fleet_create_opts *o, unsigned index, const c
 		      struct vmdef *d)
 {
 	const struct vmdef *t = o->tmpl;
-	struct vmdef_disk disk = {.path = (char *)overlay, .format = "qcow2"};
+	struct vmdef_disk disk = {.path = (char *)overlay,
+				  .format = bdev_rbd_is_name(overlay) ? "raw" : "qcow2"};
 	int ret;
 
 	*d = (struct vmdef){.memory = t->memory,
@@ -250,9 +272,26 @@ static int template_check(const struct vmdef *t)
 	return 0;
 }
 
-/* Under the registry lock: nothing of the fleet may exist yet. */
+/* Where the members' disks go: overlay files in dir, or RBD clones named by rb. */
+struct place {
+	char *dir;
+	struct fleet_rbd rb;
+};
+
+static char *member_disk(const struct place *pl, const char *name)
+{
+	char *p = pl->rb.head ? fleet_rbd_member(&pl->rb, name) : fleet_overlay_path(pl->dir, name);
+
+	if (!p)
+		err_set(ENOMEM, "out of memory");
+	return p;
+}
+
+/* Under the registry lock: nothing of the fleet may exist yet. An RBD clone that exists
+ * already is found by the clone itself (the cluster refuses it, and create undoes the
+ * members made before): asking the cluster first would cost a connection per member. */
 static int create_precheck(const struct registry *r, const struct fleet_create_opts *o,
-			   const char *dir)
+			   const struct place *pl)
 {
 	char name[VMDEF_NAME_MAX + 1], mac[VMDEF_MAC_LEN + 1], **names, *owner, *path;
 	size_t n;
@@ -267,9 +306,9 @@ static int create_precheck(const struct registry *r, const struct fleet_create_o
 	for (unsigned i = 1; ret == 0 && i <= o->count; i++) {
 		if ((ret = fleet_member_name(o->prefix, i, name)) < 0)
 			break;
-		if (!(path = fleet_overlay_path(dir, name)))
-			return err_set(ENOMEM, "out of memory");
-		if (access(path, F_OK) == 0 || errno != ENOENT)
+		if (!(path = member_disk(pl, name)))
+			return -ENOMEM;
+		if (!pl->rb.head && (access(path, F_OK) == 0 || errno != ENOENT))
 			ret = err_set(EEXIST,
 				      "%s: %s's disk exists already (remove it, or use "
 				      "--disk-dir)",
@@ -289,9 +328,9 @@ static int create_precheck(const struct registry *r, const struct fleet_create_o
 	return ret;
 }
 
-/* Undo members 1..made: definitions and overlays. */
+/* Undo members 1..made: definitions and overlays (or clones). */
 static void create_undo(const struct registry *r, const struct fleet_create_opts *o,
-			const char *dir, unsigned made, bool last_defined)
+			const struct place *pl, unsigned made, bool last_defined)
 {
 	char name[VMDEF_NAME_MAX + 1], *path;
 
@@ -300,33 +339,33 @@ static void create_undo(const struct registry *r, const struct fleet_create_opts
 			continue;
 		if (i < made || last_defined)
 			registry_remove(r, name);
-		if ((path = fleet_overlay_path(dir, name))) {
-			unlink(path);
+		if ((path = member_disk(pl, name))) {
+			disk_remove(path);
 			free(path);
 		}
 	}
 }
 
 static int create_locked(const struct registry *r, const struct fleet_create_opts *o,
-			 const char *base, const char *fmt, const char *dir)
+			 const char *base, const char *fmt, const struct place *pl)
 {
 	char name[VMDEF_NAME_MAX + 1], *path = NULL;
 	struct vmdef d = {0};
 	unsigned i;
 	int ret;
 
-	if ((ret = create_precheck(r, o, dir)) < 0)
+	if ((ret = create_precheck(r, o, pl)) < 0)
 		return ret;
 	for (i = 1; i <= o->count; i++) {
 		if ((ret = fleet_member_name(o->prefix, i, name)) < 0)
 			break;
-		if (!(path = fleet_overlay_path(dir, name))) {
-			ret = err_set(ENOMEM, "out of memory");
+		if (!(path = member_disk(pl, name))) {
+			ret = -ENOMEM;
 			break;
 		}
 		if ((ret = overlay_make(path, base, fmt, name, o->sysprep)) < 0) {
 			free(path);
-			create_undo(r, o, dir, i - 1, true);
+			create_undo(r, o, pl, i - 1, true);
 			return err_prefix(ret, "%s: ", name);
 		}
 		ret = member_def(o, i, path, &d);
@@ -335,19 +374,59 @@ static int create_locked(const struct registry *r, const struct fleet_create_opt
 		vmdef_free(&d);
 		free(path);
 		if (ret < 0) {
-			create_undo(r, o, dir, i, false);
+			create_undo(r, o, pl, i, false);
 			return err_prefix(ret, "%s: ", name);
 		}
 	}
 	if (ret < 0)
-		create_undo(r, o, dir, i - 1, true);
+		create_undo(r, o, pl, i - 1, true);
+	return ret;
+}
+
+/* The base and where the members go: overlays beside a local base (or in --disk-dir), RBD
+ * clones of an RBD base's snapshot in its pool (or --disk-pool). */
+static int place_get(const struct fleet_create_opts *o, char **base, const char **fmt,
+		     struct place *pl)
+{
+	char *slash;
+	int ret;
+
+	*pl = (struct place){0};
+	if (bdev_rbd_is_name(o->base)) {
+		if (o->disk_dir)
+			return err_set(
+			    EINVAL,
+			    "--disk-dir %s: the members of an RBD base are RBD clones in "
+			    "its pool (--disk-pool POOL puts them in another)",
+			    o->disk_dir);
+		*fmt = "raw";
+		if ((ret = fleet_rbd_base(o->base, o->disk_pool, &pl->rb)) == 0 &&
+		    !(*base = strdup(o->base)))
+			ret = err_set(ENOMEM, "out of memory");
+		return ret;
+	}
+	if (o->disk_pool)
+		return err_set(EINVAL,
+			       "--disk-pool %s: only the members of an RBD base "
+			       "(rbd:POOL/IMAGE@SNAP) go in a pool",
+			       o->disk_pool);
+	if ((ret = base_probe(o->base, base, fmt)) < 0)
+		return ret;
+	if (!o->disk_dir && (slash = strrchr(*base, '/'))) {
+		char *d = strndup(*base, slash == *base ? 1 : (size_t)(slash - *base));
+		ret = d ? dir_check(d, &pl->dir) : err_set(ENOMEM, "out of memory");
+		free(d);
+	} else {
+		ret = dir_check(o->disk_dir ? o->disk_dir : ".", &pl->dir);
+	}
 	return ret;
 }
 
 int fleet_create(const struct registry *r, const struct fleet_create_opts *o)
 {
-	char *base = NULL, *dir = NULL, *slash;
+	char *base = NULL;
 	const char *fmt = NULL;
+	struct place pl;
 	int ret, lock;
 
 	if ((ret = fleet_prefix_check(o->prefix, o->count)) < 0 ||
@@ -363,24 +442,16 @@ int fleet_create(const struct registry *r, const struct fleet_create_opts *o)
 				       "--no-sysprep",
 				       o->prefix, longest);
 	}
-	if ((ret = base_probe(o->base, &base, &fmt)) < 0)
-		return ret;
-	if (!o->disk_dir && (slash = strrchr(base, '/'))) {
-		char *d = strndup(base, slash == base ? 1 : (size_t)(slash - base));
-		ret = d ? dir_check(d, &dir) : err_set(ENOMEM, "out of memory");
-		free(d);
-	} else {
-		ret = dir_check(o->disk_dir ? o->disk_dir : ".", &dir);
-	}
-	if (ret < 0)
+	if ((ret = place_get(o, &base, &fmt, &pl)) < 0)
 		goto out;
 	if ((ret = registry_prepare(r, false)) < 0 || (ret = lock = registry_lock(r)) < 0)
 		goto out;
-	ret = create_locked(r, o, base, fmt, dir);
+	ret = create_locked(r, o, base, fmt, &pl);
 	registry_unlock(lock);
 out:
 	free(base);
-	free(dir);
+	free(pl.dir);
+	fleet_rbd_free(&pl.rb);
 	return ret;
 }
 
@@ -469,6 +540,55 @@ static int overlay_backing(const struct vmdef *d, char **base, char **fmt)
 	return ret;
 }
 
+/* The parent snapshot of RBD member disk, or (when disk is gone: a reset that stopped between
+ * removing it and renaming its successor) of tmp, the successor. *gone says which. */
+static int reset_rbd_parent(const char *disk, const char *tmp, char **parent, bool *gone)
+{
+	char why[1024];
+	int ret = fleet_rbd_parent(disk, parent);
+
+	*gone = false;
+	if (ret != -ENOENT)
+		return ret;
+	snprintf(why, sizeof(why), "%s", err_msg());
+	if (fleet_rbd_parent(tmp, parent) < 0)
+		return err_set(ENOENT, "%s", why);
+	*gone = true;
+	return 0;
+}
+
+/* An RBD member: a fresh clone IMAGE.reset of the old one's parent, sysprepped; then the old
+ * image is removed and the fresh one renamed to its name. RBD has no rename over an existing
+ * image: a reset stopped between the two leaves IMAGE.reset, which the next reset picks up. */
+static int reset_rbd(const char *name, const char *disk, bool sysprep)
+{
+	char *tmp = NULL, *parent = NULL, *image = fleet_rbd_image(disk), *tname = NULL;
+	bool gone;
+	int ret = 0;
+
+	if (!image || strchr(image, '\\'))
+		ret =
+		    err_set(EINVAL, "%s: %s does not name a fleet member's RBD image", name, disk);
+	else if (asprintf(&tname, "%s.reset", image) < 0 || !(tmp = fleet_rbd_sibling(disk, tname)))
+		ret = err_set(ENOMEM, "out of memory");
+	if (ret == 0 && (ret = reset_rbd_parent(disk, tmp, &parent, &gone)) == 0 &&
+	    (ret = bdev_rbd_remove(tmp)) == -ENOENT)
+		ret = 0;
+	if (ret == 0)
+		ret = overlay_make(tmp, parent, "raw", name, sysprep);
+	if (ret == 0 && !gone && (ret = bdev_rbd_remove(disk)) < 0)
+		disk_remove(tmp);
+	if (ret == 0 && (ret = bdev_rbd_rename(tmp, image)) < 0)
+		err_prefix(ret, "(the fresh clone is %s: 'fleet reset' again finishes) ", tmp);
+	if (ret < 0)
+		err_prefix(ret, "%s: ", name);
+	free(image);
+	free(tname);
+	free(tmp);
+	free(parent);
+	return ret;
+}
+
 /* A fresh overlay beside the old one, then a rename over it. */
 static int reset_one(const struct registry *r, const char *name, bool sysprep)
 {
@@ -478,6 +598,10 @@ static int reset_one(const struct registry *r, const char *name, bool sysprep)
 
 	if (ret < 0)
 		return ret;
+	if (d.ndisks && bdev_rbd_is_name(d.disks[0].path)) {
+		ret = reset_rbd(name, d.disks[0].path, sysprep);
+		goto out;
+	}
 	if ((ret = overlay_backing(&d, &base, &fmt)) < 0)
 		goto out;
 	if (asprintf(&tmp, "%s.reset-%d", d.disks[0].path, (int)getpid()) < 0) {
@@ -516,6 +640,33 @@ int fleet_reset(const struct registry *r, const char *prefix, bool sysprep)
 	return ret;
 }
 
+/* Whether an RBD member's first disk may go with it: a clone (never a base, which is an
+ * image with snapshots) that no other definition names. */
+static bool clone_removable(const struct registry *r, const struct vmdef *d)
+{
+	const char *disk = d->disks[0].path;
+	char *parent = NULL, **names;
+	size_t n;
+	int ret = fleet_rbd_parent(disk, &parent);
+
+	free(parent);
+	if (ret < 0 || registry_names(r, &names, &n) < 0)
+		return false;
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct vmdef o;
+
+		if (!strcmp(names[i], d->name) || registry_load(r, names[i], &o) < 0)
+			continue;
+		for (size_t j = 0; j < o.ndisks && !ret; j++)
+			if (!strcmp(o.disks[j].path, disk))
+				ret = err_set(EBUSY, "%s is also a disk of VM %s; kept", disk,
+					      names[i]);
+		vmdef_free(&o);
+	}
+	registry_names_free(names, n);
+	return ret == 0;
+}
+
 /* Whether member d's first disk may go with it; why not in *why (the recorded message). */
 static bool overlay_removable(const struct registry *r, const struct vmdef *d)
 {
@@ -526,6 +677,8 @@ static bool overlay_removable(const struct registry *r, const struct vmdef *d)
 		err_set(EPERM, "%s has no disk of its own", d->name);
 		return false;
 	}
+	if (bdev_rbd_is_name(d->disks[0].path))
+		return clone_removable(r, d);
 	if (overlay_backing(d, &base, &fmt) < 0)
 		return false;
 	ok = vm_disk_removable(r, d->name, d->disks[0].path) == 0;
@@ -555,8 +708,15 @@ int fleet_delete(const struct registry *r, const char *prefix, bool disks,
 			kept(priv, h.names[i], err_msg());
 		if ((lret = registry_remove(r, h.names[i])) < 0 && ret == 0)
 			ret = lret;
-		if (rm && unlink(d.disks[0].path) < 0 && errno != ENOENT && ret == 0)
+		if (rm && bdev_rbd_is_name(d.disks[0].path)) {
+			/* The cluster has the last word (snapshots of the member's own, a client
+			 * on another host): a clone it keeps is reported as kept. */
+			if ((lret = bdev_rbd_remove(d.disks[0].path)) < 0 && lret != -ENOENT &&
+			    kept)
+				kept(priv, h.names[i], err_msg());
+		} else if (rm && unlink(d.disks[0].path) < 0 && errno != ENOENT && ret == 0) {
 			ret = err_sys(errno, "cannot remove %s", d.disks[0].path);
+		}
 		vmdef_free(&d);
 	}
 	registry_unlock(lock);

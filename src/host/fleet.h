@@ -4,7 +4,10 @@
  * its own qcow2 overlay DIR/PREFIXi.qcow2 of the base, sysprepped before its first boot
  * (hostname = its name, machine-id emptied, SSH host keys and udev net rules removed) and with
  * a MAC derived from the prefix and its index. The base is only ever opened read-only; the
- * block layer's base guard refuses writing it while overlays exist.
+ * block layer's base guard refuses writing it while overlays exist. A base on a Ceph cluster,
+ * an RBD snapshot rbd:POOL/IMAGE@SNAP, gets RBD clones rbd:POOL/PREFIXi instead of overlays
+ * (with the base's options, so any host with that conf can run any member); its guard is the
+ * snapshot's protection, which the cluster keeps while clones exist.
  *
  * A VM belongs to fleet PREFIX when its name is PREFIX followed by an index (a decimal number
  * without leading zeros). A prefix cannot end in a digit, so no name belongs to two fleets.
@@ -46,8 +49,9 @@ int fleet_members(const struct registry *r, const char *prefix, char ***names, s
 struct fleet_create_opts {
 	const char *prefix;
 	unsigned count;
-	const char *base;     /* the image the overlays sit on; opened read-only */
-	const char *disk_dir; /* where the overlays go; NULL: the base's directory */
+	const char *base;      /* the image the overlays sit on (or an RBD snapshot); read-only */
+	const char *disk_dir;  /* where the overlays go; NULL: the base's directory */
+	const char *disk_pool; /* an RBD base's clones go in this pool; NULL: the base's */
 	/* What every member gets: memory, cpus, kernel, initrd, cmdline, balloon, rng,
 	 * autostart; its nets (bridge only: each member's MAC replaces any given) and its disks
 	 * (read-only ones only: they are shared), after the member's overlay. */
@@ -67,12 +71,16 @@ char *fleet_overlay_path(const char *dir, const char *name);
 /* Give every member a fresh overlay of its base (the backing file its overlay records), with
  * the same path and definition (so the same MAC), sysprepped again when sysprep is set.
  * Refused (-EBUSY, naming them) when any member runs: all members' locks are held throughout.
- * Each overlay is replaced by a rename, so a failure leaves a member's old overlay whole. */
+ * Each overlay is replaced by a rename, so a failure leaves a member's old overlay whole. An
+ * RBD member gets a fresh clone of its parent snapshot, made as IMAGE.reset, then renamed
+ * over the old image once that is removed. */
 int fleet_reset(const struct registry *r, const char *prefix, bool sysprep);
 
 /* Remove every member's definition and, with disks, its overlay (its first disk, when that is
  * an overlay no other VM uses: never the base, never a read-only disk; kept is told of each
- * one left in place, and why). Refused (-EBUSY, naming them) when any member runs. */
+ * one left in place, and why). An RBD member's clone is removed from its pool (only a clone,
+ * only when no other definition names it; one the cluster refuses to remove, having snapshots
+ * or clients, is reported to kept). Refused (-EBUSY, naming them) when any member runs. */
 int fleet_delete(const struct registry *r, const char *prefix, bool disks,
 		 void (*kept)(void *priv, const char *name, const char *why), void *priv);
 

@@ -175,9 +175,16 @@ static int disk_check(const struct vmdef_disk *k)
 {
 	int flags;
 
-	if (!k->path || k->path[0] != '/')
+	/* A remote image (rbd:POOL/IMAGE:conf=F, a fleet member's) may hold '=', not ','. */
+	bool remote = k->path && bdev_is_remote_name(k->path);
+
+	if (!k->path || (k->path[0] != '/' && !remote))
 		return err_set(EINVAL, "disk path '%s' is not absolute", k->path ? k->path : "");
-	if (strpbrk(k->path, ",="))
+	if (remote && strchr(k->path, ','))
+		return err_set(EINVAL,
+			       "disk '%s' has a ',', which the VMM's --disk option cannot carry",
+			       k->path);
+	if (!remote && strpbrk(k->path, ",="))
 		return err_set(EINVAL,
 			       "disk path '%s' has a ',' or '=', which the VMM's --disk option "
 			       "cannot carry: rename the file or link it under another name",

@@ -38,6 +38,9 @@ static bool chain_has(const char *top, const struct stat *st)
 			found = true;
 			break;
 		}
+		/* A remote image's chain holds no local file, and opening it needs its server. */
+		if (bdev_is_remote_name(path))
+			break;
 		if (bdev_open(&bs, path, NULL, BDEV_O_NO_BACKING | BDEV_O_FORCE_SHARE) < 0)
 			break;
 		if (bs->backing_path)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "host/fleet.h"
+#include "host/fleet_rbd.h"
 #include "util/error.h"
 
 static void test_names_and_indexes(void **state)
@@ -136,6 +137,82 @@ static void test_members_in_index_order(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* RBD members' names: the base's pool (or namespace) and options are kept, escapes too. */
+static void test_rbd_names(void **state)
+{
+	static const struct {
+		const char *disk, *image, *sibling;
+	} cases[] = {
+	    {"rbd:rbd/lab1", "lab1", "rbd:rbd/lab1.reset"},
+	    {"rbd:rbd/lab1:conf=/etc/ceph/c.conf:id=admin", "lab1",
+	     "rbd:rbd/lab1.reset:conf=/etc/ceph/c.conf:id=admin"},
+	    {"rbd:pool/ns/lab2:conf=/a\\:b/c.conf", "lab2",
+	     "rbd:pool/ns/lab1.reset:conf=/a\\:b/c.conf"},
+	    {"rbd:p\\/q/la\\:b3", "la\\:b3", "rbd:p\\/q/lab1.reset"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *img = fleet_rbd_image(cases[i].disk),
+		     *sib = fleet_rbd_sibling(cases[i].disk, "lab1.reset");
+		assert_non_null(img);
+		assert_string_equal(img, cases[i].image);
+		assert_non_null(sib);
+		assert_string_equal(sib, cases[i].sibling);
+		free(img);
+		free(sib);
+	}
+	assert_null(fleet_rbd_image("rbd:nopool"));
+	assert_null(fleet_rbd_image("rbd:/img"));
+	assert_null(fleet_rbd_image("rbd:pool/"));
+	assert_null(fleet_rbd_image("/srv/vms/lab1.qcow2"));
+}
+
+/* Bases refused before anything asks the cluster, each with one message saying why. */
+static void test_rbd_base_refused(void **state)
+{
+	static const struct {
+		const char *base, *pool, *says;
+	} cases[] = {
+	    {"rbd:rbd/base", NULL,
+	     "a clone needs a snapshot of its parent: --base rbd:rbd/base@SNAP"},
+	    {"rbd:rbd/base:conf=/c.conf", NULL, "--base rbd:rbd/base@SNAP:conf=/c.conf"},
+	    {"rbd:rbd/base@gold", "a/b", "--disk-pool 'a/b' is not a pool name"},
+	    {"rbd:rbd/base@gold", "", "is not a pool name"},
+	    {"rbd:base@gold", NULL, "not an RBD image name"},
+	    {"json:{\"driver\":\"rbd\"}", NULL, "rbd:POOL/IMAGE@SNAP"},
+	};
+	struct fleet_rbd rb;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(fleet_rbd_base(cases[i].base, cases[i].pool, &rb), -EINVAL);
+		assert_non_null(strstr(err_msg(), cases[i].says));
+		assert_null(rb.head);
+	}
+}
+
+/* A member's definition holds its RBD clone's name (with '='), raw; a ',' cannot be carried. */
+static void test_rbd_member_definition(void **state)
+{
+	struct vmdef d = {.memory = 64 << 20, .cpus = 1};
+	struct vmdef_disk k = {.path = "rbd:rbd/lab1:conf=/etc/ceph/c.conf", .format = "raw"};
+
+	(void)state;
+	snprintf(d.name, sizeof(d.name), "lab1");
+	vmdef_random_uuid(d.uuid);
+	vmdef_stamp(&d);
+	assert_int_equal(vmdef_add_disk(&d, &k), 0);
+	assert_int_equal(vmdef_validate(&d), 0);
+	free(d.disks[0].path);
+	d.disks[0].path = strdup("rbd:rbd/lab1:conf=/a,b.conf");
+	assert_int_equal(vmdef_validate(&d), -EINVAL);
+	free(d.disks[0].path);
+	d.disks[0].path = strdup("lab1.qcow2");
+	assert_int_equal(vmdef_validate(&d), -EINVAL);
+	vmdef_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +220,9 @@ int main(void)
 	    cmocka_unit_test(test_prefix_rules),
 	    cmocka_unit_test(test_macs),
 	    cmocka_unit_test(test_members_in_index_order),
+	    cmocka_unit_test(test_rbd_names),
+	    cmocka_unit_test(test_rbd_base_refused),
+	    cmocka_unit_test(test_rbd_member_definition),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
