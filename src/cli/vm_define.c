@@ -49,11 +49,21 @@ static int add_disk(const struct vm_cli *o, struct vmdef *d, const char *spec)
 	const char *probed;
 	int ret = 1;
 
-	if (!copy || !opts_next(&s, &k, &v) || v || !*k) {
+	if (copy && bdev_is_remote_name(copy)) {
+		/* A remote image (rbd:POOL/IMAGE:conf=F, nbd://HOST/EXPORT, nbd+unix:///?socket=S):
+		 * its name runs to the first ',' and may hold '=' and ':'; it is raw unless said
+		 * otherwise, and only the VMM, on whatever host starts it, connects to it. */
+		char *comma = strchr(copy, ',');
+		s = comma ? (*comma = '\0', comma + 1) : copy + strlen(copy);
+		if (!(disk.path = strdup(copy))) {
+			vm_cli_fail(o, err_set(ENOMEM, "out of memory"));
+			goto out;
+		}
+		disk.format = (char *)"raw";
+	} else if (!copy || !opts_next(&s, &k, &v) || v || !*k) {
 		cli_usage_fail(o->verb, "--disk: the first item must be the image file");
 		goto out;
-	}
-	if (!(disk.path = existing_file(o, "--disk", k)))
+	} else if (!(disk.path = existing_file(o, "--disk", k)))
 		goto out;
 	while (opts_next(&s, &k, &v)) {
 		if (v && !strcmp(k, "format") && (!strcmp(v, "raw") || !strcmp(v, "qcow2")))
@@ -571,6 +581,13 @@ int vm_delete_main(int argc, char **argv)
 		if (d.disks[i].readonly) {
 			fprintf(stderr, "ligero: %s: %s is read-only, so not %s's own; kept\n",
 				o.verb, d.disks[i].path, o.name);
+			continue;
+		}
+		if (bdev_is_remote_name(d.disks[i].path)) {
+			fprintf(stderr,
+				"ligero: %s: %s is a remote image, removed only on its server (rbd "
+				"rm; a fleet's members: fleet delete --disks); kept\n",
+				o.verb, d.disks[i].path);
 			continue;
 		}
 		if (vm_disk_removable(&o.reg, o.name, d.disks[i].path) < 0) {

@@ -178,6 +178,23 @@ def test_create_list_show(env, disk, qemu_img):
     assert sorted(p.name for p in (env.state / "vms").iterdir()) == ["web1.json"]
 
 
+def test_remote_disks(env):
+    """A disk on a Ceph cluster or an NBD server is recorded by name (raw unless said), with
+    its own ':' and '=' options; only the VMM connects to it, on the host that starts it.
+    delete --disks keeps it, saying where it is removed."""
+    rbd = "rbd:rbd/web2:conf=/etc/ceph/lab.conf:id=teacher"
+    nbd = "nbd+unix:///exp?socket=/run/nbd.sock"
+    create(env, "web2", "--disk", f"{rbd},cache=none", "--disk", f"{nbd},readonly=on")
+    j = json.loads((env.state / "vms" / "web2.json").read_text())
+    assert [(k["path"], k["format"], k["readonly"], k["cache"]) for k in j["disks"]] == \
+        [(rbd, "raw", False, "none"), (nbd, "raw", True, None)]
+    one_line_error(env("vm", "create", "x", "--disk", f"{rbd},colour=blue"), "bad option")
+    p = env("vm", "delete", "web2", "--disks")
+    assert p.returncode == 0, p.stderr
+    assert f"{rbd} is a remote image" in p.stderr and "kept" in p.stderr, p.stderr
+    assert not (env.state / "vms" / "web2.json").exists()
+
+
 def test_names(env):
     for bad, why in [("a b", "0x20"), ("../x", "'/'"), (".hidden", "start with '.'"),
                      ("-x", "start with '-'"), ("x" * 65, "longer than 64"), ("ü", "0xc3")]:
