@@ -53,14 +53,25 @@ rss() {
 }
 # (grep -c prints 0 and fails when nothing matches: "|| echo 0" would make that "0 0")
 rcs() { c=$(grep -c LIGERO-RC= "$1" 2>/dev/null); echo "${c:-0}"; }
-# wait (hang guard: 300 s) until file $1 has more than $2 LIGERO-RC lines
+# wait (hang guard: 180 s of L1's clock) until file $1 has more than $2 LIGERO-RC lines
 ready() {
-	n=0
+	end=$(awk -v a="$(up)" 'BEGIN { print a + 180 }')
 	while [ "$(rcs "$1")" -le "$2" ]; do
-		n=$((n + 1)); [ $n -lt 6000 ] || return 1; sleep 0.05
+		awk -v a="$(up)" -v b="$end" 'BEGIN { exit !(a < b) }' || return 1
+		sleep 0.05
 	done
 }
 alive() { [ -e /proc/$1 ] && ! grep -q '^State:.*Z' /proc/$1/status 2>/dev/null; }
+# gone PID SECONDS: poll (every 10 ms) until PID has exited; 1 if it is still there after
+# SECONDS of L1's clock (a hang guard: a poll costs more than 10 ms under emulation, so it is
+# not counted in polls)
+gone() {
+	end=$(awk -v a="$(up)" -v b="$2" 'BEGIN { print a + b }')
+	while alive $1; do
+		awk -v a="$(up)" -v b="$end" 'BEGIN { exit !(a < b) }' || return 1
+		sleep 0.01
+	done
+}
 $L vm create b --kernel $K --initrd $I --memory ${mem}M --cpus 1 \
 	--cmdline 'console=ttyS0 quiet ligero.exit=shell' >/dev/null
 one_ligero() {
@@ -68,18 +79,18 @@ one_ligero() {
 	t0=$(up)
 	$L vm start b >/dev/null || { echo "# ligero: start failed"; return; }
 	t1=$(up)
-	ready $CL $n0 || { echo "# ligero: the guest did not reach its shell"; }
+	if ! ready $CL $n0; then # the emulated host's early-boot loss: this run is left out
+		echo "# ligero: the guest did not reach its shell; run left out"
+		$L vm kill b >/dev/null
+		return
+	fi
 	pid=$(cat /tmp/rt/b.pid)
 	r=$(rss $pid)
 	t2=$(up)
 	$L vm stop b --timeout 120 >/tmp/stop.out &
 	sp=$!
 	# the VMM's process gone, polled as QEMU's is below; then `vm stop` returning
-	n=0
-	while alive $pid; do
-		n=$((n + 1)); [ $n -lt 12000 ] || break
-		sleep 0.01
-	done
+	gone $pid 180 || echo "# ligero: the VMM still runs 180 s after the stop"
 	tg=$(up)
 	wait $sp || echo "# ligero: stop failed"
 	t3=$(up)
@@ -103,15 +114,17 @@ one_qemu() {
 	done
 	t1=$(up)
 	pid=$(cat /tmp/q.pid)
-	ready /tmp/qcon.new 0 || echo "# qemu: the guest did not reach its shell"
+	if ! ready /tmp/qcon.new 0; then
+		echo "# qemu: the guest did not reach its shell; run left out"
+		$Q /tmp/q.sock quit >/dev/null
+		gone $pid 60 || kill -9 $pid
+		rm -f /tmp/qcon.new
+		return
+	fi
 	r=$(rss $pid)
 	t2=$(up)
 	$Q /tmp/q.sock system_powerdown >/dev/null
-	n=0
-	while alive $pid; do
-		n=$((n + 1)); [ $n -lt 12000 ] || { echo "# qemu: still running"; break; }
-		sleep 0.01
-	done
+	gone $pid 180 || { echo "# qemu: still running 180 s after system_powerdown"; kill -9 $pid; }
 	t3=$(up)
 	cat /tmp/qcon.new >>/tmp/qcon
 	rm -f /tmp/qcon.new
