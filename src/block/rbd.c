@@ -545,9 +545,11 @@ int rbd_connect(const char *name, const struct rbd_target *t, bool cache, rados_
 		rados_ioctx_t *io)
 {
 	rados_t c;
-	int r = rados_create(&c, t->user);
+	int r = rbd_lib_load(name);
 
 	if (r < 0)
+		return r;
+	if ((r = rados_create(&c, t->user)) < 0)
 		return rbd_fail(name, r, "could not set up librados");
 	r = rados_conf_read_file(c, t->conf); /* NULL: $CEPH_CONF or /etc/ceph; may be absent */
 	if (r < 0 && t->conf) {

@@ -4,9 +4,9 @@
 
 #include "block/rbd.h"
 
+#include "block/rbd_dl.h"
+
 #include <pthread.h>
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 
 /* A write handed to librbd and not yet complete (write-behind, see rbd.c). */
 struct rbd_wb;

@@ -281,3 +281,27 @@ def test_osd_killed_mid_write_loses_no_acknowledged_write(ligero, ceph_durable):
     assert "Pattern verification failed" not in got.stdout + got.stderr
     tool("qemu-io", "-f", "raw", "-r", *io_args(
         [f"read -P {i + 1} {i}M 1M" for i in range(acked)]), name)
+
+
+def test_ceph_libraries_loaded_only_for_rbd_names(ligero, ceph, tmp_path):
+    """librbd and librados (and the dozen libraries they pull in) are loaded when an rbd:
+    image is opened, not when ligero starts (src/block/rbd_dl.h): the dynamic loader's own
+    account (LD_DEBUG=files) of a command that names no rbd: image has neither, one that
+    does has both; without the library, an rbd: name gets one line saying so."""
+    img = tmp_path / "a.qcow2"
+    run_cmd(ligero, "img", "create", "-q", "-f", "qcow2", img, "1M", check=True)
+    env = dict(os.environ, LD_DEBUG="files")
+    p = run_cmd(ligero, "img", "info", img, env=env, check=True)
+    assert "librbd.so" not in p.stderr and "librados.so" not in p.stderr, p.stderr[-2000:]
+    name = fresh("lazy")
+    run_cmd(ligero, "img", "create", "-q", "-f", "raw", ceph.name(name), "1M", check=True)
+    p = run_cmd(ligero, "img", "info", ceph.name(name), env=env, check=True)
+    assert "librbd.so.1" in p.stderr and "librados.so.2" in p.stderr, p.stderr[-2000:]
+    missing = str(tmp_path / "no-librbd.so")
+    p = run_cmd(ligero, "img", "info", ceph.name(name),
+                env=dict(os.environ, LIGERO_LIBRBD=missing))
+    assert p.returncode != 0
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
+    assert f"rbd:rbd/{name}" in lines[0] and "cannot load Ceph's client library" in lines[0] \
+        and "no-librbd.so" in lines[0], lines[0]

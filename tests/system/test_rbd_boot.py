@@ -117,7 +117,13 @@ def boots(vmhost, cluster, qemu_img, tmp_path_factory):
     in_ns(vh.ligero_binary(), "img", "convert", "-O", "raw", src, cluster.name("boot"))
     out = d / "out"
     # (the source rides along as a --disk only so that L1 has /work/disks for the overlay)
+    # ligero loads librbd when it first opens an rbd: image (src/block/rbd_dl.h), so the
+    # emulated host gets it (and what it links) besides ligero's own libraries
+    librbd = re.search(r"=> (\S+librbd\.so\.1)$", run_cmd("ldconfig", "-p", check=True).stdout,
+                       re.M)
+    assert librbd, "librbd.so.1 is not installed"
     res = vmhost(l1_script(), files=l1_conf(cluster, d), disks=[f"{src}:src.qcow2"],
+                 bins=[librbd.group(1)],
                  disks_out=str(out), timeout=2400, mem="2G", tap=TAP, netns=NS)
     (vh.build_dir() / "vmhost" / "test_rbd_boot.log").write_text(res.output + res.log)
     vh.skip_if_host_failed(res)
