@@ -345,6 +345,13 @@ static int admin_open(const char *name, struct rbd_target *t, rados_t *cluster, 
 	return ret;
 }
 
+static void admin_close(struct rbd_target *t, rados_t cluster, rados_ioctx_t io)
+{
+	rados_ioctx_destroy(io);
+	rados_shutdown(cluster);
+	rbd_target_free(t);
+}
+
 int bdev_rbd_remove(const char *name)
 {
 	struct rbd_target t;
@@ -364,9 +371,7 @@ int bdev_rbd_remove(const char *name)
 			      name);
 	else if (r < 0)
 		ret = rbd_fail(name, r, "could not remove the image");
-	rados_ioctx_destroy(io);
-	rados_shutdown(cluster);
-	rbd_target_free(&t);
+	admin_close(&t, cluster, io);
 	return ret;
 }
 
@@ -388,8 +393,6 @@ int bdev_rbd_rename(const char *name, const char *image)
 		ret = err_set(ENOENT, "%s: no such image in pool '%s'", name, t.pool);
 	else if (r < 0)
 		ret = rbd_fail(name, r, "could not rename the image");
-	rados_ioctx_destroy(io);
-	rados_shutdown(cluster);
-	rbd_target_free(&t);
+	admin_close(&t, cluster, io);
 	return ret;
 }

@@ -78,6 +78,23 @@ def l1_script():
     ]) + "\n"
 
 
+def parse_cases(output, skip=("STDERR", "SERVE-ERR", "RW-OPEN-ERR")):
+    """The emulated host's output split at its "=== CASE NAME" lines: {NAME: {KEY: VALUE for
+    each KEY=VALUE line not starting with one of skip, "_out": the case's whole text}}.
+    test_rbd_boot.py uses it too."""
+    cases = {}
+    for block in output.split("=== CASE ")[1:]:
+        name, body = block.split("\n", 1)
+        kv = {}
+        for line in body.splitlines():
+            if "=" in line and not line.startswith(skip):
+                k, v = line.split("=", 1)
+                kv[k.strip()] = v.strip()
+        kv["_out"] = body
+        cases[name.strip()] = kv
+    return cases
+
+
 @pytest.fixture(scope="module")
 def boots(vmhost, qemu_img, tmp_path_factory):
     d = tmp_path_factory.mktemp("nbdboot")
@@ -96,16 +113,7 @@ def boots(vmhost, qemu_img, tmp_path_factory):
                  disks_out=str(out), timeout=2400, mem="2G")
     (vh.build_dir() / "vmhost" / "test_nbd_boot.log").write_text(res.output + res.log)
     vh.skip_if_host_failed(res)
-    cases = {}
-    for block in res.output.split("=== CASE ")[1:]:
-        name, body = block.split("\n", 1)
-        kv = {}
-        for line in body.splitlines():
-            if "=" in line and not line.startswith(("STDERR", "SERVE-ERR", "RW-OPEN-ERR")):
-                k, v = line.split("=", 1)
-                kv[k.strip()] = v.strip()
-        kv["_out"] = body
-        cases[name.strip()] = kv
+    cases = parse_cases(res.output)
     assert set(cases) == {"rw", "ro"}, res.output[-4000:]
     return {"cases": cases, "want": want, "base": base, "base_sha": base_sha, "out": out,
             "dir": d}

@@ -26,7 +26,7 @@ import pytest
 import vmhost as vh  # noqa: E402  (tests/vmhost, on sys.path through conftest)
 from ceph_cluster import _cluster
 from conftest import run_cmd
-from test_nbd_boot import PATTERN, SIZE, guest_cmd, sha
+from test_nbd_boot import PATTERN, SIZE, guest_cmd, parse_cases, sha
 
 pytestmark = pytest.mark.vmhost
 
@@ -127,16 +127,7 @@ def boots(vmhost, cluster, qemu_img, tmp_path_factory):
                  disks_out=str(out), timeout=2400, mem="2G", tap=TAP, netns=NS)
     (vh.build_dir() / "vmhost" / "test_rbd_boot.log").write_text(res.output + res.log)
     vh.skip_if_host_failed(res)
-    cases = {}
-    for block in res.output.split("=== CASE ")[1:]:
-        name, body = block.split("\n", 1)
-        kv = {}
-        for line in body.splitlines():
-            if "=" in line and not line.startswith("STDERR"):
-                k, v = line.split("=", 1)
-                kv[k.strip()] = v.strip()
-        kv["_out"] = body
-        cases[name.strip()] = kv
+    cases = parse_cases(res.output)
     assert "NET-FAILED" not in res.output, res.output[-4000:]
     assert set(cases) == {"rbd", "overlay"}, res.output[-4000:] + res.log[-3000:]
     # the image as qemu-img's rbd driver reads it after both boots
