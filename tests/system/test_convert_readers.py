@@ -25,6 +25,7 @@ from nbd_helpers import (CMD_DISC, CMD_READ, CMD_WRITE, HANG, IHAVEOPT, NBD_MAGI
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-nbd"), reason="needs qemu-nbd")
 
 REP_ERR_UNSUP = 0x80000001
+EIO = 5
 MIB = 1 << 20
 
 
@@ -188,13 +189,14 @@ class HoldingServer:
     request until a second one is outstanding or none has come for HOLD seconds, then answers
     the pending ones newest first: replies come out of order, and requests the client sent
     together are seen together. HOLD only sets how long a lone request waits; no assertion
-    depends on time. max_block: advertise that maximum request size (NBD_INFO_BLOCK_SIZE)."""
+    depends on time. max_block: advertise that maximum request size (NBD_INFO_BLOCK_SIZE);
+    fail_at: answer the READ that covers this offset with EIO."""
 
     HOLD = 0.5
 
-    def __init__(self, path, sock, max_block=0, writable=False):
+    def __init__(self, path, sock, max_block=0, writable=False, fail_at=None):
         self.data = bytearray(open(path, "rb").read())
-        self.max_block, self.writable = max_block, writable
+        self.max_block, self.writable, self.fail_at = max_block, writable, fail_at
         self.lock = threading.Lock()
         self.peak = {CMD_READ: 0, CMD_WRITE: 0}
         self.count = {CMD_READ: 0, CMD_WRITE: 0}
@@ -247,6 +249,9 @@ class HoldingServer:
     def answer(self, c, pending):
         for cookie, typ, off, n in reversed(pending):
             data = bytes(self.data[off:off + n]) if typ == CMD_READ else b""
+            if typ == CMD_READ and self.fail_at is not None and off <= self.fail_at < off + n:
+                c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, EIO, cookie))
+                continue
             c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie) + data)
         with self.lock:
             self.out_of_order += len(pending) - 1
@@ -333,6 +338,25 @@ def test_nbd_pieces_overlap(ligero, small_regions, tmp_path):
     with open(target, "wb") as f:
         f.write(dst.data)
     tool("qemu-img", "compare", "-f", "raw", "-F", "raw", target, raw)
+
+
+def test_nbd_read_error_among_others(ligero, small_regions, tmp_path):
+    """The server answers one READ with EIO while others are in flight (and before them): the
+    copy ends with one line naming the export and the offset, and leaves no destination."""
+    raw = tmp_path / "small.raw"
+    tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
+    for m in (["-m", "1"], [], ["-m", "16"]):
+        sock = tmp_path / f"eio{''.join(m)}.sock"
+        srv = HoldingServer(raw, sock, fail_at=13 * MIB)
+        out = tmp_path / "out.qcow2"
+        p = run_cmd(ligero, "img", "convert", *m, "-O", "qcow2", srv.uri, out, timeout=HANG)
+        srv.close()
+        assert p.returncode == 1, p
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
+        assert f"nbd+unix://?socket={sock}: read at offset 12582912 failed" in lines[0], lines
+        assert "Input/output error" in lines[0], lines
+        assert not out.exists(), "a failed convert left its destination behind"
 
 
 def qemu_has_rbd():
