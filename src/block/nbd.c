@@ -18,6 +18,12 @@
  * for some read-only exports), costs one handshake (and TLS session), and is what qemu-img
  * does. The number of requests in flight is set by the callers (convert's readers, the VMM's
  * disk threads), so the server sees at most that many.
+ *
+ * The I/O thread watches the socket only while requests are in flight, and a process forked
+ * with the export open (fs mount going to the background) starts an I/O thread of its own at
+ * its first request: the parent's, idle, never reads the replies meant for the child. The
+ * I/O thread calls libnbd only under io_lock, which a fork takes first (pthread_atfork), so
+ * the child never inherits the handle's lock held by a thread it does not have.
  */
 #include "block/nbd.h"
 #include "util/error.h"
@@ -49,9 +55,13 @@ struct nbdc {
 	size_t ncache;
 	/* the I/O thread */
 	pthread_t io;
-	bool io_running;
-	int wake; /* eventfd: a request was queued, or stop */
+	bool io_running;    /* under done_lock once open */
+	atomic_uint io_gen; /* fork_gen when it was started: in this process if equal */
+	int wake;	    /* eventfd: a request was queued, or stop */
 	atomic_bool stop;
+	atomic_uint inflight;	   /* requests started and not completed */
+	pthread_mutex_t io_lock;   /* held by the I/O thread while it is inside libnbd */
+	struct nbdc *next;	   /* the open exports (registry, for fork) */
 	pthread_mutex_t done_lock; /* guards every struct nbdc_req's done and err */
 	pthread_cond_t done_cond;
 };
@@ -64,6 +74,57 @@ struct nbdc_req {
 	int err;
 	char msg[160]; /* why, when err */
 };
+
+/* Bumped in the child of every fork: the I/O threads of the parent do not exist there. */
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nbdc *registry;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct nbdc *s = registry; s; s = s->next)
+		pthread_mutex_lock(&s->io_lock);
+}
+
+static void fork_parent(void)
+{
+	for (struct nbdc *s = registry; s; s = s->next)
+		pthread_mutex_unlock(&s->io_lock);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_child(void)
+{
+	atomic_fetch_add(&fork_gen, 1);
+	fork_parent();
+}
+
+static void fork_hook(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void registry_add(struct nbdc *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	s->next = registry;
+	registry = s;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct nbdc *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct nbdc **p = &registry; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+}
 
 static int nbdc_fail(struct bdev *bs, const char *what, uint64_t off)
 {
@@ -88,6 +149,7 @@ static int req_done(void *opaque, int *error)
 		const char *why = e == ENOTCONN ? nbd_get_error() : NULL;
 		snprintf(q->msg, sizeof(q->msg), "%s", why ? why : strerror(e));
 	}
+	atomic_fetch_sub(&s->inflight, 1);
 	pthread_mutex_lock(&s->done_lock);
 	q->err = e;
 	q->done = true;
@@ -103,7 +165,14 @@ static nbd_completion_callback req_init(struct nbdc *s, struct nbdc_req *q, uint
 	q->done = false;
 	q->err = 0;
 	q->msg[0] = 0;
+	atomic_fetch_add(&s->inflight, 1);
 	return (nbd_completion_callback){.callback = req_done, .user_data = q};
+}
+
+/* The command set up by req_init could not be started: its callback will never run. */
+static void req_unstarted(struct nbdc *s)
+{
+	atomic_fetch_sub(&s->inflight, 1);
 }
 
 /* The I/O thread recomputes what it polls for: a request that could not be sent whole now
@@ -137,8 +206,10 @@ static int req_finish(struct bdev *bs, struct nbdc_req *q, int64_t cookie, const
 {
 	struct nbdc *s = bs->opaque;
 
-	if (cookie < 0)
+	if (cookie < 0) {
+		req_unstarted(s);
 		return nbdc_fail(bs, what, q->off);
+	}
 	io_wake(s);
 	req_wait(s, q);
 	return q->err ? req_fail(bs, q, what) : 0;
@@ -151,8 +222,10 @@ static void *io_main(void *opaque)
 	struct nbdc *s = opaque;
 
 	for (;;) {
-		int fd = nbd_aio_get_fd(s->h);
+		pthread_mutex_lock(&s->io_lock);
+		int fd = atomic_load(&s->inflight) ? nbd_aio_get_fd(s->h) : -1;
 		unsigned dir = fd >= 0 ? nbd_aio_get_direction(s->h) : 0;
+		pthread_mutex_unlock(&s->io_lock);
 		struct pollfd p[2] = {{.fd = s->wake, .events = POLLIN}, {.fd = -1}};
 		if (dir & LIBNBD_AIO_DIRECTION_READ)
 			p[1].events |= POLLIN;
@@ -174,6 +247,7 @@ static void *io_main(void *opaque)
 		/* The direction again: a caller may have moved the state machine meanwhile. A
 		 * failure here kills the connection, and libnbd fails every request in flight
 		 * through its completion callback. */
+		pthread_mutex_lock(&s->io_lock);
 		dir = nbd_aio_get_direction(s->h);
 		if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
 		    (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -181,11 +255,15 @@ static void *io_main(void *opaque)
 		else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) &&
 			 (p[1].revents & (POLLOUT | POLLHUP | POLLERR)))
 			nbd_aio_notify_write(s->h);
+		pthread_mutex_unlock(&s->io_lock);
 	}
 }
 
 static int io_start(struct bdev *bs, struct nbdc *s)
 {
+	if (s->wake >= 0)
+		close(s->wake); /* after a fork: this process's copy of the parent's eventfd */
+	s->io_running = false;
 	s->wake = eventfd(0, EFD_CLOEXEC);
 	if (s->wake < 0)
 		return err_sys(errno, "%s: eventfd", bs->filename);
@@ -193,18 +271,35 @@ static int io_start(struct bdev *bs, struct nbdc *s)
 	if (e)
 		return err_set(e, "%s: cannot start the NBD I/O thread", bs->filename);
 	s->io_running = true;
+	atomic_store(&s->io_gen, atomic_load(&fork_gen));
 	return 0;
 }
 
-/* Every caller is done (close): stop the I/O thread; the handle is the caller's again. */
+/* Before starting requests: this process has an I/O thread (a forked child starts its own). */
+static int io_ensure(struct bdev *bs)
+{
+	struct nbdc *s = bs->opaque;
+	int ret = 0;
+
+	if (atomic_load(&s->io_gen) == atomic_load(&fork_gen))
+		return 0;
+	pthread_mutex_lock(&s->done_lock);
+	if (atomic_load(&s->io_gen) != atomic_load(&fork_gen) || !s->io_running)
+		ret = io_start(bs, s);
+	pthread_mutex_unlock(&s->done_lock);
+	return ret;
+}
+
+/* Every caller is done (close): stop this process's I/O thread; the handle is the caller's
+ * again. */
 static void io_stop(struct nbdc *s)
 {
-	if (s->io_running) {
+	if (s->io_running && atomic_load(&s->io_gen) == atomic_load(&fork_gen)) {
 		atomic_store(&s->stop, true);
 		io_wake(s);
 		pthread_join(s->io, NULL);
-		s->io_running = false;
 	}
+	s->io_running = false;
 	if (s->wake >= 0)
 		close(s->wake);
 	s->wake = -1;
@@ -241,6 +336,7 @@ static size_t xfer_start(struct bdev *bs, struct nbdc_req *q, int *n, uint64_t o
 		int64_t c = rbuf ? nbd_aio_pread(s->h, (uint8_t *)rbuf + at, k, off + at, cb, 0)
 				 : nbd_aio_pwrite(s->h, w, k, off + at, cb, 0);
 		if (c < 0) {
+			req_unstarted(s);
 			*ret = nbdc_fail(bs, rbuf ? "read" : "write", off + at);
 			break;
 		}
@@ -255,7 +351,7 @@ static int xfer(struct bdev *bs, uint64_t off, void *rbuf, const void *wbuf, siz
 {
 	struct nbdc *s = bs->opaque;
 	struct nbdc_req q[WINDOW];
-	int ret = 0, n;
+	int ret = io_ensure(bs), n;
 
 	while (len && ret == 0) {
 		size_t done = xfer_start(bs, q, &n, off, rbuf, wbuf, len, &ret);
@@ -336,6 +432,9 @@ static int nbdc_flush(struct bdev *bs)
 
 	if ((bs->flags & BDEV_O_UNSAFE) || !s->can_flush)
 		return 0;
+	int ret = io_ensure(bs);
+	if (ret < 0)
+		return ret;
 	return req_finish(bs, &q, nbd_aio_flush(s->h, req_init(s, &q, 0), 0), "flush");
 }
 
@@ -345,7 +444,7 @@ static int effect(struct bdev *bs, uint64_t off, uint64_t len, bool zero, uint32
 	struct nbdc *s = bs->opaque;
 
 	struct nbdc_req q;
-	int ret = 0;
+	int ret = io_ensure(bs);
 
 	cache_drop(s);
 	while (len && ret == 0) {
@@ -461,6 +560,26 @@ static bool cache_find(const struct nbdc *s, uint64_t off, uint64_t *len, uint32
 	return false;
 }
 
+/* Ask the server for the extents from off on, into the cache (the caller holds s->lock). */
+static int status_fetch(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	struct nbdc *s = bs->opaque;
+	uint64_t lim = UINT32_MAX / s->min * s->min, n = len < lim ? len : lim;
+	struct status_ctx c = {s, false};
+	struct nbdc_req r;
+	int ret = io_ensure(bs);
+
+	if (ret < 0)
+		return ret;
+	if (n >= s->min)
+		n = n / s->min * s->min;
+	s->ncache = 0;
+	int64_t cookie = nbd_aio_block_status(
+	    s->h, n, off, (nbd_extent_callback){.callback = status_cb, .user_data = &c},
+	    req_init(s, &r, off), 0);
+	return req_finish(bs, &r, cookie, "block status");
+}
+
 /* What qemu's NBD client reports: every byte "allocated" at its own offset (the server decides
  * the content), data unless the server calls it a hole, zero when it says so. */
 static int nbdc_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
@@ -479,16 +598,7 @@ static int nbdc_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct
 	}
 	pthread_mutex_lock(&s->lock);
 	if (!cache_find(s, off, &elen, &f)) {
-		uint64_t lim = UINT32_MAX / s->min * s->min, q = len < lim ? len : lim;
-		if (q >= s->min)
-			q = q / s->min * s->min;
-		struct status_ctx c = {s, false};
-		struct nbdc_req r;
-		s->ncache = 0;
-		int64_t cookie = nbd_aio_block_status(
-		    s->h, q, off, (nbd_extent_callback){.callback = status_cb, .user_data = &c},
-		    req_init(s, &r, off), 0);
-		ret = req_finish(bs, &r, cookie, "block status");
+		ret = status_fetch(bs, off, len);
 		if (ret < 0)
 			s->ncache = 0;
 		else if (!cache_find(s, off, &elen, &f))
@@ -520,6 +630,7 @@ static void nbdc_close(struct bdev *bs)
 	if (!s)
 		return;
 	io_stop(s);
+	registry_remove(s);
 	/* Whatever the cache mode, what was written reaches the server's disk before we go:
 	 * nobody can flush an NBD export on our behalf after the connection is gone. */
 	if (s->written && s->can_flush)
@@ -528,6 +639,7 @@ static void nbdc_close(struct bdev *bs)
 	nbd_close(s->h);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->done_lock);
+	pthread_mutex_destroy(&s->io_lock);
 	pthread_cond_destroy(&s->done_cond);
 	free(s);
 	bs->opaque = NULL;
@@ -588,11 +700,14 @@ static int nbdc_open(struct bdev *bs)
 		nbd_target_free(&t);
 		return err_set(ENOMEM, "%s: out of memory", bs->filename);
 	}
+	pthread_once(&fork_once, fork_hook);
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->io_lock, NULL);
 	pthread_mutex_init(&s->done_lock, NULL);
 	pthread_cond_init(&s->done_cond, NULL);
 	s->wake = -1;
 	bs->opaque = s;
+	registry_add(s);
 	ret = connect_target(bs, s, &t);
 	int64_t size = ret == 0 ? nbd_get_size(s->h) : 0;
 	if (ret == 0 && size < 0)
