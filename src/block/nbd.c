@@ -6,31 +6,125 @@
  * extents rather than one per extent. Requests larger than the server's maximum are split,
  * unaligned ones (servers that advertise a minimum block size) go through a bounce buffer.
  *
- * libnbd serialises calls on one handle, so threads that share a bdev take turns on the wire.
+ * Several requests in flight on one connection, as qemu-img keeps them. libnbd's synchronous
+ * calls (nbd_pread...) hold the handle's lock until their reply is in, so threads sharing a
+ * handle would take turns on the wire. Instead every command is started with its nbd_aio_*
+ * call, which holds the lock only to queue and send the request, and one I/O thread per bdev
+ * drives the connection (poll on the socket, nbd_aio_notify_read/write), so replies for all
+ * callers are read as they come, in any order. Each caller sleeps on a condition variable
+ * until the completion callbacks of its own requests ran. A read larger than the server's
+ * maximum goes out as several requests at once. Why not a pool of connections when the server
+ * advertises multi-conn: one connection works with every server (multi-conn is only offered
+ * for some read-only exports), costs one handshake (and TLS session), and is what qemu-img
+ * does. The number of requests in flight is set by the callers (convert's readers, the VMM's
+ * disk threads), so the server sees at most that many.
+ *
+ * The I/O thread watches the socket only while requests are in flight, and a process forked
+ * with the export open (fs mount going to the background) starts an I/O thread of its own at
+ * its first request: the parent's, idle, never reads the replies meant for the child. The
+ * I/O thread calls libnbd only under io_lock, which a fork takes first (pthread_atfork), so
+ * the child never inherits the handle's lock held by a thread it does not have.
  */
 #include "block/nbd.h"
 #include "util/error.h"
 
 #include <errno.h>
 #include <libnbd.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define MAX_REQUEST   (32u << 20) /* NBD's portable payload limit */
 #define MAX_EFFECT    (1u << 30)  /* zero/trim per request: well inside the 32-bit length */
 #define CACHE_EXTENTS 4096
+#define WINDOW	      16 /* pieces of one large read or write in flight at once */
 
 struct nbdc {
 	struct nbd_handle *h;
 	uint32_t min, max;
 	bool can_flush, can_trim, can_zero, can_fast_zero, meta;
-	bool written;
+	bool written;	      /* under lock */
 	pthread_mutex_t lock; /* the extent cache */
 	uint64_t cache_off;   /* the cached extents describe the export from here on */
 	uint32_t cache[2 * CACHE_EXTENTS];
 	size_t ncache;
+	/* the I/O thread */
+	pthread_t io;
+	bool io_running;    /* under done_lock once open */
+	atomic_uint io_gen; /* fork_gen when it was started: in this process if equal */
+	int wake;	    /* eventfd: a request was queued, or stop */
+	atomic_bool stop;
+	atomic_uint inflight;	   /* requests started and not completed */
+	pthread_mutex_t io_lock;   /* held by the I/O thread while it is inside libnbd */
+	struct nbdc *next;	   /* the open exports (registry, for fork) */
+	pthread_mutex_t done_lock; /* guards every struct nbdc_req's done and err */
+	pthread_cond_t done_cond;
 };
+
+/* One command in flight, on its caller's stack until its completion callback ran. */
+struct nbdc_req {
+	struct nbdc *s;
+	uint64_t off;
+	bool done;
+	int err;
+	char msg[160]; /* why, when err */
+};
+
+/* Bumped in the child of every fork: the I/O threads of the parent do not exist there. */
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nbdc *registry;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct nbdc *s = registry; s; s = s->next)
+		pthread_mutex_lock(&s->io_lock);
+}
+
+static void fork_parent(void)
+{
+	for (struct nbdc *s = registry; s; s = s->next)
+		pthread_mutex_unlock(&s->io_lock);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_child(void)
+{
+	atomic_fetch_add(&fork_gen, 1);
+	fork_parent();
+}
+
+static void fork_hook(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void registry_add(struct nbdc *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	s->next = registry;
+	registry = s;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct nbdc *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct nbdc **p = &registry; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+}
 
 static int nbdc_fail(struct bdev *bs, const char *what, uint64_t off)
 {
@@ -41,31 +135,243 @@ static int nbdc_fail(struct bdev *bs, const char *what, uint64_t off)
 		       (unsigned long long)off, msg ? msg : "unknown NBD error");
 }
 
+/* The completion callback: runs on whichever thread moved libnbd's state machine (the I/O
+ * thread, or a caller whose request found the connection dead), with the handle locked. */
+static int req_done(void *opaque, int *error)
+{
+	struct nbdc_req *q = opaque;
+	struct nbdc *s = q->s;
+	int e = *error;
+
+	if (e) {
+		/* ENOTCONN: the connection died and libnbd recorded why on this thread; any other
+		 * value is the server's error reply. */
+		const char *why = e == ENOTCONN ? nbd_get_error() : NULL;
+		snprintf(q->msg, sizeof(q->msg), "%s", why ? why : strerror(e));
+	}
+	atomic_fetch_sub(&s->inflight, 1);
+	pthread_mutex_lock(&s->done_lock);
+	q->err = e;
+	q->done = true;
+	pthread_cond_broadcast(&s->done_cond);
+	pthread_mutex_unlock(&s->done_lock);
+	return 1; /* retire the command: nobody calls nbd_aio_command_completed */
+}
+
+static nbd_completion_callback req_init(struct nbdc *s, struct nbdc_req *q, uint64_t off)
+{
+	q->s = s;
+	q->off = off;
+	q->done = false;
+	q->err = 0;
+	q->msg[0] = 0;
+	atomic_fetch_add(&s->inflight, 1);
+	return (nbd_completion_callback){.callback = req_done, .user_data = q};
+}
+
+/* The command set up by req_init could not be started: its callback will never run. */
+static void req_unstarted(struct nbdc *s)
+{
+	atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* The I/O thread recomputes what it polls for: a request that could not be sent whole now
+ * needs the socket writable. */
+static void io_wake(struct nbdc *s)
+{
+	uint64_t one = 1;
+	ssize_t r = write(s->wake, &one, sizeof(one));
+
+	(void)r; /* an eventfd write fails only when the counter is full: it is awake then */
+}
+
+static void req_wait(struct nbdc *s, struct nbdc_req *q)
+{
+	pthread_mutex_lock(&s->done_lock);
+	while (!q->done)
+		pthread_cond_wait(&s->done_cond, &s->done_lock);
+	pthread_mutex_unlock(&s->done_lock);
+}
+
+/* The error of a finished request, recorded. */
+static int req_fail(struct bdev *bs, const struct nbdc_req *q, const char *what)
+{
+	return err_set(q->err > 0 ? q->err : EIO, "%s: %s at offset %llu failed: %s", bs->filename,
+		       what, (unsigned long long)q->off, q->msg[0] ? q->msg : "unknown NBD error");
+}
+
+/* Wait for a command started with cookie (or failing to start: cookie < 0, no callback
+ * will run) and return its result. */
+static int req_finish(struct bdev *bs, struct nbdc_req *q, int64_t cookie, const char *what)
+{
+	struct nbdc *s = bs->opaque;
+
+	if (cookie < 0) {
+		req_unstarted(s);
+		return nbdc_fail(bs, what, q->off);
+	}
+	io_wake(s);
+	req_wait(s, q);
+	return q->err ? req_fail(bs, q, what) : 0;
+}
+
+/* Drive the connection: the socket in the direction libnbd wants, and the eventfd. Once the
+ * connection is gone (nbd_aio_get_fd fails) only the eventfd is left, for stop. */
+static void *io_main(void *opaque)
+{
+	struct nbdc *s = opaque;
+
+	for (;;) {
+		pthread_mutex_lock(&s->io_lock);
+		int fd = atomic_load(&s->inflight) ? nbd_aio_get_fd(s->h) : -1;
+		unsigned dir = fd >= 0 ? nbd_aio_get_direction(s->h) : 0;
+		pthread_mutex_unlock(&s->io_lock);
+		struct pollfd p[2] = {{.fd = s->wake, .events = POLLIN}, {.fd = -1}};
+		if (dir & LIBNBD_AIO_DIRECTION_READ)
+			p[1].events |= POLLIN;
+		if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+			p[1].events |= POLLOUT;
+		if (p[1].events)
+			p[1].fd = fd;
+		if (poll(p, 2, -1) < 0)
+			continue; /* EINTR */
+		if (p[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t r = read(s->wake, &v, sizeof(v));
+			(void)r;
+			if (atomic_load(&s->stop))
+				return NULL;
+		}
+		if (p[1].fd < 0 || !(p[1].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR)))
+			continue;
+		/* The direction again: a caller may have moved the state machine meanwhile. A
+		 * failure here kills the connection, and libnbd fails every request in flight
+		 * through its completion callback. */
+		pthread_mutex_lock(&s->io_lock);
+		dir = nbd_aio_get_direction(s->h);
+		if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
+		    (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			nbd_aio_notify_read(s->h);
+		else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) &&
+			 (p[1].revents & (POLLOUT | POLLHUP | POLLERR)))
+			nbd_aio_notify_write(s->h);
+		pthread_mutex_unlock(&s->io_lock);
+	}
+}
+
+static int io_start(struct bdev *bs, struct nbdc *s)
+{
+	if (s->wake >= 0)
+		close(s->wake); /* after a fork: this process's copy of the parent's eventfd */
+	s->io_running = false;
+	s->wake = eventfd(0, EFD_CLOEXEC);
+	if (s->wake < 0)
+		return err_sys(errno, "%s: eventfd", bs->filename);
+	int e = pthread_create(&s->io, NULL, io_main, s);
+	if (e)
+		return err_set(e, "%s: cannot start the NBD I/O thread", bs->filename);
+	s->io_running = true;
+	atomic_store(&s->io_gen, atomic_load(&fork_gen));
+	return 0;
+}
+
+/* Before starting requests: this process has an I/O thread (a forked child starts its own). */
+static int io_ensure(struct bdev *bs)
+{
+	struct nbdc *s = bs->opaque;
+	int ret = 0;
+
+	if (atomic_load(&s->io_gen) == atomic_load(&fork_gen))
+		return 0;
+	pthread_mutex_lock(&s->done_lock);
+	if (atomic_load(&s->io_gen) != atomic_load(&fork_gen) || !s->io_running)
+		ret = io_start(bs, s);
+	pthread_mutex_unlock(&s->done_lock);
+	return ret;
+}
+
+/* Every caller is done (close): stop this process's I/O thread; the handle is the caller's
+ * again. */
+static void io_stop(struct nbdc *s)
+{
+	if (s->io_running && atomic_load(&s->io_gen) == atomic_load(&fork_gen)) {
+		atomic_store(&s->stop, true);
+		io_wake(s);
+		pthread_join(s->io, NULL);
+	}
+	s->io_running = false;
+	if (s->wake >= 0)
+		close(s->wake);
+	s->wake = -1;
+}
+
+/* A write is coming or has landed: the cached extents may be stale. Called before a write
+ * and again once it completed, so that a block status answered while the write was in
+ * flight is not kept either. */
 static void cache_drop(struct nbdc *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->ncache = 0;
+	s->written = true;
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Aligned transfers in pieces the server takes. */
+static const uint8_t zeroes[1u << 20]; /* the data of zero writes to servers without WRITE_ZEROES */
+
+/* Start up to WINDOW pieces the server takes of [off, off+len): reads into rbuf, writes of
+ * wbuf, or (both NULL) writes of zeroes. Returns the bytes started, in q[0..*n); a piece
+ * that could not be started has its error recorded in *ret. */
+static size_t xfer_start(struct bdev *bs, struct nbdc_req *q, int *n, uint64_t off, void *rbuf,
+			 const void *wbuf, size_t len, int *ret)
+{
+	struct nbdc *s = bs->opaque;
+	size_t piece = s->max, at = 0;
+
+	if (!rbuf && !wbuf && piece > sizeof(zeroes))
+		piece = sizeof(zeroes); /* a multiple of the minimum, a power of two <= 64 KiB */
+	for (*n = 0; at < len && *n < WINDOW; (*n)++) {
+		size_t k = len - at < piece ? len - at : piece;
+		nbd_completion_callback cb = req_init(s, &q[*n], off + at);
+		const uint8_t *w = wbuf ? (const uint8_t *)wbuf + at : zeroes;
+		int64_t c = rbuf ? nbd_aio_pread(s->h, (uint8_t *)rbuf + at, k, off + at, cb, 0)
+				 : nbd_aio_pwrite(s->h, w, k, off + at, cb, 0);
+		if (c < 0) {
+			req_unstarted(s);
+			*ret = nbdc_fail(bs, rbuf ? "read" : "write", off + at);
+			break;
+		}
+		at += k;
+	}
+	return at;
+}
+
+/* Aligned transfers (see xfer_start) in pieces the server takes, several at once. The error
+ * reported is the one at the lowest offset. */
 static int xfer(struct bdev *bs, uint64_t off, void *rbuf, const void *wbuf, size_t len)
 {
 	struct nbdc *s = bs->opaque;
+	struct nbdc_req q[WINDOW];
+	int ret = io_ensure(bs), n;
 
-	while (len) {
-		size_t n = len < s->max ? len : s->max;
-		int r = rbuf ? nbd_pread(s->h, rbuf, n, off, 0) : nbd_pwrite(s->h, wbuf, n, off, 0);
-		if (r < 0)
-			return nbdc_fail(bs, rbuf ? "read" : "write", off);
-		off += n;
-		len -= n;
+	while (len && ret == 0) {
+		size_t done = xfer_start(bs, q, &n, off, rbuf, wbuf, len, &ret);
+		if (n)
+			io_wake(s);
+		for (int i = 0; i < n; i++)
+			req_wait(s, &q[i]);
+		for (int i = 0; i < n; i++)
+			if (q[i].err) {
+				ret = req_fail(bs, &q[i], rbuf ? "read" : "write");
+				break;
+			}
+		off += done;
+		len -= done;
 		if (rbuf)
-			rbuf = (uint8_t *)rbuf + n;
-		else
-			wbuf = (const uint8_t *)wbuf + n;
+			rbuf = (uint8_t *)rbuf + done;
+		else if (wbuf)
+			wbuf = (const uint8_t *)wbuf + done;
 	}
-	return 0;
+	return ret;
 }
 
 /* A request not aligned to the server's minimum block: the covering blocks are read, and for a
@@ -107,22 +413,29 @@ static int nbdc_write(struct bdev *bs, uint64_t off, const void *buf, size_t len
 {
 	struct nbdc *s = bs->opaque;
 
+	int ret;
+
 	cache_drop(s);
-	s->written = true;
 	if (!aligned(s, off, len))
-		return bounce(bs, off, NULL, buf, len);
-	return xfer(bs, off, NULL, buf, len);
+		ret = bounce(bs, off, NULL, buf, len);
+	else
+		ret = xfer(bs, off, NULL, buf, len);
+	cache_drop(s);
+	return ret;
 }
 
 static int nbdc_flush(struct bdev *bs)
 {
 	struct nbdc *s = bs->opaque;
 
+	struct nbdc_req q;
+
 	if ((bs->flags & BDEV_O_UNSAFE) || !s->can_flush)
 		return 0;
-	if (nbd_flush(s->h, 0) < 0)
-		return nbdc_fail(bs, "flush", 0);
-	return 0;
+	int ret = io_ensure(bs);
+	if (ret < 0)
+		return ret;
+	return req_finish(bs, &q, nbd_aio_flush(s->h, req_init(s, &q, 0), 0), "flush");
 }
 
 /* Trim or zero [off, off+len): whole minimum blocks in requests of at most MAX_EFFECT. */
@@ -130,17 +443,21 @@ static int effect(struct bdev *bs, uint64_t off, uint64_t len, bool zero, uint32
 {
 	struct nbdc *s = bs->opaque;
 
+	struct nbdc_req q;
+	int ret = io_ensure(bs);
+
 	cache_drop(s);
-	s->written = true;
-	while (len) {
+	while (len && ret == 0) {
 		uint64_t n = len < MAX_EFFECT ? len : MAX_EFFECT;
-		int r = zero ? nbd_zero(s->h, n, off, flags) : nbd_trim(s->h, n, off, 0);
-		if (r < 0)
-			return nbdc_fail(bs, zero ? "write zeroes" : "trim", off);
+		nbd_completion_callback cb = req_init(s, &q, off);
+		int64_t c = zero ? nbd_aio_zero(s->h, n, off, cb, flags)
+				 : nbd_aio_trim(s->h, n, off, cb, 0);
+		ret = req_finish(bs, &q, c, zero ? "write zeroes" : "trim");
 		off += n;
 		len -= n;
 	}
-	return 0;
+	cache_drop(s);
+	return ret;
 }
 
 static int nbdc_discard(struct bdev *bs, uint64_t off, uint64_t len)
@@ -153,13 +470,21 @@ static int nbdc_discard(struct bdev *bs, uint64_t off, uint64_t len)
 	return effect(bs, start, end - start, false, 0);
 }
 
+/* Zeroes written as data (the server has no WRITE_ZEROES, or the range is not whole minimum
+ * blocks), several pieces at once where aligned. */
 static int write_zero_data(struct bdev *bs, uint64_t off, uint64_t len)
 {
-	static const uint8_t zero[65536];
+	struct nbdc *s = bs->opaque;
 
+	if (aligned(s, off, len) && len <= SIZE_MAX) {
+		cache_drop(s);
+		int ret = xfer(bs, off, NULL, NULL, (size_t)len);
+		cache_drop(s);
+		return ret;
+	}
 	while (len) {
-		size_t n = len < sizeof(zero) ? (size_t)len : sizeof(zero);
-		int ret = nbdc_write(bs, off, zero, n);
+		size_t n = len < 65536 ? (size_t)len : 65536;
+		int ret = nbdc_write(bs, off, zeroes, n);
 		if (ret < 0)
 			return ret;
 		off += n;
@@ -192,6 +517,9 @@ static int nbdc_write_zeroes(struct bdev *bs, uint64_t off, uint64_t len, unsign
 	return ret;
 }
 
+/* The extent callback runs on the I/O thread while the caller that asked holds s->lock and
+ * waits for the completion: it is the only writer of the cache then, and the completion's
+ * mutex orders its writes before the caller reads them. */
 struct status_ctx {
 	struct nbdc *s;
 	bool got;
@@ -232,6 +560,26 @@ static bool cache_find(const struct nbdc *s, uint64_t off, uint64_t *len, uint32
 	return false;
 }
 
+/* Ask the server for the extents from off on, into the cache (the caller holds s->lock). */
+static int status_fetch(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	struct nbdc *s = bs->opaque;
+	uint64_t lim = UINT32_MAX / s->min * s->min, n = len < lim ? len : lim;
+	struct status_ctx c = {s, false};
+	struct nbdc_req r;
+	int ret = io_ensure(bs);
+
+	if (ret < 0)
+		return ret;
+	if (n >= s->min)
+		n = n / s->min * s->min;
+	s->ncache = 0;
+	int64_t cookie = nbd_aio_block_status(
+	    s->h, n, off, (nbd_extent_callback){.callback = status_cb, .user_data = &c},
+	    req_init(s, &r, off), 0);
+	return req_finish(bs, &r, cookie, "block status");
+}
+
 /* What qemu's NBD client reports: every byte "allocated" at its own offset (the server decides
  * the content), data unless the server calls it a hole, zero when it says so. */
 static int nbdc_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct bdev_extent *ext)
@@ -250,15 +598,9 @@ static int nbdc_block_status(struct bdev *bs, uint64_t off, uint64_t len, struct
 	}
 	pthread_mutex_lock(&s->lock);
 	if (!cache_find(s, off, &elen, &f)) {
-		uint64_t lim = UINT32_MAX / s->min * s->min, q = len < lim ? len : lim;
-		if (q >= s->min)
-			q = q / s->min * s->min;
-		struct status_ctx c = {s, false};
-		s->ncache = 0;
-		if (nbd_block_status(s->h, q, off,
-				     (nbd_extent_callback){.callback = status_cb, .user_data = &c},
-				     0) < 0)
-			ret = nbdc_fail(bs, "block status", off);
+		ret = status_fetch(bs, off, len);
+		if (ret < 0)
+			s->ncache = 0;
 		else if (!cache_find(s, off, &elen, &f))
 			ret = err_set(EPROTO, "%s: the NBD server sent no extent for offset %llu",
 				      bs->filename, (unsigned long long)off);
@@ -287,6 +629,8 @@ static void nbdc_close(struct bdev *bs)
 
 	if (!s)
 		return;
+	io_stop(s);
+	registry_remove(s);
 	/* Whatever the cache mode, what was written reaches the server's disk before we go:
 	 * nobody can flush an NBD export on our behalf after the connection is gone. */
 	if (s->written && s->can_flush)
@@ -294,6 +638,9 @@ static void nbdc_close(struct bdev *bs)
 	nbd_shutdown(s->h, 0);
 	nbd_close(s->h);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->done_lock);
+	pthread_mutex_destroy(&s->io_lock);
+	pthread_cond_destroy(&s->done_cond);
 	free(s);
 	bs->opaque = NULL;
 }
@@ -353,8 +700,14 @@ static int nbdc_open(struct bdev *bs)
 		nbd_target_free(&t);
 		return err_set(ENOMEM, "%s: out of memory", bs->filename);
 	}
+	pthread_once(&fork_once, fork_hook);
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->io_lock, NULL);
+	pthread_mutex_init(&s->done_lock, NULL);
+	pthread_cond_init(&s->done_cond, NULL);
+	s->wake = -1;
 	bs->opaque = s;
+	registry_add(s);
 	ret = connect_target(bs, s, &t);
 	int64_t size = ret == 0 ? nbd_get_size(s->h) : 0;
 	if (ret == 0 && size < 0)
@@ -363,6 +716,9 @@ static int nbdc_open(struct bdev *bs)
 		ret = err_set(EROFS, "%s: the NBD export is read-only", bs->filename);
 	if (ret == 0) {
 		read_limits(s);
+		ret = io_start(bs, s);
+	}
+	if (ret == 0) {
 		bs->size = (uint64_t)size;
 		bs->align = s->min > 512 ? s->min : 512;
 		char *name = strdup(t.canonical);

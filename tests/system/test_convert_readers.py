@@ -3,9 +3,13 @@ NBD export (qemu-nbd) and from RBD (a throwaway Ceph cluster), the output equals
 qemu-img compare, passes qemu-img check, keeps the holes, and is byte for byte the same file
 whatever -m says (one reader or eight), which is what "written in guest order" means on disk.
 A source that dies mid-copy (an NBD server that drops the connection after some reads) ends
-the copy with one line naming it and no destination left behind."""
+the copy with one line naming it and no destination left behind. The NBD driver keeps the
+readers' requests in flight on its one connection at once: a server that holds its replies
+and answers them out of order sees more than one READ outstanding with several readers, one
+with -m 1, and several pieces of one request when it advertises a small maximum block size."""
 import json
 import os
+import select
 import shutil
 import socket
 import struct
@@ -15,12 +19,13 @@ import threading
 import pytest
 from ceph_cluster import ceph  # noqa: F401 (fixture)
 from conftest import run_cmd
-from nbd_helpers import (CMD_DISC, CMD_READ, HANG, IHAVEOPT, NBD_MAGIC, OPT_GO, REP_ACK,
+from nbd_helpers import (CMD_DISC, CMD_READ, CMD_WRITE, HANG, IHAVEOPT, NBD_MAGIC, OPT_GO, REP_ACK,
                          REP_INFO, REP_MAGIC, REQ_MAGIC, SIMPLE_MAGIC, qemu_nbd)
 
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-nbd"), reason="needs qemu-nbd")
 
 REP_ERR_UNSUP = 0x80000001
+EIO = 5
 MIB = 1 << 20
 
 
@@ -175,6 +180,182 @@ def test_nbd_source_dies_mid_copy(ligero, regions, tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
         assert f"nbd+unix://?socket={sock}: read at offset" in lines[0], p.stderr
+        assert not out.exists(), "a failed convert left its destination behind"
+
+
+class HoldingServer:
+    """An NBD server (fixed newstyle, simple replies) on a unix socket that serves a raw file
+    from memory and records how many READs and WRITEs are outstanding at once. It holds each
+    request until a second one is outstanding or none has come for HOLD seconds, then answers
+    the pending ones newest first: replies come out of order, and requests the client sent
+    together are seen together. HOLD only sets how long a lone request waits; no assertion
+    depends on time. max_block: advertise that maximum request size (NBD_INFO_BLOCK_SIZE);
+    fail_at: answer the READ that covers this offset with EIO."""
+
+    HOLD = 0.5
+
+    def __init__(self, path, sock, max_block=0, writable=False, fail_at=None):
+        self.data = bytearray(open(path, "rb").read())
+        self.max_block, self.writable, self.fail_at = max_block, writable, fail_at
+        self.lock = threading.Lock()
+        self.peak = {CMD_READ: 0, CMD_WRITE: 0}
+        self.count = {CMD_READ: 0, CMD_WRITE: 0}
+        self.out_of_order = 0  # replies sent before the reply to an earlier request
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(sock))
+        self.listener.listen(4)
+        self.uri = f"nbd+unix:///?socket={sock}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+    def recv(self, c, n):
+        b = b""
+        while len(b) < n:
+            p = c.recv(n - len(b))
+            if not p:
+                raise EOFError
+            b += p
+        return b
+
+    def reply(self, c, opt, typ, data=b""):
+        c.sendall(struct.pack(">QIII", REP_MAGIC, opt, typ, len(data)) + data)
+
+    def handshake(self, c):
+        c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
+        self.recv(c, 4)
+        while True:
+            _, opt, n = struct.unpack(">QII", self.recv(c, 16))
+            self.recv(c, n)
+            if opt != OPT_GO:
+                self.reply(c, opt, REP_ERR_UNSUP)
+                continue
+            flags = 1 if self.writable else 1 | 2  # HAS_FLAGS, READ_ONLY
+            self.reply(c, opt, REP_INFO, struct.pack(">HQH", 0, len(self.data), flags))
+            if self.max_block:
+                self.reply(c, opt, REP_INFO, struct.pack(">HIII", 3, 1, 4096, self.max_block))
+            self.reply(c, opt, REP_ACK)
+            return
+
+    def answer(self, c, pending):
+        for cookie, typ, off, n in reversed(pending):
+            data = bytes(self.data[off:off + n]) if typ == CMD_READ else b""
+            if typ == CMD_READ and self.fail_at is not None and off <= self.fail_at < off + n:
+                c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, EIO, cookie))
+                continue
+            c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie) + data)
+        with self.lock:
+            self.out_of_order += len(pending) - 1
+        pending.clear()
+
+    def conn(self, c):
+        pending = []
+        try:
+            self.handshake(c)
+            while True:
+                if pending and not select.select([c], [], [], self.HOLD)[0]:
+                    self.answer(c, pending)  # nothing more is coming for now
+                    continue
+                magic, _, typ, cookie, off, n = struct.unpack(">IHHQQI", self.recv(c, 28))
+                assert magic == REQ_MAGIC
+                if typ == CMD_DISC:
+                    break
+                if typ == CMD_WRITE:
+                    self.data[off:off + n] = self.recv(c, n)
+                if typ not in (CMD_READ, CMD_WRITE):
+                    c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie))
+                    continue
+                pending.append((cookie, typ, off, n))
+                with self.lock:
+                    self.count[typ] += 1
+                    same = sum(1 for p in pending if p[1] == typ)
+                    self.peak[typ] = max(self.peak[typ], same)
+                if len(pending) >= 2:
+                    self.answer(c, pending)
+        except (EOFError, OSError):
+            pass
+        finally:
+            c.close()
+
+
+@pytest.fixture
+def small_regions(img_factory):
+    """32 MiB (8 batches of the copy engine) of data at odd offsets, a zeroed range, holes."""
+    writes = [f"write -P {0x31 + i} {i * 4 * MIB + (i % 3) * 4096 + 512} {MIB + i * 65536}"
+              for i in range(8)]
+    return img_factory("small.qcow2", "32M", writes=writes + ["write -z 9M 100k"])
+
+
+def test_nbd_reads_overlap(ligero, small_regions, tmp_path):
+    """Several readers: more than one READ outstanding at once on the one connection, answered
+    out of order; one reader (-m 1): never more than one. The copies equal the source."""
+    raw = tmp_path / "small.raw"
+    tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
+    peaks = {}
+    for m in (["-m", "1"], [], ["-m", "16"]):
+        srv = HoldingServer(raw, tmp_path / f"hold{''.join(m)}.sock")
+        out = tmp_path / f"out{''.join(m)}.qcow2"
+        tool(ligero, "img", "convert", *m, "-O", "qcow2", srv.uri, out)
+        srv.close()
+        tool("qemu-img", "check", out)
+        tool("qemu-img", "compare", out, small_regions)
+        assert srv.count[CMD_READ] >= 8, "the copy read less than its 8 batches"
+        peaks[" ".join(m)] = (srv.peak[CMD_READ], srv.out_of_order)
+    assert peaks["-m 1"] == (1, 0), peaks
+    for m in ("", "-m 16"):
+        assert peaks[m][0] > 1 and peaks[m][1] > 0, peaks
+
+
+def test_nbd_pieces_overlap(ligero, small_regions, tmp_path):
+    """A server whose maximum request is 1 MiB: one 4 MiB read or write of the copy engine goes
+    out as 1 MiB pieces all in flight at once, even with one reader; what lands in the export
+    and what is read back equal the source."""
+    raw = tmp_path / "small.raw"
+    tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
+    srv = HoldingServer(raw, tmp_path / "pieces.sock", max_block=MIB)
+    out = tmp_path / "out.qcow2"
+    tool(ligero, "img", "convert", "-m", "1", "-O", "qcow2", srv.uri, out)
+    srv.close()
+    tool("qemu-img", "compare", out, small_regions)
+    assert srv.peak[CMD_READ] > 1 and srv.out_of_order > 0, (srv.peak, srv.out_of_order)
+
+    target = tmp_path / "target.raw"
+    with open(target, "wb") as f:
+        f.write(b"\xee" * (32 * MIB))  # not zeroes: every range must be written
+    dst = HoldingServer(target, tmp_path / "dst.sock", max_block=MIB, writable=True)
+    tool(ligero, "img", "convert", "-n", "-O", "raw", small_regions, dst.uri)
+    dst.close()
+    assert dst.peak[CMD_WRITE] > 1, dst.peak
+    with open(target, "wb") as f:
+        f.write(dst.data)
+    tool("qemu-img", "compare", "-f", "raw", "-F", "raw", target, raw)
+
+
+def test_nbd_read_error_among_others(ligero, small_regions, tmp_path):
+    """The server answers one READ with EIO while others are in flight (and before them): the
+    copy ends with one line naming the export and the offset, and leaves no destination."""
+    raw = tmp_path / "small.raw"
+    tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
+    for m in (["-m", "1"], [], ["-m", "16"]):
+        sock = tmp_path / f"eio{''.join(m)}.sock"
+        srv = HoldingServer(raw, sock, fail_at=13 * MIB)
+        out = tmp_path / "out.qcow2"
+        p = run_cmd(ligero, "img", "convert", *m, "-O", "qcow2", srv.uri, out, timeout=HANG)
+        srv.close()
+        assert p.returncode == 1, p
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
+        assert f"nbd+unix://?socket={sock}: read at offset 12582912 failed" in lines[0], lines
+        assert "Input/output error" in lines[0], lines
         assert not out.exists(), "a failed convert left its destination behind"
 
 

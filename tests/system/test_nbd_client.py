@@ -2,6 +2,7 @@
 converts from and to, and uses the export as a backing file, and every answer must equal
 qemu-img's on the same name (nbd+unix://, nbd://, nbds://, nbd:unix:, json:)."""
 import json
+import os
 import shutil
 
 import pytest
@@ -144,3 +145,40 @@ def test_tls_client(ligero, chain, tmp_path):
         plain = run_cmd(ligero, "img", "info", f"nbd://127.0.0.1:{s.port}")
         assert plain.returncode != 0
         assert s.stop() == 0
+
+
+def fuse_usable():
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError:
+        return False
+    return all(shutil.which(t) for t in ("mkfs.ext4", "debugfs", "e2fsck"))
+
+
+@pytest.mark.skipif(not fuse_usable(), reason="needs /dev/fuse and e2fsprogs")
+def test_fs_mount_in_background(ligero, tmp_path):
+    """fs mount opens the export, then forks to the background: the child serves the mount on
+    the connection it inherited, with an I/O thread of its own (the parent's does not exist
+    there, and the idle parent never reads the child's replies). Reads through the mount
+    equal the file, a write lands in the export (debugfs, e2fsck on the file qemu-nbd serves)."""
+    disk = tmp_path / "fs.raw"
+    with open(disk, "wb") as f:
+        f.truncate(64 << 20)
+    tool("mkfs.ext4", "-q", "-F", disk)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 << 20) + b"end")
+    tool(ligero, "fs", "copy-in", big, disk, "/")
+    (tmp_path / "hello").write_bytes(b"hello over nbd\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with qemu_nbd(disk, tmp_path, "-f", "raw", "-t") as s:
+        tool(ligero, "fs", "mount", "--disk", s.uri, mnt)
+        try:
+            tool("cmp", big, mnt / "big")
+            tool("cp", tmp_path / "hello", mnt / "hello.txt")
+        finally:
+            if os.path.ismount(mnt):
+                run_cmd(ligero, "fs", "umount", mnt, timeout=HANG)
+        assert s.stop() == 0
+    tool("e2fsck", "-fn", disk)
+    assert tool("debugfs", "-R", "cat /hello.txt", disk).stdout == "hello over nbd\n"
