@@ -20,15 +20,7 @@ RUNS=${RUNS:-5}
 DELAY=${NBD_DELAY_MS:-5}
 out=$here/out
 mkdir -p "$out"
-src=$out/remote-src.qcow2
-if [ ! -f "$src" ]; then
-	echo "generating $src (once)..." >&2
-	qemu-img create -q -f qcow2 "$src.tmp" 1G
-	cmds=$(python3 -c '
-print(" ".join(f"-c \"write -P {i % 250 + 1} {2 * i}M 1M\"" for i in range(512)))')
-	eval qemu-io "$cmds" "$src.tmp" >/dev/null
-	mv "$src.tmp" "$src"
-fi
+. "$here/remote-src.sh"
 dense=$out/nbd-dense.qcow2
 if [ ! -f "$dense" ]; then
 	qemu-img create -q -f qcow2 "$dense.tmp" 256M

@@ -104,6 +104,39 @@ def test_nbd_source_several_reads_in_flight(ligero, regions, tmp_path):
     assert within(data_ranges(tmp_path / "n.qcow2", "qcow2"), src_data)
 
 
+def recv_exact(c, n):
+    """n bytes from socket c; EOFError when the peer closes first."""
+    b = b""
+    while len(b) < n:
+        p = c.recv(n - len(b))
+        if not p:
+            raise EOFError
+        b += p
+    return b
+
+
+def opt_reply(c, opt, typ, data=b""):
+    c.sendall(struct.pack(">QIII", REP_MAGIC, opt, typ, len(data)) + data)
+
+
+def handshake(c, size, flags, max_block=0):
+    """The fixed newstyle handshake of the test servers below: every option but GO refused,
+    GO answered with the export's size and flags (and block sizes when max_block)."""
+    c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
+    recv_exact(c, 4)
+    while True:
+        _, opt, n = struct.unpack(">QII", recv_exact(c, 16))
+        recv_exact(c, n)
+        if opt != OPT_GO:
+            opt_reply(c, opt, REP_ERR_UNSUP)
+            continue
+        opt_reply(c, opt, REP_INFO, struct.pack(">HQH", 0, size, flags))
+        if max_block:
+            opt_reply(c, opt, REP_INFO, struct.pack(">HIII", 3, 1, 4096, max_block))
+        opt_reply(c, opt, REP_ACK)
+        return
+
+
 class DyingServer:
     """An NBD server (fixed newstyle, simple replies, read-only) on a unix socket that serves
     a raw file and drops the connection when asked for more than `reads` reads: a server that
@@ -119,32 +152,12 @@ class DyingServer:
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
-    def recv(self, c, n):
-        b = b""
-        while len(b) < n:
-            p = c.recv(n - len(b))
-            if not p:
-                raise EOFError
-            b += p
-        return b
-
-    def reply(self, c, opt, typ, data=b""):
-        c.sendall(struct.pack(">QIII", REP_MAGIC, opt, typ, len(data)) + data)
+    recv = staticmethod(recv_exact)
 
     def serve(self):
         c, _ = self.listener.accept()
         try:
-            c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
-            self.recv(c, 4)
-            while True:
-                _, opt, n = struct.unpack(">QII", self.recv(c, 16))
-                self.recv(c, n)
-                if opt != OPT_GO:
-                    self.reply(c, opt, REP_ERR_UNSUP)
-                    continue
-                self.reply(c, opt, REP_INFO, struct.pack(">HQH", 0, len(self.data), 1 | 2))
-                self.reply(c, opt, REP_ACK)
-                break
+            handshake(c, len(self.data), 1 | 2)  # HAS_FLAGS, READ_ONLY
             while True:
                 magic, _, typ, cookie, off, n = struct.unpack(">IHHQQI", self.recv(c, 28))
                 assert magic == REQ_MAGIC
@@ -218,33 +231,11 @@ class HoldingServer:
     def close(self):
         self.listener.close()
 
-    def recv(self, c, n):
-        b = b""
-        while len(b) < n:
-            p = c.recv(n - len(b))
-            if not p:
-                raise EOFError
-            b += p
-        return b
-
-    def reply(self, c, opt, typ, data=b""):
-        c.sendall(struct.pack(">QIII", REP_MAGIC, opt, typ, len(data)) + data)
+    recv = staticmethod(recv_exact)
 
     def handshake(self, c):
-        c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
-        self.recv(c, 4)
-        while True:
-            _, opt, n = struct.unpack(">QII", self.recv(c, 16))
-            self.recv(c, n)
-            if opt != OPT_GO:
-                self.reply(c, opt, REP_ERR_UNSUP)
-                continue
-            flags = 1 if self.writable else 1 | 2  # HAS_FLAGS, READ_ONLY
-            self.reply(c, opt, REP_INFO, struct.pack(">HQH", 0, len(self.data), flags))
-            if self.max_block:
-                self.reply(c, opt, REP_INFO, struct.pack(">HIII", 3, 1, 4096, self.max_block))
-            self.reply(c, opt, REP_ACK)
-            return
+        flags = 1 if self.writable else 1 | 2  # HAS_FLAGS, READ_ONLY
+        handshake(c, len(self.data), flags, self.max_block)
 
     def answer(self, c, pending):
         for cookie, typ, off, n in reversed(pending):
