@@ -57,6 +57,22 @@ def io_args(cmds):
     return out
 
 
+def settle(*paths):
+    """fsync each file (each regular file under a directory), so the blocks the
+    filesystem allocates at writeback (ext4's delayed allocation, its extent tree blocks) are
+    allocated before two tools are asked for the same 'disk size' / actual-size: otherwise
+    writeback between the two calls changes st_blocks under the comparison."""
+    for path in paths:
+        path = Path(path)
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
 def sha256(path):
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

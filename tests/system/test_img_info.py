@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import run_cmd as run
+from conftest import run_cmd as run, settle
 
 
 def qemu_img(*args, cwd=None):
@@ -24,6 +24,7 @@ def ordered(text):
 
 def both(ligero, cwd, *args):
     """Run `info ARGS` with both tools; return (ligero, qemu-img) results."""
+    settle(cwd)
     ours = run(ligero, "img", "info", *args, cwd=cwd)
     theirs = run("qemu-img", "info", *args, cwd=cwd)
     return ours, theirs

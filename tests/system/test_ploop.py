@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cmd, sha256
+from conftest import run_cmd, settle, sha256
 import ploop_fixtures as pf
 
 MiB = 1 << 20
@@ -88,6 +88,7 @@ def same_as_qemu(ligero, img, tmp_path, check=True):
     want = convert_raw("qemu-img", img, tmp_path / "q.raw")
     got = convert_raw(ligero, img, tmp_path / "l.raw")
     assert got == want
+    settle(img)
     for verb in (["map", "--output=json"], ["map"], ["info", "--output=json"],
                  ["check", "--output=json"])[:4 if check else 3]:
         q = run_cmd("qemu-img", *verb, img)
@@ -367,6 +368,7 @@ def test_chain_reads_like_qemu(ligero, need_qemu, raw, tmp_path, root, how):
     assert convert_raw(ligero, src[-1], tmp_path / "l.raw", *src[:-1]) == want
     (tmp_path / "want.raw").write_bytes(want)
     assert run_cmd(ligero, "img", "compare", *src, tmp_path / "want.raw").returncode == 0
+    settle(*paths)
     info = json.loads(ligero_ok(ligero, "img", "info", "--output=json", *src).stdout)
     assert (info["format"], info["virtual-size"]) == ("ploop", SIZE)
     spec = info["format-specific"]["data"]
