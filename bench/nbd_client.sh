@@ -12,12 +12,18 @@
 # Rounds alternate which tool goes first. Prints each round, the median wall time of each tool
 # and the ratio of the medians (qemu-img / ligero: above 1 means ligero is faster). Needs
 # qemu-utils. qemu-nbd and the proxy are stopped by pid on exit.
-# Usage: bench/nbd_client.sh [path/to/ligero]   (RUNS=5, NBD_DELAY_MS=5 by default)
+# Usage: bench/nbd_client.sh [path/to/ligero]   (RUNS=5, NBD_DELAY_MS=5 by default;
+# SOURCES="sparse dense" by default, SOURCES=dense for the dense one alone; LIGERO_ARGS and
+# QEMU_ARGS add options to one tool's convert, e.g. QEMU_ARGS="-t none" to give qemu-img
+# ligero's way of writing the destination, around the page cache)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 LIGERO=${1:-${LIGERO:-$here/../build/ligero}}
 RUNS=${RUNS:-5}
 DELAY=${NBD_DELAY_MS:-5}
+SOURCES=${SOURCES:-sparse dense}
+LIGERO_ARGS=${LIGERO_ARGS:-}
+QEMU_ARGS=${QEMU_ARGS:-}
 out=$here/out
 mkdir -p "$out"
 . "$here/remote-src.sh"
@@ -50,12 +56,17 @@ export_start() {
 	cat "$tmp/$1.log" >&2
 	exit 1
 }
-export_start sparse "$src"
-export_start dense "$dense"
+for s in $SOURCES; do
+	case $s in
+	sparse) export_start sparse "$src" ;;
+	dense) export_start dense "$dense" ;;
+	*) echo "SOURCES: unknown source $s (sparse, dense)" >&2 && exit 1 ;;
+	esac
+done
 
 echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  runs: $RUNS (median)"
 echo "added round trip: ${DELAY} ms (bench/delay_proxy.py)"
-echo "ligero: $LIGERO   $(qemu-img --version | head -1)"
+echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-img --version | head -1) $QEMU_ARGS"
 
 secs() {
 	local t0 t1
@@ -74,9 +85,11 @@ run() {
 		for who in $( ((r % 2)) && echo "l q" || echo "q l"); do
 			rm -f "$tmp/out.qcow2"
 			if [ "$who" = l ]; then
-				secs "$LIGERO" img convert -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/l"
+				# shellcheck disable=SC2086 # the extra options are words
+				secs "$LIGERO" img convert $LIGERO_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/l"
 			else
-				secs qemu-img convert -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/q"
+				# shellcheck disable=SC2086
+				secs qemu-img convert $QEMU_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/q"
 			fi
 			qemu-img compare -q "$tmp/out.qcow2" "$2"
 		done
@@ -88,6 +101,10 @@ run() {
 	printf '%-8s nbd -> qcow2   ligero %7.3f s   qemu-img %7.3f s   ratio %.2fx\n' "$1" \
 		"$l" "$q" "$(echo "$q / $l" | bc -l)" >>"$tmp/summary"
 }
-run sparse "$src"
-run dense "$dense"
+for s in $SOURCES; do
+	case $s in
+	sparse) run sparse "$src" ;;
+	dense) run dense "$dense" ;;
+	esac
+done
 cat "$tmp/summary"
