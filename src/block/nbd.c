@@ -43,6 +43,7 @@
 #define MAX_EFFECT    (1u << 30)  /* zero/trim per request: well inside the 32-bit length */
 #define CACHE_EXTENTS 4096
 #define WINDOW	      16 /* pieces of one large read or write in flight at once */
+#define MAX_RUNS      16 /* disjoint ranges a read's reply may cover before it is complete */
 
 struct nbdc {
 	struct nbd_handle *h;
@@ -66,11 +67,18 @@ struct nbdc {
 	pthread_cond_t done_cond;
 };
 
-/* One command in flight, on its caller's stack until its completion callback ran. */
+/* One command in flight, on its caller's stack until its completion callback ran. A read
+ * records which of its bytes the reply's chunks covered: libnbd does not check that a server
+ * sent every byte (nor that chunks do not overlap), and its clearing of the buffer beforehand
+ * is turned off (it cost a memset of every read), so a reply that leaves bytes unsent fails. */
 struct nbdc_req {
 	struct nbdc *s;
 	uint64_t off;
+	uint64_t len; /* of a read (0: not a read) */
 	bool done;
+	bool bad_chunk;		   /* overlapping, outside the read, or too scattered */
+	int nruns;		   /* covered ranges, relative to off: sorted, disjoint, */
+	uint64_t run[MAX_RUNS][2]; /* and not adjacent (merged) */
 	int err;
 	char msg[160]; /* why, when err */
 };
@@ -135,6 +143,54 @@ static int nbdc_fail(struct bdev *bs, const char *what, uint64_t off)
 		       (unsigned long long)off, msg ? msg : "unknown NBD error");
 }
 
+/* Chunk [a, a+n) of a read's reply arrived (relative to the read): add it to the covered
+ * ranges. Servers send a read's chunks in order nearly always, which is the first test. */
+static void cover_add(struct nbdc_req *q, uint64_t a, uint64_t n)
+{
+	int i = q->nruns;
+
+	if (a > q->len || n > q->len - a) {
+		q->bad_chunk = true;
+		return;
+	}
+	while (i > 0 && q->run[i - 1][0] > a)
+		i--; /* the new chunk goes after run i-1 */
+	if ((i > 0 && q->run[i - 1][1] > a) || (i < q->nruns && q->run[i][0] < a + n)) {
+		q->bad_chunk = true; /* overlaps a chunk already sent */
+		return;
+	}
+	bool left = i > 0 && q->run[i - 1][1] == a, right = i < q->nruns && q->run[i][0] == a + n;
+	if (left && right) {
+		q->run[i - 1][1] = q->run[i][1];
+		memmove(&q->run[i], &q->run[i + 1], (size_t)(q->nruns - i - 1) * sizeof(q->run[0]));
+		q->nruns--;
+	} else if (left) {
+		q->run[i - 1][1] = a + n;
+	} else if (right) {
+		q->run[i][0] = a;
+	} else if (q->nruns == MAX_RUNS) {
+		q->bad_chunk = true;
+	} else {
+		memmove(&q->run[i + 1], &q->run[i], (size_t)(q->nruns - i) * sizeof(q->run[0]));
+		q->run[i][0] = a;
+		q->run[i][1] = a + n;
+		q->nruns++;
+	}
+}
+
+/* libnbd's chunk callback of a read (a simple reply is one chunk of the whole read). */
+static int read_chunk(void *opaque, const void *subbuf, size_t count, uint64_t offset,
+		      unsigned status, int *error)
+{
+	struct nbdc_req *q = opaque;
+
+	(void)subbuf;
+	(void)error;
+	if ((status == LIBNBD_READ_DATA || status == LIBNBD_READ_HOLE) && count)
+		cover_add(q, offset < q->off ? UINT64_MAX : offset - q->off, count);
+	return 0;
+}
+
 /* The completion callback: runs on whichever thread moved libnbd's state machine (the I/O
  * thread, or a caller whose request found the connection dead), with the handle locked. */
 static int req_done(void *opaque, int *error)
@@ -143,7 +199,12 @@ static int req_done(void *opaque, int *error)
 	struct nbdc *s = q->s;
 	int e = *error;
 
-	if (e) {
+	if (!e && q->len && (q->bad_chunk || q->nruns != 1 || q->run[0][1] != q->len)) {
+		e = EIO;
+		snprintf(q->msg, sizeof(q->msg), "%s",
+			 q->bad_chunk ? "the server's reply has overlapping or stray chunks"
+				      : "the server's reply left part of the read unsent");
+	} else if (e) {
 		/* ENOTCONN: the connection died and libnbd recorded why on this thread; any other
 		 * value is the server's error reply. */
 		const char *why = e == ENOTCONN ? nbd_get_error() : NULL;
@@ -162,6 +223,9 @@ static nbd_completion_callback req_init(struct nbdc *s, struct nbdc_req *q, uint
 {
 	q->s = s;
 	q->off = off;
+	q->len = 0;
+	q->nruns = 0;
+	q->bad_chunk = false;
 	q->done = false;
 	q->err = 0;
 	q->msg[0] = 0;
@@ -333,7 +397,10 @@ static size_t xfer_start(struct bdev *bs, struct nbdc_req *q, int *n, uint64_t o
 		size_t k = len - at < piece ? len - at : piece;
 		nbd_completion_callback cb = req_init(s, &q[*n], off + at);
 		const uint8_t *w = wbuf ? (const uint8_t *)wbuf + at : zeroes;
-		int64_t c = rbuf ? nbd_aio_pread(s->h, (uint8_t *)rbuf + at, k, off + at, cb, 0)
+		nbd_chunk_callback chunk = {.callback = read_chunk, .user_data = &q[*n]};
+		q[*n].len = rbuf ? k : 0;
+		int64_t c = rbuf ? nbd_aio_pread_structured(s->h, (uint8_t *)rbuf + at, k, off + at,
+							    chunk, cb, 0)
 				 : nbd_aio_pwrite(s->h, w, k, off + at, cb, 0);
 		if (c < 0) {
 			req_unstarted(s);
@@ -649,7 +716,8 @@ static int connect_target(struct bdev *bs, struct nbdc *s, const struct nbd_targ
 {
 	struct nbd_handle *h = s->h;
 
-	if (nbd_set_export_name(h, t->export) < 0 ||
+	/* no clearing of read buffers: every read checks that its reply covered it (req_done) */
+	if (nbd_set_pread_initialize(h, false) < 0 || nbd_set_export_name(h, t->export) < 0 ||
 	    nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0)
 		return nbdc_fail(bs, "setup", 0);
 	if (t->tls) {

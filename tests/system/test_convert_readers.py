@@ -6,7 +6,9 @@ A source that dies mid-copy (an NBD server that drops the connection after some 
 the copy with one line naming it and no destination left behind. The NBD driver keeps the
 readers' requests in flight on its one connection at once: a server that holds its replies
 and answers them out of order sees more than one READ outstanding with several readers, one
-with -m 1, and several pieces of one request when it advertises a small maximum block size."""
+with -m 1, and several pieces of one request when it advertises a small maximum block size. A read's
+structured reply must cover the whole read: chunks out of order are fine, a reply with bytes
+missing or chunks overlapping fails the copy."""
 import json
 import os
 import select
@@ -193,6 +195,105 @@ def test_nbd_source_dies_mid_copy(ligero, regions, tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
         assert f"nbd+unix://?socket={sock}: read at offset" in lines[0], p.stderr
+        assert not out.exists(), "a failed convert left its destination behind"
+
+
+OPT_STRUCTURED_REPLY = 8
+STRUCT_MAGIC = 0x668E33EF
+CHUNK_DONE = 1
+CHUNK_OFFSET_DATA = 1
+
+
+class ChunkServer:
+    """An NBD server (fixed newstyle, structured replies, read-only) on a unix socket that
+    serves a raw file and answers each read with data chunks cut as `mode` says:
+      reversed  the second half first, then the first (legal: chunks may come in any order)
+      short     the first half only, then done (the second half never sent)
+      repeat    the first half twice (as many bytes as asked, but half of them never sent)"""
+
+    def __init__(self, path, sock, mode):
+        self.data, self.mode = open(path, "rb").read(), mode
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(sock))
+        self.listener.listen(4)
+        self.uri = f"nbd+unix:///?socket={sock}"
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def chunk(self, c, cookie, off, n, done):
+        c.sendall(struct.pack(">IHHQIQ", STRUCT_MAGIC, CHUNK_DONE if done else 0,
+                              CHUNK_OFFSET_DATA, cookie, 8 + n, off) + self.data[off:off + n])
+
+    def go(self, c):
+        """The handshake, structured replies accepted."""
+        c.sendall(struct.pack(">QQH", NBD_MAGIC, IHAVEOPT, 3))
+        recv_exact(c, 4)
+        while True:
+            _, opt, n = struct.unpack(">QII", recv_exact(c, 16))
+            recv_exact(c, n)
+            if opt == OPT_STRUCTURED_REPLY:
+                opt_reply(c, opt, REP_ACK)
+            elif opt != OPT_GO:
+                opt_reply(c, opt, REP_ERR_UNSUP)
+            else:
+                opt_reply(c, opt, REP_INFO, struct.pack(">HQH", 0, len(self.data), 1 | 2))
+                opt_reply(c, opt, REP_ACK)
+                return
+
+    def serve(self):
+        c, _ = self.listener.accept()
+        try:
+            self.go(c)
+            while True:
+                magic, _, typ, cookie, off, n = struct.unpack(">IHHQQI", recv_exact(c, 28))
+                assert magic == REQ_MAGIC
+                if typ == CMD_DISC:
+                    break
+                h = n // 2
+                if typ != CMD_READ:
+                    c.sendall(struct.pack(">IIQ", SIMPLE_MAGIC, 0, cookie))
+                elif self.mode == "reversed" and h:
+                    self.chunk(c, cookie, off + h, n - h, False)
+                    self.chunk(c, cookie, off, h, True)
+                elif self.mode == "reversed":
+                    self.chunk(c, cookie, off, n, True)
+                elif self.mode == "short":
+                    self.chunk(c, cookie, off, h, True)
+                else:
+                    self.chunk(c, cookie, off, h, False)
+                    self.chunk(c, cookie, off, h, True)
+        except (EOFError, OSError):
+            pass
+        finally:
+            c.close()
+            self.listener.close()
+
+
+def test_nbd_read_reply_coverage(ligero, small_regions, tmp_path):
+    """Read buffers are not cleared before the reply fills them, so a reply must cover the
+    whole read: chunks out of order give the source (qemu-img compare), a reply that leaves
+    half of a read unsent, or sends one half twice, ends the copy with one line naming the
+    export and the offset, and no destination."""
+    raw = tmp_path / "small.raw"
+    tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
+    srv = ChunkServer(raw, tmp_path / "reversed.sock", "reversed")
+    out = tmp_path / "out.qcow2"
+    tool(ligero, "img", "convert", "-O", "qcow2", srv.uri, out)
+    srv.thread.join(HANG)
+    tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out)
+    tool("qemu-img", "check", out)
+    out.unlink()
+    for mode, why in (("short", "left part of the read unsent"),
+                      ("repeat", "overlapping or stray chunks")):
+        sock = tmp_path / f"{mode}.sock"
+        srv = ChunkServer(raw, sock, mode)
+        p = run_cmd(ligero, "img", "convert", "-O", "qcow2", srv.uri, out, timeout=HANG)
+        srv.thread.join(HANG)
+        assert p.returncode == 1, p
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ligero: "), p.stderr
+        assert f"nbd+unix://?socket={sock}: read at offset" in lines[0], p.stderr
+        assert why in lines[0], p.stderr
         assert not out.exists(), "a failed convert left its destination behind"
 
 
