@@ -10,7 +10,9 @@
 #   sparse   that qcow2: 1 MiB of data every 2 MiB (1024 extents for block status)
 #   dense    a 256 MiB qcow2 written end to end (one extent: the reads alone)
 # Rounds alternate which tool goes first. Prints each round, the median wall time of each tool
-# and the ratio of the medians (qemu-img / ligero: above 1 means ligero is faster). Needs
+# and the ratio of the medians (qemu-img / ligero: above 1 means ligero is faster), then the
+# median CPU time (user + system) of each tool and of qemu-nbd and the proxy during its runs
+# (they share the machine's CPUs: a request pattern that costs them more costs the copy too). Needs
 # qemu-utils. qemu-nbd and the proxy are stopped by pid on exit.
 # Usage: bench/nbd_client.sh [path/to/ligero]   (RUNS=5, NBD_DELAY_MS=5 by default;
 # SOURCES="sparse dense" by default, SOURCES=dense for the dense one alone; LIGERO_ARGS and
@@ -68,11 +70,26 @@ echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  runs: $RUNS (media
 echo "added round trip: ${DELAY} ms (bench/delay_proxy.py)"
 echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-img --version | head -1) $QEMU_ARGS"
 
+hz=$(getconf CLK_TCK)
+# peer_cpu NAME: the CPU seconds (user + system) the export's qemu-nbd and proxy used so far
+peer_cpu() {
+	cat "/proc/$(cat "$tmp/$1.pid")/stat" "/proc/$(cat "$tmp/$1-proxy.pid")/stat" |
+		awk -v hz="$hz" '{t += $14 + $15} END {printf "%.3f\n", t / hz}'
+}
+# secs WHO NAME CMD...: CMD's wall time on stdout; its own CPU time (user + system) and the CPU
+# the export's qemu-nbd and proxy used meanwhile appended to $tmp/cpu-WHO
 secs() {
-	local t0 t1
+	local who=$1 name=$2 t0 t1 p0 p1 c
+	shift 2
+	p0=$(peer_cpu "$name")
 	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
+	c=$({
+		TIMEFORMAT='%U %S'
+		time "$@" >/dev/null 2>"$tmp/err"
+	} 2>&1) || { cat "$tmp/err" >&2; exit 1; }
 	t1=$(date +%s.%N)
+	p1=$(peer_cpu "$name")
+	echo "$c $p0 $p1" | awk '{printf "%.3f %.3f\n", $1 + $2, $4 - $3}' >>"$tmp/cpu-$who"
 	echo "$t1 - $t0" | bc
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -80,16 +97,16 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # run NAME SOURCE: the rounds on one export
 run() {
 	local uri="nbd+unix:///?socket=$tmp/$1-proxy.sock"
-	: >"$tmp/l" && : >"$tmp/q"
+	: >"$tmp/l" && : >"$tmp/q" && : >"$tmp/cpu-l" && : >"$tmp/cpu-q"
 	for r in $(seq 1 "$RUNS"); do
 		for who in $( ((r % 2)) && echo "l q" || echo "q l"); do
 			rm -f "$tmp/out.qcow2"
 			if [ "$who" = l ]; then
 				# shellcheck disable=SC2086 # the extra options are words
-				secs "$LIGERO" img convert $LIGERO_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/l"
+				secs l "$1" "$LIGERO" img convert $LIGERO_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/l"
 			else
 				# shellcheck disable=SC2086
-				secs qemu-img convert $QEMU_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/q"
+				secs q "$1" qemu-img convert $QEMU_ARGS -O qcow2 "$uri" "$tmp/out.qcow2" >>"$tmp/q"
 			fi
 			qemu-img compare -q "$tmp/out.qcow2" "$2"
 		done
@@ -100,6 +117,9 @@ run() {
 	q=$(median <"$tmp/q")
 	printf '%-8s nbd -> qcow2   ligero %7.3f s   qemu-img %7.3f s   ratio %.2fx\n' "$1" \
 		"$l" "$q" "$(echo "$q / $l" | bc -l)" >>"$tmp/summary"
+	printf '%-8s   CPU (median) ligero %.3f s, qemu-img %.3f s; qemu-nbd + proxy during ligero %.3f s, during qemu-img %.3f s\n' \
+		"" "$(cut -d' ' -f1 "$tmp/cpu-l" | median)" "$(cut -d' ' -f1 "$tmp/cpu-q" | median)" \
+		"$(cut -d' ' -f2 "$tmp/cpu-l" | median)" "$(cut -d' ' -f2 "$tmp/cpu-q" | median)" >>"$tmp/summary"
 }
 for s in $SOURCES; do
 	case $s in
