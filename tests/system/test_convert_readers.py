@@ -208,6 +208,7 @@ class ChunkServer:
     """An NBD server (fixed newstyle, structured replies, read-only) on a unix socket that
     serves a raw file and answers each read with data chunks cut as `mode` says:
       reversed  the second half first, then the first (legal: chunks may come in any order)
+      scattered eighths in the order 0 2 4 6 1 3 5 7 (legal: gaps filled in the middle)
       short     the first half only, then done (the second half never sent)
       repeat    the first half twice (as many bytes as asked, but half of them never sent)"""
 
@@ -255,7 +256,10 @@ class ChunkServer:
                 elif self.mode == "reversed" and h:
                     self.chunk(c, cookie, off + h, n - h, False)
                     self.chunk(c, cookie, off, h, True)
-                elif self.mode == "reversed":
+                elif self.mode == "scattered" and n % 8 == 0:
+                    for k, i in enumerate((0, 2, 4, 6, 1, 3, 5, 7)):
+                        self.chunk(c, cookie, off + i * n // 8, n // 8, k == 7)
+                elif self.mode in ("reversed", "scattered"):
                     self.chunk(c, cookie, off, n, True)
                 elif self.mode == "short":
                     self.chunk(c, cookie, off, h, True)
@@ -276,13 +280,14 @@ def test_nbd_read_reply_coverage(ligero, small_regions, tmp_path):
     export and the offset, and no destination."""
     raw = tmp_path / "small.raw"
     tool("qemu-img", "convert", "-O", "raw", small_regions, raw)
-    srv = ChunkServer(raw, tmp_path / "reversed.sock", "reversed")
     out = tmp_path / "out.qcow2"
-    tool(ligero, "img", "convert", "-O", "qcow2", srv.uri, out)
-    srv.thread.join(HANG)
-    tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out)
-    tool("qemu-img", "check", out)
-    out.unlink()
+    for mode in ("reversed", "scattered"):
+        srv = ChunkServer(raw, tmp_path / f"{mode}.sock", mode)
+        tool(ligero, "img", "convert", "-O", "qcow2", srv.uri, out)
+        srv.thread.join(HANG)
+        tool("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out)
+        tool("qemu-img", "check", out)
+        out.unlink()
     for mode, why in (("short", "left part of the read unsent"),
                       ("repeat", "overlapping or stray chunks")):
         sock = tmp_path / f"{mode}.sock"
