@@ -43,7 +43,7 @@
 #define MAX_EFFECT    (1u << 30)  /* zero/trim per request: well inside the 32-bit length */
 #define CACHE_EXTENTS 4096
 #define WINDOW	      16 /* pieces of one large read or write in flight at once */
-#define MAX_RUNS      16 /* disjoint ranges a read's reply may cover before it is complete */
+#define MAX_RUNS      64 /* disjoint ranges a read's reply may cover before it is complete */
 
 struct nbdc {
 	struct nbd_handle *h;
