@@ -67,7 +67,7 @@ def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("migrate")
     ct = mf.container(d / "ct")
     base_tree = mf.debootstrap_tree("base", d / "base-tree")
-    base = mf.base_image(base_tree, d / "base.qcow2")
+    base = mf.cached_base_image(base_tree, d / "base.qcow2")
     conf = d / "101.conf"
     conf.write_text(mf.CTID_CONF)
     return SimpleNamespace(dir=d, ct=ct, base_tree=base_tree, base=base, conf=conf,
