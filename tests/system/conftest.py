@@ -45,6 +45,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "vmhost"))
 import vmhost as _vmhost  # noqa: E402
+# The Ceph clusters' fixtures, defined here once for every module: a module that imports `ceph`
+# itself gets a cluster of its own (ceph_cluster.py)
+from ceph_cluster import ceph, ceph_durable  # noqa: E402,F401
 
 
 def run_cmd(*args, cwd=None, input=None, timeout=900, check=False, env=None):
