@@ -4,7 +4,11 @@ keyring and data in a temporary directory; ready when `rados put` and `ls` work 
 `rbd`). Daemons are stopped by pid at the end of the session.
 
 fixtures
-    ceph          session cluster on memstore (fast; data lives in the OSD's memory)
+    ceph          session cluster on memstore (fast; data lives in the OSD's memory), one for
+                  the whole run: conftest.py defines it for every module, and the pytest-xdist
+                  workers share it (the first to need it starts it, the last to finish stops
+                  it: a count of users in the run's base temporary directory, under a lock).
+                  Tests name their images so that none collides (their pid and a sequence).
     ceph_durable  module cluster on bluestore over a sparse file, for tests that kill -9 the OSD
                   (memstore keeps nothing across a crash, a disk does)
 
@@ -12,6 +16,8 @@ A cluster object has .conf (its ceph.conf), .env (CEPH_CONF set, for librados's 
 search), .name(image) -> "rbd:rbd/IMAGE:conf=...", .rbd(*args) runs the rbd tool,
 .osd_kill() and .osd_start().
 """
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -85,12 +91,51 @@ def _cluster(store, netns=None, addr=None):
     return c, tmp
 
 
+class _Shared:
+    """The run's memstore cluster, shared by the test processes under one lock file."""
+
+    def __init__(self, tmp_path_factory):
+        base = tmp_path_factory.getbasetemp()
+        share = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        self.state = share / "ceph-memstore.json"
+        self.lock = share / "ceph-memstore.lock"
+
+    def _locked(self, change):
+        with open(self.lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            state = json.loads(self.state.read_text()) if self.state.exists() else None
+            state = change(state)
+            if state is None:
+                self.state.unlink(missing_ok=True)
+            else:
+                self.state.write_text(json.dumps(state))
+            return state
+
+    def get(self):
+        def join(state):
+            if state is None:
+                _, tmp = _cluster("memstore")
+                return {"tmp": tmp, "users": 1}
+            return dict(state, users=state["users"] + 1)
+        state = self._locked(join)
+        return Cluster(Path(state["tmp"]) / "cluster", "memstore"), state["tmp"]
+
+    def put(self):
+        def leave(state):
+            if state["users"] > 1:
+                return dict(state, users=state["users"] - 1)
+            Cluster(Path(state["tmp"]) / "cluster", "memstore").stop()
+            shutil.rmtree(state["tmp"], ignore_errors=True)
+            return None
+        self._locked(leave)
+
+
 @pytest.fixture(scope="session")
-def ceph():
-    c, tmp = _cluster("memstore")
+def ceph(tmp_path_factory):
+    shared = _Shared(tmp_path_factory)
+    c, _ = shared.get()
     yield c
-    c.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    shared.put()
 
 
 @pytest.fixture(scope="module")

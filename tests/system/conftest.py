@@ -18,6 +18,15 @@ markers
     asan         an emulated-host test CI also runs under ASan/UBSan (`-m "vmhost and asan"`)
     slow         a host-side test of a minute or more; the fast tier (`bash .ci/run --fast`)
                  leaves it out, CI runs it
+    repeat       set here, never by hand: a parametrized case after the first of its test
+                 function (see "The fast tier" below); the fast tier leaves it out, every
+                 other pass (CI's plain and ASan/UBSan ones, a plain `pytest`) runs it
+
+The fast tier (`bash .ci/run --fast`, `-m "not vmhost and not slow and not repeat"`) runs every
+test function, but of a parametrized one only its first case (in collection order, the first not
+marked slow): the other cases repeat that code path with other inputs and carry the marker
+`repeat`. A module may keep one case per value of one parameter instead, with a dict
+`FAST_TIER_PER = {"test_function": "parameter"}` (test_cli_args keeps one case per verb).
 
 Plain helpers (importable: `from conftest import run_cmd, io_args`):
     run_cmd(*args, ...)  the function behind the `run` fixture
@@ -36,6 +45,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "vmhost"))
 import vmhost as _vmhost  # noqa: E402
+# The Ceph clusters' fixtures, defined here once for every module: a module that imports `ceph`
+# itself gets a cluster of its own (ceph_cluster.py)
+from ceph_cluster import ceph, ceph_durable  # noqa: E402,F401
 
 
 def run_cmd(*args, cwd=None, input=None, timeout=900, check=False, env=None):
@@ -91,10 +103,34 @@ def pytest_configure(config):
                             "consistency, every XFS name): CI runs it, the fast tier leaves it out")
 
 
+    config.addinivalue_line("markers", "repeat: set by conftest.py on a parametrized case after "
+                            "the first of its function: the fast tier leaves it out")
+
+
+def _fast_tier_key(item):
+    """The group a parametrized case belongs to for the fast tier (None: not parametrized)."""
+    spec = getattr(item, "callspec", None)
+    if spec is None:
+        return None
+    name = getattr(item, "originalname", item.name)
+    key = (item.nodeid.split("::")[0], getattr(item.cls, "__name__", None), name)
+    per = getattr(item.module, "FAST_TIER_PER", {}).get(name)
+    if per is not None:
+        key += (repr(spec.params[per]),)
+    return key
+
+
 def pytest_collection_modifyitems(config, items):
+    kept = set()
     for item in items:
         if "vmhost" in getattr(item, "fixturenames", ()):
             item.add_marker("vmhost")
+        key = _fast_tier_key(item)
+        if key is None or item.get_closest_marker("slow") is not None:
+            continue
+        if key in kept:
+            item.add_marker("repeat")
+        kept.add(key)
 
 
 # A test that boots the emulated host without the vmhost marker would run in the host-side tier

@@ -9,7 +9,9 @@ migrate onto, built without ligero.
 - container(tree): vzctl's venet configuration (its debian-add_ip.sh output), what OpenVZ
   templates leave (vzquota, vzfifo, masked gettys, /etc/mtab as a file, commented sysctl
   lines), and data with hard links, xattrs, ACLs, sparse files, device nodes and odd names.
-- base_image(tree, path): a GPT qcow2 (BIOS boot partition, ext4 root made by mkfs.ext4 -d).
+- base_image(tree, path): a GPT qcow2 (BIOS boot partition, ext4 root made by mkfs.ext4 -d);
+  cached_base_image(tree, path): the same made from the base tree, once per cached base
+  tarball (kept beside it in the cache), copied to path.
 - Small synthetic trees for the layout rules (merged and split /usr) and a RHEL layout.
 - manifest(root): the kernel's view of a tree (mounted read-only through a loop device),
   the oracle every comparison uses.
@@ -110,10 +112,16 @@ def fake_kernel_deb(out):
     return out
 
 
+def tree_key(kind):
+    """The cache key of a debootstrap tree: what it is built from."""
+    pkgs = CT_PACKAGES if kind == "container" else BASE_PACKAGES
+    return hashlib.sha256(f"{VERSION} {kind} {pkgs} {KVER}".encode()).hexdigest()[:16]
+
+
 def debootstrap_tree(kind, dest):
     """Extract the cached tree `kind` ("container", "base") into dest, building it first."""
+    key = tree_key(kind)
     pkgs = CT_PACKAGES if kind == "container" else BASE_PACKAGES
-    key = hashlib.sha256(f"{VERSION} {kind} {pkgs} {KVER}".encode()).hexdigest()[:16]
     cache = cache_dir()
     tarball = cache / f"debian12-{kind}-{key}.tar"
     with locked(cache / f"{kind}.lock"):
@@ -323,6 +331,26 @@ def base_image(tree, path, size_mb=1536):
     sh("qemu-img", "convert", "-O", "qcow2", raw, path)
     raw.unlink()
     return path
+
+
+IMAGE_VERSION = "1"  # bump when base_image changes what it makes
+
+
+def cached_base_image(tree, path, size_mb=1536):
+    """base_image(tree, path) for the base tree of debootstrap_tree("base", tree): made once per
+    cached base tarball (mkfs.ext4 -d of the whole tree takes most of the migrate tests'
+    setup) and kept in the cache beside the tarball; each caller gets its own copy."""
+    cache = cache_dir()
+    cached = cache / f"debian12-base-{tree_key('base')}-{IMAGE_VERSION}-{size_mb}M.qcow2"
+    with locked(cache / "base-image.lock"):
+        if not cached.exists():
+            work = Path(tempfile.mkdtemp(dir=cache))
+            try:
+                os.rename(base_image(tree, work / "base.qcow2", size_mb), cached)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    sh("cp", "--reflink=auto", "--sparse=always", cached, path)
+    return Path(path)
 
 
 def copy_sparse(src, dst, start, size):

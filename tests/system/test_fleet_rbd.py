@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ceph_cluster import HANG, ceph  # noqa: F401 (fixture)
+from ceph_cluster import HANG  # (the fixture ceph: conftest.py)
 from conftest import run_cmd
 from fs_fixtures import debugfs, extract
 from test_rbd import qemu_has_rbd

@@ -4,9 +4,17 @@ are the images it writes without injection, and qemu-img check finds every one o
 
 The test program is found via $INJECT_TEST, else under $LIGERO_BUILD (or next to $LIGERO):
 <build>/tests/unit/test_qcow2_inject.
+
+Its images are kept in $LIGERO_CACHE/inject/<key> (when LIGERO_CACHE is set), the key being the
+digest of the program and of the shared libraries it loads: a second run with the same build
+checks the images the same program wrote (the program's own pass/fail is `meson test`'s).
 """
+import hashlib
 import json
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,10 +34,35 @@ def kept(ligero, tmp_path_factory):
         pytest.skip(f"no test_qcow2_inject at {exe}: build the unit tests or set INJECT_TEST")
     if not run_cmd("which", "qemu-img").stdout:
         pytest.skip("qemu-img is not installed (the oracle of this test)")
-    keep = tmp_path_factory.mktemp("inject")
-    env = dict(os.environ, LIGERO_INJECT_KEEP=str(keep))
-    run_cmd(exe, env=env, timeout=1800, check=True)
+    cache = os.environ.get("LIGERO_CACHE")
+    if not cache:
+        keep = tmp_path_factory.mktemp("inject")
+        run_cmd(exe, env=dict(os.environ, LIGERO_INJECT_KEEP=str(keep)), timeout=1800,
+                check=True)
+        return keep
+    keep = Path(cache) / "inject" / inputs_digest(exe)
+    if not keep.is_dir():
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=keep.parent, prefix=".new-"))
+        try:
+            run_cmd(exe, env=dict(os.environ, LIGERO_INJECT_KEEP=str(work)), timeout=1800,
+                    check=True)
+            os.rename(work, keep)  # whole or not at all; a concurrent run's rename wins
+        except OSError:
+            if not keep.is_dir():
+                raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return keep
+
+
+def inputs_digest(exe):
+    """sha256 of the program's bytes and of every shared library ldd resolves for it."""
+    h = hashlib.sha256()
+    libs = re.findall(r"=> (/\S+)", run_cmd("ldd", exe, check=True).stdout)
+    for f in [exe, *sorted(libs)]:
+        h.update(Path(f).name.encode() + b"\0" + sha256(f).encode())
+    return h.hexdigest()[:32]
 
 
 @pytest.mark.parametrize("mode", MODES)

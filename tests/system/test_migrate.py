@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,7 +68,7 @@ def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("migrate")
     ct = mf.container(d / "ct")
     base_tree = mf.debootstrap_tree("base", d / "base-tree")
-    base = mf.base_image(base_tree, d / "base.qcow2")
+    base = mf.cached_base_image(base_tree, d / "base.qcow2")
     conf = d / "101.conf"
     conf.write_text(mf.CTID_CONF)
     return SimpleNamespace(dir=d, ct=ct, base_tree=base_tree, base=base, conf=conf,
@@ -306,27 +307,52 @@ def gpt_disk(fs, out):
     return out
 
 
+PLOOP_VERSION = "1"  # bump when ploop_source changes what it makes
+
+
+def ploop_source(world, out):
+    """The ploop area of test_ploop_source in out/private/101/root.hdd and the filesystem its
+    top holds in out/fs2. Made from the container once per cached container tree (two
+    mkfs.ext4 -d and two parallels images take most of the test) and kept in the cache; each
+    caller gets its own copy."""
+    import ploop_fixtures as pf
+    cache = mf.cache_dir()
+    cached = cache / f"ploop-{mf.tree_key('container')}-{mf.VERSION}-{PLOOP_VERSION}"
+    with mf.locked(cache / "ploop.lock"):
+        if not cached.exists():
+            work = Path(tempfile.mkdtemp(dir=cache))
+            try:
+                ct2 = copy_tree(world.ct, work / "ct2")
+                (ct2 / "srv/data/f07").write_bytes(b"changed after the snapshot\n")
+                fs1, fs2 = work / "fs1", work / "out/fs2"
+                fs2.parent.mkdir()
+                for tree, fs in ((world.ct, fs1), (ct2, fs2)):
+                    run_cmd("mkfs.ext4", "-q", "-F", "-b", "4096", "-U",
+                            "2d5fa2a6-45c7-4e8e-9d3c-6a3f5b0b9a11", "-E",
+                            "hash_seed=3e9e7d25-7bb4-4a1c-8a3a-0f1d2e3c4b5a", "-d", tree, fs,
+                            "400M", check=True)
+                d1, d2 = gpt_disk(fs1, work / "d1.raw"), gpt_disk(fs2, work / "d2.raw")
+                hdd = work / "out/private/101/root.hdd"
+                hdd.mkdir(parents=True)
+                base_guid, top = pf.guid(), pf.TOP_GUID
+                pf.parallels_from_raw(d1, hdd / "root.hds")
+                pf.delta_between(d1, d2, hdd / f"root.hds.{top}")
+                pf.descriptor(hdd, [(base_guid, "root.hds", "Compressed"),
+                                    (top, f"root.hds.{top}", "Compressed")],
+                              os.path.getsize(d1) // 512)
+                os.rename(work / "out", cached)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    run_cmd("cp", "-a", "--reflink=auto", "--sparse=always", cached, out, check=True)
+    return out / "private/101/root.hdd", out / "fs2"
+
+
 def test_ploop_source(world, results, ligero, tmp_path):
     """OpenVZ 7's layout: /vz/private/CTID/root.hdd/ with DiskDescriptor.xml and a snapshot
     chain (a base image and a top delta, parallels images made by qemu-img) holding a GPT
-    disk; the top's content is what gets migrated."""
-    import ploop_fixtures as pf
-    ct2 = copy_tree(world.ct, tmp_path / "ct2")
-    (ct2 / "srv/data/f07").write_bytes(b"changed after the snapshot\n")
-    fs1, fs2 = tmp_path / "fs1", tmp_path / "fs2"
-    for tree, fs in ((world.ct, fs1), (ct2, fs2)):
-        run_cmd("mkfs.ext4", "-q", "-F", "-b", "4096", "-U",
-                "2d5fa2a6-45c7-4e8e-9d3c-6a3f5b0b9a11", "-E",
-                "hash_seed=3e9e7d25-7bb4-4a1c-8a3a-0f1d2e3c4b5a", "-d", tree, fs, "400M",
-                check=True)
-    d1, d2 = gpt_disk(fs1, tmp_path / "d1.raw"), gpt_disk(fs2, tmp_path / "d2.raw")
-    hdd = tmp_path / "private/101/root.hdd"
-    hdd.mkdir(parents=True)
-    base_guid, top = pf.guid(), pf.TOP_GUID
-    pf.parallels_from_raw(d1, hdd / "root.hds")
-    pf.delta_between(d1, d2, hdd / f"root.hds.{top}")
-    pf.descriptor(hdd, [(base_guid, "root.hds", "Compressed"),
-                        (top, f"root.hds.{top}", "Compressed")], os.path.getsize(d1) // 512)
+    disk; the top's content (the container with srv/data/f07 changed) is what gets
+    migrated."""
+    hdd, fs2 = ploop_source(world, tmp_path / "src")
     conf = tmp_path / "ve.conf"
     conf.write_text(mf.CTID_CONF.replace('VE_LAYOUT="simfs"', 'VE_LAYOUT="ploop"'))
     vm = tmp_path / "ploop.qcow2"

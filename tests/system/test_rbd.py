@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from ceph_cluster import HANG, ceph, ceph_durable  # noqa: F401 (fixtures)
+from ceph_cluster import HANG  # (the fixtures ceph and ceph_durable: conftest.py)
 from conftest import io_args, run_cmd
 
 

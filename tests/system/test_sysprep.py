@@ -131,9 +131,18 @@ def dls(img, path):
     return names
 
 
+@pytest.fixture(scope="module")
+def debian_base(tmp_path_factory):
+    """The Debian-like base disk, made once (mkfs.ext4 -d); tests get copies (`debian`)."""
+    return make_disk(tmp_path_factory.mktemp("debian"), debian_tree)
+
+
 @pytest.fixture
-def debian(tmp_path):
-    base, part = make_disk(tmp_path, debian_tree)
+def debian(tmp_path, debian_base):
+    """A copy of the base disk in the test's tmp_path, with a qcow2 overlay over it."""
+    template, part = debian_base
+    base = tmp_path / template.name
+    run("cp", "--sparse=always", template, base)
     ov = overlay(base, tmp_path / "estudiante1.qcow2")
     return base, ov, part
 
