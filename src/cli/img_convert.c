@@ -302,6 +302,7 @@ static int open_destination(struct convert_args *a, uint64_t total, struct bdev 
  * async-signal-safe calls here. */
 static const char *bus_dst, *bus_src;
 static volatile sig_atomic_t bus_created;
+static int bus_seen; /* the first thread to fault reports; others wait for its _exit */
 
 static void say(const char *s)
 {
@@ -313,6 +314,11 @@ static void say(const char *s)
 static void on_sigbus(int sig)
 {
 	(void)sig;
+	/* Several threads (readers, compressors) may fault on the same shrunk mapping at once:
+	 * one line, from the first. */
+	if (__atomic_exchange_n(&bus_seen, 1, __ATOMIC_SEQ_CST))
+		for (;;)
+			pause();
 	say("ligero: ");
 	say(bus_src ? bus_src : "a source file");
 	say(" shrank while it was being read (SIGBUS); ");
