@@ -132,14 +132,22 @@ def boots(vmhost, cluster, qemu_img, tmp_path_factory):
     assert set(cases) == {"rbd", "overlay"}, res.output[-4000:] + res.log[-3000:]
     # the image as qemu-img's rbd driver reads it after both boots
     in_ns("qemu-img", "convert", "-O", "raw", cluster.name("boot"), d / "after.raw")
-    return {"cases": cases, "dir": d, "out": out, "cluster": cluster}
+    # vmhost.py boots the emulated host once more when its own kernel failed; the retry finds
+    # the RBD image as the first attempt's guest left it (it lives in the cluster, outside L1)
+    retried = "attempt 1 failed" in res.log
+    return {"cases": cases, "dir": d, "out": out, "cluster": cluster, "retried": retried}
 
 
 def test_guest_reads_and_writes_the_rbd_image(boots):
     c = boots["cases"]["rbd"]
     assert re.search(r"^=== RC 0$", c["_out"], re.M), c["_out"]
     assert "LIGERO-RC=0" in c["_out"], c["_out"]
-    assert c.get("DISK-SHA") == sha(boots["dir"] / "before.raw"), c["_out"]
+    # read before its write, or (a retried emulated host) after the first attempt's, which
+    # the checks below prove is the same write
+    want = {sha(boots["dir"] / "before.raw")}
+    if boots["retried"]:
+        want.add(sha(boots["dir"] / "after.raw"))
+    assert c.get("DISK-SHA") in want, c["_out"]
     assert c.get("WRITE-RC") == "0" and c.get("BACK") == "1024", c["_out"]
     before = (boots["dir"] / "before.raw").read_bytes()
     after = (boots["dir"] / "after.raw").read_bytes()
