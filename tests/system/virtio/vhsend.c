@@ -4,7 +4,9 @@
  * writes what it reads from the pipe a few KiB at a time, so whether the socket ever holds two
  * segments' worth (what Linux needs to build a TSO packet larger than the MTU) depended on how
  * fast the guest's CPU ran against its network; with 1 MiB writes the queue is always full and
- * the offload shows at any speed. Exit status 0 once everything was written and closed. */
+ * the offload shows at any speed. Exit status 0 once the peer has everything: after the last
+ * write it shuts its side down and waits (up to 300 s) for the peer to close, so a test that
+ * resets the NIC next cannot cut off a tail still in flight. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
@@ -61,6 +64,20 @@ int main(int argc, char **argv)
 			done += (size_t)w;
 		}
 		left -= (long long)n;
+	}
+	/* the peer (nc -l) closes once it has read our end of the stream */
+	struct timeval tv = {.tv_sec = 300};
+	ssize_t r;
+	char c[256];
+	if (shutdown(fd, SHUT_WR) || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))) {
+		perror("vhsend: shutdown");
+		return 1;
+	}
+	while ((r = read(fd, c, sizeof(c))) > 0 || (r < 0 && errno == EINTR))
+		;
+	if (r < 0) {
+		perror("vhsend: waiting for the peer to close");
+		return 1;
 	}
 	if (close(fd)) {
 		perror("vhsend: close");
