@@ -14,8 +14,11 @@
 # request's cost the back-end adds. Rounds alternate which back-end goes first, so load that
 # drifts on a shared machine hits both alike. Prints per workload the median of each back-end,
 # the ratio of the medians (ligero / qemu-storage-daemon: above 1 means ligero is faster), the
-# round-by-round ratios and their median, and the median CPU time (user + system) each back-end
-# process used in a round (boot included).
+# round-by-round ratios and their median, the median CPU time (user + system) each back-end
+# process used in a round (boot included), and the interrupts the guest took per request (its
+# own count, /proc/interrupts: a back-end that completes each request sooner leaves the guest
+# fewer completions to gather per interrupt, and under TCG each interrupt costs the guest's
+# vCPU, the bottleneck).
 # Kept apart from bench/remote.sh (NBD and RBD) so the two can change without conflicts.
 # Usage: bench/vhost-user.sh [path/to/ligero]   (ROUNDS=5 by default)
 set -eu
@@ -82,8 +85,12 @@ wait_for() {
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run='vb seqread /dev/vda 1024; vb randread /dev/vda 1024 10 1 | sed s/^/QD1_/;'
-run="$run vb randread /dev/vda 1024 10 8 | sed s/^/QD8_/"
+# irq TAG: the guest's interrupt count of the disk's request queue so far, as TAG_IRQS=N
+# (no double quote: the kernel's command line carries the commands)
+irq='irq() { echo $1_IRQS=$(awk '\''/virtio0-req/ {print $2}'\'' /proc/interrupts); };'
+run="$irq irq SEQ0; vb seqread /dev/vda 1024; irq SEQ1;"
+run="$run vb randread /dev/vda 1024 10 1 | sed s/^/QD1_/; irq QD1;"
+run="$run vb randread /dev/vda 1024 10 8 | sed s/^/QD8_/; irq QD8"
 
 # one NAME ROUND: a back-end up, one boot, its figures into $tmp/NAME, the back-end down
 one() {
@@ -115,7 +122,9 @@ one() {
 		{ echo "round $2, $1: the guest failed:" >&2; tail -20 "$tmp/guest.out" >&2; exit 1; }
 	tr -d '\r' <"$tmp/guest.out" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -F= '
 		/^SEQREAD_MBS=/ {s = $2} /^QD1_RANDREAD_IOPS=/ {a = $2} /^QD8_RANDREAD_IOPS=/ {b = $2}
-		END {printf "%s %s %s %.2f\n", s, a, b, c / hz}' >>"$tmp/$1"
+		/^SEQ0_IRQS=/ {i0 = $2} /^SEQ1_IRQS=/ {i1 = $2} /^QD1_IRQS=/ {i2 = $2} /^QD8_IRQS=/ {i3 = $2}
+		END {printf "%s %s %s %.2f %d %d %d\n", s, a, b, c / hz, i1 - i0, i2 - i1, i3 - i2}' \
+		>>"$tmp/$1"
 }
 
 round=0
@@ -142,4 +151,10 @@ lc = [r[3] for r in rows["ligero"]]
 qc = [r[3] for r in rows["qsd"]]
 print(f"back-end cpu per round (boot and all three workloads): qsd {med(qc):5.2f}s  "
       f"ligero {med(lc):5.2f}s")
+# requests per round: seqread 1 MiB each over 1 GiB; the random ones IOPS x 10 s
+reqs = [lambda r: 1024, lambda r: r[1] * 10, lambda r: r[2] * 10]
+print("guest interrupts per request (median): " + "  ".join(
+    f"{name} qsd {med([r[4 + k] / reqs[k](r) for r in rows['qsd']]):.2f} "
+    f"ligero {med([r[4 + k] / reqs[k](r) for r in rows['ligero']]):.2f}"
+    for k, name in enumerate(("seqread", "rand-qd1", "rand-qd8"))))
 PY
