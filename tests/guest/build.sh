@@ -14,6 +14,10 @@ cache=${LIGERO_CACHE:-$out/cache}
 mkdir -p "$out" "$cache"
 out=$(cd "$out" && pwd)
 cache=$(cd "$cache" && pwd)
+# One build at a time per output directory (test processes call this side by side): the
+# second waits for the first and then finds its result up to date.
+exec 9>"$out/.build.lock"
+flock 9
 
 say() { echo "guest: $*" >&2; }
 
