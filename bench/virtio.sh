@@ -31,7 +31,9 @@
 #             PROFILE=ligero-user/1, sampled with LIGERO_PROFILE and booted with nokaslr;
 #             bench/netprof.py prints each one's busiest guest functions during the TCP transfer,
 #             or with /rr the request/response run. The sampling slows the guests: a profiled
-#             run's figures are not for the ratios)
+#             run's figures are not for the ratios), NET_AA=1 (net: an A/A control, QEMU in
+#             both columns, the "ligero" runs too: the ratios and lowest rounds it prints are
+#             what this machine's noise alone gives, against which the targets are read)
 set -eu
 what=${1:-all}
 case $what in blk | net | all) ;; *) echo "usage: bench/virtio.sh [blk|net]" >&2; exit 2 ;; esac
@@ -197,7 +199,7 @@ for Q in $NET_QUEUES; do
 	for V in $(norder); do
 		rm -f /tmp/nsrv.log /tmp/ncli.log /tmp/prof_srv /tmp/prof_cli /tmp/xfer
 		[ -z "$DIAG" ] || { cpu_sampler & sp=$!; }
-		if [ "${V#ligero}" != "$V" ]; then
+		if [ "${V#ligero}" != "$V" ] && [ -z "$AA" ]; then
 			! profiled || { xfer_watch & xp=$!; }
 			ligero_net srv & p=$!; ligero_net cli; wait $p
 			grep -h '^ligero: virtio-net' /tmp/nsrv.out | sed "s/^/$V $r q$Q NOTE /"
@@ -226,7 +228,7 @@ for Q in $NET_QUEUES; do
 	done
 done
 L1
-sed -i "1i WHAT=$what DIAG=${DIAG:-} PIN=${PIN:-} PROFILE=${PROFILE:-} NET_VARIANTS='${NET_VARIANTS:-vhost user}' NET_QUEUES='${NET_QUEUES:-1 2}'" "$tmp/l1.sh"
+sed -i "1i WHAT=$what DIAG=${DIAG:-} AA=${NET_AA:-} PIN=${PIN:-} PROFILE=${PROFILE:-} NET_VARIANTS='${NET_VARIANTS:-vhost user}' NET_QUEUES='${NET_QUEUES:-1 2}'" "$tmp/l1.sh"
 cat "$root/bench/ksyms.sh" "$tmp/l1.sh" >"$tmp/l1f.sh" && mv "$tmp/l1f.sh" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
@@ -292,6 +294,7 @@ echo "$out" | grep -E '^(ligero|qemu) [0-9]+ ' | grep -v ' DIAG ' | awk '
 		if (stuck != "") printf "runs whose guest did not finish in 300 s (left out):%s\n", stuck
 	}'
 # The network: per data path, queue pairs and figure, ligero against QEMU, and the targets
+[ -z "${NET_AA:-}" ] || echo "NET_AA=1: an A/A control: the \"ligero\" column is QEMU as well"
 echo "$out" | grep -E '^(ligero|qemu)-(vhost|user) [0-9]+ q[0-9]+ (NET|STUCK) ' | awk '
 	function median(key, n,   a, i, j, t, m) { # of vals[key, 1..n] that are set
 		m = 0
