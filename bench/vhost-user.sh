@@ -20,18 +20,26 @@
 # fewer completions to gather per interrupt, and under TCG each interrupt costs the guest's
 # vCPU, the bottleneck).
 # Kept apart from bench/remote.sh (NBD and RBD) so the two can change without conflicts.
-# Usage: bench/vhost-user.sh [path/to/ligero]   (ROUNDS=5 by default)
+# Usage: bench/vhost-user.sh [path/to/ligero]
+#   env: ROUNDS (5); WORKLOADS (some of "seqread rand-qd1 rand-qd8", the default all three);
+#        FRONT_SYSCALLS=1: QEMU (the front-end) under `perf stat`, and its write() calls per
+#        request printed: under TCG each kick of the guest is one eventfd write of QEMU's
+#        (meant with one workload: the count covers the whole boot)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 LIGERO=${1:-${LIGERO:-$root/build/ligero}}
 ROUNDS=${ROUNDS:-5}
+WORKLOADS=${WORKLOADS:-seqread rand-qd1 rand-qd8}
+FRONT_SYSCALLS=${FRONT_SYSCALLS:-}
 build=${LIGERO_BUILD:-$root/build}
 out=$here/out
 mkdir -p "$out"
 base=$out/vub-base.qcow2 top=$out/vub-top.qcow2
 
-for t in qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-io busybox gcc python3; do
+perf=
+[ -z "$FRONT_SYSCALLS" ] || perf=perf
+for t in qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-io busybox gcc python3 $perf; do
 	command -v $t >/dev/null || { echo "bench: needs $t" >&2; exit 1; }
 done
 [ -x "$LIGERO" ] || { echo "bench: build ligero first ($LIGERO)" >&2; exit 1; }
@@ -88,9 +96,15 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # irq TAG: the guest's interrupt count of the disk's request queue so far, as TAG_IRQS=N
 # (no double quote: the kernel's command line carries the commands)
 irq='irq() { echo $1_IRQS=$(awk '\''/virtio0-req/ {print $2}'\'' /proc/interrupts); };'
-run="$irq irq SEQ0; vb seqread /dev/vda 1024; irq SEQ1;"
-run="$run vb randread /dev/vda 1024 10 1 | sed s/^/QD1_/; irq QD1;"
-run="$run vb randread /dev/vda 1024 10 8 | sed s/^/QD8_/; irq QD8"
+run="$irq irq START;"
+for w in $WORKLOADS; do
+	case $w in
+	seqread) run="$run vb seqread /dev/vda 1024; irq SEQ;" ;;
+	rand-qd1) run="$run vb randread /dev/vda 1024 10 1 | sed s/^/QD1_/; irq QD1;" ;;
+	rand-qd8) run="$run vb randread /dev/vda 1024 10 8 | sed s/^/QD8_/; irq QD8;" ;;
+	*) echo "bench: WORKLOADS: no workload '$w' (seqread, rand-qd1, rand-qd8)" >&2; exit 2 ;;
+	esac
+done
 
 # one NAME ROUND: a back-end up, one boot, its figures into $tmp/NAME, the back-end down
 one() {
@@ -108,7 +122,8 @@ one() {
 	spid=$!
 	wait_for "$tmp/s.pid" "$spid"
 	wait_for "$tmp/s.sock" "$spid"
-	timeout 900 qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1 -nographic -no-reboot \
+	rm -f "$tmp/perf"
+	timeout 900 ${perf:+perf stat -x, -o "$tmp/perf" -e syscalls:sys_enter_write} qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1 -nographic -no-reboot \
 		-kernel "$guest/vmlinuz" -initrd "$tmp/initrd.img" \
 		-append "console=ttyS0 quiet panic=-1 ligero.run=\"$run\"" \
 		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
@@ -120,11 +135,16 @@ one() {
 	spid=
 	tr -d '\r' <"$tmp/guest.out" | grep -q 'LIGERO-RC=0' ||
 		{ echo "round $2, $1: the guest failed:" >&2; tail -20 "$tmp/guest.out" >&2; exit 1; }
-	tr -d '\r' <"$tmp/guest.out" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -F= '
+	w=-
+	[ -z "$perf" ] || w=$(awk -F, '/sys_enter_write/ {print $1}' "$tmp/perf")
+	# one line per round: the three figures, CPU seconds, the interrupts during each workload
+	# and QEMU's writes ("-" for what was not measured)
+	tr -d '\r' <"$tmp/guest.out" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -v w="$w" -F= '
+		BEGIN {s = a = b = is = ia = ib = "-"}
 		/^SEQREAD_MBS=/ {s = $2} /^QD1_RANDREAD_IOPS=/ {a = $2} /^QD8_RANDREAD_IOPS=/ {b = $2}
-		/^SEQ0_IRQS=/ {i0 = $2} /^SEQ1_IRQS=/ {i1 = $2} /^QD1_IRQS=/ {i2 = $2} /^QD8_IRQS=/ {i3 = $2}
-		END {printf "%s %s %s %.2f %d %d %d\n", s, a, b, c / hz, i1 - i0, i2 - i1, i3 - i2}' \
-		>>"$tmp/$1"
+		/^START_IRQS=/ {p = $2} /^SEQ_IRQS=/ {is = $2 - p; p = $2}
+		/^QD1_IRQS=/ {ia = $2 - p; p = $2} /^QD8_IRQS=/ {ib = $2 - p; p = $2}
+		END {printf "%s %s %s %.2f %s %s %s %s\n", s, a, b, c / hz, is, ia, ib, w}' >>"$tmp/$1"
 }
 
 round=0
@@ -137,10 +157,14 @@ done
 python3 - "$tmp" <<'PY'
 import sys
 d = sys.argv[1]
-rows = {b: [list(map(float, x.split())) for x in open(f"{d}/{b}")] for b in ("ligero", "qsd")}
+rows = {b: [[None if v == "-" else float(v) for v in x.split()] for x in open(f"{d}/{b}")]
+        for b in ("ligero", "qsd")}
 med = lambda v: sorted(v)[len(v) // 2]
-for k, (name, unit) in enumerate([("seqread", "MB/s"), ("rand-qd1", "IOPS"),
-                                  ("rand-qd8", "IOPS")]):
+names = ("seqread", "rand-qd1", "rand-qd8")
+done = [k for k in range(3) if rows["ligero"][0][k] is not None]
+for k, (name, unit) in enumerate(zip(names, ("MB/s", "IOPS", "IOPS"))):
+    if k not in done:
+        continue
     l = [r[k] for r in rows["ligero"]]
     q = [r[k] for r in rows["qsd"]]
     per = sorted(a / b for a, b in zip(l, q))
@@ -149,12 +173,16 @@ for k, (name, unit) in enumerate([("seqread", "MB/s"), ("rand-qd1", "IOPS"),
           f"({' '.join(f'{r:.2f}' for r in per)})")
 lc = [r[3] for r in rows["ligero"]]
 qc = [r[3] for r in rows["qsd"]]
-print(f"back-end cpu per round (boot and all three workloads): qsd {med(qc):5.2f}s  "
+print(f"back-end cpu per round (boot and the workloads): qsd {med(qc):5.2f}s  "
       f"ligero {med(lc):5.2f}s")
 # requests per round: seqread 1 MiB each over 1 GiB; the random ones IOPS x 10 s
 reqs = [lambda r: 1024, lambda r: r[1] * 10, lambda r: r[2] * 10]
+per_req = lambda b, k, f: med([f(r) / reqs[k](r) for r in rows[b]])
 print("guest interrupts per request (median): " + "  ".join(
-    f"{name} qsd {med([r[4 + k] / reqs[k](r) for r in rows['qsd']]):.2f} "
-    f"ligero {med([r[4 + k] / reqs[k](r) for r in rows['ligero']]):.2f}"
-    for k, name in enumerate(("seqread", "rand-qd1", "rand-qd8"))))
+    f"{names[k]} qsd {per_req('qsd', k, lambda r: r[4 + k]):.2f} "
+    f"ligero {per_req('ligero', k, lambda r: r[4 + k]):.2f}" for k in done))
+if rows["ligero"][0][7] is not None:
+    total = lambda r: sum(reqs[k](r) for k in done)
+    print("QEMU write() calls per request, whole boot (median): " + "  ".join(
+        f"{b} {med([r[7] / total(r) for r in rows[b]]):.2f}" for b in ("qsd", "ligero")))
 PY
