@@ -9,6 +9,7 @@ untouched. A second boot reads the same export served read-only (`-r`) and its w
 import hashlib
 import re
 import shlex
+import warnings
 
 import pytest
 
@@ -45,12 +46,31 @@ def guest_cmd(write, at=WRITE_AT):
     return cmd
 
 
+# The emulated host's model of nested SVM loses a guest now and then: it triple-faults, early in
+# its kernel's start or later (docs/ligero-run.md; test_run.py and test_migrate_boot.py do the
+# same). boot DISK CMDLINE HOOK runs the test guest on DISK; when that first attempt ends in a
+# triple fault, HOOK puts back what the lost attempt may have changed and the guest boots once
+# more. The retry is printed ("=== GUEST-RETRY", the lost attempt's output as RETRY- lines) and
+# the tests warn of it; a second loss fails the case. test_rbd_boot.py uses it too.
+BOOT_FN = r"""boot() {
+	for try in 1 2; do
+		timeout 900 ./ligero run --stop-timeout 0 --kernel guest/vmlinuz \
+			--initrd guest/initrd.img --memory 256M --disk "$1" --cmdline "$2" \
+			>/tmp/out 2>/tmp/err
+		rc=$?
+		[ $try = 1 ] && [ $rc != 0 ] && grep -q triple-faulted /tmp/err || break
+		echo "=== GUEST-RETRY (rc $rc)"
+		tr -d '\r' </tmp/out | tail -n 30 | sed 's/^/RETRY-OUT: /'
+		sed 's/^/RETRY-ERR: /' /tmp/err
+		eval "$3"
+	done
+	echo "=== RC $rc"; tr -d '\r' </tmp/out; sed 's/^/STDERR: /' /tmp/err
+}
+"""
+
+
 def l1_script():
-    boot = ("timeout 900 ./ligero run --stop-timeout 0 --kernel guest/vmlinuz "
-            "--initrd guest/initrd.img --memory 256M "
-            "--disk 'nbd+unix:///?socket=/tmp/nbd.sock{opts}' --cmdline {cmdline} "
-            ">/tmp/out 2>/tmp/err; echo \"=== RC $?\"; tr -d '\\r' </tmp/out; "
-            "sed 's/^/STDERR: /' /tmp/err")
+    disk = "'nbd+unix:///?socket=/tmp/nbd.sock{opts}'"
     serve = ("rm -f /tmp/nbd.sock /tmp/nbd.pid; ./ligero img serve {flags} -f qcow2 "
              "--socket /tmp/nbd.sock --pid-file /tmp/nbd.pid disks/ov.qcow2 2>/tmp/serve.err & "
              "s=$!; i=0; while [ ! -s /tmp/nbd.pid ] && [ $i -lt 600 ]; do sleep 0.1; "
@@ -60,10 +80,15 @@ def l1_script():
             "done; kill -0 $s 2>/dev/null && { echo SERVER-STILL-UP; kill $s; }; wait $s; "
             "echo \"SERVE-RC=$?\"; sed 's/^/SERVE-ERR: /' /tmp/serve.err")
     cmd = shlex.quote(f'quiet ligero.run="{guest_cmd(True)}"')
+    # a lost first attempt of the read-write boot: its server has ended with it; the overlay
+    # goes back to what it was before the boot, and a new server exports it
+    again = shlex.quote(f"{reap}; cp /tmp/ov.orig disks/ov.qcow2; {serve.format(flags='')}")
     return "\n".join([
+        BOOT_FN,
+        "cp disks/ov.qcow2 /tmp/ov.orig",
         "echo '=== CASE rw'",
         serve.format(flags=""),
-        boot.format(opts="", cmdline=cmd),
+        f"boot {disk.format(opts='')} {cmd} {again}",
         reap,
         # read-only: a read-write open of the export is refused with one line (no boot), then
         # the guest boots on it read-only, and its write fails
@@ -73,12 +98,21 @@ def l1_script():
         "--initrd guest/initrd.img --memory 256M "
         "--disk 'nbd+unix:///?socket=/tmp/nbd.sock' 2>/tmp/rwerr; echo \"RW-OPEN-RC=$?\"; "
         "sed 's/^/RW-OPEN-ERR: /' /tmp/rwerr",
-        boot.format(opts=",readonly=on", cmdline=cmd),
+        f"boot {disk.format(opts=',readonly=on')} {cmd} :",
         "kill $s; wait $s; echo \"SERVE-RC=$?\"; sed 's/^/SERVE-ERR: /' /tmp/serve.err",
     ]) + "\n"
 
 
-def parse_cases(output, skip=("STDERR", "SERVE-ERR", "RW-OPEN-ERR")):
+def guest_retried(case):
+    """Whether the case's guest was lost once and booted again (BOOT_FN), with a warning."""
+    if "=== GUEST-RETRY" not in case["_out"]:
+        return False
+    warnings.warn("the emulated host lost a guest (triple fault); it was booted once more: "
+                  + case["_out"][:2000])
+    return True
+
+
+def parse_cases(output, skip=("STDERR", "SERVE-ERR", "RW-OPEN-ERR", "RETRY-")):
     """The emulated host's output split at its "=== CASE NAME" lines: {NAME: {KEY: VALUE for
     each KEY=VALUE line not starting with one of skip, "_out": the case's whole text}}.
     test_rbd_boot.py uses it too."""
@@ -129,7 +163,9 @@ def test_guest_reads_the_chain_through_nbd(boots):
         c = boots["cases"][name]
         assert re.search(r"^=== RC 0$", c["_out"], re.M), c["_out"]
         assert "LIGERO-RC=0" in c["_out"], c["_out"]
-    # the first boot saw the chain as qemu-img converts it
+        guest_retried(c)
+    # the first boot (or its retry, on the overlay as it was before) saw the chain as qemu-img
+    # converts it
     assert boots["cases"]["rw"].get("DISK-SHA") == boots["want"], boots["cases"]["rw"]["_out"]
 
 
