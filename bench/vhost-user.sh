@@ -6,7 +6,8 @@
 # measures the back-ends, not the disk). The front-end is the same QEMU for both: TCG (no KVM
 # needed), one vCPU (-smp 1,maxcpus=2: see below), 256 MiB of guest RAM in a shared memfd,
 # vhost-user-blk-pci with QEMU's defaults (one queue of 128), the busybox test guest
-# (tests/guest/) with bench/vbench.c built static and added to its initrd. In the guest, with O_DIRECT:
+# (tests/guest/) with bench/vbench.c built static and added to its initrd. In the guest, with
+# O_DIRECT:
 #   seqread   1 MiB reads over the whole disk                         -> MB/s
 #   rand-qd1  4 KiB random reads over the whole disk, 1 thread, 10 s  -> IOPS
 #   rand-qd8  the same with 8 threads (8 requests in flight)          -> IOPS
@@ -23,8 +24,8 @@
 # vCPU could see the difference), but a vhost-user back-end is another process on another CPU:
 # the guest's store of used_event and its next load of used->idx can then pass each other, the
 # back-end misses the interrupt the guest waits for, and the guest waits forever (both back-ends
-# hung that way at queue depth 8, in about one boot of five on 2026-12-06; none in ten boots
-# with maxcpus=2). A second possible vCPU makes TCG emit them; the guest still runs one.
+# hung that way at queue depth 8 on 2026-12-06; docs/ligero-serve.md). A second possible vCPU
+# makes TCG emit them; the guest still runs one.
 # Kept apart from bench/remote.sh (NBD and RBD) so the two can change without conflicts.
 # Usage: bench/vhost-user.sh [path/to/ligero]
 #   env: ROUNDS (5); WORKLOADS (some of "seqread rand-qd1 rand-qd8", the default all three);
@@ -32,9 +33,8 @@
 #        request printed: under TCG each kick of the guest is one eventfd write of QEMU's
 #        (meant with one workload: the count covers the whole boot);
 #        BOOT_TIMEOUT (300 s): a boot that has not ended by then is stopped and its round left
-#        out, with a line saying which back-end it was (a boot with all three workloads takes
-#        about 40 s here; qemu-storage-daemon 7.2 left the guest waiting on a request at queue
-#        depth 8 in two of the first three runs on 2026-12-06, its process idle in ppoll)
+#        out, with a line saying which back-end it was (a hang guard: a boot with all three
+#        workloads takes well under a minute here)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -144,14 +144,14 @@ one() {
 	kill "$spid"
 	wait "$spid" || { echo "$1 exited non-zero:" >&2; cat "$tmp/serve.log" >&2; exit 1; }
 	spid=
-	if ! tr -d '\r' <"$tmp/guest.out" | grep -q 'LIGERO-RC=0'; then
+	tr -d '\r' <"$tmp/guest.out" >"$tmp/guest.txt"
+	if ! grep -q 'LIGERO-RC=0' "$tmp/guest.txt"; then
 		# a hung boot: the round is left out (both back-ends' rows of it); anything else
 		# that failed stops the bench
-		if tr -d '\r' <"$tmp/guest.out" | grep -q '^LIGERO-MARKER' &&
-			! tr -d '\r' <"$tmp/guest.out" | grep -q '^LIGERO-RC='; then
+		if grep -q '^LIGERO-MARKER' "$tmp/guest.txt" && ! grep -q '^LIGERO-RC=' "$tmp/guest.txt"
+		then
 			echo "round $2, $1: the guest had not finished after $BOOT_TIMEOUT s (its last" \
-				"lines: $(tr -d '\r' <"$tmp/guest.out" | tail -n 2 | tr '\n' ' '));" \
-				"round left out" >&2
+				"lines: $(tail -n 2 "$tmp/guest.txt" | tr '\n' ' ')); round left out" >&2
 			echo lost >>"$tmp/$1"
 			return
 		fi
@@ -161,14 +161,16 @@ one() {
 	[ -z "$perf" ] || w=$(awk -F, '/sys_enter_write/ {print $1}' "$tmp/perf")
 	# one line per round: the three figures, CPU seconds, the interrupts during each workload
 	# and QEMU's writes ("-" for what was not measured)
-	tr -d '\r' <"$tmp/guest.out" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -v w="$w" -F= '
+	awk -v c="$c" -v hz="$(getconf CLK_TCK)" -v w="$w" -F= '
 		BEGIN {s = a = b = is = ia = ib = "-"}
 		/^SEQREAD_MBS=/ {s = $2} /^QD1_RANDREAD_IOPS=/ {a = $2} /^QD8_RANDREAD_IOPS=/ {b = $2}
 		/^START_IRQS=/ {p = $2} /^SEQ_IRQS=/ {is = $2 - p; p = $2}
 		/^QD1_IRQS=/ {ia = $2 - p; p = $2} /^QD8_IRQS=/ {ib = $2 - p; p = $2}
-		END {printf "%s %s %s %.2f %s %s %s %s\n", s, a, b, c / hz, is, ia, ib, w}' >>"$tmp/$1"
+		END {printf "%s %s %s %.2f %s %s %s %s\n", s, a, b, c / hz, is, ia, ib, w}' "$tmp/guest.txt" >>"$tmp/$1"
 }
 
+: >"$tmp/ligero"
+: >"$tmp/qsd"
 round=0
 while [ $round -lt "$ROUNDS" ]; do
 	if [ $((round % 2)) -eq 0 ]; then order="ligero qsd"; else order="qsd ligero"; fi
