@@ -4,24 +4,30 @@
 # ttyS0), type each --type line once the prompt is back, then wait for the VM to end (the last
 # line is usually `poweroff`). POSIX sh: runs in the emulated host's busybox as well.
 #
-# usage: console-session.sh [--log FILE] [--prompt TEXT] [--guard SECONDS] [--live]
-#                           [--type LINE]... -- LIGERO RUN-ARGUMENTS...
+# usage: console-session.sh [--log FILE] [--prompt TEXT] [--after TEXT] [--guard SECONDS]
+#                           [--pid-file FILE] [--live] [--type LINE]... -- LIGERO RUN-ARGUMENTS...
 #   --log FILE      the console as it came (default: a temporary file, removed)
 #   --prompt TEXT   what the shell prompt ends with (default 'root@debian:~# ')
+#   --after TEXT    type the first line only once the console has also shown TEXT (a basic
+#                   regular expression; what a service writes on the console, say, so that
+#                   the typing does not mix with it)
 #   --guard SECONDS hang guard for the whole session (default 1200): past it the VM is killed
+#   --pid-file FILE ligero's process ID, written there once it runs (to signal it)
 #   --live          copy the console to stdout as it comes
 # Prints one line per step on stderr ("session: ..."). Exit status: ligero's; 124 when the
 # prompt never came or the VM did not end within the guard (the VM was killed), or when the VM
 # ended before every line was typed.
 set -u
-log='' prompt='root@debian:~# ' guard=1200 live=0 lines=''
+log='' prompt='root@debian:~# ' after='' guard=1200 pidfile='' live=0 lines=''
 nl='
 '
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--log) log=$2; shift 2 ;;
 	--prompt) prompt=$2; shift 2 ;;
+	--after) after=$2; shift 2 ;;
 	--guard) guard=$2; shift 2 ;;
+	--pid-file) pidfile=$2; shift 2 ;;
 	--live) live=1; shift ;;
 	--type) lines="$lines$2$nl"; shift 2 ;;
 	--) shift; break ;;
@@ -41,6 +47,7 @@ elapsed() { echo $(($(now) - start)); }
 
 "$@" <"$fifo" >"$log" &
 pid=$!
+[ -z "$pidfile" ] || echo "$pid" >"$pidfile"
 exec 8>"$fifo" # opening it lets ligero's open of its stdin go on; kept open: no EOF
 tailer=
 if [ $live = 1 ]; then
@@ -58,7 +65,7 @@ prompts() { grep -o "$prompt" "$log" 2>/dev/null | wc -l; }
 # wait_prompt N: until the console has shown the prompt N times; 1 if the VM ended or the
 # guard ran out first
 wait_prompt() {
-	while [ "$(prompts)" -lt "$1" ]; do
+	while [ "$(prompts)" -lt "$1" ] || { [ -n "$after" ] && ! grep -q "$after" "$log"; }; do
 		kill -0 "$pid" 2>/dev/null || return 1
 		[ "$(elapsed)" -lt "$guard" ] || return 1
 		sleep 1

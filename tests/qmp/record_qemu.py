@@ -14,6 +14,7 @@ names differ from run to run: the test compares shapes, not values.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def main():
     finally:
         vm.kill()
         vm.wait()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,13 @@ from vmhost_fixture import vmhost  # noqa: F401
 HERE = Path(__file__).resolve().parent
 MEMBERS = ("lab1", "lab2", "lab3")
 GUARD = 2400  # seconds for the three boots and their commands (minutes each in the emulated host)
+# A member whose console shows nothing new but the kernel's stall reports for this long before
+# its command's status is lost (host_fleet_boot.sh's wait_fleet): the class is booted once more
+# well before GUARD runs out. A healthy member is silent from its start to its login prompt
+# (the disk's `quiet` command line): 240-290 s of the emulated host's clock with three booting
+# on its one vCPU, in a CI run with the host-side tests beside it; hence 900. The sweep for
+# peers prints a line per round for the same reason.
+STALL = 900
 
 # Each member: its identity, then the others found by sweeping the DHCP range (at most about
 # 25 minutes of sweeps), then three pings to each.
@@ -49,6 +56,7 @@ i=0
 while :; do
 P=$(for n in $(seq 100 120); do [ 10.0.2.$n = "$A" ] || { ping -c 1 -W 2 10.0.2.$n >/dev/null 2>&1 && echo 10.0.2.$n; } & done; wait)
 [ $(echo $P | wc -w) -ge 2 ] || [ $i -ge 300 ] && break
+echo "sweep $((i+1)): $(echo $P | wc -w) peer(s)"
 sleep 3
 i=$((i+1))
 done
@@ -69,12 +77,13 @@ def fleet(guests, vmhost, tmp_path_factory):  # noqa: F811
     d = tmp_path_factory.mktemp("fleet_boot")
     base_sha = sha256(g["disk"])
     env = {"FLEET_CMDLINE": f"{g['cmdline']} console=ttyS0 ligero.exit=none {run64(CMD)}",
-           "GUARD": str(GUARD)}
+           "GUARD": str(GUARD), "STALL": str(STALL)}
     (d / "fleet_boot.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     out = d / "out"
     t0 = time.monotonic()
     res = vmhost("sh /work/host_fleet_boot.sh 2>&1\n",
                  files=[str(HERE / "fleet_boot" / "host_fleet_boot.sh"), str(d / "fleet_boot.env"),
+                        str(HERE.parent / "guest" / "stall-guard.sh"),
                         f"{g['kernel']}:vmlinuz", f"{g['initrd']}:initrd.img"] + l1_modules(),
                  bins=["/usr/sbin/dnsmasq"], disks=[f"{g['disk']}:base.qcow2"],
                  disks_out=out, timeout=7200, smp=1, mem="3G")
@@ -98,7 +107,8 @@ def fleet(guests, vmhost, tmp_path_factory):  # noqa: F811
           f"at the end of its script); the three members from `fleet start` to every command's "
           f"status: {float(f.get('end', 0)) - float(f.get('start', 0)):.0f} s of L1's clock; "
           f"{elapsed:.0f} s on this host with the copies and the wait for VMHOST_LOCK; class "
-          f"retried {len(retried)}, emulated host repeated {host_retries}")
+          f"retried {len(retried)}, emulated host repeated {host_retries}; longest silence "
+          f"before the status: {', '.join(m + ' ' + vmt.get(m, {}).get('silence', '?') + ' s' for m in MEMBERS)}")
     for name in ("base.qcow2", "lab1-before-reset.qcow2", "lab1-after-reset.qcow2"):
         assert (out / name).exists(), sorted(p.name for p in out.iterdir())
     # the overlays name their base by its path in the emulated host

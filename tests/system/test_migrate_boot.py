@@ -69,13 +69,17 @@ L1_SCRIPT = """
 cd /work
 for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
 ip link add br0 type bridge && ip addr add %(host)s/24 dev br0 && ip link set br0 up
-# A guest the emulated host loses (a triple or double fault, its known failures under nested SVM) is booted
-# once more from the overlay as it was; the retry is reported (VM-RETRY), never hidden.
+# A guest the emulated host loses (a triple or double fault, its known failures under nested SVM,
+# or a freeze: the progress guard, tests/guest/stall-guard.sh, stops a VM whose console has shown
+# nothing new but the kernel's stall reports for 420 s) is booted once more from the overlay as
+# it was; the retry is reported (VM-RETRY), never hidden.
 cp disks/vm.qcow2 /tmp/vm.qcow2.orig
 for try in 1 2; do
 	./ligero run --cpus 2 --memory 1G --disk disks/vm.qcow2 --net bridge=br0,mac=%(mac)s \\
 		--cmdline %(cmdline)s >/tmp/vm.out 2>&1 &
 	vm=$!
+	sh ./stall-guard.sh --stall 420 --limit 1500 $vm /tmp/vm.out 2>/tmp/guard.out &
+	guard=$!
 	n=0
 	until grep -q READY-FOR-PING /tmp/vm.out || ! kill -0 $vm 2>/dev/null; do
 		n=$((n + 1)); [ $n -gt 18000 ] && break; sleep 0.1
@@ -83,8 +87,12 @@ for try in 1 2; do
 	grep -q READY-FOR-PING /tmp/vm.out && ping -c 3 -W 10 %(addr)s && echo HOST-PING-OK
 	wait $vm
 	rc=$?
-	if [ $try = 1 ] && [ $rc != 0 ] && grep -q -e triple-faulted -e 'PANIC: double fault' /tmp/vm.out; then
-		echo "VM-RETRY rc=$rc: $(grep -e triple-faulted -e 'PANIC: double fault' /tmp/vm.out | head -n 1)"
+	wait $guard
+	sed 's/^/VM-GUARD /' /tmp/guard.out
+	if [ $try = 1 ] && [ $rc != 0 ] && grep -q -e triple-faulted -e 'PANIC: double fault' -e stopped: \\
+		/tmp/vm.out /tmp/guard.out; then
+		echo "VM-RETRY rc=$rc: $(cat /tmp/vm.out /tmp/guard.out |
+			grep -e triple-faulted -e 'PANIC: double fault' -e stopped: | head -n 1)"
 		cp /tmp/vm.qcow2.orig disks/vm.qcow2
 		continue
 	fi
@@ -145,7 +153,8 @@ def test_migrated_vm_boots(ligero, vmhost, tmp_path):  # noqa: F811
     text = L1_SCRIPT % {"host": HOST_ADDR, "mac": MAC, "addr": ADDR,
                         "cmdline": shlex.quote(f"ligero.run64={b64}")}
     out = tmp_path / "out"
-    res = vmhost(text, files=l1_modules(), timeout=3600, mem="2G", disks=[base, vm],
+    res = vmhost(text, files=l1_modules() + [str(REPO / "tests/guest/stall-guard.sh")],
+                 timeout=3600, mem="2G", disks=[base, vm],
                  disks_out=out)
     _vmhost.skip_if_host_failed(res)
     assert res.rc == 0, res.output[-3000:] + res.log[-2000:]

@@ -154,7 +154,10 @@ def boot(tmp, script_env):
         print(res.log[-3000:])
     vmhost.skip_if_host_failed(res)
     out = parse(res.output)
-    out["_all"] = res.output
+    # what a case that left no results is shown with: the script's output, or when there is
+    # none, its exit status and the harness's own log (the emulated host's console)
+    out["_all"] = res.output if res.output.strip() else \
+        "(no output; exit status %d)\n%s" % (res.rc, res.log)
     return out
 
 

@@ -212,9 +212,16 @@ wait $qemu || echo "vmhost: qemu exited with status $? (timeout ${timeout}s?)" >
 
 # NUL bytes (a guest console's line noise) would make grep call the whole output binary and
 # print none of it: they are dropped, and grep reads text regardless (-a).
-tr -d '\r\000' <"$run/results.log" | grep -a -v '^VMHOST-RC=\|^VMHOST-UP ' || true
+tr -d '\r\000' <"$run/results.log" | grep -a -v '^VMHOST-RC=\|^VMHOST-UP ' >"$run/output" || true
+cat "$run/output"
 rc=$(tr -d '\r\000' <"$run/results.log" | sed -n 's/^VMHOST-RC=\([0-9]*\)$/\1/p' | tail -n1)
-if [ -z "$rc" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
+# a script that printed nothing at all is shown with what came on the second port and the
+# console (CI saw it once, from a script that prints a line first thing)
+if [ ! -s "$run/output" ]; then
+	echo "vmhost: the script printed nothing; the second serial port had $(wc -c <"$run/results.log") bytes:" >&2
+	tr -d '\000' <"$run/results.log" | tail -c 2000 >&2
+fi
+if [ -z "$rc" ] || [ ! -s "$run/output" ] || [ "${VMHOST_VERBOSE:-0}" = 1 ]; then
 	echo "---- emulated host console ----" >&2
 	tr -d '\r\000' <"$run/console.log" | grep -a -v '^VMHOST-ALIVE ' | tail -n 60 >&2
 fi

@@ -3,10 +3,10 @@
 #   vm1    overlay 1 of base.qcow2 (the Debian disk): its grub.cfg entry, 2 vCPUs, 1 GiB, a
 #          virtio NIC on a bridge with a DHCP server; a command from the kernel command line
 #          reports what the guest sees, then the guest powers off (systemctl poweroff)
-#   vm2    overlay 2: a command writes a file and checks that logind watches the power button,
-#          the guest stays up; then SIGTERM to ligero (the ACPI power button)
-#   vm3    overlay 3, 1 vCPU, 768 MiB: commands typed at the autologin shell on the serial
-#          console (tests/guest/console-session.sh), the last one `poweroff`
+#   vm2    overlay 2, 1 vCPU, 768 MiB: a command writes a file and checks that logind watches
+#          the power button, the guest stays up; once it has ended, commands typed at the
+#          autologin shell on the serial console (tests/guest/console-session.sh); then SIGTERM
+#          to ligero (the ACPI power button)
 #   rhel   an overlay of rhel.qcow2: the BLS default entry, a command from a script disk
 #   rescue another overlay of it, --boot-entry RHEL_OTHER (the other BLS entry), stopped (SIGTERM,
 #          --stop-timeout 0) once the guest's kernel has printed its command line: which entry
@@ -14,7 +14,7 @@
 # Before the boots: the overlays made with `ligero img create -b` (which records them on the
 # base), and writes to the base refused. Prints, per VM, "VMT NAME key=value..." lines and its
 # console and stderr prefixed "NAME-con| " and "NAME-err| ".
-# env (disk_boot.env): VM1_CMDLINE VM2_CMDLINE VM3_LINE1 VM3_LINE2 RHEL_OTHER GUARD
+# env (disk_boot.env): VM1_CMDLINE VM2_CMDLINE VM2_LINE1 VM2_LINE2 RHEL_OTHER GUARD STALL
 cd /work || exit 1
 . ./disk_boot.env
 L=./ligero
@@ -39,7 +39,7 @@ udhcpd -f /tmp/udhcpd.conf >/tmp/udhcpd.log 2>&1 &
 dhcpd=$!
 
 # The overlays, recorded on their bases by ligero img create; then the base guard.
-for v in vm1 vm2 vm3; do
+for v in vm1 vm2; do
 	$L img create -q -f qcow2 -b base.qcow2 -F qcow2 disks/$v.qcow2 || echo "CREATE-FAILED $v"
 done
 for v in rhel-over rescue; do
@@ -70,6 +70,7 @@ sigterm() {
 	deadline=$(($(date +%s) + GUARD))
 	$L run "$@" --console /tmp/$n.con </dev/null >/dev/null 2>/tmp/$n.err &
 	pid=$!
+	guard $n $pid
 	wait_console /tmp/$n.con "$pattern" $pid $deadline
 	case $? in
 	0) echo "VMT $n sigterm=$(up)"; kill -TERM $pid ;;
@@ -82,10 +83,39 @@ sigterm() {
 	wait $pid
 }
 
-# vm NAME MODE DISK ARGS...: one VM (MODE plain, sigterm, early or console), booted once more from
+# console NAME ARGS...: a console session (console-session.sh) that types VM2_LINE1 and
+# VM2_LINE2 once the guest's command has ended; once the second one's output (TYPED N) is on
+# the console, SIGTERM to ligero; the session's exit status (ligero's; 124 or 137: a guard)
+console() {
+	n=$1
+	shift
+	rm -f /tmp/$n.pid
+	sh ./console-session.sh --guard $GUARD --log /tmp/$n.con --after '^LIGERO-TEST-RC=' \
+		--pid-file /tmp/$n.pid --type "$VM2_LINE1" --type "$VM2_LINE2" -- $L run "$@" \
+		2>/tmp/$n.err &
+	spid=$!
+	guard $n $spid
+	# not at the line's start: bash's bracketed-paste switch (ESC [?2004l) comes before it
+	if wait_console /tmp/$n.con 'TYPED [0-9]' $spid $(($(date +%s) + GUARD)); then
+		echo "VMT $n sigterm=$(up)"
+		kill -TERM "$(cat /tmp/$n.pid)"
+	fi
+	wait $spid
+}
+
+# guard NAME PID: the progress guard (tests/guest/stall-guard.sh) on PID, a VM whose console is
+# /tmp/NAME.con: it stops a VM whose console has shown nothing new for STALL s, or that still
+# runs after GUARD s; what it says goes to /tmp/NAME.guard
+guard() {
+	sh ./stall-guard.sh --stall $STALL --limit $GUARD $2 /tmp/$1.con 2>/tmp/$1.guard &
+	guard_pid=$!
+}
+
+# vm NAME MODE DISK ARGS...: one VM (MODE plain, early or console), booted once more from
 # DISK as it was when the emulated host killed the first boot with a triple fault or a double
 # fault (the guest kernel's "PANIC: double fault", seen at its syscall entry), or when the hang
-# guard (GUARD s) stopped it; such a retry is reported ("VMT NAME retry ...").
+# guard stopped it (`guard`: no progress for STALL s, or GUARD s in all); such a retry is
+# reported ("VMT NAME retry ...").
 vm() {
 	n=$1 mode=$2 disk=$3
 	shift 3
@@ -94,15 +124,19 @@ vm() {
 		rm -f /tmp/$n.con /tmp/$n.err
 		t0=$(up)
 		case $mode in
-		plain) timeout -s KILL $GUARD $L run "$@" </dev/null >/tmp/$n.con 2>/tmp/$n.err ;;
-		sigterm) sigterm $n '^LIGERO-TEST-RC=' "$@" ;;
+		plain)
+			$L run "$@" </dev/null >/tmp/$n.con 2>/tmp/$n.err &
+			pid=$!
+			guard $n $pid
+			wait $pid ;;
 		early) sigterm $n 'Command line: ' "$@" ;;
-		console) sh ./console-session.sh --guard $GUARD --log /tmp/$n.con --type "$VM3_LINE1" \
-			--type "$VM3_LINE2" --type poweroff -- $L run "$@" 2>/tmp/$n.err ;;
+		console) console $n "$@" ;;
 		esac
 		rc=$?
 		t1=$(up)
+		wait $guard_pid # it ends with the VM
 		echo "VMT $n try=$try rc=$rc start=$t0 end=$t1"
+		sed "s/^/$n-guard| /" /tmp/$n.guard
 		if [ $try = 1 ] && { [ $rc = 124 ] || [ $rc = 137 ] || grep -q triple-faulted /tmp/$n.err ||
 			grep -q 'PANIC: double fault' /tmp/$n.con; }; then
 			echo "VMT $n retry rc=$rc"
@@ -124,9 +158,8 @@ vm() {
 
 vm vm1 plain disks/vm1.qcow2 --disk disks/vm1.qcow2 --net bridge=br0,mac=52:54:00:4c:47:01 \
 	--cpus 2 --memory 1G --stop-timeout 300 --cmdline "$VM1_CMDLINE"
-vm vm2 sigterm disks/vm2.qcow2 --disk disks/vm2.qcow2 --cpus 2 --memory 1G --stop-timeout 300 \
+vm vm2 console disks/vm2.qcow2 --disk disks/vm2.qcow2 --cpus 1 --memory 768M --stop-timeout 300 \
 	--cmdline "$VM2_CMDLINE"
-vm vm3 console disks/vm3.qcow2 --disk disks/vm3.qcow2 --cpus 1 --memory 768M --stop-timeout 300
 vm rhel plain disks/rhel-over.qcow2 --disk disks/rhel-over.qcow2 --disk disks/script.img,format=raw \
 	--cpus 2 --memory 1G --stop-timeout 300
 vm rescue early disks/rescue.qcow2 --disk disks/rescue.qcow2 --boot-entry "$RHEL_OTHER" \

@@ -9,11 +9,12 @@
 #   ligero fleet stop lab (the ACPI power button), ligero fleet list lab
 #   lab1's overlay copied (with the file its guest wrote), ligero fleet reset lab, copied again
 #   ligero fleet delete lab --disks
-# A member the emulated host loses (a triple fault, or the hang guard: GUARD s) makes the whole
+# A member the emulated host loses (a triple fault, or the hang guards: STALL s without
+# progress, GUARD s in all) makes the whole
 # class run once more from the overlays as create made them, with a fresh lease file; such a
 # retry is reported ("VMT fleet retry ..."), never hidden.
 # Prints "VMT NAME key=value..." lines, and each command's output prefixed "NAME| ".
-# env (fleet_boot.env): FLEET_CMDLINE GUARD
+# env (fleet_boot.env): FLEET_CMDLINE GUARD STALL
 cd /work || exit 1
 . ./fleet_boot.env
 L=./ligero
@@ -55,18 +56,45 @@ for i in 1 2 3; do
 done
 
 # wait_fleet DEADLINE: 0 once every member's console shows its command's status; 1 when a
-# member stopped running first; 2 once the date passes DEADLINE
+# member stopped running first; 2 once the date passes DEADLINE, or once a member that has not
+# shown its status has shown nothing new but the kernel's stall reports for STALL s
+# (tests/guest/stall-guard.sh: a guest the emulated host froze), "VMT labN stalled=S" said;
+# each member's longest silence before its status is printed ("VMT labN silence=S")
 wait_fleet() {
+	for i in 1 2 3; do eval "seen$i=-1 since$i=$(date +%s) longest$i=0"; done
 	while :; do
-		n=0
-		for i in 1 2 3; do
-			grep -q 'LIGERO-TEST-RC=' $S/log/lab$i.console.log 2>/dev/null && n=$((n + 1))
-		done
-		[ $n = 3 ] && return 0
-		[ "$($L fleet list lab --output=json | grep -c '"state": *"running"')" = 3 ] || return 1
-		[ "$(date +%s)" -lt "$1" ] || return 2
+		wait_fleet_once "$1"
+		w=$?
+		[ $w = 255 ] || break
 		sleep 5
 	done
+	for i in 1 2 3; do eval "echo VMT lab$i silence=\$longest$i"; done
+	return $w
+}
+wait_fleet_once() {
+	n=0
+	now=$(date +%s)
+	for i in 1 2 3; do
+		if grep -q 'LIGERO-TEST-RC=' $S/log/lab$i.console.log 2>/dev/null; then
+			n=$((n + 1))
+			continue
+		fi
+		c=$(sh ./stall-guard.sh --count $S/log/lab$i.console.log.1 $S/log/lab$i.console.log)
+		eval "seen=\$seen$i since=\$since$i longest=\$longest$i"
+		if [ "$c" != "$seen" ]; then
+			eval "seen$i=$c since$i=$now"
+			continue
+		fi
+		[ $((now - since)) -le $longest ] || eval "longest$i=$((now - since))"
+		if [ $((now - since)) -ge "$STALL" ]; then
+			echo "VMT lab$i stalled=$((now - since))"
+			return 2
+		fi
+	done
+	[ $n = 3 ] && return 0
+	[ "$($L fleet list lab --output=json | grep -c '"state": *"running"')" = 3 ] || return 1
+	[ "$(date +%s)" -lt "$1" ] || return 2
+	return 255
 }
 
 members_out() { # PREFIX-SUFFIX: each member's console and VMM log
