@@ -2,18 +2,23 @@
 # A hang guard that watches for progress instead of waiting out a fixed time: it stops a VM
 # whose console has shown nothing new for a while. A guest the emulated host has frozen can
 # still print: its kernel's stall reports ("rcu: INFO: rcu_preempt detected stalls", "kthread
-# starved", "soft lockup", "hung_task") come every minute or so while nothing else runs, so those
-# lines are not progress. POSIX sh: runs in the emulated host's busybox.
+# starved", "soft lockup", "hung_task", each with register dumps and backtraces) come every
+# minute or so while nothing else runs. So the kernel's own lines (those that start with its
+# timestamp, "[  123.456789] ") are not progress, nor the stall reports' first lines where the
+# kernel prints no timestamp: what counts is what user space writes (systemd's status lines,
+# the getty, a command's output). A guest's kernel boots in well under a minute here; user
+# space then writes. POSIX sh: runs in the emulated host's busybox.
 #
 # usage: stall-guard.sh [--stall SECONDS] [--limit SECONDS] PID FILE...
 #        stall-guard.sh --count FILE...
 #   PID              the process to stop (SIGKILL to it and to every process below it)
 #   FILE...          where its console goes (a file that does not exist yet counts as empty)
-#   --stall SECONDS  stop it once the FILEs have gained nothing but stall reports for
-#                    that long (default 420)
+#   --stall SECONDS  stop it once the FILEs have gained nothing but kernel lines and stall
+#                    reports for that long (default 420)
 #   --limit SECONDS  stop it after that long whatever it prints (default 1200)
 #   --count          only print the progress FILE... shows now (a number that changes when a line
-#                    other than a stall report comes), for scripts that keep their own watch
+#                    other than a kernel line or stall report comes), for scripts that keep
+#                    their own watch
 # Ends when PID has ended, whoever ended it. Prints one line on stderr: "stall-guard: PID
 # stopped: ..." when it stopped PID, else "stall-guard: PID ended; longest silence N s" (the
 # figure that tells how much room --stall leaves). Exit status 0 when PID ended on its own, 3
@@ -28,8 +33,9 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-noise='rcu: INFO|rcu_[a-z]* kthread|rcu: .*(stall|starv)|soft lockup|hung_task|blocked for more than'
-progress() { # bytes in the lines of every FILE that are not stall reports
+# a kernel line: its timestamp first (after any terminal control sequence), or a stall report's
+noise='^(.\[[0-9;?]*[a-zA-Z])*\[ *[0-9]+\.[0-9]+\] |rcu: INFO|rcu_[a-z]* kthread|rcu: .*(stall|starv)|soft lockup|hung_task|blocked for more than'
+progress() { # bytes in the lines of every FILE that are not kernel lines
 	cat "$@" 2>/dev/null | tr -d '\000' | grep -a -v -E "$noise" | wc -c
 }
 if [ $count = 1 ]; then

@@ -33,7 +33,7 @@ from vmhost_fixture import vmhost  # noqa: F401
 HERE = Path(__file__).resolve().parent
 MAC = "52:54:00:4c:47:01"
 GUARD = 1200  # seconds for one boot, command and power-off (they take 1-3 minutes here)
-# A boot whose console shows nothing new but the kernel's stall reports for this long is lost
+# A boot whose console shows nothing new but the kernel's own lines for this long is lost
 # (tests/guest/stall-guard.sh): booted once more well before GUARD runs out. The longest
 # silence of each boot is printed ("NAME-guard| ... longest silence N s").
 STALL = 420

@@ -32,7 +32,7 @@ from vmhost_fixture import vmhost  # noqa: F401
 HERE = Path(__file__).resolve().parent
 MEMBERS = ("lab1", "lab2", "lab3")
 GUARD = 2400  # seconds for the three boots and their commands (minutes each in the emulated host)
-# A member whose console shows nothing new but the kernel's stall reports for this long before
+# A member whose console shows nothing new but the kernel's own lines for this long before
 # its command's status is lost (host_fleet_boot.sh's wait_fleet): the class is booted once more
 # well before GUARD runs out. A healthy member is silent from its start to its login prompt
 # (the disk's `quiet` command line): 240-290 s of the emulated host's clock with three booting

@@ -71,7 +71,7 @@ for m in mods/*.ko; do insmod "$m" || echo "INSMOD-FAILED $m"; done
 ip link add br0 type bridge && ip addr add %(host)s/24 dev br0 && ip link set br0 up
 # A guest the emulated host loses (a triple or double fault, its known failures under nested SVM,
 # or a freeze: the progress guard, tests/guest/stall-guard.sh, stops a VM whose console has shown
-# nothing new but the kernel's stall reports for 420 s) is booted once more from the overlay as
+# nothing new but the kernel's own lines for 420 s) is booted once more from the overlay as
 # it was; the retry is reported (VM-RETRY), never hidden.
 cp disks/vm.qcow2 /tmp/vm.qcow2.orig
 for try in 1 2; do

@@ -57,7 +57,7 @@ done
 
 # wait_fleet DEADLINE: 0 once every member's console shows its command's status; 1 when a
 # member stopped running first; 2 once the date passes DEADLINE, or once a member that has not
-# shown its status has shown nothing new but the kernel's stall reports for STALL s
+# shown its status has shown nothing new but the kernel's own lines for STALL s
 # (tests/guest/stall-guard.sh: a guest the emulated host froze), "VMT labN stalled=S" said;
 # each member's longest silence before its status is printed ("VMT labN silence=S")
 wait_fleet() {
