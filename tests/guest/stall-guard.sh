@@ -5,8 +5,9 @@
 # starved", "soft lockup", "hung_task", each with register dumps and backtraces) come every
 # minute or so while nothing else runs. So the kernel's own lines (those that start with its
 # timestamp, "[  123.456789] ") are not progress, nor the stall reports' first lines where the
-# kernel prints no timestamp: what counts is what user space writes (systemd's status lines,
-# the getty, a command's output). A guest's kernel boots in well under a minute here; user
+# kernel prints no timestamp, nor systemd's animated "A start job is running for ..." (a guest
+# whose disk stopped answering waits there for ever, redrawing it): what counts is what user
+# space writes otherwise (systemd's status lines, the getty, a command's output). A guest's kernel boots in well under a minute here; user
 # space then writes. POSIX sh: runs in the emulated host's busybox.
 #
 # usage: stall-guard.sh [--stall SECONDS] [--limit SECONDS] PID FILE...
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 # a kernel line: its timestamp first (after any terminal control sequence), or a stall report's
-noise='^(.\[[0-9;?]*[a-zA-Z])*\[ *[0-9]+\.[0-9]+\] |rcu: INFO|rcu_[a-z]* kthread|rcu: .*(stall|starv)|soft lockup|hung_task|blocked for more than'
+noise='^(.\[[0-9;?]*[a-zA-Z])*\[ *[0-9]+\.[0-9]+\] |rcu: INFO|rcu_[a-z]* kthread|rcu: .*(stall|starv)|soft lockup|hung_task|blocked for more than|A (start|stop) job is running for'
 progress() { # bytes in the lines of every FILE that are not kernel lines
 	cat "$@" 2>/dev/null | tr -d '\000' | grep -a -v -E "$noise" | wc -c
 }

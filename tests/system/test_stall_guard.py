@@ -109,6 +109,12 @@ def test_count_leaves_out_kernel_lines_and_stall_reports(tmp_path):
     # systemd's status lines and the getty's are what user space writes: progress
     b.write_text("[  OK  ] Started systemd-logind.service - User Login Management.\n")
     assert count(b) > 0
+    # systemd redrawing a job it waits for is not
+    with open(a, "a") as f:
+        f.write("\r\x1b[K[  *** ] A start job is running for /dev/disk/by-uuid/x (1min / no "
+                "limit)\r\x1b[K[ ***  ] A start job is running for /dev/disk/by-uuid/x (1min 1s"
+                " / no limit)\n")
+    assert count(a) == len("booting\n")
     with open(a, "a") as f:
         f.write("[ 75.0] rcu: INFO: rcu_sched detected expedited stalls on CPUs/tasks\n")
     assert count(a) == len("booting\n")
