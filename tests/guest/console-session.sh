@@ -8,9 +8,11 @@
 #                           [--pid-file FILE] [--live] [--type LINE]... -- LIGERO RUN-ARGUMENTS...
 #   --log FILE      the console as it came (default: a temporary file, removed)
 #   --prompt TEXT   what the shell prompt ends with (default 'root@debian:~# ')
-#   --after TEXT    type the first line only once the console has also shown TEXT (a basic
-#                   regular expression; what a service writes on the console, say, so that
-#                   the typing does not mix with it)
+#   --after TEXT    count only the prompts that come after the first line matching TEXT (a
+#                   basic regular expression): the first line is typed at the first prompt
+#                   after it. For a service that takes the console over (it stops the getty,
+#                   writes TEXT when it is done, starts the getty again): a line typed before
+#                   the new getty's shell is there is lost
 #   --guard SECONDS hang guard for the whole session (default 1200): past it the VM is killed
 #   --pid-file FILE ligero's process ID, written there once it runs (to signal it)
 #   --live          copy the console to stdout as it comes
@@ -60,12 +62,18 @@ finish() {
 	rm -rf "$tmp"
 	exit "$1"
 }
-prompts() { grep -o "$prompt" "$log" 2>/dev/null | wc -l; }
+prompts() {
+	if [ -n "$after" ]; then
+		sed -n "/$after/,\$p" "$log" 2>/dev/null | grep -o "$prompt" | wc -l
+	else
+		grep -o "$prompt" "$log" 2>/dev/null | wc -l
+	fi
+}
 
 # wait_prompt N: until the console has shown the prompt N times; 1 if the VM ended or the
 # guard ran out first
 wait_prompt() {
-	while [ "$(prompts)" -lt "$1" ] || { [ -n "$after" ] && ! grep -q "$after" "$log"; }; do
+	while [ "$(prompts)" -lt "$1" ]; do
 		kill -0 "$pid" 2>/dev/null || return 1
 		[ "$(elapsed)" -lt "$guard" ] || return 1
 		sleep 1
