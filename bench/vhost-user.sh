@@ -32,6 +32,7 @@
 #        FRONT_SYSCALLS=1: QEMU (the front-end) under `perf stat`, and its write() calls per
 #        request printed: under TCG each kick of the guest is one eventfd write of QEMU's
 #        (meant with one workload: the count covers the whole boot);
+#        LIGERO_ARGS: more options for ligero's `img serve` (e.g. "--coalesce-us 50");
 #        BOOT_TIMEOUT (300 s): a boot that has not ended by then is stopped and its round left
 #        out, with a line saying which back-end it was (a hang guard: a boot with all three
 #        workloads takes well under a minute here)
@@ -43,6 +44,7 @@ ROUNDS=${ROUNDS:-5}
 WORKLOADS=${WORKLOADS:-seqread rand-qd1 rand-qd8}
 FRONT_SYSCALLS=${FRONT_SYSCALLS:-}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+LIGERO_ARGS=${LIGERO_ARGS:-}
 build=${LIGERO_BUILD:-$root/build}
 out=$here/out
 mkdir -p "$out"
@@ -89,7 +91,7 @@ size=$(stat -c %s "$guest/initrd.img")
 	>"$tmp/initrd.img"
 
 echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)"
-echo "ligero: $LIGERO   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
+echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
 
 # wait_for FILE PID: until FILE exists (the back-end is listening), or it died
 wait_for() {
@@ -122,7 +124,7 @@ one() {
 	rm -f "$tmp/s.sock" "$tmp/s.pid"
 	cat "$base" "$top" >/dev/null # into the page cache, for both alike
 	if [ "$1" = ligero ]; then
-		"$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" "$top" \
+		"$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" $LIGERO_ARGS "$top" \
 			2>"$tmp/serve.log" &
 	else
 		qemu-storage-daemon --pidfile "$tmp/s.pid" \

@@ -25,7 +25,7 @@ static void serve_usage(FILE *f)
 	    "                        [--persistent] [--shared N] [--tls-creds DIR]\n"
 	    "                        [--allow-insecure] [--pid-file F] [-U] FILE\n"
 	    "       ligero img serve --vhost-user PATH [-f fmt] [-r] [--snapshot]\n"
-	    "                        [--pid-file F] [-U] FILE\n"
+	    "                        [--coalesce-us N] [--pid-file F] [-U] FILE\n"
 	    "  -k, --socket PATH     listen on a Unix socket\n"
 	    "  -p, --port N          listen on TCP port N (default 10809)\n"
 	    "  -b, --bind ADDR       TCP address (default: every interface)\n"
@@ -42,7 +42,10 @@ static void serve_usage(FILE *f)
 	    "  -U, --force-share     take no image lock (with -r only)\n"
 	    "      --vhost-user PATH be a vhost-user-blk back-end on the Unix socket PATH (QEMU's\n"
 	    "                        vhost-user-blk-pci, Cloud Hypervisor, crosvm), one front-end\n"
-	    "                        at a time, until SIGTERM\n",
+	    "                        at a time, until SIGTERM\n"
+	    "      --coalesce-us N   (vhost-user) hold a finished request's interrupt while other\n"
+	    "                        requests of its queue are in flight, N microseconds at most\n"
+	    "                        (default 0: never)\n",
 	    f);
 }
 
@@ -50,6 +53,7 @@ struct serve_args {
 	struct nbd_serve_opts o;
 	const char *fmt, *file;
 	const char *vhost_user; /* --vhost-user PATH */
+	int coalesce_us;	/* --coalesce-us N; -1: not given */
 	bool snapshot, force_share, port_given, shared_given;
 };
 
@@ -74,7 +78,7 @@ static int parse_int(const char *what, const char *s, int min, int max, int *out
 
 static int parse_args(int argc, char **argv, struct serve_args *a)
 {
-	enum { OPT_TLS = 256, OPT_INSECURE, OPT_PIDFILE, OPT_VHOST_USER };
+	enum { OPT_TLS = 256, OPT_INSECURE, OPT_PIDFILE, OPT_VHOST_USER, OPT_COALESCE };
 	static const struct option longopts[] = {
 	    {"format", required_argument, NULL, 'f'},
 	    {"socket", required_argument, NULL, 'k'},
@@ -91,6 +95,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 	    {"allow-insecure", no_argument, NULL, OPT_INSECURE},
 	    {"pid-file", required_argument, NULL, OPT_PIDFILE},
 	    {"vhost-user", required_argument, NULL, OPT_VHOST_USER},
+	    {"coalesce-us", required_argument, NULL, OPT_COALESCE},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -148,6 +153,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 		case OPT_VHOST_USER:
 			a->vhost_user = optarg;
 			break;
+		case OPT_COALESCE:
+			if (parse_int("--coalesce-us", optarg, 0, 1000000, &a->coalesce_us))
+				return 1;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return -1;
@@ -175,6 +184,8 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 					"--vhost-user",
 					nbd_only);
 	}
+	if (a->coalesce_us >= 0 && !a->vhost_user)
+		return cli_fail("img serve: --coalesce-us is for --vhost-user");
 	if (a->force_share && !a->o.read_only)
 		return cli_fail("%s: --force-share needs --read-only", a->file);
 	return 0;
@@ -232,6 +243,7 @@ static int serve_vhost_user(struct serve_args *a, struct bdev *bs)
 		    .read_only = a->o.read_only,
 		    .serial = serial_of(a->file),
 		    .trace = getenv("LIGERO_VHOST_USER_TRACE") != NULL,
+		    .coalesce_us = a->coalesce_us > 0 ? a->coalesce_us : 0,
 		    .log = log_line},
 	    .socket_path = a->vhost_user,
 	    .pid_file = a->o.pid_file,
@@ -241,7 +253,7 @@ static int serve_vhost_user(struct serve_args *a, struct bdev *bs)
 
 int img_serve_main(int argc, char **argv)
 {
-	struct serve_args a = {.o = {.port = 10809, .shared = 1}};
+	struct serve_args a = {.o = {.port = 10809, .shared = 1}, .coalesce_us = -1};
 	struct bdev *bs;
 	int ret = parse_args(argc, argv, &a);
 

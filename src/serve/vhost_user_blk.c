@@ -465,7 +465,7 @@ int vhost_user_blk_new(struct vhost_user_blk **out, const struct vhost_user_blk_
 	if (!d)
 		return err_set(ENOMEM, "out of memory");
 	d->o = *o;
-	d->fd = d->epfd = d->wepfd = d->work_fd = d->stop_fd = -1;
+	d->fd = d->epfd = d->wepfd = d->work_fd = d->stop_fd = d->timer_fd = -1;
 	d->read_only = o->read_only || o->bs->read_only;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->idle, NULL);

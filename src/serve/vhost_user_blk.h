@@ -27,6 +27,10 @@ struct vhost_user_blk_opts {
 	bool read_only;	    /* offer VIRTIO_BLK_F_RO and refuse writes whatever bs allows */
 	const char *serial; /* the disk's serial (GET_ID, at most 20 bytes); NULL: none */
 	int workers;	    /* I/O threads; 0: a default */
+	/* Interrupt coalescing: a finished request's interrupt waits while other requests of its
+	 * queue are at the I/O threads (the last of them interrupts for all), this many
+	 * microseconds at most. 0: every completion interrupts at once (when the guest asks). */
+	int coalesce_us;
 	bool trace;	    /* log every message the front-end sends */
 	/* One line per event worth an operator's attention (a front-end came or went, was
 	 * dropped, broke a ring). Called from several threads. */

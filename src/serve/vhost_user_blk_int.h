@@ -33,6 +33,7 @@ struct vub_ring {
 	bool paused;	 /* lock: the loop is changing the ring: I/O threads keep off */
 	bool pending;	 /* lock: a kick came, chains may be waiting */
 	unsigned busy;	 /* lock: chains at I/O threads */
+	bool owed;	 /* lock: completions published whose interrupt is held back */
 };
 
 struct vub_worker {
@@ -56,6 +57,10 @@ struct vhost_user_blk {
 	int wepfd;	   /* the I/O threads': kick descriptors, work_fd, stop_fd */
 	int work_fd;	   /* eventfd: chains wait for one more I/O thread */
 	int stop_fd;	   /* eventfd: the I/O threads end */
+	int timer_fd;	   /* timerfd: held-back interrupts are due */
+	long hold_ns;	   /* how long an interrupt may be held back; 0: never */
+	bool timer_armed;  /* lock */
+	unsigned owed;	   /* lock: rings with an interrupt held back */
 	struct vhost_user_reader rd;
 	struct vhost_user_mem mem; /* replaced only while every ring is paused and idle */
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 static bool runnable(const struct vub_ring *r)
@@ -64,6 +65,38 @@ void vub_ring_fail(struct vhost_user_blk *d, unsigned i, const char *why)
 	signal_fd(r->err_fd);
 }
 
+/* lock: interrupt the front-end's guest for ring r's published completions, if it asked. */
+static void notify(struct vhost_user_blk *d, struct vub_ring *r)
+{
+	if (r->owed) {
+		r->owed = false;
+		if (--d->owed == 0 && d->timer_armed) {
+			struct itimerspec off = {{0, 0}, {0, 0}};
+			timerfd_settime(d->timer_fd, 0, &off, NULL);
+			d->timer_armed = false;
+		}
+	}
+	if (r->started && !r->broken && virtq_should_notify(&r->vq))
+		signal_fd(r->call_fd);
+}
+
+/* lock: ring r's completion is published; its interrupt waits for the ring's other chains at
+ * the I/O threads (the last one to finish interrupts for all), at most hold_ns. */
+static void hold(struct vhost_user_blk *d, struct vub_ring *r)
+{
+	if (!r->owed) {
+		r->owed = true;
+		d->owed++;
+	}
+	if (!d->timer_armed) {
+		struct itimerspec due = {{0, 0}, {d->hold_ns / 1000000000, d->hold_ns % 1000000000}};
+		if (timerfd_settime(d->timer_fd, 0, &due, NULL) == 0)
+			d->timer_armed = true;
+		else
+			notify(d, r);
+	}
+}
+
 /* lock: chain e of ring i is done with used bytes (or the request was malformed: used < 0). */
 static void complete(struct vhost_user_blk *d, unsigned i, struct vub_worker *t, int64_t used)
 {
@@ -74,8 +107,10 @@ static void complete(struct vhost_user_blk *d, unsigned i, struct vub_worker *t,
 		vub_ring_fail(d, i, err_msg());
 	else if (r->started && !r->broken) {
 		virtq_push(&r->vq, t->e.head, (uint32_t)used);
-		if (virtq_should_notify(&r->vq))
-			signal_fd(r->call_fd);
+		if (d->hold_ns && r->busy > 0)
+			hold(d, r);
+		else
+			notify(d, r);
 	}
 	if (r->paused && r->busy == 0)
 		pthread_cond_broadcast(&d->idle);
@@ -114,7 +149,7 @@ static void serve(struct vhost_user_blk *d, struct vub_worker *t)
 	}
 }
 
-enum { TAG_WORK = 1000, TAG_STOP };
+enum { TAG_WORK = 1000, TAG_STOP, TAG_TIMER };
 
 static void *worker_main(void *arg)
 {
@@ -133,6 +168,15 @@ static void *worker_main(void *arg)
 			if (tag == TAG_STOP) {
 				pthread_mutex_unlock(&d->lock);
 				return NULL;
+			}
+			if (tag == TAG_TIMER) {
+				if (read(d->timer_fd, &v, sizeof(v)) == sizeof(v) && d->timer_armed) {
+					d->timer_armed = false;
+					for (unsigned i = 0; i < VHOST_USER_BLK_MAX_QUEUES; i++)
+						if (d->ring[i].owed)
+							notify(d, &d->ring[i]);
+				}
+				continue;
 			}
 			if (tag == TAG_WORK) {
 				if (read(d->work_fd, &v, sizeof(v)) < 0) {
@@ -169,11 +213,14 @@ int vub_workers_start(struct vhost_user_blk *d, int n)
 	d->wepfd = epoll_create1(EPOLL_CLOEXEC);
 	d->work_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (d->wepfd < 0 || d->work_fd < 0 || d->stop_fd < 0)
+	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->wepfd < 0 || d->work_fd < 0 || d->stop_fd < 0 || d->timer_fd < 0)
 		return err_sys(errno, "setting up the I/O threads");
+	d->hold_ns = d->o.coalesce_us * 1000L;
 	/* work_fd edge-triggered: one write, one thread; stop_fd level-triggered: all of them */
 	if ((ret = watch(d, d->work_fd, EPOLLIN | EPOLLET, TAG_WORK)) < 0 ||
-	    (ret = watch(d, d->stop_fd, EPOLLIN, TAG_STOP)) < 0)
+	    (ret = watch(d, d->stop_fd, EPOLLIN, TAG_STOP)) < 0 ||
+	    (ret = watch(d, d->timer_fd, EPOLLIN | EPOLLET, TAG_TIMER)) < 0)
 		return ret;
 	d->w = calloc((size_t)n, sizeof(*d->w));
 	if (!d->w)
@@ -210,6 +257,7 @@ void vub_workers_stop(struct vhost_user_blk *d)
 	close_fd(&d->wepfd);
 	close_fd(&d->work_fd);
 	close_fd(&d->stop_fd);
+	close_fd(&d->timer_fd);
 }
 
 int vub_ring_set_kick(struct vhost_user_blk *d, unsigned i, int fd)
@@ -290,6 +338,8 @@ uint16_t vub_ring_stop(struct vhost_user_blk *d, unsigned i)
 	struct vub_ring *r = &d->ring[i];
 	uint16_t next = r->started ? r->vq.last_avail : r->base;
 
+	if (r->owed)
+		notify(d, r); /* what was held back goes out before the ring stops */
 	virtq_stop(&r->vq);
 	r->started = false;
 	r->pending = false;
