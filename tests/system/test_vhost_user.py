@@ -5,6 +5,7 @@ host (no KVM needed), with its guest RAM in a shared memfd and the busybox test 
 and qemu-io for what it wrote, zeroed and discarded, the base's hash for what it must not touch.
 Waits poll for states (a pid file, a log line, a marker on the guest's console) under generous
 hang guards; nothing depends on how fast this machine is."""
+import hashlib
 import os
 import shutil
 import signal
@@ -218,6 +219,29 @@ def test_two_queues(ligero, guest, chain, qemu_img, tmp_path):
     assert value(lines, "mq") == "2"
     assert value(lines, "a") == want
     assert value(lines, "b") == want
+
+
+@pytest.mark.slow
+def test_coalesced_interrupts(ligero, guest, chain, qemu_img, tmp_path):
+    """--coalesce-us: four readers at once (O_DIRECT, so the requests overlap at the back-end
+    and interrupts are held back), each over its own 16 MiB of the disk, and every piece reads
+    as qemu-img's raw copy does; then a whole-disk read with the bound at 1 s."""
+    base, top = chain
+    raw = tmp_path / "top.raw"
+    qemu_img("convert", "-O", "raw", top, raw, check=True)
+    data = raw.read_bytes()
+    want = [hashlib.sha256(data[i * 16 * MiB:(i + 1) * 16 * MiB]).hexdigest() for i in range(4)]
+    readers = " ".join(f"dd if=/dev/vda bs=4096 skip={i * 4096} count=4096 iflag=direct "
+                        f"2>/dev/null | sha256sum >/tmp/p{i} &" for i in range(4))
+    for us in ("200", "1000000"):
+        with serve(ligero, top, tmp_path, "--coalesce-us", us) as srv:
+            lines = boot(guest, srv, readers + " wait; " + "; ".join(
+                f"echo p{i}=$(cut -d' ' -f1 /tmp/p{i})" for i in range(4)) +
+                "; echo all=$(sha256sum /dev/vda | cut -d' ' -f1)")
+            assert srv.stop() == 0
+        for i in range(4):
+            assert value(lines, f"p{i}") == want[i], f"--coalesce-us {us}, piece {i}"
+        assert value(lines, "all") == hashlib.sha256(data).hexdigest()
 
 
 def vhost_user_garbage(sock):
