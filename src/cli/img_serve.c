@@ -43,9 +43,9 @@ static void serve_usage(FILE *f)
 	    "      --vhost-user PATH be a vhost-user-blk back-end on the Unix socket PATH (QEMU's\n"
 	    "                        vhost-user-blk-pci, Cloud Hypervisor, crosvm), one front-end\n"
 	    "                        at a time, until SIGTERM\n"
-	    "      --coalesce-us N   (vhost-user) hold a finished request's interrupt while other\n"
-	    "                        requests of its queue are in flight, N microseconds at most\n"
-	    "                        (default 0: never)\n",
+	    "      --coalesce-us N   (vhost-user) interrupt coalescing: a finished request's\n"
+	    "                        interrupt waits for others of its queue, N microseconds at\n"
+	    "                        most (default 50; 0: never)\n",
 	    f);
 }
 
@@ -243,7 +243,7 @@ static int serve_vhost_user(struct serve_args *a, struct bdev *bs)
 		    .read_only = a->o.read_only,
 		    .serial = serial_of(a->file),
 		    .trace = getenv("LIGERO_VHOST_USER_TRACE") != NULL,
-		    .coalesce_us = a->coalesce_us > 0 ? a->coalesce_us : 0,
+		    .coalesce_us = a->coalesce_us >= 0 ? a->coalesce_us : VHOST_USER_BLK_COALESCE_US,
 		    .log = log_line},
 	    .socket_path = a->vhost_user,
 	    .pid_file = a->o.pid_file,

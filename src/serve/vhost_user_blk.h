@@ -17,6 +17,8 @@
 
 /* Request queues offered (GET_QUEUE_NUM): QEMU's vhost-user-blk-pci asks for one per vCPU. */
 #define VHOST_USER_BLK_MAX_QUEUES 16
+/* `img serve --vhost-user`'s interrupt coalescing bound when none is given, microseconds. */
+#define VHOST_USER_BLK_COALESCE_US 50
 /* Data buffers per request (config seg_max): fits QEMU's default queue of 128 entries. */
 #define VHOST_USER_BLK_SEG_MAX 126
 
@@ -27,9 +29,11 @@ struct vhost_user_blk_opts {
 	bool read_only;	    /* offer VIRTIO_BLK_F_RO and refuse writes whatever bs allows */
 	const char *serial; /* the disk's serial (GET_ID, at most 20 bytes); NULL: none */
 	int workers;	    /* I/O threads; 0: a default */
-	/* Interrupt coalescing: a finished request's interrupt waits while other requests of its
-	 * queue are at the I/O threads (the last of them interrupts for all), this many
-	 * microseconds at most. 0: every completion interrupts at once (when the guest asks). */
+	/* Interrupt coalescing (vhost_user_rings.c): a finished request's interrupt waits while
+	 * other requests of its queue are at the I/O threads (the last of them interrupts for
+	 * all), and, while the guest is seen to send requests faster than it takes interrupts,
+	 * until the end of a window; this many microseconds at most. 0: every completion
+	 * interrupts at once (when the guest asks). */
 	int coalesce_us;
 	bool trace;	    /* log every message the front-end sends */
 	/* One line per event worth an operator's attention (a front-end came or went, was

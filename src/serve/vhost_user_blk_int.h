@@ -34,6 +34,13 @@ struct vub_ring {
 	bool pending;	 /* lock: a kick came, chains may be waiting */
 	unsigned busy;	 /* lock: chains at I/O threads */
 	bool owed;	 /* lock: completions published whose interrupt is held back */
+	/* lock: interrupt coalescing's own view of the ring (vhost_user_rings.c) */
+	unsigned held;	      /* completions published since the last interrupt (or none) */
+	bool coalescing;      /* every completion waits up to hold_ns for others */
+	unsigned grace;	      /* windows a try has left to show that holding pays */
+	bool missed;	      /* the last window held one completion only */
+	unsigned probe_gap;   /* completions between two tries while not coalescing */
+	unsigned probe_left;  /* until the next try */
 };
 
 struct vub_worker {

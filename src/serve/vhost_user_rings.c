@@ -68,6 +68,7 @@ void vub_ring_fail(struct vhost_user_blk *d, unsigned i, const char *why)
 /* lock: interrupt the front-end's guest for ring r's published completions, if it asked. */
 static void notify(struct vhost_user_blk *d, struct vub_ring *r)
 {
+	r->held = 0;
 	if (r->owed) {
 		r->owed = false;
 		if (--d->owed == 0 && d->timer_armed) {
@@ -97,6 +98,65 @@ static void hold(struct vhost_user_blk *d, struct vub_ring *r)
 	}
 }
 
+/*
+ * Interrupt coalescing (hold_ns > 0). A completion's interrupt is held back while other chains
+ * of its ring are at the I/O threads: the last of them interrupts for all. When the ring has
+ * none, holding only pays if the guest sends more requests before it has had the interrupt
+ * (several threads of it with requests in flight, which a fast back-end finishes one at a time
+ * as they come); a guest that waits for each request before sending the next (queue depth 1)
+ * would only wait longer. So the ring tries it now and then: for PROBE_WINDOWS windows of
+ * hold_ns each completion waits for the window's end, and one interrupt covers the window.
+ * Once a window has held two completions or more the ring keeps coalescing, until two windows
+ * in a row hold one each; a try with no such window ends, and the next comes after twice as
+ * many completions (PROBE_MIN to PROBE_MAX). A try has to last a few windows: a guest used to
+ * an interrupt per request wakes its threads one at a time, and only once interrupts have
+ * been held does it have several requests to send at once.
+ */
+#define PROBE_MIN     32u
+#define PROBE_MAX     1024u
+#define PROBE_WINDOWS 4u
+
+/* lock: ring r's window of hold_ns ended (the timer): learn from how many completions it held. */
+static void window_ended(struct vub_ring *r)
+{
+	if (!r->coalescing)
+		return; /* held for chains in flight only: their last was not done in time */
+	if (r->held >= 2) {
+		r->grace = 0;
+		r->missed = false;
+		r->probe_gap = PROBE_MIN;
+		return;
+	}
+	if (r->grace > 0) {
+		if (--r->grace > 0)
+			return; /* the try goes on */
+	} else if (!r->missed) {
+		r->missed = true; /* one more window before giving up */
+		return;
+	}
+	r->coalescing = r->missed = false;
+	r->probe_gap = r->probe_gap * 2 > PROBE_MAX ? PROBE_MAX : r->probe_gap * 2;
+	r->probe_left = r->probe_gap;
+}
+
+/* lock: hold this completion's interrupt back? */
+static bool hold_it(struct vhost_user_blk *d, struct vub_ring *r)
+{
+	if (!d->hold_ns)
+		return false;
+	if (r->busy > 0 || r->coalescing)
+		return true;
+	if (r->owed)
+		return false; /* the last of the chains that were in flight: interrupt now */
+	if (r->probe_left > 0) {
+		r->probe_left--;
+		return false;
+	}
+	r->coalescing = true; /* a try */
+	r->grace = PROBE_WINDOWS;
+	return true;
+}
+
 /* lock: chain e of ring i is done with used bytes (or the request was malformed: used < 0). */
 static void complete(struct vhost_user_blk *d, unsigned i, struct vub_worker *t, int64_t used)
 {
@@ -107,7 +167,8 @@ static void complete(struct vhost_user_blk *d, unsigned i, struct vub_worker *t,
 		vub_ring_fail(d, i, err_msg());
 	else if (r->started && !r->broken) {
 		virtq_push(&r->vq, t->e.head, (uint32_t)used);
-		if (d->hold_ns && r->busy > 0)
+		r->held++;
+		if (hold_it(d, r))
 			hold(d, r);
 		else
 			notify(d, r);
@@ -173,8 +234,10 @@ static void *worker_main(void *arg)
 				if (read(d->timer_fd, &v, sizeof(v)) == sizeof(v) && d->timer_armed) {
 					d->timer_armed = false;
 					for (unsigned i = 0; i < VHOST_USER_BLK_MAX_QUEUES; i++)
-						if (d->ring[i].owed)
+						if (d->ring[i].owed) {
+							window_ended(&d->ring[i]);
 							notify(d, &d->ring[i]);
+						}
 				}
 				continue;
 			}
@@ -329,6 +392,10 @@ void vub_ring_start(struct vhost_user_blk *d, unsigned i, uint16_t last_avail)
 		return;
 	}
 	virtq_resume(q, last_avail);
+	r->held = 0;
+	r->coalescing = r->missed = false;
+	r->grace = 0;
+	r->probe_gap = r->probe_left = PROBE_MIN;
 	r->started = true;
 	r->pending = true; /* chains queued before the kick descriptor came */
 }
