@@ -45,7 +45,7 @@ static void serve_usage(FILE *f)
 	    "                        at a time, until SIGTERM\n"
 	    "      --coalesce-us N   (vhost-user) interrupt coalescing: a finished request's\n"
 	    "                        interrupt waits for others of its queue, N microseconds at\n"
-	    "                        most (default 50; 0: never)\n",
+	    "                        most (default 0: never)\n",
 	    f);
 }
 
