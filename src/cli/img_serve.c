@@ -154,7 +154,7 @@ static int parse_args(int argc, char **argv, struct serve_args *a)
 			a->vhost_user = optarg;
 			break;
 		case OPT_COALESCE:
-			if (parse_int("--coalesce-us", optarg, 0, 1000000, &a->coalesce_us))
+			if (parse_int("--coalesce-us", optarg, 0, 10000, &a->coalesce_us))
 				return 1;
 			break;
 		case 'h':
