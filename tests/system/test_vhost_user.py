@@ -302,6 +302,15 @@ def test_refused_setups(ligero, chain, tmp_path, run):
         p = run(ligero, "img", "serve", "--vhost-user", sock, *opts, top)
         assert p.returncode != 0
         assert p.stderr.count("\n") == 1 and "--vhost-user" in p.stderr, p.stderr
+    # --coalesce-us: a number in range, and for --vhost-user only; refused after the file too
+    for opts, msg in ((["--vhost-user", sock, top, "--coalesce-us", "abc"],
+                       "--coalesce-us must be a number from 0 to 10000, not 'abc'"),
+                      (["--vhost-user", sock, "--coalesce-us", "10001", top],
+                       "--coalesce-us must be a number from 0 to 10000, not '10001'"),
+                      (["--coalesce-us", "50", top], "--coalesce-us is for --vhost-user")):
+        p = run(ligero, "img", "serve", *opts)
+        assert p.returncode == 1 and p.stderr == f"ligero: img serve: {msg}\n", p.stderr
+        assert not sock.exists()
     (tmp_path / "file").write_text("not a socket")
     p = run(ligero, "img", "serve", "--vhost-user", tmp_path / "file", top)
     assert p.returncode != 0 and "exists and is not a socket" in p.stderr
