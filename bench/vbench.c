@@ -14,7 +14,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h> /* struct tcp_info with the fields glibc's copy lacks */
 #include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -165,6 +165,27 @@ static int serve(int port, int n, struct conn *c)
 	return 0;
 }
 
+/* The connection's TCP state as the kernel sees it, one line for bench/virtio.sh's DIAG: what
+ * limits a stream (rtt, cwnd, pacing rate, and the time spent limited by the receive window or
+ * the send buffer), and how many segments went each way. */
+static void tcpinfo(const struct conn *c, const char *when)
+{
+	struct tcp_info i;
+	socklen_t len = sizeof(i);
+	memset(&i, 0, sizeof(i));
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &i, &len) < 0)
+		return;
+	printf("IRQS TCPI %s conn %d rtt_us %u rttvar_us %u min_rtt_us %u cwnd %u mss %u "
+	       "unacked %u pacing_MBs %.1f delivery_MBs %.1f busy_ms %llu rwnd_limited_ms %llu "
+	       "sndbuf_limited_ms %llu segs_out %u segs_in %u rcv_space %u rcv_rtt_us %u ato_us %u "
+	       "snd_wnd %u\n", when, c->cpu, i.tcpi_rtt, i.tcpi_rttvar, i.tcpi_min_rtt,
+	       i.tcpi_snd_cwnd, i.tcpi_snd_mss, i.tcpi_unacked, i.tcpi_pacing_rate / 1048576.0,
+	       i.tcpi_delivery_rate / 1048576.0, (unsigned long long)i.tcpi_busy_time / 1000,
+	       (unsigned long long)i.tcpi_rwnd_limited / 1000,
+	       (unsigned long long)i.tcpi_sndbuf_limited / 1000, i.tcpi_segs_out, i.tcpi_segs_in,
+	       i.tcpi_rcv_space, i.tcpi_rcv_rtt, i.tcpi_ato, i.tcpi_snd_wnd);
+}
+
 static void *recv_thread(void *arg)
 {
 	struct conn *c = arg;
@@ -177,6 +198,7 @@ static void *recv_thread(void *arg)
 		c->bytes += n;
 	}
 	c->t1 = now();
+	tcpinfo(c, "receiver");
 	close(c->fd);
 	free(b);
 	return NULL;
@@ -192,8 +214,11 @@ static void *send_thread(void *arg)
 		ssize_t n = write(c->fd, b, left < (1 << 17) ? (size_t)left : (1 << 17));
 		if (n <= 0)
 			break;
+		if (left > c->bytes / 2 && left - n <= c->bytes / 2)
+			tcpinfo(c, "sender-half");
 		left -= n;
 	}
+	tcpinfo(c, "sender-end");
 	shutdown(c->fd, SHUT_WR);
 	while (read(c->fd, &x, 1) > 0)
 		;

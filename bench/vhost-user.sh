@@ -35,7 +35,11 @@
 #        LIGERO_ARGS: more options for ligero's `img serve` (e.g. "--coalesce-us 50");
 #        BOOT_TIMEOUT (300 s): a boot that has not ended by then is stopped and its round left
 #        out, with a line saying which back-end it was (a hang guard: a boot with all three
-#        workloads takes well under a minute here)
+#        workloads takes well under a minute here);
+#        PIN=1: the front-end QEMU on the first CPU and the back-end on the second (taskset),
+#        both back-ends alike, so that neither's threads are woken onto the CPU the guest's
+#        vCPU runs on (the host's scheduler may put a woken back-end thread there, and under
+#        TCG the guest's vCPU is the bottleneck); needs two CPUs or more
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -45,6 +49,12 @@ WORKLOADS=${WORKLOADS:-seqread rand-qd1 rand-qd8}
 FRONT_SYSCALLS=${FRONT_SYSCALLS:-}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 LIGERO_ARGS=${LIGERO_ARGS:-}
+PIN=${PIN:-}
+front_pin= back_pin=
+if [ -n "$PIN" ]; then
+	[ "$(nproc)" -ge 2 ] || { echo "bench: PIN=1 needs two CPUs ($(nproc) here)" >&2; exit 2; }
+	front_pin="taskset -c 0" back_pin="taskset -c 1"
+fi
 build=${LIGERO_BUILD:-$root/build}
 out=$here/out
 mkdir -p "$out"
@@ -90,7 +100,7 @@ size=$(stat -c %s "$guest/initrd.img")
 { cat "$guest/initrd.img"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$tmp/extra.cpio"; } \
 	>"$tmp/initrd.img"
 
-echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)"
+echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)${PIN:+  pinned: front-end CPU 0, back-end CPU 1}"
 echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
 
 # wait_for FILE PID: until FILE exists (the back-end is listening), or it died
@@ -124,10 +134,10 @@ one() {
 	rm -f "$tmp/s.sock" "$tmp/s.pid"
 	cat "$base" "$top" >/dev/null # into the page cache, for both alike
 	if [ "$1" = ligero ]; then
-		"$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" $LIGERO_ARGS "$top" \
+		$back_pin "$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" $LIGERO_ARGS "$top" \
 			2>"$tmp/serve.log" &
 	else
-		qemu-storage-daemon --pidfile "$tmp/s.pid" \
+		$back_pin qemu-storage-daemon --pidfile "$tmp/s.pid" \
 			--blockdev "driver=qcow2,node-name=top,read-only=on,file.driver=file,file.filename=$top" \
 			--export "type=vhost-user-blk,id=e,node-name=top,addr.type=unix,addr.path=$tmp/s.sock" \
 			2>"$tmp/serve.log" &
@@ -136,7 +146,7 @@ one() {
 	wait_for "$tmp/s.pid" "$spid"
 	wait_for "$tmp/s.sock" "$spid"
 	rm -f "$tmp/perf"
-	timeout "$BOOT_TIMEOUT" ${perf:+perf stat -x, -o "$tmp/perf" -e syscalls:sys_enter_write} qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1,maxcpus=2 -nographic -no-reboot \
+	timeout "$BOOT_TIMEOUT" ${perf:+perf stat -x, -o "$tmp/perf" -e syscalls:sys_enter_write} $front_pin qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1,maxcpus=2 -nographic -no-reboot \
 		-kernel "$guest/vmlinuz" -initrd "$tmp/initrd.img" \
 		-append "console=ttyS0 quiet panic=-1 ligero.run=\"$run\"" \
 		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \

@@ -26,8 +26,13 @@
 #             NET_MB (net: the TCP stream's MiB, 400), RR_SECONDS (net: request/response, 10;
 #             smaller sizes give a quick look, not the figures docs/virtio.md quotes),
 #             DIAG=1 (net: each VMM thread's CPU ticks and the guests' virtio-net interrupts,
-#             packets and their mean size, ping RTT), PIN=1 (net: each VM on an emulated CPU of
-#             its own), PROFILE=VARIANT/Q[/rr] (net: that ligero run's two guests, e.g.
+#             packets and their mean size, ping RTT, and the stream's TCP_INFO as each guest's
+#             kernel sees it: "TCPI" lines, the sender's at half the bytes and at the end, the
+#             receiver's at the end: rtt, cwnd, pacing and delivery rates, the time limited by
+#             the receive window or the send buffer, segments each way), PIN=1 (net: each VM on an emulated CPU of
+#             its own), VCPU_PIN=1 (net: only the VMs' vCPU threads pinned, the server's on
+#             emulated CPU 0 and the client's on 1, the VMMs' other threads left to L1's
+#             scheduler; with two queue pairs each VM's two vCPUs share its CPU), PROFILE=VARIANT/Q[/rr] (net: that ligero run's two guests, e.g.
 #             PROFILE=ligero-user/1, sampled with LIGERO_PROFILE and booted with nokaslr;
 #             bench/netprof.py prints each one's busiest guest functions during the TCP transfer,
 #             or with /rr the request/response run. The sampling slows the guests: a profiled
@@ -145,6 +150,31 @@ printf '#!/bin/sh\nip link set "$1" up\nbrctl addif br0 "$1"\n' >/tmp/ifup; chmo
 pin() { # srv|cli
 	[ -z "$PIN" ] || { [ $1 = srv ] && echo "taskset -c 0" || echo "taskset -c 1"; }
 }
+# VCPU_PIN=1: the vCPU threads ("CPU N/KVM": ligero's names, QEMU's with debug-threads=on) of
+# the VM whose disk is g_NAME.img onto emulated CPU C, as soon as they exist (30 s at most:
+# the search itself costs the emulated host CPU)
+vcpu_pin() { # srv|cli C
+	[ -n "$VCPU_PIN" ] || return 0
+	( n=0 vm=
+	while [ $n -lt 150 ]; do
+		n=$((n + 1)); sleep 0.2
+		if [ -z "$vm" ] || [ ! -d "$vm" ]; then
+			vm=
+			for pid in /proc/[0-9]*; do
+				case "$(cat $pid/comm 2>/dev/null)" in ligero | qemu-system-x86) ;; *) continue ;; esac
+				tr '\0' ' ' <$pid/cmdline 2>/dev/null | grep -q "g_$1.img" && vm=$pid && break
+			done
+			[ -n "$vm" ] || continue
+		fi
+		for t in $vm/task/*; do
+			case "$(cat $t/comm 2>/dev/null)" in
+			"CPU "*/KVM) grep -qx "${t##*/}" /tmp/pinned_$1 2>/dev/null ||
+				{ taskset -p -c $2 ${t##*/} >/dev/null 2>&1 && echo "${t##*/}" >>/tmp/pinned_$1; } ;;
+			esac
+		done
+		[ "$(wc -l </tmp/pinned_$1 2>/dev/null || echo 0)" -lt $Q ] || exit 0
+	done ) &
+}
 # $V: ligero-vhost, ligero-user, qemu-vhost or qemu-user; $Q queue pairs, as many vCPUs per VM
 vhost() { case $V in *-vhost) echo on ;; *) echo off ;; esac; }
 profiled() { [ -n "$PROFILE" ] && [ "${PROFILE%/rr}" = "$V/$Q" ]; }
@@ -157,7 +187,7 @@ ligero_net() {
 }
 qemu_net() {
 	mq=; [ $Q = 1 ] || mq=",mq=on,vectors=$((2 * Q + 2))"
-	timeout 300 $(pin $1) qemu-system-x86_64 -M q35 -accel kvm -cpu host -m 256M -smp $Q -nodefaults -display none -no-reboot \
+	timeout 300 $(pin $1) qemu-system-x86_64 ${VCPU_PIN:+-name debug-threads=on} -M q35 -accel kvm -cpu host -m 256M -smp $Q -nodefaults -display none -no-reboot \
 		-kernel $K -initrd $I -serial file:/tmp/n$1.log -append "console=ttyS0 quiet vb.conns=$Q ligero.run=\"sh /dev/vda\"" \
 		-netdev tap,id=n0,script=/tmp/ifup,downscript=no,vhost=$(vhost),queues=$Q \
 		-device virtio-net-pci,netdev=n0,mac=52:54:00:00:01:$2,romfile=$mq \
@@ -197,7 +227,8 @@ norder() {
 r=$ROUND
 for Q in $NET_QUEUES; do
 	for V in $(norder); do
-		rm -f /tmp/nsrv.log /tmp/ncli.log /tmp/prof_srv /tmp/prof_cli /tmp/xfer
+		rm -f /tmp/nsrv.log /tmp/ncli.log /tmp/prof_srv /tmp/prof_cli /tmp/xfer /tmp/pinned_srv /tmp/pinned_cli
+		vcpu_pin srv 0; vcpu_pin cli 1
 		[ -z "$DIAG" ] || { cpu_sampler & sp=$!; }
 		if [ "${V#ligero}" != "$V" ] && [ -z "$AA" ]; then
 			! profiled || { xfer_watch & xp=$!; }
@@ -214,6 +245,7 @@ for Q in $NET_QUEUES; do
 		else
 			qemu_net srv 01 & p=$!; qemu_net cli 02; wait $p
 		fi
+		[ -z "$VCPU_PIN" ] || echo "$V $r q$Q NOTE vCPU threads pinned: server $(sort -u /tmp/pinned_srv 2>/dev/null | wc -l), client $(sort -u /tmp/pinned_cli 2>/dev/null | wc -l)"
 		if [ -n "$DIAG" ]; then
 			kill $sp
 			awk '{t[$1] = $2; c[$1] = $3} END {for (k in t) print t[k], c[k]}' /tmp/samp.all |
@@ -228,7 +260,7 @@ for Q in $NET_QUEUES; do
 	done
 done
 L1
-sed -i "1i WHAT=$what DIAG=${DIAG:-} AA=${NET_AA:-} PIN=${PIN:-} PROFILE=${PROFILE:-} NET_VARIANTS='${NET_VARIANTS:-vhost user}' NET_QUEUES='${NET_QUEUES:-1 2}'" "$tmp/l1.sh"
+sed -i "1i WHAT=$what DIAG=${DIAG:-} AA=${NET_AA:-} PIN=${PIN:-} VCPU_PIN=${VCPU_PIN:-} PROFILE=${PROFILE:-} NET_VARIANTS='${NET_VARIANTS:-vhost user}' NET_QUEUES='${NET_QUEUES:-1 2}'" "$tmp/l1.sh"
 cat "$root/bench/ksyms.sh" "$tmp/l1.sh" >"$tmp/l1f.sh" && mv "$tmp/l1f.sh" "$tmp/l1.sh"
 export VMHOST_NPT=${VMHOST_NPT:-0}
 
