@@ -29,10 +29,12 @@
 #             packets and their mean size, ping RTT, and the stream's TCP_INFO as each guest's
 #             kernel sees it: "TCPI" lines, the sender's at half the bytes and at the end, the
 #             receiver's at the end: rtt, cwnd, pacing and delivery rates, the time limited by
-#             the receive window or the send buffer, segments each way), PIN=1 (net: each VM on an emulated CPU of
-#             its own), VCPU_PIN=1 (net: only the VMs' vCPU threads pinned, the server's on
-#             emulated CPU 0 and the client's on 1, the VMMs' other threads left to L1's
-#             scheduler; with two queue pairs each VM's two vCPUs share its CPU), PROFILE=VARIANT/Q[/rr] (net: that ligero run's two guests, e.g.
+#             the receive window or the send buffer, segments each way), PIN=1 (net: each VM
+#             on an emulated CPU of its own), VCPU_PIN=1 (net: only the VMs' vCPU threads
+#             pinned, the server's on emulated CPU 0 and the client's on 1, the VMMs' other
+#             threads left to L1's scheduler; with two queue pairs each VM's two vCPUs share
+#             its CPU; docs/virtio.md has what it did to the spread), PROFILE=VARIANT/Q[/rr]
+#             (net: that ligero run's two guests, e.g.
 #             PROFILE=ligero-user/1, sampled with LIGERO_PROFILE and booted with nokaslr;
 #             bench/netprof.py prints each one's busiest guest functions during the TCP transfer,
 #             or with /rr the request/response run. The sampling slows the guests: a profiled
