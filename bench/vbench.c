@@ -167,23 +167,26 @@ static int serve(int port, int n, struct conn *c)
 
 /* The connection's TCP state as the kernel sees it, one line for bench/virtio.sh's DIAG: what
  * limits a stream (rtt, cwnd, pacing rate, and the time spent limited by the receive window or
- * the send buffer), and how many segments went each way. */
-static void tcpinfo(const struct conn *c, const char *when)
+ * the send buffer), and how many segments went each way. Taken during a transfer, printed after
+ * it, so that no console write falls inside the timed part. */
+static void tcpinfo_get(const struct conn *c, struct tcp_info *i)
 {
-	struct tcp_info i;
-	socklen_t len = sizeof(i);
-	memset(&i, 0, sizeof(i));
-	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &i, &len) < 0)
-		return;
-	printf("IRQS TCPI %s conn %d rtt_us %u rttvar_us %u min_rtt_us %u cwnd %u mss %u "
+	socklen_t len = sizeof(*i);
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, i, &len) < 0)
+		memset(i, 0, sizeof(*i));
+}
+
+static void tcpinfo_print(const struct conn *c, const char *when, const struct tcp_info *i)
+{
+	printf("TCPI %s conn %d rtt_us %u rttvar_us %u min_rtt_us %u cwnd %u mss %u "
 	       "unacked %u pacing_MBs %.1f delivery_MBs %.1f busy_ms %llu rwnd_limited_ms %llu "
 	       "sndbuf_limited_ms %llu segs_out %u segs_in %u rcv_space %u rcv_rtt_us %u ato_us %u "
-	       "snd_wnd %u\n", when, c->cpu, i.tcpi_rtt, i.tcpi_rttvar, i.tcpi_min_rtt,
-	       i.tcpi_snd_cwnd, i.tcpi_snd_mss, i.tcpi_unacked, i.tcpi_pacing_rate / 1048576.0,
-	       i.tcpi_delivery_rate / 1048576.0, (unsigned long long)i.tcpi_busy_time / 1000,
-	       (unsigned long long)i.tcpi_rwnd_limited / 1000,
-	       (unsigned long long)i.tcpi_sndbuf_limited / 1000, i.tcpi_segs_out, i.tcpi_segs_in,
-	       i.tcpi_rcv_space, i.tcpi_rcv_rtt, i.tcpi_ato, i.tcpi_snd_wnd);
+	       "snd_wnd %u\n", when, c->cpu, i->tcpi_rtt, i->tcpi_rttvar, i->tcpi_min_rtt,
+	       i->tcpi_snd_cwnd, i->tcpi_snd_mss, i->tcpi_unacked, i->tcpi_pacing_rate / 1048576.0,
+	       i->tcpi_delivery_rate / 1048576.0, (unsigned long long)i->tcpi_busy_time / 1000,
+	       (unsigned long long)i->tcpi_rwnd_limited / 1000,
+	       (unsigned long long)i->tcpi_sndbuf_limited / 1000, i->tcpi_segs_out, i->tcpi_segs_in,
+	       i->tcpi_rcv_space, i->tcpi_rcv_rtt, i->tcpi_ato, i->tcpi_snd_wnd);
 }
 
 static void *recv_thread(void *arg)
@@ -198,7 +201,9 @@ static void *recv_thread(void *arg)
 		c->bytes += n;
 	}
 	c->t1 = now();
-	tcpinfo(c, "receiver");
+	struct tcp_info ti;
+	tcpinfo_get(c, &ti);
+	tcpinfo_print(c, "receiver", &ti);
 	close(c->fd);
 	free(b);
 	return NULL;
@@ -208,6 +213,7 @@ static void *send_thread(void *arg)
 {
 	struct conn *c = arg;
 	char *b = malloc(1 << 17), x;
+	struct tcp_info half = {0}, end;
 	on_cpu(c->cpu);
 	memset(b, 0x42, 1 << 17);
 	for (long long left = c->bytes; left > 0;) {
@@ -215,13 +221,15 @@ static void *send_thread(void *arg)
 		if (n <= 0)
 			break;
 		if (left > c->bytes / 2 && left - n <= c->bytes / 2)
-			tcpinfo(c, "sender-half");
+			tcpinfo_get(c, &half);
 		left -= n;
 	}
-	tcpinfo(c, "sender-end");
+	tcpinfo_get(c, &end);
 	shutdown(c->fd, SHUT_WR);
 	while (read(c->fd, &x, 1) > 0)
 		;
+	tcpinfo_print(c, "sender-half", &half);
+	tcpinfo_print(c, "sender-end", &end);
 	close(c->fd);
 	free(b);
 	return NULL;

@@ -253,7 +253,7 @@ for Q in $NET_QUEUES; do
 			awk '{t[$1] = $2; c[$1] = $3} END {for (k in t) print t[k], c[k]}' /tmp/samp.all |
 				sort -k2 -n | tail -8 | sed "s/^/$V $r q$Q DIAG cpu-ticks /"
 			rm -f /tmp/samp.all
-			for n in srv cli; do tr -d '\r' </tmp/n$n.log | grep '^IRQS' | sed "s/^/$V $r q$Q DIAG /"; done
+			for n in srv cli; do tr -d '\r' </tmp/n$n.log | grep -E '^(IRQS|TCPI) ' | sed "s/^/$V $r q$Q DIAG /"; done
 		fi
 		{ tr -d '\r' </tmp/nsrv.log | grep -E '^TCP_MBS='
 		  tr -d '\r' </tmp/ncli.log | grep -E '^RR_TPS='; } | sed "s/^/$V $r q$Q NET /" >/tmp/res
