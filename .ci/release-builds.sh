@@ -5,13 +5,16 @@
 # (-O2, _FORTIFY_SOURCE=3, the stack and control-flow protections, and link-time optimisation, as
 # Ubuntu's and Fedora's packages build by default), and a release build with link-time
 # optimisation (-O3 across units). Each configuration gets its own build
-# directory under DIR. Only the ligero binary is built, except in the two release builds, which
-# also build and run the unit tests (NDEBUG and -O3 change what the code does).
+# directory under DIR. Only the ligero binary is built, except in the release builds named in
+# TESTS_IN (both by default), which also build and run the unit tests (NDEBUG and -O3 change
+# what the code does).
 #
 # usage: .ci/release-builds.sh DIR        (DIR is created; an existing build in it is reused)
 # env:   KEEP_GOING=1 builds every configuration and reports all failures at the end.
 #        SKIP="NAME..." leaves those configurations out (.ci/run builds only the release and
 #        plain ones).
+#        TESTS_IN="NAME..." the release builds that build and run the unit tests (default both;
+#        .ci/run: clang's, as gcc's optimised build runs them in every other pass).
 set -euo pipefail
 if [ $# -ne 1 ]; then
 	echo "usage: $0 DIR" >&2
@@ -75,7 +78,7 @@ for cc in gcc clang; do
 			continue ;;
 		esac
 		tests=0
-		[ "${name#*-}" = release ] && tests=1
+		case " ${TESTS_IN:-gcc-release clang-release} " in *" $name "*) tests=1 ;; esac
 		if ! build "$name" "$cc" "$tests" "$@"; then
 			echo "release-builds: $name FAILED (log: $out/$name.log)" >&2
 			failed+=("$name")

@@ -56,7 +56,14 @@ tree() { # PID and every process below it, children first
 }
 stop() {
 	echo "stall-guard: $pid stopped: $*" >&2
-	for p in $(tree "$pid"); do kill -9 "$p" 2>/dev/null; done
+	# Every process of the tree is stopped before any is killed: a parent whose child died
+	# first would otherwise run on, if only to exit with a status of its own (a shell
+	# exits 137 when its foreground child is killed), and PID must end by SIGKILL. PID is
+	# stopped first, so it forks nothing after the tree is listed.
+	kill -s STOP "$pid" 2>/dev/null
+	procs=$(tree "$pid")
+	for p in $procs; do kill -s STOP "$p" 2>/dev/null; done
+	for p in $procs; do kill -s KILL "$p" 2>/dev/null; done
 	exit 3
 }
 
