@@ -21,9 +21,11 @@ markers
     repeat       set here, never by hand: a parametrized case after the first of its test
                  function (see "The fast tier" below); the fast tier leaves it out, every
                  other pass (CI's plain and ASan/UBSan ones, a plain `pytest`) runs it
-    no_binary    a host-side test that runs none of the build's binaries (it tests a shell
-                 script of tests/, or makes a build of its own): CI's ASan/UBSan pass, whose
-                 point is the sanitized binaries, leaves it out; the plain pass runs it
+    no_asan      a host-side test whose sanitized run adds nothing: what it tests is not the
+                 build's C code (a shell script of tests/, the bash completion, the manual
+                 pages, a build of its own; the binary runs at most for its --help texts), or
+                 the program it runs is a unit test the sanitized build's `meson test` ran
+                 already. CI's ASan/UBSan pass leaves it out; the plain pass runs it
 
 The fast tier (`bash .ci/run --fast`, `-m "not vmhost and not slow and not repeat"`) runs every
 test function, but of a parametrized one only its first case (in collection order, the first not
@@ -108,8 +110,9 @@ def pytest_configure(config):
 
     config.addinivalue_line("markers", "repeat: set by conftest.py on a parametrized case after "
                             "the first of its function: the fast tier leaves it out")
-    config.addinivalue_line("markers", "no_binary: runs none of the build's binaries (a script "
-                            "of tests/, a build of its own): CI's ASan/UBSan pass leaves it out")
+    config.addinivalue_line("markers", "no_asan: its sanitized run adds nothing (it tests no C "
+                            "code of the build, or re-runs a unit test): CI's ASan/UBSan pass "
+                            "leaves it out")
 
 
 def _fast_tier_key(item):

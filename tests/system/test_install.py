@@ -85,7 +85,7 @@ def test_version_names_the_git_revision(ligero):
     assert run_cmd(ligero, "version").stdout == want
 
 
-@pytest.mark.no_binary  # it builds its own ligero: nothing of the sanitized build runs
+@pytest.mark.no_asan  # it builds its own ligero: nothing of the sanitized build runs
 def test_version_outside_a_git_checkout(tmp_path):
     """A source tree that is no git checkout (an export, unpacked inside some other repository
     to make sure that one is not taken for ours) builds, and says its version alone."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 # a shell script under test, no binary of the build: CI's ASan/UBSan pass leaves it out
-pytestmark = pytest.mark.no_binary
+pytestmark = pytest.mark.no_asan
 
 GUARD = Path(__file__).resolve().parents[1] / "guest" / "stall-guard.sh"
 HANG = 120  # seconds: a hang guard for the guard
