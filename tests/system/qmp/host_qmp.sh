@@ -19,15 +19,29 @@ CAPS='{"execute": "qmp_capabilities"}'
 # the script goes on to report what happened
 trap '' PIPE
 
+# threads PID: where each thread of PID is, as "stuck: " lines (name, state, kernel wait
+# channel, and the system call it is in: 16 is ioctl, KVM_RUN for a vCPU thread; 202 futex)
+threads() {
+	for t in /proc/"$1"/task/*; do
+		echo "stuck: $(cat $t/comm 2>/dev/null) $(cut -d' ' -f3 $t/stat 2>/dev/null)" \
+			"$(cat $t/wchan 2>/dev/null) $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
+	done
+}
+
 # wait_for PATTERN FILES PID: until one of FILES (a space-separated list) shows PATTERN;
 # fails when PID is gone (its stderr's tail is printed: a sanitizer's report lands there), or
-# after 300 s (a hang guard: boots here take 5-30 s)
+# after 300 s (a hang guard: boots here take 5-30 s; then where PID's threads are is printed)
 wait_for() {
 	i=0
 	while ! grep -sqaE "$1" $2; do
 		kill -0 "$3" 2>/dev/null || {
 			echo "VMM-GONE $(tail -c 1500 /tmp/err 2>/dev/null | tr '\n' '|')"; return 1; }
-		i=$((i + 1)); [ $i -gt 600 ] && return 1
+		i=$((i + 1))
+		if [ $i -gt 600 ]; then
+			echo "TIMEOUT $1"
+			threads "$3"
+			return 1
+		fi
 		sleep 0.5
 	done
 }
