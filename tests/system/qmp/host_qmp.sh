@@ -46,12 +46,13 @@ wait_for() {
 	done
 }
 
-# wait_exit PID: its exit status, or 255 after 300 s (then it is killed: a hang)
+# wait_exit PID: its exit status, or 255 after 300 s (then where its threads are is printed
+# and it is killed: a hang)
 wait_exit() {
 	i=0
 	while kill -0 "$1" 2>/dev/null && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.5; done
 	if kill -0 "$1" 2>/dev/null; then
-		echo "HUNG=$1"; kill -9 "$1"; wait "$1"; return 255
+		echo "HUNG=$1"; threads "$1"; kill -9 "$1"; wait "$1"; return 255
 	fi
 	wait "$1"
 }
