@@ -33,6 +33,8 @@
 #        request printed: under TCG each kick of the guest is one eventfd write of QEMU's
 #        (meant with one workload: the count covers the whole boot);
 #        LIGERO_ARGS: more options for ligero's `img serve` (e.g. "--coalesce-us 50");
+#        AA=1: an A/A control, qemu-storage-daemon in both columns (the "ligero" boots too):
+#        the ratios and the rounds' spread it prints are what this machine's noise alone gives;
 #        BOOT_TIMEOUT (300 s): a boot that has not ended by then is stopped and its round left
 #        out, with a line saying which back-end it was (a hang guard: a boot with all three
 #        workloads takes well under a minute here);
@@ -40,6 +42,12 @@
 #        both back-ends alike, so that neither's threads are woken onto the CPU the guest's
 #        vCPU runs on (the host's scheduler may put a woken back-end thread there, and under
 #        TCG the guest's vCPU is the bottleneck); needs two CPUs or more
+#        FRONT=kvm: every round inside an emulated host of its own (tests/vmhost, 2 CPUs,
+#        nested paging off as in bench/virtio.sh), where the front-end QEMU runs its guest with
+#        KVM (-accel kvm -cpu host, -smp 1) instead of TCG: the guest's own instructions then
+#        cost less against the back-end's, whose process runs in the emulated host too. The
+#        images are copied into the emulated host's scratch disk (the overlay's backing name
+#        made relative); the figures are again only ratios. Default FRONT=tcg, as above.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -50,6 +58,12 @@ FRONT_SYSCALLS=${FRONT_SYSCALLS:-}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 LIGERO_ARGS=${LIGERO_ARGS:-}
 PIN=${PIN:-}
+AA=${AA:-}
+FRONT=${FRONT:-tcg}
+case $FRONT in tcg | kvm) ;; *) echo "bench: FRONT: tcg or kvm, not '$FRONT'" >&2; exit 2 ;; esac
+# VUB_L1 (set only by this script, for its own run inside an emulated host): one round, round
+# number VUB_L1, on the images under /work/disks, each back-end's row printed as "VUB-ROW ..."
+VUB_L1=${VUB_L1:-}
 front_pin= back_pin=
 if [ -n "$PIN" ]; then
 	[ "$(nproc)" -ge 2 ] || { echo "bench: PIN=1 needs two CPUs ($(nproc) here)" >&2; exit 2; }
@@ -57,17 +71,21 @@ if [ -n "$PIN" ]; then
 fi
 build=${LIGERO_BUILD:-$root/build}
 out=$here/out
-mkdir -p "$out"
 base=$out/vub-base.qcow2 top=$out/vub-top.qcow2
-
 perf=
 [ -z "$FRONT_SYSCALLS" ] || perf=perf
-for t in qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-io busybox gcc python3 $perf; do
+tools="qemu-system-x86_64 qemu-storage-daemon qemu-img qemu-io busybox gcc python3 $perf"
+if [ -n "$VUB_L1" ]; then
+	base=/work/disks/vub-base.qcow2 top=/work/disks/vub-top.qcow2
+	tools="qemu-system-x86_64 qemu-storage-daemon"
+fi
+for t in $tools; do
 	command -v $t >/dev/null || { echo "bench: needs $t" >&2; exit 1; }
 done
 [ -x "$LIGERO" ] || { echo "bench: build ligero first ($LIGERO)" >&2; exit 1; }
 
-if [ ! -f "$top" ]; then
+if [ -z "$VUB_L1" ] && [ ! -f "$top" ]; then
+	mkdir -p "$out"
 	echo "generating $base and $top (once)..." >&2
 	rm -f "$base" "$top"
 	qemu-img create -q -f qcow2 "$base" 1G
@@ -92,16 +110,23 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-guest=$(LIGERO_BUILD=$build sh "$root/tests/guest/build.sh" "$build/guest")
-gcc -O2 -static -pthread -o "$tmp/vb" "$here/vbench.c"
-sh "$root/tests/guest/addbins.sh" "$tmp/extra.cpio" "$tmp/vb"
-# the kernel reads an archive that follows a compressed one only at a 4-byte boundary
-size=$(stat -c %s "$guest/initrd.img")
-{ cat "$guest/initrd.img"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$tmp/extra.cpio"; } \
-	>"$tmp/initrd.img"
+if [ -n "$VUB_L1" ]; then
+	kernel=/work/guest/vmlinuz initrd=/work/initrd.img
+else
+	guest=$(LIGERO_BUILD=$build sh "$root/tests/guest/build.sh" "$build/guest")
+	gcc -O2 -static -pthread -o "$tmp/vb" "$here/vbench.c"
+	sh "$root/tests/guest/addbins.sh" "$tmp/extra.cpio" "$tmp/vb"
+	# the kernel reads an archive that follows a compressed one only at a 4-byte boundary
+	size=$(stat -c %s "$guest/initrd.img")
+	{ cat "$guest/initrd.img"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$tmp/extra.cpio"; } \
+		>"$tmp/initrd.img"
+	kernel=$guest/vmlinuz initrd=$tmp/initrd.img
+fi
 
-echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)${PIN:+  pinned: front-end CPU 0, back-end CPU 1}"
-echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
+if [ -z "$VUB_L1" ]; then
+	echo "cpus: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  rounds: $ROUNDS (median)  front-end: $FRONT${AA:+  A/A: qemu-storage-daemon in both columns}${PIN:+  pinned: front-end CPU 0, back-end CPU 1}"
+	echo "ligero: $LIGERO $LIGERO_ARGS   $(qemu-storage-daemon --version | head -1)   $(qemu-system-x86_64 --version | head -1)"
+fi
 
 # wait_for FILE PID: until FILE exists (the back-end is listening), or it died
 wait_for() {
@@ -115,6 +140,12 @@ wait_for() {
 }
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100) # busybox, in the emulated host, has no getconf
+# the front-end's accelerator: TCG with two possible vCPUs (the header), or the emulated
+# host's KVM
+accel="-accel tcg -smp 1,maxcpus=2"
+# (and no default NIC: the emulated host carries no option ROMs; the guest uses none)
+[ "$FRONT" = tcg ] || accel="-accel kvm -cpu host -smp 1 -nic none"
 
 # irq TAG: the guest's interrupt count of the disk's request queue so far, as TAG_IRQS=N
 # (no double quote: the kernel's command line carries the commands)
@@ -133,7 +164,7 @@ done
 one() {
 	rm -f "$tmp/s.sock" "$tmp/s.pid"
 	cat "$base" "$top" >/dev/null # into the page cache, for both alike
-	if [ "$1" = ligero ]; then
+	if [ "$1" = ligero ] && [ -z "$AA" ]; then
 		$back_pin "$LIGERO" img serve -r --vhost-user "$tmp/s.sock" --pid-file "$tmp/s.pid" $LIGERO_ARGS "$top" \
 			2>"$tmp/serve.log" &
 	else
@@ -146,8 +177,8 @@ one() {
 	wait_for "$tmp/s.pid" "$spid"
 	wait_for "$tmp/s.sock" "$spid"
 	rm -f "$tmp/perf"
-	timeout "$BOOT_TIMEOUT" ${perf:+perf stat -x, -o "$tmp/perf" -e syscalls:sys_enter_write} $front_pin qemu-system-x86_64 -M pc -accel tcg -m 256M -smp 1,maxcpus=2 -nographic -no-reboot \
-		-kernel "$guest/vmlinuz" -initrd "$tmp/initrd.img" \
+	timeout "$BOOT_TIMEOUT" ${perf:+perf stat -x, -o "$tmp/perf" -e syscalls:sys_enter_write} $front_pin qemu-system-x86_64 -M pc $accel -m 256M -nographic -no-reboot \
+		-kernel "$kernel" -initrd "$initrd" \
 		-append "console=ttyS0 quiet panic=-1 ligero.run=\"$run\"" \
 		-object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
 		-chardev socket,id=c,path="$tmp/s.sock" -device vhost-user-blk-pci,chardev=c \
@@ -173,7 +204,7 @@ one() {
 	[ -z "$perf" ] || w=$(awk -F, '/sys_enter_write/ {print $1}' "$tmp/perf")
 	# one line per round: the three figures, CPU seconds, the interrupts during each workload
 	# and QEMU's writes ("-" for what was not measured)
-	awk -v c="$c" -v hz="$(getconf CLK_TCK)" -v w="$w" -F= '
+	awk -v c="$c" -v hz="$hz" -v w="$w" -F= '
 		BEGIN {s = a = b = is = ia = ib = "-"}
 		/^SEQREAD_MBS=/ {s = $2} /^QD1_RANDREAD_IOPS=/ {a = $2} /^QD8_RANDREAD_IOPS=/ {b = $2}
 		/^START_IRQS=/ {p = $2} /^SEQ_IRQS=/ {is = $2 - p; p = $2}
@@ -183,17 +214,60 @@ one() {
 
 : >"$tmp/ligero"
 : >"$tmp/qsd"
-round=0
-while [ $round -lt "$ROUNDS" ]; do
-	if [ $((round % 2)) -eq 0 ]; then order="ligero qsd"; else order="qsd ligero"; fi
+# a_round R: round R's two boots, the order alternating with R's parity, one row each (or
+# "lost" for both) appended to $tmp/ligero and $tmp/qsd
+a_round() {
+	if [ $(($1 % 2)) -eq 0 ]; then order="ligero qsd"; else order="qsd ligero"; fi
+	before=$(wc -l <"$tmp/ligero")
 	for b in $order; do
-		one $b $round
+		one $b $1
 		# the other back-end's boot of a lost round would only be thrown away
 		if [ "$(tail -n 1 "$tmp/$b")" = lost ]; then
-			for o in $order; do [ "$(wc -l <"$tmp/$o")" -gt $round ] || echo lost >>"$tmp/$o"; done
+			for o in $order; do [ "$(wc -l <"$tmp/$o")" -gt "$before" ] || echo lost >>"$tmp/$o"; done
 			break
 		fi
 	done
+}
+if [ -n "$VUB_L1" ]; then
+	a_round "$VUB_L1"
+	for b in ligero qsd; do sed "s/^/VUB-ROW $b /" "$tmp/$b"; done
+	exit 0
+fi
+
+# l1_round R: round R inside an emulated host of its own (FRONT=kvm)
+l1_round() {
+	cat >"$tmp/l1.sh" <<EOF
+cd /work
+VUB_L1=$1 WORKLOADS="$WORKLOADS" BOOT_TIMEOUT=$BOOT_TIMEOUT LIGERO_ARGS="$LIGERO_ARGS" PIN=$PIN AA=$AA \\
+	FRONT=kvm sh /work/vhost-user.sh /work/ligero
+EOF
+	rc=0
+	o=$(VMHOST_NPT=${VMHOST_NPT:-0} LIGERO=$LIGERO sh "$root/tests/vmhost/vmhost.sh" \
+		--timeout $((2 * BOOT_TIMEOUT + 900)) --mem 3G \
+		--bin "$(command -v qemu-system-x86_64)" --bin "$(command -v qemu-storage-daemon)" \
+		--tree /usr/share/qemu --tree /usr/share/seabios \
+		--file "$here/vhost-user.sh:vhost-user.sh" --file "$initrd:initrd.img" \
+		--disk "$base:vub-base.qcow2" --disk "$tmp/l1-top.qcow2:vub-top.qcow2" "$tmp/l1.sh") ||
+		rc=$?
+	echo "$o" | grep -v '^VUB-ROW ' >&2 || true
+	for b in ligero qsd; do
+		echo "$o" | sed -n "s/^VUB-ROW $b //p" >"$tmp/row"
+		if [ "$rc" -ne 0 ] || [ "$(wc -l <"$tmp/row")" -ne 1 ]; then
+			echo lost >>"$tmp/$b"
+		else
+			cat "$tmp/row" >>"$tmp/$b"
+		fi
+	done
+	[ "$rc" -eq 0 ] || echo "round $1: the emulated host failed (status $rc); round left out" >&2
+}
+if [ "$FRONT" = kvm ]; then
+	# the overlay as the emulated host sees it: its base beside it, under a relative name
+	cp "$top" "$tmp/l1-top.qcow2"
+	qemu-img rebase -u -f qcow2 -b vub-base.qcow2 -F qcow2 "$tmp/l1-top.qcow2"
+fi
+round=0
+while [ $round -lt "$ROUNDS" ]; do
+	if [ "$FRONT" = kvm ]; then l1_round $round; else a_round $round; fi
 	round=$((round + 1))
 done
 
