@@ -2,8 +2,10 @@
 (tests/vmhost/vmhost.sh) and get its output and exit status back."""
 import fcntl
 import os
+import re
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,15 @@ def run(script, files=(), bins=(), trees=(), timeout=900, smp=2, mem="2G", env=N
             if out.returncode != HOST_FAILED:
                 break
             log += f"\nvmhost: attempt {attempt} failed (emulated host)\n"
+            # said in the test run's summary too: a retried boot is where the suite's time goes
+            # (the caller's line names the test)
+            lines = out.stderr.splitlines()
+            why = [x for x in lines if re.search(
+                r"soft lockup|Kernel panic|BUG: |Oops|stopped responding|qemu exited", x)]
+            why = (why or [x for x in lines if x.startswith("vmhost: ")] or [""])[0].strip()
+            warnings.warn(f"emulated host: attempt {attempt} failed"
+                          f"{', booted again' if attempt == 1 else ''}"
+                          f"{': ' + why[:160] if why else ''}", stacklevel=2)
     finally:
         path.unlink(missing_ok=True)
         if lock:
