@@ -43,9 +43,9 @@ static void serve_usage(FILE *f)
 	    "      --vhost-user PATH be a vhost-user-blk back-end on the Unix socket PATH (QEMU's\n"
 	    "                        vhost-user-blk-pci, Cloud Hypervisor, crosvm), one front-end\n"
 	    "                        at a time, until SIGTERM\n"
-	    "      --coalesce-us N   (vhost-user) interrupt coalescing: a finished request's\n"
-	    "                        interrupt waits for others of its queue, N microseconds at\n"
-	    "                        most (default 0: never)\n",
+	    "      --coalesce-us N   (vhost-user) interrupt coalescing where it pays: a finished\n"
+	    "                        request's interrupt waits for others of its queue, N\n"
+	    "                        microseconds at most (default 1000; 0: never)\n",
 	    f);
 }
 

@@ -17,10 +17,10 @@
 
 /* Request queues offered (GET_QUEUE_NUM): QEMU's vhost-user-blk-pci asks for one per vCPU. */
 #define VHOST_USER_BLK_MAX_QUEUES 16
-/* `img serve --vhost-user`'s interrupt coalescing bound when none is given, microseconds:
- * off (docs/ligero-serve.md has what it changes; its gains at queue depth 8 were not steady
- * enough across runs to make it the default). */
-#define VHOST_USER_BLK_COALESCE_US 0
+/* `img serve --vhost-user`'s interrupt coalescing bound when none is given, microseconds: a
+ * held interrupt waits twice the time per request the queue was going at, at most this
+ * (vhost_user_rings.c; docs/ligero-serve.md has what it changes). */
+#define VHOST_USER_BLK_COALESCE_US 1000
 /* Data buffers per request (config seg_max): fits QEMU's default queue of 128 entries. */
 #define VHOST_USER_BLK_SEG_MAX 126
 

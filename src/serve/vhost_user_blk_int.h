@@ -36,11 +36,16 @@ struct vub_ring {
 	bool owed;	 /* lock: completions published whose interrupt is held back */
 	/* lock: interrupt coalescing's own view of the ring (vhost_user_rings.c) */
 	unsigned held;	      /* completions published since the last interrupt (or none) */
-	bool coalescing;      /* every completion waits up to hold_ns for others */
-	unsigned grace;	      /* windows a try has left to show that holding pays */
+	bool coalescing;      /* every completion waits for its window's end */
 	bool missed;	      /* the last window held one completion only */
 	unsigned probe_gap;   /* completions between two tries while not coalescing */
 	unsigned probe_left;  /* until the next try */
+	unsigned windows;     /* windows since this stretch of coalescing began */
+	bool paid;	      /* a window of this stretch held two completions or more */
+	uint64_t since_ns;    /* when the current stretch (coalescing or not) began */
+	uint64_t last_ns;     /* the last completion */
+	unsigned done;	      /* completions in it */
+	uint64_t quiet_ns;    /* the last stretch without coalescing: time per completion */
 };
 
 struct vub_worker {
@@ -65,7 +70,8 @@ struct vhost_user_blk {
 	int work_fd;	   /* eventfd: chains wait for one more I/O thread */
 	int stop_fd;	   /* eventfd: the I/O threads end */
 	int timer_fd;	   /* timerfd: held-back interrupts are due */
-	long hold_ns;	   /* how long an interrupt may be held back; 0: never */
+	long hold_ns;	   /* the longest an interrupt may be held back; 0: never */
+	long window_ns;	   /* lock: how long a held interrupt waits now (up to hold_ns) */
 	bool timer_armed;  /* lock */
 	unsigned owed;	   /* lock: rings with an interrupt held back */
 	struct vhost_user_reader rd;

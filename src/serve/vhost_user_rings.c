@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool runnable(const struct vub_ring *r)
@@ -81,8 +82,16 @@ static void notify(struct vhost_user_blk *d, struct vub_ring *r)
 		signal_fd(r->call_fd);
 }
 
-/* lock: ring r's completion is published; its interrupt waits for the ring's other chains at
- * the I/O threads (the last one to finish interrupts for all), at most hold_ns. */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* lock: ring r's completion is published; its interrupt waits for the window's end (the timer,
+ * armed by the window's first completion). */
 static void hold(struct vhost_user_blk *d, struct vub_ring *r)
 {
 	if (!r->owed) {
@@ -90,7 +99,8 @@ static void hold(struct vhost_user_blk *d, struct vub_ring *r)
 		d->owed++;
 	}
 	if (!d->timer_armed) {
-		struct itimerspec due = {{0, 0}, {d->hold_ns / 1000000000, d->hold_ns % 1000000000}};
+		struct itimerspec due = {{0, 0},
+					 {d->window_ns / 1000000000, d->window_ns % 1000000000}};
 		if (timerfd_settime(d->timer_fd, 0, &due, NULL) == 0)
 			d->timer_armed = true;
 		else
@@ -99,61 +109,111 @@ static void hold(struct vhost_user_blk *d, struct vub_ring *r)
 }
 
 /*
- * Interrupt coalescing (hold_ns > 0). A completion's interrupt is held back while other chains
- * of its ring are at the I/O threads: the last of them interrupts for all. When the ring has
- * none, holding only pays if the guest sends more requests before it has had the interrupt
- * (several threads of it with requests in flight, which a fast back-end finishes one at a time
- * as they come); a guest that waits for each request before sending the next (queue depth 1)
- * would only wait longer. So the ring tries it now and then: for PROBE_WINDOWS windows of
- * hold_ns each completion waits for the window's end, and one interrupt covers the window.
- * Once a window has held two completions or more the ring keeps coalescing, until two windows
- * in a row hold one each; a try with no such window ends, and the next comes after twice as
- * many completions (PROBE_MIN to PROBE_MAX). A try has to last a few windows: a guest used to
- * an interrupt per request wakes its threads one at a time, and only once interrupts have
- * been held does it have several requests to send at once.
+ * Interrupt coalescing (hold_ns > 0). Holding a completion's interrupt back only pays if the
+ * guest sends more requests before it has had it: several threads of it with requests out,
+ * and the guest's own CPU what limits them (each interrupt costs it exits, under nested
+ * virtualization long ones), so that a fast back-end finishes each request before the next
+ * comes and would interrupt for every one. A guest that waits for each request before it sends
+ * the next (queue depth 1), or one whose few requests in flight are all a window would hold,
+ * would only wait longer. So a ring interrupts at once, as without coalescing, but for tries
+ * now and then, and coalesces only where a try showed that it pays:
+ * - A window is twice the time per completion of the stretch before the try (it holds about two
+ *   requests at the rate the guest was going), WINDOW_MIN_NS to hold_ns. Every completion waits
+ *   for the window's end, and one interrupt covers the window.
+ * - A try ends after PROBE_WINDOWS windows unless one of them held two completions or more: a
+ *   guest used to an interrupt per request wakes its threads one at a time, and only once
+ *   interrupts have been held does it have several requests to send at once. Then, over
+ *   PROBE_WINDOWS more, the ring has to complete requests at least as fast as in the stretch
+ *   before the try (the time per completion no longer). If it does, it goes on coalescing for
+ *   EPOCH_WINDOWS windows in all, or until two windows in a row hold one each, and measures
+ *   again without it.
+ * - After a failed try the next comes after twice as many completions (PROBE_MIN to PROBE_MAX).
+ * A pause of IDLE_WINDOWS times hold_ns between two completions starts the stretch's measure
+ * again: a guest's idle time is not its rate. The device has one timer, so its rings share the
+ * window: the one the last try sized.
  */
 #define PROBE_MIN     32u
 #define PROBE_MAX     1024u
 #define PROBE_WINDOWS 4u
+#define EPOCH_WINDOWS 256u
+#define WINDOW_MIN_NS 10000u
+#define IDLE_WINDOWS  8u
 
-/* lock: ring r's window of hold_ns ended (the timer): learn from how many completions it held. */
+/* lock: ring r stops coalescing; a stretch without it begins (now). */
+static void stop_coalescing(struct vub_ring *r, uint64_t now, bool failed)
+{
+	r->coalescing = r->missed = false;
+	if (!failed)
+		r->probe_gap = PROBE_MIN;
+	else if ((r->probe_gap *= 2) > PROBE_MAX)
+		r->probe_gap = PROBE_MAX;
+	r->probe_left = r->probe_gap;
+	r->since_ns = now;
+	r->done = 0;
+}
+
+/* lock: ring r's window ended (the timer): learn from how many completions it held. */
 static void window_ended(struct vub_ring *r)
 {
 	if (!r->coalescing)
-		return; /* held for chains in flight only: their last was not done in time */
+		return;
+	uint64_t now = now_ns();
+	r->windows++;
 	if (r->held >= 2) {
-		r->grace = 0;
+		r->paid = true;
 		r->missed = false;
-		r->probe_gap = PROBE_MIN;
-		return;
+	} else if (r->windows > PROBE_WINDOWS) {
+		if (r->missed) {
+			stop_coalescing(r, now, true); /* the guest sends one request at a time */
+			return;
+		}
+		r->missed = true;
 	}
-	if (r->grace > 0) {
-		if (--r->grace > 0)
-			return; /* the try goes on */
-	} else if (!r->missed) {
-		r->missed = true; /* one more window before giving up */
-		return;
+	if (r->windows == PROBE_WINDOWS) {
+		if (!r->paid) {
+			stop_coalescing(r, now, true); /* nothing to gather */
+			return;
+		}
+		r->since_ns = now; /* the guest has had time to change pace: the rate from here */
+		r->done = 0;
+	} else if (r->windows == 2 * PROBE_WINDOWS) {
+		/* the try's verdict: time per completion against the stretch before it */
+		if (!r->done || (now - r->since_ns) / r->done > r->quiet_ns)
+			stop_coalescing(r, now, true);
+	} else if (r->windows >= EPOCH_WINDOWS) {
+		stop_coalescing(r, now, false);
 	}
-	r->coalescing = r->missed = false;
-	r->probe_gap = r->probe_gap * 2 > PROBE_MAX ? PROBE_MAX : r->probe_gap * 2;
-	r->probe_left = r->probe_gap;
 }
 
-/* lock: hold this completion's interrupt back? */
+/* lock: a completion of ring r is published: hold its interrupt back? */
 static bool hold_it(struct vhost_user_blk *d, struct vub_ring *r)
 {
 	if (!d->hold_ns)
 		return false;
-	if (r->busy > 0 || r->coalescing)
+	uint64_t now = now_ns();
+	if (!r->coalescing && now - r->last_ns > IDLE_WINDOWS * (uint64_t)d->hold_ns) {
+		r->since_ns = now; /* the guest was idle: measure from here */
+		r->done = 0;
+	}
+	r->last_ns = now;
+	r->done++;
+	if (r->coalescing)
 		return true;
-	if (r->owed)
-		return false; /* the last of the chains that were in flight: interrupt now */
 	if (r->probe_left > 0) {
 		r->probe_left--;
 		return false;
 	}
-	r->coalescing = true; /* a try */
-	r->grace = PROBE_WINDOWS;
+	/* A try: its window from the stretch that ends here. */
+	r->quiet_ns = (now - r->since_ns) / r->done;
+	uint64_t w = 2 * r->quiet_ns;
+	if (w < WINDOW_MIN_NS)
+		w = WINDOW_MIN_NS;
+	d->window_ns = w < (uint64_t)d->hold_ns ? (long)w : d->hold_ns;
+	r->coalescing = true;
+	r->paid = r->missed = false;
+	r->windows = 0;
+	r->since_ns = now;
+	r->done = 1;
 	return true;
 }
 
@@ -280,6 +340,7 @@ int vub_workers_start(struct vhost_user_blk *d, int n)
 	if (d->wepfd < 0 || d->work_fd < 0 || d->stop_fd < 0 || d->timer_fd < 0)
 		return err_sys(errno, "setting up the I/O threads");
 	d->hold_ns = d->o.coalesce_us * 1000L;
+	d->window_ns = d->hold_ns;
 	/* work_fd edge-triggered: one write, one thread; stop_fd level-triggered: all of them */
 	if ((ret = watch(d, d->work_fd, EPOLLIN | EPOLLET, TAG_WORK)) < 0 ||
 	    (ret = watch(d, d->stop_fd, EPOLLIN, TAG_STOP)) < 0 ||
@@ -393,9 +454,8 @@ void vub_ring_start(struct vhost_user_blk *d, unsigned i, uint16_t last_avail)
 	}
 	virtq_resume(q, last_avail);
 	r->held = 0;
-	r->coalescing = r->missed = false;
-	r->grace = 0;
-	r->probe_gap = r->probe_left = PROBE_MIN;
+	stop_coalescing(r, now_ns(), false);
+	r->last_ns = r->since_ns;
 	r->started = true;
 	r->pending = true; /* chains queued before the kick descriptor came */
 }
