@@ -17,6 +17,7 @@
 #include "serve/nbd_int.h"
 #include "serve/nbd_tls.h"
 #include "serve/server.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #include <arpa/inet.h>
@@ -210,14 +211,6 @@ void nbd_server_execute(struct nbd_server *srv, struct nbd_job *job)
 	}
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /*
  * Reads and block status queries run on the loop's own thread while they are quick, which they
  * are when the data is in the page cache: a small read costs a few microseconds, and a large
@@ -242,12 +235,12 @@ bool nbd_server_run_inline(struct nbd_server *srv, struct nbd_job *job)
 
 	if ((!read && r->type != NBD_CMD_BLOCK_STATUS) || srv->o->no_inline)
 		return false;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_mono_ns();
 	if (t0 < srv->inline_paused_until)
 		return false;
 	nbd_server_execute(srv, job);
 	nbd_conn_finish(job->conn, job, false);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = clock_mono_ns();
 	srv->inline_slow = t1 - t0 > INLINE_SLOW_NS ? srv->inline_slow + 1 : 0;
 	if (srv->inline_slow >= INLINE_STREAK) {
 		srv->inline_paused_until = t1 + INLINE_PAUSE_NS;

@@ -9,6 +9,7 @@
  */
 #include "serve/vhost_user_blk_int.h"
 #include "block/block.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 static bool runnable(const struct vub_ring *r)
@@ -80,14 +80,6 @@ static void notify(struct vhost_user_blk *d, struct vub_ring *r)
 	}
 	if (r->started && !r->broken && virtq_should_notify(&r->vq))
 		signal_fd(r->call_fd);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* lock: ring r's completion is published; its interrupt waits for the window's end (the timer,
@@ -157,7 +149,7 @@ static void window_ended(struct vub_ring *r)
 {
 	if (!r->coalescing)
 		return;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 	r->windows++;
 	if (r->held >= 2) {
 		r->paid = true;
@@ -190,7 +182,7 @@ static bool hold_it(struct vhost_user_blk *d, struct vub_ring *r)
 {
 	if (!d->hold_ns)
 		return false;
-	uint64_t now = now_ns();
+	uint64_t now = clock_mono_ns();
 	if (!r->coalescing && now - r->last_ns > IDLE_WINDOWS * (uint64_t)d->hold_ns) {
 		r->since_ns = now; /* the guest was idle: measure from here */
 		r->done = 0;
@@ -454,7 +446,7 @@ void vub_ring_start(struct vhost_user_blk *d, unsigned i, uint16_t last_avail)
 	}
 	virtq_resume(q, last_avail);
 	r->held = 0;
-	stop_coalescing(r, now_ns(), false);
+	stop_coalescing(r, clock_mono_ns(), false);
 	r->last_ns = r->since_ns;
 	r->started = true;
 	r->pending = true; /* chains queued before the kick descriptor came */

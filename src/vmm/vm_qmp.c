@@ -4,6 +4,7 @@
 #include "vmm/vm_priv.h"
 #include "vmm/qmp.h"
 #include "vmm/virtio/vmdev.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 #include <errno.h>
@@ -196,14 +197,6 @@ int vm_qmp_open(struct vm *vm, const char *path)
 
 #define BALLOON_EVENT_NS 1000000000ull /* QEMU sends BALLOON_CHANGE at most once a second */
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* BALLOON_CHANGE with what the guest keeps now, if that changed since the last one. */
 static void balloon_send(struct vm *vm)
 {
@@ -213,7 +206,7 @@ static void balloon_send(struct vm *vm)
 	if (op_balloon_actual(vm, &actual) < 0 || actual == vm->balloon_actual)
 		return;
 	vm->balloon_actual = actual;
-	vm->balloon_sent = now_ns();
+	vm->balloon_sent = clock_mono_ns();
 	d = json_object_new_object();
 	json_object_object_add(d, "actual", json_object_new_int64((int64_t)actual));
 	qmp_server_event(vm->qmp, "BALLOON_CHANGE", d);
@@ -225,7 +218,7 @@ static void balloon_send(struct vm *vm)
 static void balloon_cb(struct loop_watch *w, uint32_t events)
 {
 	struct vm *vm = w->opaque;
-	uint64_t v, now = now_ns(), next = vm->balloon_sent + BALLOON_EVENT_NS;
+	uint64_t v, now = clock_mono_ns(), next = vm->balloon_sent + BALLOON_EVENT_NS;
 	struct itimerspec t = {{0, 0}, {0, 0}};
 
 	if (read(vm->balloon_fd, &v, sizeof(v)) < 0 || vm->balloon_armed)

@@ -17,6 +17,7 @@
  * never held back. docs/virtio.md has what it changes.
  */
 #include "vmm/virtio/net.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/iov.h"
 
@@ -33,14 +34,6 @@
 #define Q_RX	 0
 #define Q_TX	 1
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Queue `which` of pair p has new used entries: interrupt the guest (if it asked) now, or once
  * coalesce_ns has passed since the last interrupt. The queue's lock held. */
 static void irq_locked(struct net_pair *p, int which, bool fresh)
@@ -52,7 +45,7 @@ static void irq_locked(struct net_pair *p, int which, bool fresh)
 		p->irq[which].pending = true;
 	if (!p->irq[which].pending)
 		return;
-	now = n->coalesce_ns ? mono_ns() : 0;
+	now = n->coalesce_ns ? clock_mono_ns() : 0;
 	if (n->coalesce_ns && now - p->irq[which].last_ns < n->coalesce_ns)
 		return;
 	p->irq[which].pending = false;
@@ -79,7 +72,7 @@ static void irq_timer(struct net_pair *p)
 	for (int i = 0; i < 2; i++) {
 		irq(p, i, false);
 		if (p->irq[i].pending) {
-			uint64_t now = mono_ns(), due = p->irq[i].last_ns + p->n->coalesce_ns;
+			uint64_t now = clock_mono_ns(), due = p->irq[i].last_ns + p->n->coalesce_ns;
 			long left = due > now ? (long)((due - now) / 1000) + 1 : 0;
 			if (us < 0 || left < us)
 				us = left;
